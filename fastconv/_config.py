@@ -118,3 +118,27 @@ def show_config(file=None):
     for k, v in info.items():
         print(f"{k:>14}: {v}", file=file)
     return info
+
+
+def available_memory():
+    """Bytes of memory this process can still allocate (MemAvailable, else physical)."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return 1 << 62
+
+
+def check_alloc(nbytes, what):
+    """Raise MemoryError (naming the size) if ``nbytes`` cannot fit, before allocating."""
+    nbytes = int(nbytes)
+    if nbytes > available_memory() or nbytes >= (1 << 62):
+        raise MemoryError(
+            f"fastconv: {what} needs {nbytes / 2**30:.3g} GiB, more than the "
+            f"{available_memory() / 2**30:.3g} GiB of memory available")

@@ -1,0 +1,79 @@
+"""The one dtype policy of fastconv.
+
+``result_dtype`` says what a convolution of two arrays returns (scipy.signal's rule:
+``numpy.result_type`` of the inputs; bool stays bool); ``compute_dtype`` says what an
+engine computes in. Engines support float32, float64, complex64, complex128 and (direct
+only) int64. Everything else is mapped onto those:
+
+==================  =============  ============================================
+result dtype        compute dtype  note
+==================  =============  ============================================
+bool                int64          result is ``sum != 0`` (logical OR of ANDs, as np.convolve)
+int8..int64, uint*  int64          two's-complement wrap == scipy's wrap in the result type
+float16             float32        cast back to float16
+float32 / float64   itself
+complex64/128       itself
+longdouble          float64        (complex256 -> complex128): computed in double precision
+==================  =============  ============================================
+"""
+import numpy as np
+
+_NUMERIC_KINDS = "biufc"
+
+
+def check_numeric(a, name):
+    """Raise TypeError unless ``a`` (an ndarray) has a numeric dtype."""
+    if a.dtype.kind not in _NUMERIC_KINDS:
+        raise TypeError(
+            f"{name} must have a numeric dtype (bool, integer, float or complex), "
+            f"got dtype {a.dtype}")
+
+
+def result_dtype(*arrays):
+    """Dtype of the result of convolving ``arrays`` (numpy.result_type, as scipy)."""
+    return np.result_type(*arrays)
+
+
+def compute_dtype(dt):
+    """Engine dtype for a result dtype ``dt``."""
+    dt = np.dtype(dt)
+    k = dt.kind
+    if k in "biu":
+        return np.dtype(np.int64)
+    if k == "f":
+        if dt.itemsize <= 4:
+            return np.dtype(np.float32)
+        return np.dtype(np.float64)
+    if k == "c":
+        if dt.itemsize <= 8:
+            return np.dtype(np.complex64)
+        return np.dtype(np.complex128)
+    raise TypeError(f"unsupported dtype {dt}")
+
+
+def fft_dtype(dt):
+    """Dtype the FFT engine computes in for result dtype ``dt`` (integers -> float64)."""
+    dt = np.dtype(dt)
+    if dt.kind in "biu":
+        return np.dtype(np.float64)
+    return compute_dtype(dt)
+
+
+def finish(out, dt):
+    """Cast an engine result to the result dtype ``dt`` (bool: nonzero)."""
+    dt = np.dtype(dt)
+    if dt.kind == "b":
+        return out != 0
+    if out.dtype == dt:
+        return out
+    return out.astype(dt)
+
+
+def finish_fft(out, dt):
+    """Cast an FFT result to ``dt``: integers are rounded first (as scipy.signal.convolve)."""
+    dt = np.dtype(dt)
+    if dt.kind in "biu":
+        out = np.around(out.real if out.dtype.kind == "c" else out)
+        if dt.kind == "b":
+            return out != 0
+    return out.astype(dt, copy=False)

@@ -1,0 +1,238 @@
+"""The cost model: predicted seconds of each engine, its calibration, and the choice.
+
+Each engine's time is modelled as a few features times per-machine constants:
+
+* direct     : ``macs * direct_s_per_mac[dtype] / threads + bytes * mem_s_per_byte + overhead``
+* FFT        : ``fft_flops(padded shape) * fft_s_per_flop[dtype] / threads + bytes * mem + overhead``
+* overlap-add: the FFT model applied to its block plan (``_fft.oa_plan``)
+* separable  : the direct model with ``sum(kernel lengths)`` taps instead of ``prod``
+* GEMM (nn)  : ``macs * gemm_s_per_mac[dtype] / threads + im2col bytes * mem``
+
+The constants are per thread. Built-in defaults were measured on a 2-core AVX2 machine;
+``fastconv.tune()`` (``python -m fastconv tune``) re-measures them on the running machine in
+well under a minute and stores them in ``get_cache_dir()/tune.json``, which later processes
+load. Nothing here knows scipy or PyTorch conventions: fronts pass plain features.
+"""
+import json
+import math
+import os
+import threading
+import time
+
+import numpy as np
+
+from ._config import get_cache_dir, get_num_threads
+
+__all__ = ["constants", "tune", "predict_signal", "choose_signal_method"]
+
+#: Per-thread constants (seconds per unit) for a 2-core AVX2+FMA machine.
+DEFAULTS = {
+    "direct_s_per_mac_float32": 1.0e-11,
+    "direct_s_per_mac_float64": 2.0e-11,
+    "direct_s_per_mac_int64": 1.5e-10,
+    "gemm_s_per_mac_float32": 1.4e-11,
+    "gemm_s_per_mac_float64": 2.8e-11,
+    "fft_s_per_flop": 1.5e-10,
+    "fft_s_per_flop_float32": 0.9e-10,
+    "mem_s_per_byte": 1.0e-10,
+    "call_overhead_s": 2.0e-5,
+}
+
+_lock = threading.Lock()
+_loaded = None
+
+
+def _tune_path():
+    return os.path.join(get_cache_dir(), "tune.json")
+
+
+def constants():
+    """The cost-model constants in force (tuned ones if ``fastconv.tune()`` ran here)."""
+    global _loaded
+    if _loaded is None:
+        with _lock:
+            if _loaded is None:
+                c = dict(DEFAULTS)
+                try:
+                    with open(_tune_path()) as f:
+                        tuned = json.load(f)
+                    c.update({k: float(v) for k, v in tuned.get("constants", {}).items()
+                              if k in DEFAULTS and float(v) > 0})
+                except (OSError, ValueError, TypeError, AttributeError):
+                    pass
+                _loaded = c
+    return _loaded
+
+
+def _reset():
+    """Forget loaded constants (tests; after tune)."""
+    global _loaded
+    with _lock:
+        _loaded = None
+
+
+def _kind(dtype):
+    dt = np.dtype(dtype)
+    if dt.kind in "biu":
+        return "int64", 1
+    if dt.kind == "c":
+        return ("float32" if dt.itemsize <= 8 else "float64"), 4
+    return ("float32" if dt.itemsize <= 4 else "float64"), 1
+
+
+def direct_time(out_elems, taps, dtype, in_elems=0, nthreads=None, c=None):
+    """Predicted seconds of the direct engine."""
+    c = c or constants()
+    t = nthreads or get_num_threads()
+    kind, mult = _kind(dtype)
+    per_mac = c["direct_s_per_mac_" + kind] * mult
+    itemsize = np.dtype(dtype).itemsize
+    return (c["call_overhead_s"] + out_elems * taps * per_mac / t
+            + (in_elems + out_elems) * itemsize * c["mem_s_per_byte"] / t)
+
+
+def fft_flops(padded_shape, real=True, batch=1):
+    """Flops of two forward and one inverse transform of ``padded_shape`` (5 N log2 N each)."""
+    n = float(np.prod(padded_shape, dtype=np.float64))
+    if n <= 1:
+        return batch * 3.0
+    f = 3 * 5.0 * n * math.log2(n)
+    return batch * (f / 2 if real else f)
+
+
+def fft_time(padded_shape, dtype, batch=1, nthreads=None, c=None):
+    """Predicted seconds of the FFT engine on ``padded_shape`` (times ``batch``)."""
+    c = c or constants()
+    t = nthreads or get_num_threads()
+    dt = np.dtype(dtype)
+    real = dt.kind != "c"
+    single = dt.itemsize <= (8 if dt.kind == "c" else 4) and dt.kind in "fc"
+    per = c["fft_s_per_flop_float32"] if single else c["fft_s_per_flop"]
+    n = float(np.prod(padded_shape, dtype=np.float64)) * batch
+    itemsize = 8 if single else 16
+    # spectra of both inputs + output, touched several times
+    return (c["call_overhead_s"] * 3 + fft_flops(padded_shape, real, batch) * per / t
+            + 4 * n * itemsize * c["mem_s_per_byte"] / t)
+
+
+def predict_signal(shape1, shape2, out_shape, dtype, methods=("direct", "fft", "oa"),
+                   separable=False, nthreads=None):
+    """Predicted seconds of each signal method for a convolution of ``shape1`` x ``shape2``.
+
+    ``out_shape`` is the shape of the requested window; ``separable`` says whether the
+    smaller input is an exactly separable 2-D kernel.
+    """
+    from . import _fft
+
+    c = constants()
+    n1 = int(np.prod(shape1, dtype=np.int64))
+    n2 = int(np.prod(shape2, dtype=np.int64))
+    kshape = shape2 if n2 <= n1 else shape1
+    taps = int(np.prod(kshape, dtype=np.int64))
+    nout = int(np.prod(out_shape, dtype=np.int64))
+    nin = max(n1, n2)
+    res = {}
+    if "direct" in methods:
+        res["direct"] = direct_time(nout, taps, dtype, nin, nthreads, c)
+    if separable and "separable" in methods:
+        res["separable"] = (direct_time(nout, sum(kshape), dtype, nin, nthreads, c)
+                            + direct_time(nin, 0, dtype, 0, nthreads, c))
+    axes = tuple(range(len(shape1)))
+    if "fft" in methods:
+        padded = _fft.padded_shape(shape1, shape2, axes)
+        res["fft"] = fft_time(padded, dtype, 1, nthreads, c)
+    if "oa" in methods:
+        plan = _fft.oa_plan(shape1, shape2, axes)
+        if plan is not None:
+            block = plan["fft_shape"]
+            res["oa"] = fft_time(block, dtype, 1, nthreads, c) * plan["nblocks"] / 1.0
+    return res
+
+
+def choose_signal_method(shape1, shape2, out_shape, dtype, separable=False, nthreads=None):
+    """Fastest predicted method among 'direct', 'fft', 'oa' (and 'separable' if allowed)."""
+    methods = ("direct", "fft", "oa", "separable")
+    times = predict_signal(shape1, shape2, out_shape, dtype, methods, separable, nthreads)
+    return min(times, key=times.get), times
+
+
+# ----------------------------------------------------------------------------- tuning
+def _median_time(fn, repeat=5):
+    fn()
+    ts = []
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        fn()
+        ts.append(time.perf_counter() - t0)
+    return float(np.median(ts))
+
+
+def tune(save=True, verbose=False):
+    """Measure this machine's cost-model constants and store them in the cache directory.
+
+    Runs each engine on a few representative problems (well under a minute) and solves the
+    model for its constants. Later processes load them automatically.
+
+    Returns
+    -------
+    dict
+        The new constants.
+    """
+    from . import _core, _fft
+
+    nt = get_num_threads()
+    rng = np.random.default_rng(0)
+    c = dict(DEFAULTS)
+    # memory: a 3x3 direct convolution of a large image is memory bound
+    for dt in ("float32", "float64"):
+        x = rng.standard_normal((1, 1, 1024, 1024)).astype(dt)
+        res = {}
+        for k in (3, 9):
+            w = rng.standard_normal((1, 1, k, k)).astype(dt)
+            out = np.empty_like(x)
+            p = (k // 2, k // 2)
+            res[k] = _median_time(lambda: _core.correlate(x, w, out, (1, 1), (1, 1), p, 1, nt))
+        n = x.size
+        # t(k) = o + n*k^2*m/nt + 2n*b*mem/nt ; two equations, solve for m (mem from k=3 residual)
+        m = max((res[9] - res[3]) * nt / (n * (81 - 9)), 1e-13)
+        c["direct_s_per_mac_" + dt] = m
+        if dt == "float32":
+            mem = max((res[3] - c["call_overhead_s"]) * nt - n * 9 * m, 0) / (2 * n * 4)
+            c["mem_s_per_byte"] = max(mem, 1e-12)
+    xi = rng.integers(-100, 100, (1, 1, 512, 512)).astype(np.int64)
+    wi = rng.integers(-100, 100, (1, 1, 7, 7)).astype(np.int64)
+    oi = np.empty_like(xi)
+    ti = _median_time(lambda: _core.correlate(xi, wi, oi, (1, 1), (1, 1), (3, 3), 1, nt))
+    c["direct_s_per_mac_int64"] = max(ti * nt / (xi.size * 49), 1e-13)
+    # FFT: per flop constants, float64 and float32
+    for dt, key in (("float64", "fft_s_per_flop"), ("float32", "fft_s_per_flop_float32")):
+        a = rng.standard_normal((1000, 1000)).astype(dt)
+        b = rng.standard_normal((25, 25)).astype(dt)
+        shape = (1024, 1024)
+        t = _median_time(lambda: _fft.convolve(a, b, (0, 1), (12, 12), (1000, 1000), nt))
+        padded = _fft.padded_shape(a.shape, b.shape, (0, 1))
+        base = fft_time(padded, dt, 1, nt, {**c, key: 0.0, "fft_s_per_flop_float32": 0.0,
+                                             "fft_s_per_flop": 0.0})
+        c[key] = max((t - base) * nt / fft_flops(padded, True), 1e-13)
+        del shape
+    # GEMM: a large matmul
+    for dt in ("float32", "float64"):
+        a = rng.standard_normal((512, 1152)).astype(dt)
+        b = rng.standard_normal((1152, 1024)).astype(dt)
+        t = _median_time(lambda: a @ b)
+        c["gemm_s_per_mac_" + dt] = max(t * nt / (512 * 1152 * 1024), 1e-14)
+    try:
+        from . import _cupy
+        if _cupy.gpu_available():
+            c.update({"gpu_" + k: v for k, v in _cupy.tune_gpu().items()})
+    except Exception:  # noqa: BLE001 - GPU tuning is optional
+        pass
+    if verbose:
+        for k in sorted(c):
+            print(f"{k:>28}: {c[k]:.3e}")
+    if save:
+        os.makedirs(get_cache_dir(), exist_ok=True)
+        with open(_tune_path(), "w") as f:
+            json.dump({"threads": nt, "constants": {k: c[k] for k in DEFAULTS}}, f, indent=1)
+        _reset()
+    return c

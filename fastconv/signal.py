@@ -1,0 +1,593 @@
+"""scipy.signal-compatible front: same names, signatures, defaults, shapes, dtypes, values.
+
+Every function here only validates and normalises arguments, then describes the work as a
+*window of a full linear convolution* (see ``_shapes.window``) and hands it to an engine:
+
+* ``direct``    -> ``_core.correlate`` (compiled, OpenMP, GIL released), kernel flipped
+* ``fft``       -> ``_fft.convolve`` (pyFFTW / scipy.fft)
+* ``oa``        -> ``_fft.oaconvolve`` (overlap-add)
+* ``separable`` -> two ``_core.correlate`` passes with the rank-1 factors of a 2-D kernel
+
+``method='auto'`` asks the calibrated cost model (``_plan``). On CuPy arrays the same
+contracts are served by ``_cupy``. Correlation is convolution with the reversed, conjugated
+second input, exactly as scipy defines it.
+"""
+import numpy as np
+
+from . import _dtypes, _plan, _shapes
+from ._config import check_alloc, get_num_threads
+
+__all__ = ["convolve", "correlate", "fftconvolve", "oaconvolve", "convolve2d", "correlate2d",
+           "choose_conv_method", "correlation_lags"]
+
+correlation_lags = _shapes.correlation_lags
+
+_METHODS = ("auto", "direct", "fft", "oa", "separable")
+_BOUNDARIES = ("fill", "wrap", "symm")
+
+
+# ----------------------------------------------------------------------------- helpers
+def _array_module(*arrays):
+    """numpy, or cupy when any input is a CuPy array (mixing raises TypeError)."""
+    for a in arrays:
+        if type(a).__module__.split(".")[0] == "cupy":
+            from . import _cupy
+            return _cupy.get_array_module(*arrays)
+    return np
+
+
+class _CPUEngines:
+    """The CPU engines behind their contracts (docs/internals.md)."""
+
+    @staticmethod
+    def correlate(x, w, out, stride, dilation, pad, groups, nthreads):
+        from . import _core
+        return _core.correlate(x, w, out, stride, dilation, pad, groups, nthreads)
+
+    @staticmethod
+    def fft_convolve(in1, in2, axes, start, shape, nthreads):
+        from . import _fft
+        return _fft.convolve(in1, in2, axes, start, shape, nthreads)
+
+    @staticmethod
+    def oaconvolve(in1, in2, axes, start, shape, nthreads):
+        from . import _fft
+        return _fft.oaconvolve(in1, in2, axes, start, shape, nthreads)
+
+
+def _engines(xp):
+    if xp is np:
+        return _CPUEngines
+    from . import _cupy
+    return _cupy
+
+
+def _asarray(xp, a, name):
+    a = xp.asarray(a)
+    _dtypes.check_numeric(a, name)
+    return a
+
+
+def _check_method(method):
+    if not isinstance(method, str) or method not in _METHODS:
+        raise ValueError(
+            f"method must be one of {', '.join(repr(m) for m in _METHODS)}, got {method!r}")
+    return method
+
+
+def _check_same_ndim(a, b):
+    if a.ndim != b.ndim:
+        raise ValueError(
+            f"in1 and in2 should have the same dimensionality, got in1.ndim={a.ndim} "
+            f"and in2.ndim={b.ndim}")
+
+
+def _reverse_and_conj(xp, a):
+    rev = a[(slice(None, None, -1),) * a.ndim]
+    return rev.conj() if a.dtype.kind == "c" else rev
+
+
+def _all_finite(xp, *arrays):
+    """Cheap finiteness test: a NaN/Inf anywhere makes the sum non-finite."""
+    for a in arrays:
+        if a.dtype.kind in "fc":
+            with np.errstate(all="ignore"):
+                s = a.sum(dtype=np.complex128 if a.dtype.kind == "c" else np.float64)
+            if not bool(xp.isfinite(s)):
+                return False
+    return True
+
+
+def _rank1_factors(kernel, cdt):
+    """(col, row) with outer(col, row) == kernel to float tolerance, or None."""
+    if kernel.ndim != 2 or min(kernel.shape) < 2 or max(kernel.shape) > 512:
+        return None
+    k = np.asarray(kernel, dtype=np.complex128 if np.dtype(cdt).kind == "c" else np.float64)
+    scale = float(np.abs(k).max()) if k.size else 0.0
+    if scale == 0.0 or not np.isfinite(scale):
+        return None
+    u, s, vt = np.linalg.svd(k)
+    col = u[:, 0] * np.sqrt(s[0])
+    row = vt[0] * np.sqrt(s[0])
+    err = float(np.abs(np.outer(col, row) - k).max())
+    eps = np.finfo(np.dtype(cdt)).eps
+    if err > 4 * eps * scale * max(k.shape):
+        return None
+    return col, row
+
+
+# ----------------------------------------------------------------------------- the core
+class _Problem:
+    """A window of the full linear convolution of ``a`` and ``b`` (same ndim)."""
+
+    def __init__(self, xp, a, b, starts, shape, rdt):
+        self.xp, self.a, self.b = xp, a, b
+        self.starts, self.shape, self.rdt = tuple(starts), tuple(shape), np.dtype(rdt)
+
+    @classmethod
+    def from_mode(cls, xp, a, b, mode):
+        wins = [_shapes.window(mode, n1, n2) for n1, n2 in zip(a.shape, b.shape)]
+        return cls(xp, a, b, [w[0] for w in wins], [w[1] for w in wins],
+                   _dtypes.result_dtype(a, b))
+
+    @property
+    def integer(self):
+        return self.rdt.kind in "biu"
+
+    def kernel_and_signal(self):
+        """(signal, kernel): the kernel is the input with fewer elements."""
+        if self.b.size <= self.a.size:
+            return self.a, self.b
+        return self.b, self.a
+
+    # -- method choice
+    def choose(self, nthreads):
+        if self.integer:
+            return "direct", {}
+        x, k = self.kernel_and_signal()
+        cdt = _dtypes.compute_dtype(self.rdt)
+        separable = self.xp is np and _rank1_factors(k, cdt) is not None
+        method, times = _plan.choose_signal_method(
+            x.shape, k.shape, self.shape, cdt, separable, nthreads)
+        if method in ("fft", "oa") and not _all_finite(self.xp, self.a, self.b):
+            method = "direct"   # an FFT would smear one NaN/Inf over the whole output
+        return method, times
+
+    # -- engines
+    def run(self, method, nthreads):
+        xp = self.xp
+        nbytes = int(np.prod(self.shape, dtype=np.float64)) * max(self.rdt.itemsize, 8)
+        check_alloc(nbytes, f"a convolution output of shape {self.shape}")
+        if any(n == 0 for n in self.shape):
+            return xp.zeros(self.shape, self.rdt)
+        if method == "direct":
+            return _dtypes.finish(self._direct(nthreads), self.rdt)
+        if method == "separable":
+            return _dtypes.finish(self._separable(nthreads), self.rdt)
+        fdt = _dtypes.fft_dtype(self.rdt)
+        a = self.a.astype(fdt, copy=False)
+        b = self.b.astype(fdt, copy=False)
+        axes = tuple(range(a.ndim))
+        eng = _engines(xp)
+        fn = eng.fft_convolve if method == "fft" else eng.oaconvolve
+        out = fn(a, b, axes, self.starts, self.shape, nthreads)
+        return _dtypes.finish_fft(out, self.rdt)
+
+    def _prepared(self):
+        """(x, w, pad): signal, flipped kernel (compute dtype, C order) and zero padding."""
+        xp = self.xp
+        cdt = _dtypes.compute_dtype(self.rdt)
+        x, k = self.kernel_and_signal()
+        w = k[(slice(None, None, -1),) * k.ndim]
+        pads, sl = [], []
+        for ax, (s, K) in enumerate(zip(self.starts, w.shape)):
+            p = K - 1 - s
+            if p < 0:                       # window starts inside the signal
+                sl.append(slice(-p, None))
+                p = 0
+            else:
+                sl.append(slice(None))
+            pads.append(p)
+        x = x[tuple(sl)]
+        x = xp.ascontiguousarray(x, dtype=cdt)
+        w = xp.ascontiguousarray(w, dtype=cdt)
+        return x, w, tuple(pads)
+
+    def _direct(self, nthreads):
+        xp = self.xp
+        x, w, pads = self._prepared()
+        out = xp.empty(self.shape, dtype=x.dtype)
+        nd = x.ndim
+        if x.size == 0:
+            out[...] = 0
+            return out
+        _engines(xp).correlate(x[None, None], w[None, None], out[None, None],
+                               (1,) * nd, (1,) * nd, pads, 1, nthreads)
+        return out
+
+    def _separable(self, nthreads):
+        xp = self.xp
+        x, w, pads = self._prepared()
+        f = _rank1_factors(w, x.dtype)
+        if f is None:
+            raise ValueError(
+                "method='separable' needs a 2-D kernel (the smaller input) of numerical rank 1 "
+                f"(an outer product of a column and a row); got kernel shape {w.shape} "
+                "that is not separable")
+        col = xp.ascontiguousarray(f[0].reshape(-1, 1), dtype=x.dtype)
+        row = xp.ascontiguousarray(f[1].reshape(1, -1), dtype=x.dtype)
+        eng = _engines(xp)
+        tmp = xp.empty((self.shape[0], x.shape[1]), dtype=x.dtype)
+        eng.correlate(x[None, None], col[None, None], tmp[None, None], (1, 1), (1, 1),
+                      (pads[0], 0), 1, nthreads)
+        out = xp.empty(self.shape, dtype=x.dtype)
+        eng.correlate(tmp[None, None], row[None, None], out[None, None], (1, 1), (1, 1),
+                      (0, pads[1]), 1, nthreads)
+        return out
+
+
+def _prepare(in1, in2, mode, method):
+    """Validate the common arguments of convolve/correlate; return (xp, a, b, mode, method)."""
+    xp = _array_module(in1, in2)
+    a = _asarray(xp, in1, "in1")
+    b = _asarray(xp, in2, "in2")
+    _shapes.check_mode(mode)
+    _check_method(method)
+    return xp, a, b
+
+
+# ----------------------------------------------------------------------------- public API
+def convolve(in1, in2, mode="full", method="auto"):
+    """Convolve two N-dimensional arrays (drop-in for :func:`scipy.signal.convolve`).
+
+    Parameters
+    ----------
+    in1 : array_like
+        First input.
+    in2 : array_like
+        Second input, same number of dimensions as `in1`.
+    mode : {'full', 'valid', 'same'}, optional
+        'full' (default): the full discrete linear convolution. 'valid': only elements that
+        do not rely on zero-padding; one input must be at least as large as the other in
+        every dimension. 'same': the size of `in1`, centred on the 'full' output.
+    method : {'auto', 'direct', 'fft', 'oa', 'separable'}, optional
+        'auto' (default) picks the fastest engine predicted by the cost model calibrated on
+        this machine (:func:`fastconv.tune`). 'direct' sums products (compiled, multi-threaded;
+        exact for integers). 'fft' uses the convolution theorem (pyFFTW). 'oa' uses
+        overlap-add FFT blocks. 'separable' applies a rank-1 2-D kernel as two 1-D passes.
+
+    Returns
+    -------
+    ndarray
+        Same dtype as scipy.signal.convolve returns (``numpy.result_type`` of the inputs).
+
+    See Also
+    --------
+    scipy.signal.convolve : the reference this function reproduces.
+    choose_conv_method : what 'auto' picks and why.
+
+    Notes
+    -----
+    Cost: direct is ``O(out.size * in2.size)``; fft is ``O(N log N)`` in the padded size;
+    overlap-add is ``O(in1.size * log(block))``. Integer and boolean inputs always use an
+    integer direct sum under 'auto' (exact; wraps like scipy in the result dtype). Inputs
+    containing NaN or Inf use 'direct' under 'auto', keeping the non-finite values local.
+
+    Examples
+    --------
+    >>> import numpy as np, fastconv
+    >>> fastconv.convolve([1, 2, 3], [0, 1, 0.5])
+    array([0. , 1. , 2.5, 4. , 1.5])
+    >>> fastconv.convolve(np.ones((3, 3)), np.ones((2, 2)), mode='valid')
+    array([[4., 4.],
+           [4., 4.]])
+    """
+    xp, a, b = _prepare(in1, in2, mode, method)
+    if a.ndim == b.ndim == 0:
+        return a * b
+    _check_same_ndim(a, b)
+    if a.size == 0 or b.size == 0:
+        return _empty_result(xp, a, b, mode)
+    if _shapes.inputs_swap_needed(mode, a.shape, b.shape):
+        a, b = b, a
+    prob = _Problem.from_mode(xp, a, b, mode)
+    nthreads = get_num_threads()
+    if method == "auto":
+        method, _ = prob.choose(nthreads)
+    return prob.run(method, nthreads)
+
+
+def correlate(in1, in2, mode="full", method="auto"):
+    """Cross-correlate two N-dimensional arrays (drop-in for :func:`scipy.signal.correlate`).
+
+    ``z[k] = sum_l in1[l] * conj(in2[l - k + N - 1])`` (N = in2 length per axis), i.e. a
+    convolution of `in1` with `in2` reversed and conjugated. Parameters, modes, methods and
+    result dtype as in :func:`convolve`.
+
+    See Also
+    --------
+    scipy.signal.correlate : the reference this function reproduces.
+    correlation_lags : the lag of each output element (1-D).
+
+    Examples
+    --------
+    >>> import fastconv
+    >>> fastconv.correlate([1, 2, 3], [0, 1, 0.5])
+    array([0.5, 2. , 3.5, 3. , 0. ])
+    >>> fastconv.correlation_lags(3, 3)
+    array([-2, -1,  0,  1,  2])
+    """
+    xp, a, b = _prepare(in1, in2, mode, method)
+    if a.ndim == b.ndim == 0:
+        return a * b.conj()
+    _check_same_ndim(a, b)
+    if a.size == 0 or b.size == 0:
+        return _empty_result(xp, a, b, mode)
+    if mode == "valid" and _shapes.inputs_swap_needed(mode, a.shape, b.shape):
+        # scipy: swap, correlate, then reverse and conjugate the result
+        out = correlate(b, a, mode, method)
+        return _reverse_and_conj(xp, out)
+    return convolve(a, _reverse_and_conj(xp, b), mode, method)
+
+
+def _empty_result(xp, a, b, mode):
+    """scipy returns an empty ``in1``-shaped array for 'same' with empty in1; else refuses."""
+    if mode == "same" and a.size == 0:
+        return xp.zeros(a.shape, _dtypes.result_dtype(a, b))
+    raise ValueError(
+        f"in1 and in2 must not be empty for mode {mode!r}; got shapes {a.shape} and {b.shape}")
+
+
+def _freq_axes(a, b, mode, axes):
+    """scipy's ``_init_freq_conv_axes``: normalise axes, check broadcasting, swap for valid."""
+    nd = a.ndim
+    if axes is None:
+        axes = list(range(nd))
+    else:
+        if isinstance(axes, (int, np.integer)):
+            axes = [axes]
+        try:
+            axes = [int(ax) for ax in axes]
+        except TypeError:
+            raise TypeError(f"axes must be None, an int or a sequence of ints, got {axes!r}")
+        for ax in axes:
+            if not -nd <= ax < nd:
+                raise ValueError(f"axes entry {ax} is out of range for arrays of ndim {nd}")
+        axes = [ax % nd for ax in axes]
+        if len(set(axes)) != len(axes):
+            raise ValueError(f"all axes must be unique, got {axes}")
+    for i in range(nd):
+        if i not in axes and a.shape[i] != b.shape[i] and a.shape[i] != 1 and b.shape[i] != 1:
+            raise ValueError(
+                f"incompatible shapes for in1 and in2: {a.shape} and {b.shape} (axis {i} is "
+                "not a convolution axis, so its lengths must be equal or 1)")
+    # drop axes where both inputs have length 1 (scipy does the same)
+    axes = sorted(ax for ax in axes if not (a.shape[ax] == 1 and b.shape[ax] == 1))
+    swap = _shapes.inputs_swap_needed(mode, a.shape, b.shape, axes)
+    if swap:
+        a, b = b, a
+    return a, b, tuple(axes)
+
+
+def _freq_conv(xp, in1, in2, mode, axes, engine):
+    a = _asarray(xp, in1, "in1")
+    b = _asarray(xp, in2, "in2")
+    _shapes.check_mode(mode)
+    if a.ndim == b.ndim == 0:
+        return a * b
+    _check_same_ndim(a, b)
+    if a.size == 0 or b.size == 0:
+        return xp.array([])
+    a, b, axes = _freq_axes(a, b, mode, axes)
+    rdt = _dtypes.result_dtype(a, b)
+    fdt = _dtypes.fft_dtype(rdt)
+    if rdt.kind == "f" and rdt.itemsize < 4:
+        fdt = np.dtype(np.float32)
+    starts, shape = [], []
+    out_shape = []
+    for i in range(a.ndim):
+        if i in axes:
+            s, n = _shapes.window(mode, a.shape[i], b.shape[i])
+            starts.append(s)
+            shape.append(n)
+            out_shape.append(n)
+        else:
+            out_shape.append(max(a.shape[i], b.shape[i]))
+    if not axes:
+        return (a * b).astype(fdt, copy=False)
+    nbytes = np.prod(out_shape, dtype=np.float64) * np.dtype(fdt).itemsize
+    check_alloc(nbytes, f"an FFT convolution output of shape {tuple(out_shape)}")
+    a = a.astype(fdt, copy=False)
+    b = b.astype(fdt, copy=False)
+    eng = _engines(xp)
+    fn = eng.fft_convolve if engine == "fft" else eng.oaconvolve
+    return fn(a, b, axes, tuple(starts), tuple(shape), get_num_threads())
+
+
+def fftconvolve(in1, in2, mode="full", axes=None):
+    """Convolve two N-D arrays using FFT (drop-in for :func:`scipy.signal.fftconvolve`).
+
+    Real inputs use real-to-complex transforms of lengths FFTW is fast on; plans are cached
+    and FFTW wisdom persists across processes. With `axes`, the other axes are broadcast.
+
+    Examples
+    --------
+    >>> import numpy as np, fastconv
+    >>> np.round(fastconv.fftconvolve([1., 2., 3.], [1., 1.]), 10)
+    array([1., 3., 5., 3.])
+    """
+    xp = _array_module(in1, in2)
+    return _freq_conv(xp, in1, in2, mode, axes, "fft")
+
+
+def oaconvolve(in1, in2, mode="full", axes=None):
+    """Convolve two N-D arrays by overlap-add (drop-in for :func:`scipy.signal.oaconvolve`).
+
+    Efficient when one input is much larger than the other: cost ``O(n log b)`` with FFT
+    blocks ``b`` a few times the kernel length.
+
+    Examples
+    --------
+    >>> import numpy as np, fastconv
+    >>> np.round(fastconv.oaconvolve(np.ones(6), [1., -1.], mode='same'), 10)
+    array([1., 0., 0., 0., 0., 0.])
+    """
+    xp = _array_module(in1, in2)
+    return _freq_conv(xp, in1, in2, mode, axes, "oa")
+
+
+def _conv2d(in1, in2, mode, boundary, fillvalue, correlation):
+    xp = _array_module(in1, in2)
+    a = _asarray(xp, in1, "in1")
+    b = _asarray(xp, in2, "in2")
+    _shapes.check_mode(mode)
+    if not isinstance(boundary, str) or boundary not in _BOUNDARIES:
+        raise ValueError(
+            f"boundary must be one of 'fill', 'wrap' or 'symm', got {boundary!r}")
+    if a.ndim != 2 or b.ndim != 2:
+        name = "correlate2d" if correlation else "convolve2d"
+        raise ValueError(f"{name} inputs must both be 2-D arrays, got ndim {a.ndim} and {b.ndim}")
+    fv = np.asarray(fillvalue)
+    if fv.size != 1:
+        raise ValueError(
+            f"fillvalue must be a scalar or an array with one element, got shape {fv.shape}")
+    if fv.dtype.kind not in "biufc":
+        raise TypeError(f"fillvalue must be numeric, got dtype {fv.dtype}")
+    if a.size == 0 or b.size == 0:
+        raise ValueError(
+            f"in1 and in2 must not be empty, got shapes {a.shape} and {b.shape}")
+    swapped = _shapes.inputs_swap_needed(mode, a.shape, b.shape)
+    if swapped:
+        a, b = b, a
+    rdt = _dtypes.result_dtype(a, b)
+    if correlation:
+        b = _reverse_and_conj(xp, b)
+    fv = fv.reshape(())
+    if fv.dtype.kind == "c" and rdt.kind != "c":
+        if fv.imag != 0:
+            raise ValueError("fillvalue is complex but the inputs are real")
+        fv = fv.real
+    if mode == "valid" or (boundary == "fill" and fv == 0):
+        prob = _Problem.from_mode(xp, a, b, mode)
+    else:
+        kh, kw = b.shape
+        if mode == "full":
+            pads = ((kh - 1, kh - 1), (kw - 1, kw - 1))
+        else:  # same
+            pads = ((kh // 2, (kh - 1) // 2), (kw // 2, (kw - 1) // 2))
+        if boundary == "fill":
+            padded = xp.pad(a.astype(rdt, copy=False), pads, mode="constant",
+                            constant_values=fv.astype(rdt) if rdt.kind != "b" else bool(fv))
+        elif boundary == "wrap":
+            padded = xp.pad(a, pads, mode="wrap")
+        else:
+            padded = xp.pad(a, pads, mode="symmetric")
+        prob = _Problem.from_mode(xp, padded, b, "valid")
+        prob.rdt = rdt
+    nthreads = get_num_threads()
+    method, _ = prob.choose(nthreads)
+    out = prob.run(method, nthreads)
+    if swapped and correlation:
+        out = out[::-1, ::-1]
+    return out
+
+
+def convolve2d(in1, in2, mode="full", boundary="fill", fillvalue=0):
+    """Convolve two 2-D arrays (drop-in for :func:`scipy.signal.convolve2d`).
+
+    Parameters
+    ----------
+    in1, in2 : array_like
+        2-D inputs.
+    mode : {'full', 'valid', 'same'}
+    boundary : {'fill', 'wrap', 'symm'}
+        'fill': pad with `fillvalue`; 'wrap': circular; 'symm': mirror (edge repeated).
+    fillvalue : scalar
+        Value for ``boundary='fill'`` (default 0).
+
+    Notes
+    -----
+    The engine (direct, separable, FFT, overlap-add) is chosen by the cost model; 'wrap' and
+    'symm' pad `in1` explicitly (a copy of ``in1.size + border``) and then convolve 'valid'.
+
+    Examples
+    --------
+    >>> import numpy as np, fastconv
+    >>> fastconv.convolve2d(np.eye(3), np.ones((2, 2)), mode='same', boundary='wrap')
+    array([[2., 1., 1.],
+           [1., 2., 1.],
+           [1., 1., 2.]])
+    """
+    return _conv2d(in1, in2, mode, boundary, fillvalue, correlation=False)
+
+
+def correlate2d(in1, in2, mode="full", boundary="fill", fillvalue=0):
+    """Cross-correlate two 2-D arrays (drop-in for :func:`scipy.signal.correlate2d`).
+
+    Examples
+    --------
+    >>> import numpy as np, fastconv
+    >>> fastconv.correlate2d(np.arange(9.).reshape(3, 3), [[1., 0.], [0., -1.]], mode='valid')
+    array([[-4., -4.],
+           [-4., -4.]])
+    """
+    return _conv2d(in1, in2, mode, boundary, fillvalue, correlation=True)
+
+
+def choose_conv_method(in1, in2, mode="full", measure=False):
+    """Pick the fastest method for ``convolve``/``correlate`` (like scipy's, with our engines).
+
+    Parameters
+    ----------
+    in1, in2 : array_like
+    mode : {'full', 'valid', 'same'}
+    measure : bool
+        If True, run and time every applicable method and return the fastest, with the times.
+
+    Returns
+    -------
+    method : str
+        One of 'direct', 'fft', 'oa', 'separable'.
+    times : dict, only if ``measure=True``
+        Seconds per method (the best of a few runs).
+
+    Notes
+    -----
+    Without `measure`, the choice comes from the cost model: predicted seconds of each engine
+    from operation counts times constants measured on this machine by :func:`fastconv.tune`
+    (built-in defaults until then). Integer/boolean inputs, and inputs containing NaN or Inf,
+    choose 'direct'.
+
+    Examples
+    --------
+    >>> import numpy as np, fastconv
+    >>> fastconv.choose_conv_method(np.ones(1000), np.ones(3))
+    'direct'
+    """
+    xp, a, b = _prepare(in1, in2, mode, "auto")
+    if a.ndim == b.ndim == 0:
+        return ("direct", {"direct": 0.0}) if measure else "direct"
+    _check_same_ndim(a, b)
+    if _shapes.inputs_swap_needed(mode, a.shape, b.shape):
+        a, b = b, a
+    prob = _Problem.from_mode(xp, a, b, mode)
+    nthreads = get_num_threads()
+    method, _ = prob.choose(nthreads)
+    if not measure:
+        return method
+    import time
+    candidates = ["direct"]
+    if not prob.integer:
+        candidates += ["fft", "oa"]
+        x, k = prob.kernel_and_signal()
+        if xp is np and _rank1_factors(k, _dtypes.compute_dtype(prob.rdt)) is not None:
+            candidates.append("separable")
+    times = {}
+    for m in candidates:
+        best = np.inf
+        for _ in range(3):
+            t0 = time.perf_counter()
+            prob.run(m, nthreads)
+            best = min(best, time.perf_counter() - t0)
+        times[m] = best
+    return min(times, key=times.get), times
