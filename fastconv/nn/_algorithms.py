@@ -1,0 +1,247 @@
+"""Engine choice and the non-GEMM engines of ``fastconv.nn``.
+
+Three engines serve one contract (``fastconv._core.correlate``'s, docs/internals.md):
+
+direct
+    ``fastconv._core.correlate`` (Cython/OpenMP); while that extension is not importable, a
+    NumPy stand-in that sums one ``(C_out, C_in)`` GEMM per kernel tap (implicit GEMM).
+gemm
+    im2col + BLAS (:mod:`fastconv.nn._gemm`).
+fft
+    ``rfftn`` of the (padded) input and the flipped kernel, a per-frequency complex matrix
+    product over the input channels, ``irfftn``; stride-1 problems (strided ones are
+    computed at stride 1 and subsampled, so 'auto' never picks FFT for them).
+
+``'auto'`` picks the cheapest by a cost model whose constants come from
+``fastconv._plan.constants()`` (calibrated per machine) or, when that is not available, from
+the defaults below.
+"""
+import math
+
+import numpy as np
+
+from .. import _config
+from . import _gemm
+
+try:
+    from .. import _core
+    _HAVE_CORE = hasattr(_core, "correlate")
+except ImportError:  # pragma: no cover - depends on the build
+    _core = None
+    _HAVE_CORE = False
+
+_DEFAULTS = {
+    "direct_s_per_mac_float32": 1 / 12e9,
+    "direct_s_per_mac_float64": 1 / 6e9,
+    "gemm_s_per_mac_float32": 1 / 60e9,
+    "gemm_s_per_mac_float64": 1 / 30e9,
+    "fft_s_per_flop": 1 / 4e9,
+    "mem_s_per_byte": 1 / 8e9,
+    "call_overhead_s": 5e-6,
+}
+_constants = None
+
+
+def constants():
+    """Cost-model constants: ``fastconv._plan.constants()`` or the built-in defaults."""
+    global _constants
+    if _constants is None:
+        c = dict(_DEFAULTS)
+        try:
+            from .. import _plan
+            got = _plan.constants()
+            c.update({k: float(v) for k, v in got.items() if k in c})
+        except Exception:  # noqa: BLE001 - planner not available: defaults
+            pass
+        _constants = c
+    return _constants
+
+
+# ----------------------------------------------------------------------------------------
+# direct engine
+# ----------------------------------------------------------------------------------------
+def _direct_numpy(x, w, out_spatial, stride, dilation, pad, groups):
+    """Implicit GEMM: ``out += W[:, :, k] @ x[taps k]`` for every kernel tap ``k``."""
+    n, c = x.shape[:2]
+    c_out = w.shape[0]
+    kernel = w.shape[2:]
+    g = groups
+    cg, cog = c // g, c_out // g
+    xp = _gemm.pad_input(x, out_spatial, kernel, stride, dilation, pad)
+    hw = math.prod(out_spatial)
+    out = np.zeros((n, g, cog, hw), dtype=x.dtype)
+    wk = w.reshape((g, cog, cg) + tuple(kernel))
+    for k in np.ndindex(*kernel):
+        idx = tuple(slice(ki * d, ki * d + (o - 1) * s + 1, s)
+                    for ki, d, o, s in zip(k, dilation, out_spatial, stride))
+        xs = xp[(Ellipsis, *idx)].reshape(n, g, cg, hw)
+        wkk = wk[(Ellipsis, *k)]  # (g, cog, cg)
+        if cg == 1 and cog == 1:
+            out += wkk.reshape(1, g, 1, 1) * xs
+        else:
+            out += np.matmul(wkk, xs)
+    return out.reshape((n, c_out) + tuple(out_spatial))
+
+
+def direct(x, w, out_spatial, stride, dilation, pad, groups):
+    """Direct correlation (``fastconv._core`` when built, else the NumPy stand-in)."""
+    if _HAVE_CORE and x.dtype in (np.float32, np.float64, np.complex64, np.complex128):
+        if any(p < 0 for p in pad):  # contract: pad >= 0; skip leading samples instead
+            x = x[(Ellipsis, *[slice(-p, None) if p < 0 else slice(None) for p in pad])]
+            pad = tuple(max(p, 0) for p in pad)
+        x = np.ascontiguousarray(x)
+        w = np.ascontiguousarray(w)
+        out = np.empty(x.shape[:1] + w.shape[:1] + tuple(out_spatial), dtype=x.dtype)
+        if out.size:
+            _core.correlate(x, w, out, tuple(stride), tuple(dilation), tuple(pad), groups,
+                            _config.get_num_threads())
+        return out
+    return _direct_numpy(x, w, out_spatial, stride, dilation, pad, groups)
+
+
+# ----------------------------------------------------------------------------------------
+# FFT engine
+# ----------------------------------------------------------------------------------------
+def _fft_sizes(x_spatial, kernel, out_spatial, stride, dilation, pad):
+    import scipy.fft
+    kd = [d * (k - 1) + 1 for k, d in zip(kernel, dilation)]
+    full = [(o - 1) * s + 1 + kk - 1 for o, s, kk in zip(out_spatial, stride, kd)]
+    return kd, [scipy.fft.next_fast_len(f, real=True) for f in full]
+
+
+def fft(x, w, out_spatial, stride, dilation, pad, groups):
+    """Correlation through real FFTs with a per-frequency channel GEMM."""
+    import scipy.fft
+    nd = x.ndim - 2
+    n, c = x.shape[:2]
+    c_out = w.shape[0]
+    kernel = w.shape[2:]
+    g = groups
+    cg, cog = c // g, c_out // g
+    # only the input samples that some output reads, at stride 1
+    o1 = tuple((o - 1) * s + 1 for o, s in zip(out_spatial, stride))
+    xp = _gemm.pad_input(x, o1, kernel, (1,) * nd, dilation, pad)
+    kd, fshape = _fft_sizes(x.shape[2:], kernel, out_spatial, stride, dilation, pad)
+    need = tuple(o + k - 1 for o, k in zip(o1, kd))
+    xp = xp[(Ellipsis, *[slice(0, e) for e in need])]
+    wd = np.zeros((c_out, cg) + tuple(kd), dtype=w.dtype)
+    wd[(Ellipsis, *[slice(None, None, d) for d in dilation])] = w
+    wd = wd[(Ellipsis, *[slice(None, None, -1)] * nd)]
+    axes = tuple(range(2, 2 + nd))
+    workers = _config.get_num_threads()
+    cplx = x.dtype.kind == "c"
+    fwd = scipy.fft.fftn if cplx else scipy.fft.rfftn
+    inv = scipy.fft.ifftn if cplx else scipy.fft.irfftn
+    xf = fwd(xp, s=fshape, axes=axes, workers=workers)            # (n, c, *F)
+    wf = fwd(wd, s=fshape, axes=axes, workers=workers)            # (c_out, cg, *F)
+    fsz = math.prod(xf.shape[2:])
+    # (g, F, cog, cg) @ (g, F, cg, n) -> (g, F, cog, n)
+    xt = xf.reshape(n, g, cg, fsz).transpose(1, 3, 2, 0)
+    wt = wf.reshape(g, cog, cg, fsz).transpose(0, 3, 1, 2)
+    yf = np.matmul(wt, xt)                                          # (g, F, cog, n)
+    yf = np.ascontiguousarray(yf.transpose(3, 0, 2, 1)).reshape((n, c_out) + xf.shape[2:])
+    y = inv(yf, s=fshape, axes=axes, workers=workers)
+    sl = tuple(slice(k - 1, k - 1 + (o - 1) * s + 1, s)
+               for k, o, s in zip(kd, out_spatial, stride))
+    return np.ascontiguousarray(y[(Ellipsis, *sl)], dtype=x.dtype)
+
+
+# ----------------------------------------------------------------------------------------
+# cost model
+# ----------------------------------------------------------------------------------------
+def predict(x_shape, w_shape, out_spatial, stride, dilation, groups, dtype):
+    """Predicted seconds of each engine for one forward correlation problem."""
+    c = constants()
+    n, cin = x_shape[:2]
+    c_out, cg = w_shape[:2]
+    kernel = w_shape[2:]
+    kk = math.prod(kernel)
+    hw = math.prod(out_spatial)
+    cog = c_out // groups
+    macs = n * c_out * hw * cg * kk
+    name = "float64" if np.dtype(dtype).itemsize == 8 and np.dtype(dtype).kind == "f" \
+        else "float32"
+    if np.dtype(dtype).kind == "c":
+        macs *= 4
+    item = np.dtype(dtype).itemsize
+    over = c["call_overhead_s"]
+    # GEMM: efficiency falls when the matrices are thin (few output channels per group or
+    # a short reduction); im2col costs a pass over the patch matrix (none for 1x1)
+    red = cg * kk
+    thin = (1 + 24 / cog) * (1 + 24 / red) * (1 + 512 / hw)
+    im2col_bytes = 0 if kk == 1 else 2 * n * cin * kk * hw * item
+    calls = groups * max(1, n)
+    t_gemm = (macs * c[f"gemm_s_per_mac_{name}"] * thin + im2col_bytes * c["mem_s_per_byte"]
+              + calls * over * 0.5 + over)
+    # direct: a fixed rate, best when the reduction per output is short
+    t_direct = macs * c[f"direct_s_per_mac_{name}"] + over
+    if not _HAVE_CORE:
+        t_direct = t_direct * 3 + kk * (n * cin * hw * item) * c["mem_s_per_byte"] * 2
+    # FFT: transforms of input and output, a complex GEMM per frequency
+    if all(s == 1 for s in stride):
+        kd = [d * (k - 1) + 1 for k, d in zip(kernel, dilation)]
+        f = math.prod(o + k - 1 for o, k in zip(out_spatial, kd))
+        logf = max(1.0, math.log2(max(f, 2)))
+        flops = 2.5 * f * logf * (n * cin + n * c_out + c_out * cg) + 8 * n * c_out * cg * f / 2
+        t_fft = flops * c["fft_s_per_flop"] + 3 * over
+    else:
+        t_fft = math.inf
+    return {"direct": t_direct, "gemm": t_gemm, "fft": t_fft}
+
+
+def choose(x_shape, w_shape, out_spatial, stride, dilation, groups, dtype):
+    t = predict(x_shape, w_shape, out_spatial, stride, dilation, groups, dtype)
+    return min(t, key=t.get)
+
+
+_ENGINES = {"direct": direct, "gemm": _gemm.correlate, "fft": fft}
+
+
+def correlate(x, w, out_spatial, stride, dilation, pad, groups, algorithm="auto"):
+    """Forward correlation by ``algorithm`` (contract of ``fastconv._core.correlate``)."""
+    if algorithm == "auto":
+        algorithm = choose(x.shape, w.shape, out_spatial, stride, dilation, groups, x.dtype)
+    return _ENGINES[algorithm](x, w, out_spatial, stride, dilation, pad, groups)
+
+
+def transposed_weight(w, groups):
+    """Weight of the correlation equal to the adjoint: swap in/out per group, flip taps."""
+    c_out, cg = w.shape[:2]
+    kernel = w.shape[2:]
+    nd = len(kernel)
+    cog = c_out // groups
+    wt = w.reshape((groups, cog, cg) + tuple(kernel)).swapaxes(1, 2)
+    wt = wt.reshape((groups * cg, cog) + tuple(kernel))
+    return np.ascontiguousarray(wt[(Ellipsis, *[slice(None, None, -1)] * nd)])
+
+
+def correlate_adjoint(y, w, x_spatial, stride, dilation, pad, groups, algorithm="auto"):
+    """Adjoint of :func:`correlate` in ``x`` (transposed convolution) by ``algorithm``.
+
+    'gemm' is GEMM + col2im; 'direct' and 'fft' correlate the zero-stuffed ``y`` with the
+    flipped, channel-transposed weight.
+    """
+    nd = y.ndim - 2
+    kernel = w.shape[2:]
+    if algorithm == "auto":
+        # the zero-stuffed problem costs prod(stride) more; GEMM+col2im does not
+        n, c_out = y.shape[:2]
+        ws = (w.shape[1] * groups, c_out // groups) + tuple(kernel)
+        t = predict((n, c_out) + tuple(y.shape[2:]), w.shape, y.shape[2:], (1,) * nd,
+                    dilation, groups, y.dtype)
+        t["direct"] *= math.prod(stride)
+        t["fft"] = predict((n, c_out) + tuple(x_spatial), ws, x_spatial, (1,) * nd, dilation,
+                           groups, y.dtype)["fft"]
+        algorithm = min(t, key=t.get)
+    if algorithm == "gemm":
+        return _gemm.correlate_adjoint(y, w, x_spatial, stride, dilation, pad, groups)
+    n, c_out = y.shape[:2]
+    if any(s > 1 for s in stride):
+        ys = np.zeros((n, c_out) + tuple((o - 1) * s + 1 for o, s in zip(y.shape[2:], stride)),
+                      dtype=y.dtype)
+        ys[(Ellipsis, *[slice(None, None, s) for s in stride])] = y
+    else:
+        ys = y
+    wt = transposed_weight(w, groups)
+    pad2 = tuple(d * (k - 1) - p for d, k, p in zip(dilation, kernel, pad))
+    return _ENGINES[algorithm](ys, wt, tuple(x_spatial), (1,) * nd, dilation, pad2, groups)

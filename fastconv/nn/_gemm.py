@@ -1,0 +1,244 @@
+"""GEMM engine: im2col / col2im on BLAS (``numpy.matmul`` on OpenBLAS releases the GIL).
+
+Contracts (the same as ``fastconv._core.correlate``, see docs/internals.md), on C-contiguous
+arrays of one float/complex dtype, any number of spatial axes:
+
+``correlate(x, w, out_spatial, stride, dilation, pad, groups)``
+    ``out[n, co, o] = sum_{ci, k} x[n, g*Cg + ci, o*stride + k*dilation - pad] * w[co, ci, k]``
+    with ``x`` read as zero outside ``[0, S)``.
+``correlate_adjoint(y, w, x_spatial, stride, dilation, pad, groups)``
+    the adjoint (transpose) of ``correlate`` with respect to ``x``: a transposed convolution.
+``correlate_weight(x, gy, kernel, stride, dilation, pad, groups)``
+    the adjoint of ``correlate`` with respect to ``w``: the weight gradient.
+
+Scratch (the im2col matrix) is tiled over images and, when one image alone is larger, over
+the first output axis, so it never exceeds ``SCRATCH_BYTES`` (256 MiB) beyond the input,
+weight and output (and the zero-padded copy of the input, when padding is asked for).
+"""
+import math
+
+import numpy as np
+
+SCRATCH_BYTES = 256 << 20
+# the tile size aimed at: big enough for BLAS to run at full speed, small enough to stay
+# in the last-level cache between the im2col copy and the GEMM that reads it
+TILE_BYTES = 8 << 20
+
+try:  # optional compiled helpers (fastconv/_gemm.pyx)
+    from .. import _gemm as _cgemm
+except ImportError:  # pragma: no cover - pure NumPy fallback
+    _cgemm = None
+
+
+def _prod(t):
+    return math.prod(t)
+
+
+def pad_input(x, out_spatial, kernel, stride, dilation, pad):
+    """Zero-pad ``x`` so every tap of every output position lies inside it.
+
+    Returns the padded array (``x`` itself, made contiguous, when no padding is needed):
+    tap ``o*stride + k*dilation`` of the result is tap ``o*stride + k*dilation - pad`` of
+    ``x``. A negative ``pad`` skips leading samples.
+    """
+    nd = len(kernel)
+    if any(p < 0 for p in pad):
+        x = x[(Ellipsis, *[slice(-p, None) if p < 0 else slice(None) for p in pad])]
+        pad = tuple(max(p, 0) for p in pad)
+    lo, hi = [], []
+    for i in range(nd):
+        n = x.shape[2 + i]
+        need = (out_spatial[i] - 1) * stride[i] + dilation[i] * (kernel[i] - 1) + 1
+        lo.append(pad[i])
+        hi.append(max(0, need - pad[i] - n))
+    if not any(lo) and not any(hi):
+        return np.ascontiguousarray(x)
+    xp = np.zeros(x.shape[:2] + tuple(s + a + b for s, a, b in zip(x.shape[2:], lo, hi)),
+                  dtype=x.dtype)
+    xp[(Ellipsis, *[slice(a, a + s) for a, s in zip(lo, x.shape[2:])])] = x
+    return xp
+
+
+def _patch_view(xp, groups, kernel, out_spatial, stride, dilation):
+    """Strided view ``(N, G, Cg, *K, *O)`` of the padded input: the im2col matrix."""
+    n, c = xp.shape[:2]
+    nd = len(kernel)
+    cg = c // groups
+    st = xp.strides
+    sp = st[2:]
+    shape = (n, groups, cg) + tuple(kernel) + tuple(out_spatial)
+    strides = ((st[0], cg * st[1], st[1]) + tuple(d * s for d, s in zip(dilation, sp))
+               + tuple(t * s for t, s in zip(stride, sp)))
+    assert len(shape) == 3 + 2 * nd
+    return np.lib.stride_tricks.as_strided(xp, shape, strides, writeable=False)
+
+
+def _tiles(n, per_image, out0, budget=None):
+    """Yield (image slice, first-output-axis slice) tiles of at most ``budget`` bytes."""
+    budget = TILE_BYTES if budget is None else budget
+    if per_image <= budget:
+        nb = max(1, min(n, budget // max(per_image, 1)))
+        for i in range(0, n, nb):
+            yield slice(i, min(n, i + nb)), slice(None)
+    else:
+        rows = max(1, int(out0 * min(budget, SCRATCH_BYTES) // per_image))
+        for i in range(n):
+            for r in range(0, out0, rows):
+                yield slice(i, i + 1), slice(r, min(out0, r + rows))
+
+
+def im2col(xp, groups, kernel, out_spatial, stride, dilation, nsl=slice(None),
+           osl=slice(None)):
+    """Copy the patches of images ``nsl`` (output rows ``osl``) into ``(n, G, Cg*K, O')``."""
+    nd = len(kernel)
+    v = _patch_view(xp, groups, kernel, out_spatial, stride, dilation)
+    v = v[(nsl, slice(None), slice(None)) + (slice(None),) * nd + (osl,)]
+    cols = np.empty(v.shape, dtype=xp.dtype)
+    np.copyto(cols, v)
+    n, g, cg = v.shape[:3]
+    return cols.reshape(n, g, cg * _prod(kernel), _prod(v.shape[3 + nd:]))
+
+
+def correlate(x, w, out_spatial, stride, dilation, pad, groups):
+    """Strided, dilated, grouped cross-correlation by im2col + GEMM (see module docstring)."""
+    nd = x.ndim - 2
+    n, c = x.shape[:2]
+    c_out = w.shape[0]
+    kernel = w.shape[2:]
+    g = groups
+    cg, cog = c // g, c_out // g
+    out = np.empty((n, c_out) + tuple(out_spatial), dtype=x.dtype)
+    if n == 0 or out.size == 0:
+        return out
+    if all(k == 1 for k in kernel):
+        return pointwise(x, w.reshape(c_out, cg), out_spatial, stride, pad, groups, out)
+    xp = pad_input(x, out_spatial, kernel, stride, dilation, pad)
+    wg = w.reshape(g, cog, cg * _prod(kernel))
+    per_image = c * _prod(kernel) * _prod(out_spatial) * x.itemsize
+    out5 = out.reshape((n, g, cog) + tuple(out_spatial))
+    for nsl, osl in _tiles(n, per_image, out_spatial[0]):
+        cols = im2col(xp, g, kernel, out_spatial, stride, dilation, nsl, osl)
+        if osl == slice(None):
+            np.matmul(wg, cols, out=out5[nsl].reshape(cols.shape[:2] + (cog, cols.shape[3])))
+        else:
+            r = np.matmul(wg, cols)
+            out5[(nsl, slice(None), slice(None), osl)] = r.reshape(
+                r.shape[:3] + (-1,) + tuple(out_spatial[1:]))
+    return out
+
+
+def pointwise(x, w2, out_spatial, stride, pad, groups, out=None, shuffle=False):
+    """1x1 convolution: a GEMM per image and group, no im2col.
+
+    ``w2`` is ``(C_out, C_in/groups)``. With ``shuffle=True`` the result is written directly
+    in channel-shuffled order (ShuffleNet), i.e. channel ``g*Cog + j`` lands at ``j*G + g``.
+    """
+    n, c = x.shape[:2]
+    c_out = w2.shape[0]
+    g = groups
+    cg, cog = c // g, c_out // g
+    nd = x.ndim - 2
+    if any(pad) or any(s != 1 for s in stride) or tuple(x.shape[2:]) != tuple(out_spatial):
+        xp = pad_input(x, out_spatial, (1,) * nd, stride, (1,) * nd, pad)
+        idx = tuple(slice(0, (o - 1) * s + 1, s) for o, s in zip(out_spatial, stride))
+        x = np.ascontiguousarray(xp[(Ellipsis, *idx)])
+    else:
+        x = np.ascontiguousarray(x)
+    hw = _prod(out_spatial)
+    if out is None:
+        out = np.empty((n, c_out) + tuple(out_spatial), dtype=x.dtype)
+    if n == 0 or out.size == 0:
+        return out
+    if shuffle:
+        # out[n, j*G + g] = w[g*cog + j] @ x[n, g]
+        o4 = out.reshape(n, cog, g, hw)
+        x4 = x.reshape(n, g, cg, hw)
+        w3 = w2.reshape(g, cog, cg)
+        for gi in range(g):
+            np.matmul(w3[gi], x4[:, gi], out=o4[:, :, gi])
+        return out
+    if g == 1:
+        np.matmul(w2, x.reshape(n, c, hw), out=out.reshape(n, c_out, hw))
+    else:
+        np.matmul(w2.reshape(g, cog, cg), x.reshape(n, g, cg, hw),
+                  out=out.reshape(n, g, cog, hw))
+    return out
+
+
+def col2im_add(xp, cols, kernel, y_spatial, stride, dilation):
+    """Scatter-add ``cols`` ``(n, C, *K, *Y)`` into the padded buffer ``xp`` ``(n, C, *S)``."""
+    nd = len(kernel)
+    for k in np.ndindex(*kernel):
+        idx = tuple(slice(ki * d, ki * d + (yo - 1) * s + 1, s)
+                    for ki, d, yo, s in zip(k, dilation, y_spatial, stride))
+        xp[(Ellipsis, *idx)] += cols[(slice(None), slice(None), *k)]
+    assert nd == len(k)
+
+
+def correlate_adjoint(y, w, x_spatial, stride, dilation, pad, groups):
+    """Transposed convolution by GEMM + col2im: the adjoint of :func:`correlate`.
+
+    ``y`` ``(N, C_out, *O)``, ``w`` ``(C_out, C_in/G, *K)``; returns ``(N, C_in, *x_spatial)``.
+    """
+    n, c_out = y.shape[:2]
+    kernel = w.shape[2:]
+    nd = len(kernel)
+    g = groups
+    cog, cg = c_out // g, w.shape[1]
+    c = cg * g
+    y_spatial = y.shape[2:]
+    kk = _prod(kernel)
+    if n == 0:
+        return np.zeros((n, c) + tuple(x_spatial), dtype=y.dtype)
+    if kk == 1 and all(p == 0 for p in pad) and all(s == 1 for s in stride) \
+            and tuple(y_spatial) == tuple(x_spatial):
+        wt = np.ascontiguousarray(w.reshape(g, cog, cg).transpose(0, 2, 1))
+        out = np.matmul(wt, y.reshape(n, g, cog, -1))
+        return out.reshape((n, c) + tuple(x_spatial))
+    # padded buffer covering every tap: [0, max(x + pad, need))
+    lo = [max(p, 0) for p in pad]
+    size = [max(xs + a, (yo - 1) * s + d * (k - 1) + 1 + max(-p, 0))
+            for xs, a, yo, s, d, k, p in zip(x_spatial, lo, y_spatial, stride, dilation,
+                                             kernel, pad)]
+    shift = [max(-p, 0) for p in pad]  # negative pad: taps start after x[0]
+    xp = np.zeros((n, c) + tuple(size), dtype=y.dtype)
+    # W_g^T (Cg*K, Cog) @ y[n, g] (Cog, O)
+    wt = np.ascontiguousarray(w.reshape(g, cog, cg * kk).transpose(0, 2, 1))
+    ys = y.reshape(n, g, cog, _prod(y_spatial))
+    per_image = c * kk * _prod(y_spatial) * y.itemsize
+    view = xp[(Ellipsis, *[slice(sh, None) for sh in shift])] if any(shift) else xp
+    nb = max(1, min(n, TILE_BYTES // max(per_image, 1)))
+    for i in range(0, n, nb):
+        cols = np.matmul(wt, ys[i:i + nb])
+        cols = cols.reshape((cols.shape[0], c) + tuple(kernel) + tuple(y_spatial))
+        col2im_add(view[i:i + nb], cols, kernel, y_spatial, stride, dilation)
+    crop = tuple(slice(a, a + xs) for a, xs in zip(lo, x_spatial))
+    return np.ascontiguousarray(xp[(Ellipsis, *crop)])
+
+
+def correlate_weight(x, gy, kernel, stride, dilation, pad, groups):
+    """Weight gradient of :func:`correlate`: ``gw[co, ci, k] = sum_{n,o} gy * x-patch``."""
+    n, c = x.shape[:2]
+    c_out = gy.shape[1]
+    g = groups
+    cg, cog = c // g, c_out // g
+    out_spatial = gy.shape[2:]
+    kk = _prod(kernel)
+    hw = _prod(out_spatial)
+    gw = np.zeros((g, cog, cg * kk), dtype=x.dtype)
+    if n == 0 or hw == 0:
+        return gw.reshape((c_out, cg) + tuple(kernel))
+    xp = pad_input(x, out_spatial, kernel, stride, dilation, pad)
+    per_image = c * kk * hw * x.itemsize
+    gy5 = gy.reshape((n, g, cog) + tuple(out_spatial))
+    for nsl, osl in _tiles(n, per_image, out_spatial[0], budget=SCRATCH_BYTES):
+        cols = im2col(xp, g, kernel, out_spatial, stride, dilation, nsl, osl)
+        b, hw = cols.shape[0], cols.shape[3]
+        gys = gy5[nsl][:, :, :, osl].reshape(b, g, cog, hw)
+        if b == 1:
+            gw += np.matmul(gys[0], cols[0].transpose(0, 2, 1))
+        else:
+            gyt = gys.transpose(1, 2, 0, 3).reshape(g, cog, b * hw)
+            ct = cols.transpose(1, 0, 3, 2).reshape(g, b * hw, cg * kk)
+            gw += np.matmul(gyt, ct)
+    return gw.reshape((c_out, cg) + tuple(kernel))
