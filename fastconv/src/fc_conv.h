@@ -1,0 +1,285 @@
+/*
+ * fc_conv.h -- the direct convolution engine of fastconv (C part).
+ *
+ * Contract (see docs/internals.md, "Direct engine"):
+ *
+ *   out[n, co, o] = sum_ci sum_k x[n, g*Cig + ci, o*stride + k*dilation - pad] * w[co, ci, k]
+ *
+ * with implicit zeros outside x.  Everything here is plain C99 + GCC vector
+ * extensions; the Cython module (_core.pyx) validates the arguments, fills an
+ * fc_plan with fc_plan_init() and runs fc_run_task(plan, t, scratch) for every
+ * task t in [0, fc_plan_ntasks(plan)) under an OpenMP prange.
+ *
+ * Geometry.  The spatial axes are split into
+ *   - "plane" axes 0 .. D-3 (none for 1-D and 2-D),
+ *   - the "row" axis D-2 (a dummy axis of length 1 for 1-D),
+ *   - the "column" axis D-1 (vectorised).
+ * A task is (n, group, output plane, tile of output rows, tile of output columns).
+ * For each chunk of input channels it gathers the input it needs into a small
+ * zero-padded, stride-decimated "panel" (thread-local scratch, L2 resident; see
+ * fc_kernel_impl.h), then runs a register-blocked microkernel over the panel for
+ * every output channel of the group: an R x (V*L) tile of the output stays in
+ * vector registers across all input channels and taps and is stored once.
+ *
+ * Threads: there is no global mutable state; the plan is read-only during the
+ * run and each thread owns its scratch buffer.
+ *
+ * ISA dispatch: the kernels are compiled twice (fc_kernel_impl.h included with
+ * different target attributes): "avx2,fma" and the baseline ISA, chosen at run
+ * time with __builtin_cpu_supports.  No -march flags are needed.
+ */
+#ifndef FASTCONV_FC_CONV_H
+#define FASTCONV_FC_CONV_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#if defined(__x86_64__) && defined(__GNUC__)
+#include <xmmintrin.h>
+#define FC_X86 1
+#define FC_ATTR_AVX2 __attribute__((target("avx2,fma")))
+#else
+#define FC_X86 0
+#endif
+
+#define FC_MAXD 32
+/* Panel (scratch) budget per thread, bytes: fits in L2 next to the weights. */
+#define FC_PANEL_BUDGET (160 * 1024)
+/* Widest column tile of one task. */
+#define FC_COLMAX 4096
+
+enum { FC_F32 = 0, FC_F64 = 1, FC_I64 = 2 };
+enum { FC_ISA_GENERIC = 0, FC_ISA_AVX2 = 1 };
+
+typedef struct {
+    int dtype, isa, D, R, Vmax, L, elsize;
+    int64_t N, G, Cin, Cout, Cig, Cog;
+    int64_t S[FC_MAXD], K[FC_MAXD], O[FC_MAXD];
+    int64_t st[FC_MAXD], di[FC_MAXD], pa[FC_MAXD];
+    int64_t NPD;             /* number of plane axes (D - 2, or 0)        */
+    int64_t OP, KP, SP;      /* products over the plane axes              */
+    int64_t H, W, OH, OW, KH, KW, sH, sW, dH, dW, pH, pW;
+    int64_t ktot;            /* KP * KH * KW                              */
+    int64_t TW, nct;         /* output columns per task, column tiles     */
+    int64_t RT, nrt;         /* output rows per task, row tiles           */
+    int64_t cc;              /* input channels per panel chunk            */
+    int64_t nph, qmax, pcols, row_pitch, slab, ci_pitch;  /* panel layout */
+    int64_t *toff;           /* per column tap: offset inside a panel row */
+    const void *x, *w;
+    void *out;
+} fc_plan;
+
+static int fc_cpu_has_avx2_fma(void)
+{
+#if FC_X86
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+#else
+    return 0;
+#endif
+}
+
+static const char *fc_isa_name(int isa)
+{
+    return isa == FC_ISA_AVX2 ? "avx2+fma" : "generic";
+}
+
+static int fc_openmp_enabled(void)
+{
+#if defined(_OPENMP)
+    return 1;
+#else
+    return 0;
+#endif
+}
+
+static inline int64_t fc_cdiv(int64_t a, int64_t b) { return (a + b - 1) / b; }
+static inline int64_t fc_rup(int64_t a, int64_t b) { return fc_cdiv(a, b) * b; }
+static inline int64_t fc_min(int64_t a, int64_t b) { return a < b ? a : b; }
+static inline int64_t fc_max(int64_t a, int64_t b) { return a > b ? a : b; }
+
+static void *fc_alloc(size_t nbytes)
+{
+    void *p = NULL;
+    if (posix_memalign(&p, 64, nbytes + 64) != 0)
+        return NULL;
+    return p;
+}
+
+static void fc_free(void *p) { free(p); }
+
+static void fc_plan_free(fc_plan *pl)
+{
+    free(pl->toff);
+    pl->toff = NULL;
+}
+
+/*
+ * Fill *pl.  Shapes: xs = (N, C_in, *S), ws = (C_out, C_in/groups, *K),
+ * os = (N, C_out, *O); st/di/pa have D entries.  The caller (Cython) has
+ * validated them.  force_generic != 0 selects the baseline kernels.
+ * Returns 0, or -1 (bad D / out of memory).
+ */
+static int fc_plan_init(fc_plan *pl, int dtype, int D, const int64_t *xs,
+                        const int64_t *ws, const int64_t *os, const int64_t *st,
+                        const int64_t *di, const int64_t *pa, int64_t groups,
+                        int nthreads, int force_generic, const void *x,
+                        const void *w, void *out)
+{
+    int64_t d, kw, i;
+    memset(pl, 0, sizeof(*pl));
+    if (D < 1 || D > FC_MAXD || groups < 1)
+        return -1;
+    pl->dtype = dtype;
+    pl->elsize = dtype == FC_F32 ? 4 : 8;
+    pl->L = 32 / pl->elsize;
+    pl->isa = (!force_generic && fc_cpu_has_avx2_fma()) ? FC_ISA_AVX2 : FC_ISA_GENERIC;
+    pl->D = D;
+    pl->x = x; pl->w = w; pl->out = out;
+    pl->N = xs[0]; pl->Cin = xs[1]; pl->Cout = ws[0]; pl->G = groups;
+    pl->Cig = pl->Cin / groups; pl->Cog = pl->Cout / groups;
+    for (d = 0; d < D; d++) {
+        pl->S[d] = xs[2 + d]; pl->K[d] = ws[2 + d]; pl->O[d] = os[2 + d];
+        pl->st[d] = st[d]; pl->di[d] = di[d]; pl->pa[d] = pa[d];
+    }
+    if (D == 1) {
+        pl->NPD = 0;
+        pl->H = 1; pl->OH = 1; pl->KH = 1; pl->sH = 1; pl->dH = 1; pl->pH = 0;
+    } else {
+        pl->NPD = D - 2;
+        pl->H = pl->S[D - 2]; pl->OH = pl->O[D - 2]; pl->KH = pl->K[D - 2];
+        pl->sH = pl->st[D - 2]; pl->dH = pl->di[D - 2]; pl->pH = pl->pa[D - 2];
+    }
+    pl->W = pl->S[D - 1]; pl->OW = pl->O[D - 1]; pl->KW = pl->K[D - 1];
+    pl->sW = pl->st[D - 1]; pl->dW = pl->di[D - 1]; pl->pW = pl->pa[D - 1];
+    pl->OP = pl->KP = pl->SP = 1;
+    for (d = 0; d < pl->NPD; d++) {
+        pl->OP *= pl->O[d]; pl->KP *= pl->K[d]; pl->SP *= pl->S[d];
+    }
+    pl->ktot = pl->KP * pl->KH * pl->KW;
+
+    /* register tile: 4 rows x 3 vectors, or 1 row x 8 vectors for short images */
+    pl->R = pl->OH >= 4 ? 4 : 1;
+    pl->Vmax = pl->R == 4 ? 3 : 8;
+
+    if (nthreads < 1) nthreads = 1;
+    {
+        const int64_t L = pl->L, tile = (int64_t)pl->Vmax * L;
+        const int64_t target = nthreads > 1 ? 4 * (int64_t)nthreads : 1;
+        const int64_t base = pl->N * pl->G * pl->OP * fc_max(1, pl->OH / pl->R);
+        int64_t colmax = fc_max(tile, (FC_COLMAX / tile) * tile);
+        int64_t TW = pl->OW, TWpad, outer, rt_budget, rt_par, RT, per_row, rows_pad, prow;
+        if (base < target) {  /* too few row tiles: split columns as well */
+            int64_t want = fc_cdiv(target, base);
+            TW = fc_max(tile, fc_rup(fc_cdiv(pl->OW, want), tile));
+        }
+        TW = fc_max(1, fc_min(TW, colmax));
+        TW = fc_min(TW, fc_max(pl->OW, 1));
+        pl->TW = TW;
+        pl->nct = fc_cdiv(pl->OW, TW);
+
+        pl->qmax = ((pl->KW - 1) * pl->dW) / pl->sW;
+        pl->nph = fc_min(pl->sW, (pl->KW - 1) * pl->dW + 1);
+        TWpad = fc_rup(TW, L);
+        pl->pcols = TWpad + pl->qmax;
+        pl->row_pitch = fc_rup(pl->nph * pl->pcols, L);
+
+        pl->toff = (int64_t *)malloc(sizeof(int64_t) * (size_t)fc_max(pl->KW, 1));
+        if (pl->toff == NULL)
+            return -1;
+        for (kw = 0; kw < pl->KW; kw++) {
+            int64_t m = kw * pl->dW;
+            pl->toff[kw] = (m % pl->sW) * pl->pcols + m / pl->sW;
+        }
+
+        /* rows per task: bounded by the panel budget and by the parallelism wanted */
+        outer = pl->N * pl->G * pl->OP * pl->nct;
+        per_row = pl->KP * pl->row_pitch * pl->elsize;
+        i = FC_PANEL_BUDGET / fc_max(per_row, 1) - (pl->KH - 1) * pl->dH - 1;
+        rt_budget = i > 0 ? i / pl->sH + 1 : 1;
+        rt_budget = fc_max(pl->R, (rt_budget / pl->R) * pl->R);
+        rt_par = fc_rup(fc_cdiv(pl->OH, fc_cdiv(target, fc_max(outer, 1))), pl->R);
+        RT = fc_min(pl->OH, fc_min(rt_budget, rt_par));
+        if (RT < pl->OH)
+            RT = fc_max(pl->R, (RT / pl->R) * pl->R);
+        RT = fc_max(RT, 1);
+        pl->RT = RT;
+        pl->nrt = fc_cdiv(pl->OH, RT);
+
+        rows_pad = fc_rup(RT, pl->R);
+        prow = (rows_pad - 1) * pl->sH + (pl->KH - 1) * pl->dH + 1;
+        pl->slab = prow * pl->row_pitch;
+        pl->ci_pitch = pl->KP * pl->slab;
+        pl->cc = fc_max(1, fc_min(pl->Cig, FC_PANEL_BUDGET / fc_max(1, pl->ci_pitch * pl->elsize)));
+    }
+    return 0;
+}
+
+static int64_t fc_plan_ntasks(const fc_plan *pl)
+{
+    return pl->N * pl->G * pl->OP * pl->nrt * pl->nct;
+}
+
+static size_t fc_plan_scratch_bytes(const fc_plan *pl)
+{
+    return (size_t)(pl->cc * pl->ci_pitch * pl->elsize) + 64;
+}
+
+/* ---- the typed kernels: each included once per (type, ISA) ---------------- */
+
+#if FC_X86
+#define FC_T float
+#define FC_SFX f32_avx2
+#define FC_ATTR FC_ATTR_AVX2
+#define FC_FLOAT 1
+#include "fc_kernel_impl.h"
+#define FC_T double
+#define FC_SFX f64_avx2
+#define FC_ATTR FC_ATTR_AVX2
+#define FC_FLOAT 1
+#include "fc_kernel_impl.h"
+#define FC_T uint64_t
+#define FC_SFX i64_avx2
+#define FC_ATTR FC_ATTR_AVX2
+#define FC_FLOAT 0
+#include "fc_kernel_impl.h"
+#endif
+
+#define FC_T float
+#define FC_SFX f32_gen
+#define FC_ATTR
+#define FC_FLOAT 1
+#include "fc_kernel_impl.h"
+#define FC_T double
+#define FC_SFX f64_gen
+#define FC_ATTR
+#define FC_FLOAT 1
+#include "fc_kernel_impl.h"
+#define FC_T uint64_t
+#define FC_SFX i64_gen
+#define FC_ATTR
+#define FC_FLOAT 0
+#include "fc_kernel_impl.h"
+
+/* Run task t (0 <= t < fc_plan_ntasks) with a scratch of fc_plan_scratch_bytes. */
+static void fc_run_task(const fc_plan *pl, int64_t t, void *scratch)
+{
+#if FC_X86
+    if (pl->isa == FC_ISA_AVX2) {
+        switch (pl->dtype) {
+        case FC_F32: fc_task_f32_avx2(pl, t, scratch); return;
+        case FC_F64: fc_task_f64_avx2(pl, t, scratch); return;
+        default: fc_task_i64_avx2(pl, t, scratch); return;
+        }
+    }
+#endif
+    switch (pl->dtype) {
+    case FC_F32: fc_task_f32_gen(pl, t, scratch); return;
+    case FC_F64: fc_task_f64_gen(pl, t, scratch); return;
+    default: fc_task_i64_gen(pl, t, scratch); return;
+    }
+}
+
+#endif /* FASTCONV_FC_CONV_H */

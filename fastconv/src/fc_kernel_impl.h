@@ -1,0 +1,245 @@
+/*
+ * fc_kernel_impl.h -- typed kernels of the direct engine (a "template" header).
+ *
+ * Included by fc_conv.h once per (element type, ISA) with
+ *   FC_T     element type (float, double, uint64_t: int64 wraps mod 2**64)
+ *   FC_SFX   name suffix (f32_avx2, ...)
+ *   FC_ATTR  function attribute selecting the ISA (target("avx2,fma") or empty)
+ *   FC_FLOAT 1 for floating types (denormals are flushed while running)
+ * No include guard on purpose; the macros are #undef'd at the end.
+ *
+ * Panel layout (per task and input-channel chunk), in elements:
+ *   panel[ci][kp][pr][ph][t] = x[n, c0+ci, plane(kp), row0 + pr, (ow0 + t)*sW + ph - pW]
+ * (zero outside x), ci_pitch = KP*slab, slab = prow*row_pitch, phases ph < nph of
+ * pcols elements each.  Column tap kw reads phase (kw*dW) % sW at offset
+ * (kw*dW) / sW, i.e. toff[kw]; the strided column gather makes every tap a unit
+ * stride vector load.  Row tap kh of register row r reads panel row r*sH + kh*dH.
+ */
+
+#define FC_CAT2_(a, b) a##_##b
+#define FC_CAT2(a, b) FC_CAT2_(a, b)
+#define FN(name) FC_CAT2(name, FC_SFX)
+#define FC_VL ((int)(32 / sizeof(FC_T)))
+
+typedef FC_T FN(fc_vec) __attribute__((vector_size(32)));
+typedef FC_T FN(fc_vecu) __attribute__((vector_size(32), aligned(sizeof(FC_T)), may_alias));
+
+#define FC_LOADU(p) (*(const FN(fc_vecu) *)(p))
+#define FC_STOREU(p, v) (*(FN(fc_vecu) *)(p) = (v))
+
+/*
+ * Microkernel: dst[r, c] (+)= sum_ci sum_kp sum_kh sum_kw
+ *                 p[ci*cip + kp*slabp + r*rp + kh*khp + toff[kw] + c] * w[ci, kp, kh, kw]
+ * for r < rows <= R, c < cols <= V*VL.  R and V are compile-time after inlining.
+ */
+static inline __attribute__((always_inline)) FC_ATTR void
+FN(fc_mk)(const int R, const int V, const FC_T *restrict p, ptrdiff_t rp,
+          ptrdiff_t khp, ptrdiff_t slabp, ptrdiff_t cip, ptrdiff_t cc, ptrdiff_t KP,
+          ptrdiff_t KH, ptrdiff_t KW, const int64_t *restrict toff,
+          const FC_T *restrict w, FC_T *restrict dst, ptrdiff_t dp, int rows,
+          int cols, int accum)
+{
+    FN(fc_vec) acc[4][8];
+    ptrdiff_t ci, kp, kh, kw;
+    int r, v;
+#pragma GCC unroll 4
+    for (r = 0; r < R; r++)
+#pragma GCC unroll 8
+        for (v = 0; v < V; v++)
+            acc[r][v] = (FN(fc_vec)){0};
+    for (ci = 0; ci < cc; ci++) {
+        for (kp = 0; kp < KP; kp++) {
+            const FC_T *s = p + ci * cip + kp * slabp;
+            for (kh = 0; kh < KH; kh++) {
+                const FC_T *b = s + kh * khp;
+                for (kw = 0; kw < KW; kw++) {
+                    const FC_T *q = b + toff[kw];
+                    const FC_T wk = *w++;
+#pragma GCC unroll 4
+                    for (r = 0; r < R; r++)
+#pragma GCC unroll 8
+                        for (v = 0; v < V; v++)
+                            acc[r][v] += FC_LOADU(q + r * rp + v * FC_VL) * wk;
+                }
+            }
+        }
+    }
+    if (rows == R && cols == V * FC_VL) {
+#pragma GCC unroll 4
+        for (r = 0; r < R; r++)
+#pragma GCC unroll 8
+            for (v = 0; v < V; v++) {
+                FC_T *d = dst + r * dp + v * FC_VL;
+                FN(fc_vec) a = acc[r][v];
+                if (accum)
+                    a += FC_LOADU(d);
+                FC_STOREU(d, a);
+            }
+    } else {
+        FC_T tmp[4 * 8 * FC_VL];
+        int c;
+#pragma GCC unroll 4
+        for (r = 0; r < R; r++)
+#pragma GCC unroll 8
+            for (v = 0; v < V; v++)
+                FC_STOREU(tmp + (r * V + v) * FC_VL, acc[r][v]);
+        for (r = 0; r < rows; r++) {
+            FC_T *d = dst + r * dp;
+            const FC_T *t = tmp + r * V * FC_VL;
+            if (accum)
+                for (c = 0; c < cols; c++) d[c] += t[c];
+            else
+                for (c = 0; c < cols; c++) d[c] = t[c];
+        }
+    }
+}
+
+/* Gather the panel for input channels [c0, c0 + ccur) of group g, image n. */
+static FC_ATTR void
+FN(fc_build_panel)(const fc_plan *restrict pl, FC_T *restrict panel, int64_t n,
+                   int64_t g, int64_t c0, int64_t ccur, int64_t op, int64_t oh0,
+                   int64_t prow, int64_t ow0, int64_t wneed)
+{
+    const FC_T *X = (const FC_T *)pl->x;
+    const int64_t H = pl->H, W = pl->W, sW = pl->sW;
+    int64_t oidx[FC_MAXD], kidx[FC_MAXD];
+    int64_t d, ci, kp, pr, ph, tmp;
+    tmp = op;
+    for (d = pl->NPD - 1; d >= 0; d--) {
+        oidx[d] = tmp % pl->O[d];
+        tmp /= pl->O[d];
+    }
+    for (ci = 0; ci < ccur; ci++) {
+        const FC_T *xc = X + (n * pl->Cin + g * pl->Cig + c0 + ci) * pl->SP * H * W;
+        for (kp = 0; kp < pl->KP; kp++) {
+            FC_T *slab = panel + ci * pl->ci_pitch + kp * pl->slab;
+            int valid = 1;
+            int64_t poff = 0;
+            tmp = kp;
+            for (d = pl->NPD - 1; d >= 0; d--) {
+                kidx[d] = tmp % pl->K[d];
+                tmp /= pl->K[d];
+            }
+            for (d = 0; d < pl->NPD; d++) {
+                int64_t ip = oidx[d] * pl->st[d] + kidx[d] * pl->di[d] - pl->pa[d];
+                if (ip < 0 || ip >= pl->S[d])
+                    valid = 0;
+                poff = poff * pl->S[d] + ip;
+            }
+            for (pr = 0; pr < prow; pr++) {
+                FC_T *dst = slab + pr * pl->row_pitch;
+                const int64_t ir = oh0 * pl->sH - pl->pH + pr;
+                const FC_T *src;
+                if (!valid || ir < 0 || ir >= H) {
+                    memset(dst, 0, sizeof(FC_T) * (size_t)pl->row_pitch);
+                    continue;
+                }
+                src = xc + (poff * H + ir) * W;
+                for (ph = 0; ph < pl->nph; ph++) {
+                    FC_T *dd = dst + ph * pl->pcols;
+                    /* element t reads column a + t*sW, valid when 0 <= a + t*sW < W */
+                    const int64_t a = ow0 * sW + ph - pl->pW;
+                    int64_t lo = a >= 0 ? 0 : fc_cdiv(-a, sW);
+                    int64_t hi = W - a > 0 ? fc_cdiv(W - a, sW) : 0;
+                    int64_t t;
+                    lo = fc_min(lo, wneed);
+                    hi = fc_max(lo, fc_min(hi, wneed));
+                    if (lo > 0)
+                        memset(dd, 0, sizeof(FC_T) * (size_t)lo);
+                    if (sW == 1) {
+                        if (hi > lo)
+                            memcpy(dd + lo, src + a + lo, sizeof(FC_T) * (size_t)(hi - lo));
+                    } else {
+                        const FC_T *sp = src + a;
+                        for (t = lo; t < hi; t++)
+                            dd[t] = sp[t * sW];
+                    }
+                    if (hi < wneed)
+                        memset(dd + hi, 0, sizeof(FC_T) * (size_t)(wneed - hi));
+                }
+            }
+        }
+    }
+}
+
+#define FC_MK_CALL(RR, VV)                                                      \
+    FN(fc_mk)(RR, VV, pp, rp, khp, pl->slab, pl->ci_pitch, ccur, pl->KP, pl->KH, \
+              pl->KW, pl->toff, wp, dst, pl->OW, rows, cols, accum)
+
+/* One task: (n, g, output plane, row tile, column tile). */
+static FC_ATTR void FN(fc_task)(const fc_plan *restrict pl, int64_t t, void *scratch)
+{
+    const int64_t VL = FC_VL, R = pl->R;
+    const int64_t ct = t % pl->nct;
+    int64_t rt, op, g, n, c0, co;
+    FC_T *panel = (FC_T *)(((uintptr_t)scratch + 63) & ~(uintptr_t)63);
+    const FC_T *Wt = (const FC_T *)pl->w;
+    FC_T *Out = (FC_T *)pl->out;
+#if FC_X86 && FC_FLOAT
+    const unsigned int csr = _mm_getcsr();
+    _mm_setcsr(csr | 0x8040); /* FTZ | DAZ */
+#endif
+    t /= pl->nct;
+    rt = t % pl->nrt; t /= pl->nrt;
+    op = t % pl->OP; t /= pl->OP;
+    g = t % pl->G;
+    n = t / pl->G;
+    {
+        const int64_t oh0 = rt * pl->RT, ow0 = ct * pl->TW;
+        const int64_t nrows = fc_min(pl->RT, pl->OH - oh0);
+        const int64_t ncols = fc_min(pl->TW, pl->OW - ow0);
+        const int64_t rows_pad = fc_rup(nrows, R);
+        const int64_t prow = (rows_pad - 1) * pl->sH + (pl->KH - 1) * pl->dH + 1;
+        const int64_t wneed = fc_rup(ncols, VL) + pl->qmax;
+        const ptrdiff_t rp = pl->sH * pl->row_pitch, khp = pl->dH * pl->row_pitch;
+        for (c0 = 0; c0 < pl->Cig; c0 += pl->cc) {
+            const int64_t ccur = fc_min(pl->cc, pl->Cig - c0);
+            const int accum = c0 > 0;
+            FN(fc_build_panel)(pl, panel, n, g, c0, ccur, op, oh0, prow, ow0, wneed);
+            for (co = 0; co < pl->Cog; co++) {
+                const int64_t oc = g * pl->Cog + co;
+                const FC_T *wp0 = Wt + (oc * pl->Cig + c0) * pl->ktot;
+                FC_T *obase = Out + (((n * pl->Cout + oc) * pl->OP + op) * pl->OH + oh0) * pl->OW + ow0;
+                int64_t r0, j0;
+                for (r0 = 0; r0 < nrows; r0 += R) {
+                    const int rows = (int)fc_min(R, nrows - r0);
+                    for (j0 = 0; j0 < ncols;) {
+                        const int64_t rem = ncols - j0;
+                        const FC_T *pp = panel + r0 * rp + j0;
+                        const FC_T *wp = wp0;
+                        FC_T *dst = obase + r0 * pl->OW + j0;
+                        int V, cols;
+                        if (R == 4) {
+                            V = rem >= 3 * VL ? 3 : rem >= 2 * VL ? 2 : 1;
+                            cols = (int)fc_min(rem, V * VL);
+                            if (V == 3) FC_MK_CALL(4, 3);
+                            else if (V == 2) FC_MK_CALL(4, 2);
+                            else FC_MK_CALL(4, 1);
+                        } else {
+                            V = rem >= 8 * VL ? 8 : rem >= 4 * VL ? 4 : rem >= 2 * VL ? 2 : 1;
+                            cols = (int)fc_min(rem, V * VL);
+                            if (V == 8) FC_MK_CALL(1, 8);
+                            else if (V == 4) FC_MK_CALL(1, 4);
+                            else if (V == 2) FC_MK_CALL(1, 2);
+                            else FC_MK_CALL(1, 1);
+                        }
+                        j0 += cols;
+                    }
+                }
+            }
+        }
+    }
+#if FC_X86 && FC_FLOAT
+    _mm_setcsr(csr);
+#endif
+}
+
+#undef FC_MK_CALL
+#undef FC_LOADU
+#undef FC_STOREU
+#undef FC_VL
+#undef FN
+#undef FC_T
+#undef FC_SFX
+#undef FC_ATTR
+#undef FC_FLOAT
