@@ -309,3 +309,137 @@ def test_error_parity_transpose(cfg):
         F.conv_transpose2d(_t(x), _t(w), **cfg)
     with pytest.raises(ValueError):
         fnn.conv_transpose2d(x, w, **cfg)
+
+
+# ---------------------------------------------------------------------------------------
+# variants
+# ---------------------------------------------------------------------------------------
+def _rand(rng, *shape):
+    return rng.standard_normal(shape)
+
+
+@pytest.mark.parametrize("stride", [1, 2])
+@pytest.mark.parametrize("groups", [1, 2])
+def test_pointwise(stride, groups):
+    rng = np.random.default_rng(11)
+    x, w, b = _rand(rng, 2, 6, 7, 9), _rand(rng, 4, 6 // groups), _rand(rng, 4)
+    want = F.conv2d(_t(x), _t(w[:, :, None, None]), _t(b), stride=stride,
+                    groups=groups).numpy()
+    _close(fnn.pointwise_conv2d(x, w, b, stride=stride, groups=groups), want, np.float64)
+    _close(fnn.pointwise_conv2d(x[0], w[:, :, None, None], b, stride=stride, groups=groups),
+           want[0], np.float64)
+
+
+@pytest.mark.parametrize("groups", [2, 3])
+@pytest.mark.parametrize("k", [1, 3])
+def test_channel_shuffle_and_shuffled_group_conv(groups, k):
+    rng = np.random.default_rng(12)
+    x, w, b = _rand(rng, 2, 6, 8, 8), _rand(rng, 12, 6 // groups, k, k), _rand(rng, 12)
+    y = F.conv2d(_t(x), _t(w), _t(b), padding=k // 2, groups=groups)
+    want = F.channel_shuffle(y, groups).numpy()
+    _close(fnn.channel_shuffle(y.numpy(), groups), want, np.float64)
+    for alg in ALGORITHMS:
+        got = fnn.shuffled_group_conv2d(x, w, groups, b, padding=k // 2, algorithm=alg)
+        _close(got, want, np.float64)
+    got = fnn.grouped_pointwise_conv2d(x, w[:, :, :1, :1], groups, b, shuffle=True)
+    want = F.channel_shuffle(F.conv2d(_t(x), _t(w[:, :, :1, :1]), _t(b), groups=groups),
+                             groups).numpy()
+    _close(got, want, np.float64)
+    with pytest.raises(ValueError, match="groups"):
+        fnn.channel_shuffle(x, 4)
+
+
+@pytest.mark.parametrize("mult", [1, 2])
+@pytest.mark.parametrize("stride", [1, 2])
+def test_depthwise_and_separable(mult, stride):
+    rng = np.random.default_rng(13)
+    c = 5
+    x, wd, wp = _rand(rng, 2, c, 9, 10), _rand(rng, c * mult, 1, 3, 3), _rand(rng, 7, c * mult)
+    bd, bp = _rand(rng, c * mult), _rand(rng, 7)
+    mid = F.conv2d(_t(x), _t(wd), _t(bd), stride=stride, padding=1, groups=c)
+    for alg in ALGORITHMS:
+        _close(fnn.depthwise_conv2d(x, wd, bd, stride=stride, padding=1, algorithm=alg),
+               mid.numpy(), np.float64)
+    want = F.conv2d(mid, _t(wp[:, :, None, None]), _t(bp)).numpy()
+    got = fnn.depthwise_separable_conv2d(x, wd, wp, bd, bp, stride=stride, padding=1)
+    _close(got, want, np.float64)
+    with pytest.raises(ValueError):
+        fnn.depthwise_conv2d(x, _rand(rng, c, 2, 3, 3))
+
+
+def test_spatially_separable_and_flattened():
+    rng = np.random.default_rng(14)
+    x = _rand(rng, 2, 4, 10, 11)
+    wc, wr, b = _rand(rng, 6, 4, 3, 1), _rand(rng, 5, 6, 1, 5), _rand(rng, 5)
+    mid = F.conv2d(_t(x), _t(wc), stride=(2, 1), padding=(1, 0), dilation=(2, 1))
+    want = F.conv2d(mid, _t(wr), _t(b), stride=(1, 3), padding=(0, 2), dilation=(1, 1))
+    got = fnn.spatially_separable_conv2d(x, wc, wr, b, stride=(2, 3), padding=(1, 2),
+                                         dilation=(2, 1))
+    _close(got, want.numpy(), np.float64)
+    # flattened: channel 1x1, then vertical and horizontal depthwise
+    a, v, h, b = _rand(rng, 6, 4), _rand(rng, 6, 3), _rand(rng, 6, 5), _rand(rng, 6)
+    t = F.conv2d(_t(x), _t(a[:, :, None, None]))
+    t = F.conv2d(t, _t(v[:, None, :, None]), padding=(1, 0), groups=6)
+    want = F.conv2d(t, _t(h[:, None, None, :]), _t(b), padding=(0, 2), groups=6).numpy()
+    _close(fnn.flattened_conv2d(x, a, v, h, b, padding=(1, 2)), want, np.float64)
+    full = np.einsum("oc,oh,ow->ochw", a, v, h)
+    _close(fnn.flattened_conv2d(x, a, v, h, b, padding=(1, 2)),
+           F.conv2d(_t(x), _t(full), _t(b), padding=(1, 2)).numpy(), np.float64)
+
+
+def test_dilated_and_grouped():
+    rng = np.random.default_rng(15)
+    x, w = _rand(rng, 1, 4, 12, 12), _rand(rng, 4, 2, 3, 3)
+    want = F.conv2d(_t(x), _t(w), padding=3, dilation=3, groups=2).numpy()
+    _close(fnn.dilated_conv2d(x, w, dilation=3, groups=2), want, np.float64)
+    _close(fnn.grouped_conv2d(x, w, 2, padding=3, dilation=3), want, np.float64)
+
+
+def test_output_shape_helpers():
+    assert fnn.conv_output_shape((227, 227), 11, stride=4) == (55, 55)
+    assert fnn.conv_output_shape((56, 56), 3, padding=6, dilation=6) == (56, 56)
+    assert fnn.conv_output_shape(10, 4, padding="same") == (10,)
+    assert fnn.conv_transpose_output_shape((16, 16), 4, stride=2, padding=1) == (32, 32)
+    assert fnn.conv_transpose_output_shape(5, 3, stride=2, output_padding=1) == (12,)
+    with pytest.raises(ValueError, match="output_padding"):
+        fnn.conv_transpose_output_shape(5, 3, stride=2, output_padding=2)
+    with pytest.raises(ValueError):
+        fnn.conv_output_shape(3, 5)
+
+
+@pytest.mark.parametrize("nd,kw", [
+    (1, dict(stride=2, padding=1)),
+    (2, dict(stride=(2, 1), padding=(1, 2), dilation=(1, 2), groups=2)),
+    (2, dict(padding="same", dilation=2)),
+    (3, dict(stride=2, padding=1, groups=2)),
+])
+def test_conv_matrix(nd, kw):
+    rng = np.random.default_rng(16)
+    g = kw.get("groups", 1)
+    shape = (4,) + (7,) * nd
+    w = _rand(rng, 6, 4 // g, *(3,) * nd)
+    x = _rand(rng, *shape)
+    C = fnn.conv_matrix(w, shape, **kw)
+    y = TCONV[nd](_t(x[None]), _t(w), **kw).numpy()[0]
+    np.testing.assert_allclose(C @ x.ravel(), y.ravel(), atol=1e-12)
+    if kw.get("padding") != "same":
+        r = _rand(rng, *y.shape)
+        p = kw.get("padding", 0)
+        s, d = kw.get("stride", 1), kw.get("dilation", 1)
+        tkw = dict(stride=s, padding=p, dilation=d, groups=g)
+        out = np.array(fnn.conv_transpose_output_shape(y.shape[1:], (3,) * nd, s, p, 0, d))
+        op = tuple(int(v) for v in np.array(shape[1:]) - out)
+        xt = TCONV_T[nd](_t(r[None]), _t(w), output_padding=op, **tkw).numpy()[0]
+        np.testing.assert_allclose(C.T @ r.ravel(), xt.ravel(), atol=1e-12)
+
+
+def test_concurrent_calls_agree():
+    from concurrent.futures import ThreadPoolExecutor
+    rng = np.random.default_rng(17)
+    xs = [rng.standard_normal((2, 8, 16, 16)).astype(np.float32) for _ in range(6)]
+    w = rng.standard_normal((8, 8, 3, 3)).astype(np.float32)
+    serial = [fnn.conv2d(x, w, padding=1) for x in xs]
+    with ThreadPoolExecutor(3) as ex:
+        par = list(ex.map(lambda x: fnn.conv2d(x, w, padding=1), xs))
+    for a, b in zip(serial, par):
+        np.testing.assert_array_equal(a, b)
