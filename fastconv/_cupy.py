@@ -1,0 +1,664 @@
+"""GPU engines: the engine contracts of docs/internals.md on CuPy arrays.
+
+The fronts (``fastconv.signal``, ``fastconv.nn``) call :func:`get_array_module` and, for
+CuPy inputs, the engines here instead of the CPU ones; arguments and results follow the
+same contracts (``_core.correlate``, ``_fft.convolve``, ``_fft.oaconvolve``, GEMM):
+
+* :func:`correlate` -- direct correlation with CUDA C kernels from ``fastconv/cuda/*.cu``
+  (``cupy.RawModule``, compiled once per source, dtype and device);
+* :func:`fft_convolve`, :func:`oaconvolve` -- cuFFT through ``cupyx.scipy.fft``
+  (real-to-complex for real input, fast lengths, CuPy's per-device plan cache);
+* :func:`gemm_conv` -- im2col kernel + batched ``matmul`` (cuBLAS).
+
+CuPy is optional (the ``[gpu]`` extra): importing this module never imports it.
+
+All orchestration is written against an array module ``xp``, an FFT module and a kernel
+launcher (``launch(kernel, dtype, grid, block, args, shared_mem)``).  On the GPU those are
+cupy, cupyx.scipy.fft and RawModule functions; the tests substitute numpy, scipy.fft and
+a CPU harness that runs the same ``.cu`` sources (``fastconv/cuda/harness``), so
+everything except the CuPy calls themselves is exercised without a GPU.
+"""
+import contextlib
+import functools
+import math
+import os
+import re
+import sys
+import threading
+
+import numpy as np
+
+__all__ = ["is_cupy_array", "get_array_module", "correlate", "fft_convolve", "oaconvolve",
+           "gemm_conv", "default_constants", "tune_gpu"]
+
+_CUDA_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "cuda")
+
+# numpy dtype -> C++ type of the kernel template argument (int64 runs as unsigned so that
+# overflow wraps modulo 2**64 with defined behaviour; the bits are the same)
+_CTYPES = {
+    np.dtype(np.float32): "float",
+    np.dtype(np.float64): "double",
+    np.dtype(np.complex64): "fc_complex<float>",
+    np.dtype(np.complex128): "fc_complex<double>",
+    np.dtype(np.int64): "unsigned long long",
+}
+_FILE_KERNELS = {
+    "direct.cu": ("fc_corr_nd", "fc_corr_tiled", "fc_depthwise"),
+    "im2col.cu": ("fc_im2col",),
+}
+_KERNEL_FILE = {k: f for f, ks in _FILE_KERNELS.items() for k in ks}
+_COB = 4                 # FC_COB in direct.cu
+_MAX_SMEM = 48 * 1024    # dynamic shared memory without opt-in, every GPU since sm_20
+_PATCH_TARGET = 16 * 1024
+_BLOCK = 256
+_MAX_GRID = 2**31 - 1
+_GEMM_WORKSPACE = 256 * 2**20  # bytes of im2col columns per batch chunk
+
+
+# ------------------------------------------------------------------------------------
+# array modules
+
+def _cupy_module(import_=True):
+    """The cupy module, or None.  With ``import_=False`` only an already imported one."""
+    cp = sys.modules.get("cupy")
+    if cp is not None or not import_:
+        return cp
+    try:
+        import cupy as cp
+    except Exception:  # noqa: BLE001 - ImportError, or a CUDA library failing to load
+        return None
+    return cp
+
+
+_HOST_SCALARS = (int, float, complex, bool, str, bytes, list, tuple, type(None), np.generic)
+
+
+def _looks_like_gpu_array(a):
+    if isinstance(a, (np.ndarray,) + _HOST_SCALARS):
+        return False
+    if type(a).__module__.split(".")[0] in ("cupy", "cupyx"):
+        return True
+    try:
+        return hasattr(a, "__cuda_array_interface__")
+    except Exception:  # noqa: BLE001 - some libraries raise other errors from the property
+        return False
+
+
+def is_cupy_array(a):
+    """True when ``a`` is a ``cupy.ndarray`` (never imports CuPy).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from fastconv._cupy import is_cupy_array
+    >>> is_cupy_array(np.ones(3))
+    False
+    """
+    cp = _cupy_module(import_=False)
+    return cp is not None and isinstance(a, cp.ndarray)
+
+
+def get_array_module(*arrays, names=None):
+    """Return ``numpy`` or ``cupy``: the module of the array arguments.
+
+    Arguments that are not arrays (scalars, lists, None) are ignored.  CuPy is imported
+    only when an argument looks like a GPU array.
+
+    Raises
+    ------
+    TypeError
+        NumPy and CuPy arrays are mixed; the message names which argument is where
+        (``names`` gives the argument names, default ``argument 1``, ...).
+    ValueError
+        CuPy arrays on different GPUs.
+    ImportError
+        a GPU array (anything with ``__cuda_array_interface__``) was given but CuPy
+        cannot be imported.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from fastconv._cupy import get_array_module
+    >>> get_array_module(np.ones(3), [1, 2], None) is np
+    True
+    """
+    def name(i):
+        return names[i] if names is not None and i < len(names) else f"argument {i + 1}"
+
+    host, gpu = [], []
+    for i, a in enumerate(arrays):
+        if isinstance(a, np.ndarray):
+            host.append(name(i))
+        elif _looks_like_gpu_array(a):
+            gpu.append((name(i), a))
+    if not gpu:
+        return np
+    cp = _cupy_module()
+    if cp is None:
+        n, a = gpu[0]
+        raise ImportError(
+            f"{n} is a GPU array ({type(a).__module__}.{type(a).__name__}) but CuPy cannot "
+            "be imported; install the GPU extra: pip install \"fastconv[gpu]\"")
+    if host:
+        where = [f"{n} is a numpy.ndarray (host memory)" for n in host]
+        where += [f"{n} is a {type(a).__module__}.{type(a).__name__} ({_device_of(a)})"
+                  for n, a in gpu]
+        raise TypeError("cannot mix NumPy and CuPy arrays: " + ", ".join(where) +
+                        "; move them to one device first (cupy.asarray(a) or a.get())")
+    devices = {_device_of(a) for _, a in gpu}
+    if len(devices) > 1:
+        raise ValueError("arrays are on different GPUs: " +
+                         ", ".join(f"{n} on {_device_of(a)}" for n, a in gpu))
+    return cp
+
+
+def _device_of(a):
+    dev = getattr(a, "device", None)
+    dev_id = getattr(dev, "id", None)
+    return f"GPU {dev_id}" if dev_id is not None else "GPU"
+
+
+# ------------------------------------------------------------------------------------
+# backends: (array module, FFT module, kernel launcher)
+
+class _Backend:
+    def __init__(self, xp, fft, launcher, key):
+        self.xp, self.fft, self.launcher, self.key = xp, fft, launcher, key
+
+
+_standin = None
+
+
+@contextlib.contextmanager
+def _use_standin(launcher):
+    """Tests: run the engines on NumPy arrays with ``launcher`` (the CPU harness)."""
+    import scipy.fft
+
+    global _standin
+    old = _standin
+    _standin = _Backend(np, scipy.fft, launcher, "host")
+    try:
+        yield _standin
+    finally:
+        _standin = old
+
+
+def _backend(xp):
+    if xp is np:
+        if _standin is None:
+            raise TypeError("fastconv._cupy engines take CuPy arrays; NumPy arrays are "
+                            "served by the CPU engines")
+        return _standin
+    import cupyx.scipy.fft
+
+    dev = xp.cuda.Device().id
+    return _Backend(xp, cupyx.scipy.fft, _CupyLauncher(xp, dev), dev)
+
+
+@functools.lru_cache(maxsize=None)
+def _source(filename):
+    """Kernel source with local ``#include "x.cuh"`` expanded (CuPy's compile cache keys
+    on the source text, so headers must be part of it)."""
+    with open(os.path.join(_CUDA_DIR, filename)) as f:
+        text = f.read()
+
+    def expand(m):
+        return _source(m.group(1))
+
+    return re.sub(r'^#include "([\w.]+\.cuh)"', expand, text, flags=re.M)
+
+
+_module_lock = threading.Lock()
+
+
+@functools.lru_cache(maxsize=None)
+def _cuda_module(filename, dtype, device_id):
+    """RawModule of one .cu file for one dtype on one device (memoised; the dtype is the
+    template argument in every kernel's name expression)."""
+    cp = _cupy_module()
+    names = [f"{k}<{_CTYPES[dtype]}>" for k in _FILE_KERNELS[filename]]
+    with cp.cuda.Device(device_id):
+        mod = cp.RawModule(code=_source(filename), options=("-std=c++14",),
+                           name_expressions=names)
+        mod.compile()
+    return mod
+
+
+class _CupyLauncher:
+    def __init__(self, cp, device_id):
+        self.cp, self.device_id = cp, device_id
+
+    def launch(self, kernel, dtype, grid, block, args, shared_mem=0):
+        dtype = np.dtype(dtype)
+        with _module_lock:
+            mod = _cuda_module(_KERNEL_FILE[kernel], dtype, self.device_id)
+        fn = mod.get_function(f"{kernel}<{_CTYPES[dtype]}>")
+        cargs = tuple(a if isinstance(a, self.cp.ndarray) else np.int64(a) for a in args)
+        fn((int(grid),), (int(block),), cargs, shared_mem=int(shared_mem))
+
+
+_geom_cache = {}
+
+
+def _geom(be, values):
+    """The int64 geometry array (fc_common.cuh) on the backend's device, cached."""
+    key = (be.key, tuple(int(v) for v in values))
+    g = _geom_cache.get(key)
+    if g is None:
+        if len(_geom_cache) > 512:
+            _geom_cache.clear()
+        g = be.xp.asarray(np.array(key[1], dtype=np.int64))
+        _geom_cache[key] = g
+    return g
+
+
+def _grid(total, block=_BLOCK):
+    return max(1, min(-(-total // block), _MAX_GRID))
+
+
+# ------------------------------------------------------------------------------------
+# direct engine
+
+def _check_tuple(name, v, nd, lo):
+    v = tuple(int(i) for i in v)
+    if len(v) != nd or any(i < lo for i in v):
+        raise ValueError(f"{name} must be {nd} ints >= {lo}, got {v}")
+    return v
+
+
+def correlate(x, w, out, stride, dilation, pad, groups, nthreads=None):
+    """Direct multi-channel correlation on the GPU (contract of ``_core.correlate``).
+
+    ``x (N, C_in, *S)``, ``w (C_out, C_in // groups, *K)``, ``out (N, C_out, *O)``:
+    C-contiguous CuPy arrays of one dtype (float32, float64, complex64, complex128,
+    int64); ``out`` is overwritten and returned.  ``nthreads`` is ignored.
+
+    Kernel choice: C_in/groups == 1 with <= 3 spatial axes -> ``fc_depthwise``; <= 3
+    axes whose input patch fits in shared memory -> ``fc_corr_tiled``; else the generic
+    ``fc_corr_nd``.  Cost: N*C_out*prod(O)*C_in/groups*prod(K) multiply-adds.
+    """
+    xp = get_array_module(x, w, out, names=("x", "w", "out"))
+    be = _backend(xp)
+    if x.ndim < 3 or w.ndim != x.ndim or out.ndim != x.ndim:
+        raise ValueError("x, w and out must all have shape (batch, channels, *spatial) "
+                         f"with >= 1 spatial axis, got {x.shape}, {w.shape}, {out.shape}")
+    dtype = np.dtype(x.dtype)
+    if dtype not in _CTYPES or w.dtype != dtype or out.dtype != dtype:
+        raise TypeError(f"x, w, out must share one dtype of {sorted(map(str, _CTYPES))}, "
+                        f"got {x.dtype}, {w.dtype}, {out.dtype}")
+    for n, a in (("x", x), ("w", w), ("out", out)):
+        if not a.flags.c_contiguous:
+            raise ValueError(f"{n} must be C-contiguous")
+    nd = x.ndim - 2
+    N, Cin, S = x.shape[0], x.shape[1], tuple(x.shape[2:])
+    Cout, K, O = w.shape[0], tuple(w.shape[2:]), tuple(out.shape[2:])
+    groups = int(groups)
+    if groups < 1 or Cin % groups or Cout % groups or w.shape[1] != Cin // groups:
+        raise ValueError(f"groups={groups} does not fit C_in={Cin}, C_out={Cout}, "
+                         f"w.shape[1]={w.shape[1]}")
+    if out.shape[:2] != (N, Cout):
+        raise ValueError(f"out.shape {out.shape} must start with (N, C_out) = {(N, Cout)}")
+    stride = _check_tuple("stride", stride, nd, 1)
+    dilation = _check_tuple("dilation", dilation, nd, 1)
+    pad = _check_tuple("pad", pad, nd, 0)
+    if out.size == 0:
+        return out
+    if x.size == 0 or w.size == 0:
+        out.fill(0)
+        return out
+
+    cin_g, cout_g = Cin // groups, Cout // groups
+    head = [N, Cin, Cout, groups]
+    if nd <= 3:
+        one = (1,) * (3 - nd)
+        S3, K3, O3 = one + S, one + K, one + O
+        st3, dl3, pd3 = one + stride, one + dilation, (0,) * (3 - nd) + pad
+        arrays3 = [*S3, *K3, *O3, *st3, *dl3, *pd3]
+        if cin_g == 1:
+            g = _geom(be, [3, *head, *arrays3])
+            be.launcher.launch("fc_depthwise", dtype, _grid(out.size), _BLOCK,
+                               (x, w, out, g, out.size))
+            return out
+        plan = _tile_plan(dtype.itemsize, O3, K3, st3, dl3, cin_g, cout_g)
+        if plan is not None:
+            extra, nthr, smem = plan
+            nblocks = N * groups * extra[-1] * extra[8] * extra[9] * extra[10]
+            g = _geom(be, [3, *head, *arrays3, *extra])
+            be.launcher.launch("fc_corr_tiled", dtype, min(nblocks, _MAX_GRID), nthr,
+                               (x, w, out, g, nblocks), smem)
+            return out
+    g = _geom(be, [nd, *head, *S, *K, *O, *stride, *dilation, *pad])
+    be.launcher.launch("fc_corr_nd", dtype, _grid(out.size), _BLOCK, (x, w, out, g, out.size))
+    return out
+
+
+def _next_pow2(n):
+    return 1 << max(0, int(n) - 1).bit_length()
+
+
+def _tile_plan(itemsize, O3, K3, st3, dl3, cin_g, cout_g):
+    """Tile, channel chunks and shared memory for fc_corr_tiled, or None if it won't fit.
+
+    Returns (extra geometry [TD, TH, TW, cob, cic, ED, EH, EW, nTD, nTH, nTW, nCOg],
+    threads per block, dynamic shared memory bytes)."""
+    if O3[0] > 1:
+        tile = [4, 8, 8]
+    elif O3[1] > 1:
+        tile = [1, 16, 16]
+    else:
+        tile = [1, 1, 256]
+    tile = [min(t, _next_pow2(o)) for t, o in zip(tile, O3)]
+    while tile[0] * tile[1] * tile[2] < 128 and tile[2] < _next_pow2(O3[2]):
+        tile[2] *= 2
+    ext = [(t - 1) * s + (k - 1) * d + 1 for t, s, k, d in zip(tile, st3, K3, dl3)]
+    ep = ext[0] * ext[1] * ext[2]
+    nthr = tile[0] * tile[1] * tile[2]
+    cob = min(_COB, cout_g)
+    budget = _MAX_SMEM - cob * nthr * itemsize
+    cic = min(cin_g, budget // (ep * itemsize), max(1, _PATCH_TARGET // (ep * itemsize)))
+    if cic < 1:
+        return None
+    ntile = [-(-o // t) for o, t in zip(O3, tile)]
+    ncog = -(-cout_g // cob)
+    smem = (cic * ep + cob * nthr) * itemsize
+    return [*tile, cob, cic, *ext, *ntile, ncog], nthr, smem
+
+
+# ------------------------------------------------------------------------------------
+# GEMM engine
+
+def gemm_conv(x, w, stride, dilation, pad, groups, out=None):
+    """Convolution layer as im2col + batched matmul (cuBLAS for floating dtypes).
+
+    ``x (N, C_in, *S)``, ``w (C_out, C_in // groups, *K)``, PyTorch semantics: ``pad``
+    zeros on *both* sides of each spatial axis, ``O = (S + 2 pad - dil (K-1) - 1) // stride
+    + 1``.  If ``out (N, C_out, *O)`` is given it is written instead and its shape sets O
+    (then ``pad`` is the zeros before each axis only, as in :func:`correlate`).
+    Returns ``out``.  The im2col columns take at most ~256 MiB at a time (the batch is
+    processed in chunks); 1x1 kernels with stride 1 and no padding skip im2col.
+    Cost: N*C_out*prod(O)*C_in/groups*prod(K) multiply-adds in GEMM, plus the columns.
+    """
+    xp = get_array_module(x, w, out, names=("x", "w", "out"))
+    be = _backend(xp)
+    nd = x.ndim - 2
+    if nd < 1 or w.ndim != x.ndim:
+        raise ValueError(f"x {x.shape} and w {w.shape} must be (N, C, *spatial)")
+    dtype = np.dtype(x.dtype)
+    if dtype not in _CTYPES or w.dtype != dtype:
+        raise TypeError(f"x and w must share one dtype of {sorted(map(str, _CTYPES))}")
+    stride = _check_tuple("stride", stride, nd, 1)
+    dilation = _check_tuple("dilation", dilation, nd, 1)
+    pad = _check_tuple("pad", pad, nd, 0)
+    N, Cin, S = x.shape[0], x.shape[1], tuple(x.shape[2:])
+    Cout, K = w.shape[0], tuple(w.shape[2:])
+    groups = int(groups)
+    if groups < 1 or Cin % groups or Cout % groups or w.shape[1] != Cin // groups:
+        raise ValueError(f"groups={groups} does not fit C_in={Cin}, C_out={Cout}, "
+                         f"w.shape[1]={w.shape[1]}")
+    if out is None:
+        O = tuple((s + 2 * p - d * (k - 1) - 1) // st + 1
+                  for s, p, d, k, st in zip(S, pad, dilation, K, stride))
+        if any(o < 0 for o in O):
+            raise ValueError(f"kernel {K} (dilation {dilation}) larger than padded input")
+        out = xp.empty((N, Cout) + O, dtype=dtype)
+    else:
+        O = tuple(out.shape[2:])
+        if out.shape[:2] != (N, Cout) or out.dtype != dtype or not out.flags.c_contiguous:
+            raise ValueError(f"out must be C-contiguous {dtype} of shape (N, C_out, *O)")
+    if out.size == 0:
+        return out
+    if x.size == 0 or w.size == 0:
+        out.fill(0)
+        return out
+    x = xp.ascontiguousarray(x)
+    cin_g, cout_g = Cin // groups, Cout // groups
+    KP, P = math.prod(K), math.prod(O)
+    wm = xp.ascontiguousarray(w).reshape(groups, cout_g, cin_g * KP)
+    if KP == 1 and all(s == 1 for s in stride) and not any(pad) and O == S:
+        xp.matmul(wm, x.reshape(N, groups, cin_g, P), out=out.reshape(N, groups, cout_g, P))
+        return out
+    per_image = Cin * KP * P * dtype.itemsize
+    nb = max(1, min(N, _GEMM_WORKSPACE // max(1, per_image)))
+    cols = xp.empty((nb, Cin, KP, P), dtype=dtype)
+    g = _geom(be, [nd, nb, Cin, Cout, groups, *S, *K, *O, *stride, *dilation, *pad])
+    for n0 in range(0, N, nb):
+        n1 = min(N, n0 + nb)
+        c = cols[: n1 - n0]
+        if n1 - n0 != nb:
+            g = _geom(be, [nd, n1 - n0, Cin, Cout, groups, *S, *K, *O, *stride,
+                           *dilation, *pad])
+        be.launcher.launch("fc_im2col", dtype, _grid(c.size), _BLOCK, (x[n0:n1], c, g, c.size))
+        xp.matmul(wm, c.reshape(n1 - n0, groups, cin_g * KP, P),
+                  out=out[n0:n1].reshape(n1 - n0, groups, cout_g, P))
+    return out
+
+
+# ------------------------------------------------------------------------------------
+# FFT engines
+
+def _fft_prepare(in1, in2, axes, start, shape):
+    xp = get_array_module(in1, in2, names=("in1", "in2"))
+    be = _backend(xp)
+    in1, in2 = xp.asarray(in1), xp.asarray(in2)
+    if in1.ndim != in2.ndim:
+        raise ValueError(f"in1 and in2 must have the same ndim, got {in1.ndim}, {in2.ndim}")
+    nd = in1.ndim
+    axes = tuple(int(a) % nd for a in axes) if nd else ()
+    if len(set(axes)) != len(axes):
+        raise ValueError(f"repeated axes {axes}")
+    start, shape = tuple(int(s) for s in start), tuple(int(s) for s in shape)
+    if len(start) != len(axes) or len(shape) != len(axes):
+        raise ValueError("start and shape must have one value per axis")
+    for a in range(nd):
+        if a not in axes and in1.shape[a] != in2.shape[a] and 1 not in (in1.shape[a],
+                                                                          in2.shape[a]):
+            raise ValueError(f"in1 {in1.shape} and in2 {in2.shape} do not broadcast on "
+                             f"axis {a}")
+    dtype = np.result_type(in1.dtype, in2.dtype)
+    if dtype.kind not in "fc":
+        dtype = np.dtype(np.float64)
+    elif dtype == np.float16:
+        dtype = np.dtype(np.float32)
+    in1, in2 = in1.astype(dtype, copy=False), in2.astype(dtype, copy=False)
+    return xp, be, in1, in2, axes, start, shape, dtype
+
+
+def _crop_shape(in1, in2, axes, shape):
+    outer = [max(a, b) for a, b in zip(in1.shape, in2.shape)]
+    for a, s in zip(axes, shape):
+        outer[a] = s
+    return tuple(outer)
+
+
+def _crop(ret, axes, start, shape, xp, dtype):
+    sl = [slice(None)] * ret.ndim
+    for a, s0, n in zip(axes, start, shape):
+        sl[a] = slice(s0, s0 + n)
+    return xp.ascontiguousarray(ret[tuple(sl)]).astype(dtype, copy=False)
+
+
+def _spectral_product(be, in1, in2, fshape, axes, real):
+    f = be.fft
+    if real:
+        return f.irfftn(f.rfftn(in1, fshape, axes=axes) * f.rfftn(in2, fshape, axes=axes),
+                        fshape, axes=axes)
+    return f.ifftn(f.fftn(in1, fshape, axes=axes) * f.fftn(in2, fshape, axes=axes),
+                   fshape, axes=axes)
+
+
+def fft_convolve(in1, in2, axes, start, shape, nthreads=None):
+    """Linear convolution along ``axes`` by cuFFT (contract of ``_fft.convolve``).
+
+    Real input -> rfftn/irfftn (real result of the input precision), complex -> fftn;
+    transform lengths are ``cupyx.scipy.fft.next_fast_len``; cuFFT plans come from
+    CuPy's per-device plan cache (``cupy.fft.config.get_plan_cache()``), so repeated
+    shapes reuse them.  Returns ``full[start:start+shape]`` along ``axes``.
+    Cost: three N-D transforms of prod(next_fast_len(n1+n2-1)) points.
+    """
+    xp, be, in1, in2, axes, start, shape, dtype = _fft_prepare(in1, in2, axes, start, shape)
+    if any(in1.shape[a] == 0 or in2.shape[a] == 0 for a in axes) or not axes:
+        if not axes:
+            return _crop(in1 * in2, axes, start, shape, xp, dtype)
+        return xp.zeros(_crop_shape(in1, in2, axes, shape), dtype=dtype)
+    real = dtype.kind == "f"
+    fshape = [be.fft.next_fast_len(in1.shape[a] + in2.shape[a] - 1, real=real) for a in axes]
+    ret = _spectral_product(be, in1, in2, fshape, axes, real)
+    return _crop(ret, axes, start, shape, xp, dtype)
+
+
+def _oa_block(n1, n2, real, next_fast_len):
+    """Block length for overlap-add along one axis (scipy's _calc_oa_lens rule), or None
+    for a plain FFT along that axis."""
+    if n2 <= 1 or n1 <= n2 or n1 < 4 * n2:
+        return None
+    from scipy.special import lambertw
+
+    overlap = n2 - 1
+    opt = -overlap * lambertw(-1 / (2 * math.e * overlap), k=-1).real
+    nfft = next_fast_len(int(math.ceil(opt)), real=real)
+    block = nfft - overlap
+    return block if overlap <= block < n1 else None
+
+
+def oaconvolve(in1, in2, axes, start, shape, nthreads=None):
+    """Linear convolution along ``axes`` by overlap-add with cuFFT (``_fft.oaconvolve``).
+
+    Along each axis where one input is >= 4x the other, the longer one is cut into
+    blocks of a fast FFT length minus the overlap; all blocks of all such axes are
+    transformed in one batched cuFFT call, multiplied by the short input's spectrum,
+    transformed back and overlap-added.  Cost: ~(n1/B) transforms of B + n2 - 1 points
+    per blocked axis instead of one of n1 + n2 - 1.
+    """
+    xp, be, in1, in2, axes, start, shape, dtype = _fft_prepare(in1, in2, axes, start, shape)
+    if not axes or any(in1.shape[a] == 0 or in2.shape[a] == 0 for a in axes):
+        return fft_convolve(in1, in2, axes, start, shape)
+    if math.prod(in1.shape[a] for a in axes) < math.prod(in2.shape[a] for a in axes):
+        in1, in2 = in2, in1  # convolution commutes; block the larger input
+    real = dtype.kind == "f"
+    nfl = be.fft.next_fast_len
+    blocks = {a: _oa_block(in1.shape[a], in2.shape[a], real, nfl) for a in axes}
+    if all(b is None for b in blocks.values()):
+        return fft_convolve(in1, in2, axes, start, shape)
+    # split every blocked axis a of in1 into (nb, B): axis a -> two axes
+    pads = [(0, 0)] * in1.ndim
+    new_shape, axis_map = [], {}  # axis_map: old axis -> (block-count axis or None, axis)
+    for a, n in enumerate(in1.shape):
+        b = blocks.get(a)
+        if b is None:
+            axis_map[a] = (None, len(new_shape))
+            new_shape.append(n)
+        else:
+            nb = -(-n // b)
+            pads[a] = (0, nb * b - n)
+            axis_map[a] = (len(new_shape), len(new_shape) + 1)
+            new_shape += [nb, b]
+    x1 = xp.pad(in1, pads).reshape(new_shape)
+    x2 = in2.reshape([1 if axis_map[a][0] is not None and i == 0 else n
+                      for a, n in enumerate(in2.shape)
+                      for i in ((0, 1) if axis_map[a][0] is not None else (1,))])
+    faxes = [axis_map[a][1] for a in axes]
+    fshape = [nfl(x1.shape[fa] + x2.shape[fa] - 1, real=real) for fa in faxes]
+    y = _spectral_product(be, x1, x2, fshape, faxes, real)
+    # overlap-add each blocked axis, highest first so earlier axis numbers stay valid
+    full_len = {a: in1.shape[a] + in2.shape[a] - 1 for a in axes}
+    for a in sorted((a for a in axes if blocks.get(a) is not None), reverse=True):
+        ca, fa = axis_map[a]
+        b, m = blocks[a], in2.shape[a] - 1
+        y = xp.moveaxis(y, (ca, fa), (0, 1))
+        nb = y.shape[0]
+        # block j's first b outputs land at j*b, its m-long tail at (j+1)*b (m <= b)
+        acc = xp.zeros((nb + 1, b) + y.shape[2:], dtype=y.dtype)
+        acc[:nb] = y[:, :b]
+        if m:
+            acc[1:, :m] += y[:, b: b + m]
+        acc = acc.reshape(((nb + 1) * b,) + y.shape[2:])[: full_len[a]]
+        y = xp.moveaxis(acc, 0, ca)
+        # the block-count axis disappeared: later axes shift down by one
+        axis_map = {k: ((None, ca) if k == a else
+                        (None if c is None else (c - 1 if c > ca else c), f - 1 if f > ca else f))
+                    for k, (c, f) in axis_map.items()}
+    # non-blocked axes still have the FFT length; crop them to the full length
+    sl = [slice(None)] * y.ndim
+    for a in axes:
+        if blocks.get(a) is None:
+            sl[axis_map[a][1]] = slice(0, full_len[a])
+    y = y[tuple(sl)]
+    return _crop(y, axes, start, shape, xp, dtype)
+
+
+# ------------------------------------------------------------------------------------
+# cost model constants
+
+def default_constants():
+    """Chooser constants for a typical data-center GPU (A100/H100 class), fp32.
+
+    'direct_s_per_mac'  seconds per multiply-add of :func:`correlate`
+    'fft_s_per_flop'    seconds per n*log2(n) unit of one transform of n points
+    'gemm_s_per_mac'    seconds per multiply-add of :func:`gemm_conv` (cuBLAS, no TF32)
+    'call_overhead_s'   fixed cost of one engine call (Python, launches, allocation)
+
+    These are estimates from published throughput figures, NOT measurements of these
+    kernels (no GPU has run them yet); :func:`tune_gpu` measures them on the device.
+    """
+    return {
+        "direct_s_per_mac": 1.0e-12,
+        "fft_s_per_flop": 5.0e-13,
+        "gemm_s_per_mac": 1.0e-13,
+        "call_overhead_s": 3.0e-5,
+    }
+
+
+def _time_gpu(cp, fn, repeat=5):
+    fn()
+    cp.cuda.Device().synchronize()
+    start, stop = cp.cuda.Event(), cp.cuda.Event()
+    best = float("inf")
+    for _ in range(repeat):
+        start.record()
+        fn()
+        stop.record()
+        stop.synchronize()
+        best = min(best, cp.cuda.get_elapsed_time(start, stop) * 1e-3)
+    return best
+
+
+def tune_gpu(dtype="float32"):
+    """Measure :func:`default_constants` on the current GPU (CUDA events, after warm-up).
+
+    Raises RuntimeError when CuPy or a CUDA device is unavailable.  Takes ~1-2 s.
+    """
+    cp = _cupy_module()
+    try:
+        if cp is None or cp.cuda.runtime.getDeviceCount() < 1:
+            raise RuntimeError
+    except Exception as e:  # noqa: BLE001
+        raise RuntimeError("tune_gpu needs CuPy and an NVIDIA GPU") from e
+    dt = np.dtype(dtype)
+    rs = cp.random.RandomState(0)
+    tiny_x = cp.ones((1, 1, 8), dt)
+    tiny_w = cp.ones((1, 1, 3), dt)
+    tiny_o = cp.empty((1, 1, 6), dt)
+    overhead = _time_gpu(cp, lambda: correlate(tiny_x, tiny_w, tiny_o, (1,), (1,), (0,), 1))
+    x = rs.standard_normal((1, 1, 1024, 1024)).astype(dt)
+    w = rs.standard_normal((1, 1, 15, 15)).astype(dt)
+    o = cp.empty((1, 1, 1010, 1010), dt)
+    t = _time_gpu(cp, lambda: correlate(x, w, o, (1, 1), (1, 1), (0, 0), 1))
+    direct = max(t - overhead, 1e-9) / (1010 * 1010 * 225)
+    a = rs.standard_normal((1 << 22,)).astype(dt)
+    b = rs.standard_normal((1 << 10,)).astype(dt)
+    n = (1 << 22) + (1 << 10) - 1
+    t = _time_gpu(cp, lambda: fft_convolve(a, b, (0,), (0,), (n,)))
+    m = int(_next_fast(n))
+    fft = max(t - overhead, 1e-9) / (3 * m * math.log2(m))
+    xg = rs.standard_normal((32, 64, 56, 56)).astype(dt)
+    wg = rs.standard_normal((64, 64, 3, 3)).astype(dt)
+    t = _time_gpu(cp, lambda: gemm_conv(xg, wg, (1, 1), (1, 1), (1, 1), 1))
+    gemm = max(t - overhead, 1e-9) / (32 * 64 * 56 * 56 * 64 * 9)
+    return {"direct_s_per_mac": direct, "fft_s_per_flop": fft, "gemm_s_per_mac": gemm,
+            "call_overhead_s": overhead}
+
+
+def _next_fast(n):
+    import cupyx.scipy.fft
+
+    return cupyx.scipy.fft.next_fast_len(n, real=True)

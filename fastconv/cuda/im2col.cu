@@ -1,0 +1,61 @@
+// fastconv im2col for the GEMM engine (any number of spatial axes).
+//
+//   cols[n, c, k, p] = x[n, c, o(p)*stride + k*dilation - pad]   (zero outside x)
+//   with k the flat kernel tap and p the flat output position, so that for group gr
+//   out[n, gr*Cout_g:(gr+1)*Cout_g, p] = W[gr] (Cout_g, Cin_g*KP) @ cols[n, gr*Cin_g:..., :, p]
+// Geometry `g` as in fc_common.cuh (C_out and groups are not read).
+#include "fc_common.cuh"
+
+template <typename T>
+FC_HD inline T fc_im2col_point(const T* __restrict__ x, const fc_idx* __restrict__ g, fc_idx i) {
+    const int nd = (int)g[FC_G_ND];
+    const fc_idx Cin = g[FC_G_CIN];
+    const fc_idx* S = g + FC_G_ARRAYS;
+    const fc_idx* K = S + nd;
+    const fc_idx* O = K + nd;
+    const fc_idx* st = O + nd;
+    const fc_idx* dl = st + nd;
+    const fc_idx* pd = dl + nd;
+    fc_idx P = 1, KP = 1, SP = 1;
+    for (int d = 0; d < nd; ++d) {
+        P *= O[d];
+        KP *= K[d];
+        SP *= S[d];
+    }
+    fc_idx orem = i % P;
+    fc_idx r = i / P;
+    fc_idx kr = r % KP;
+    r /= KP;
+    const fc_idx c = r % Cin;
+    const fc_idx n = r / Cin;
+    fc_idx xoff = 0, mult = 1;
+    for (int d = nd - 1; d >= 0; --d) {
+        const fc_idx kd = kr % K[d];
+        kr /= K[d];
+        const fc_idx od = orem % O[d];
+        orem /= O[d];
+        const fc_idx pos = od * st[d] + kd * dl[d] - pd[d];
+        if (pos < 0 || pos >= S[d]) return T();
+        xoff += pos * mult;
+        mult *= S[d];
+    }
+    return x[(n * Cin + c) * SP + xoff];
+}
+
+template <typename T>
+__global__ void fc_im2col(const T* __restrict__ x, T* __restrict__ cols,
+                          const fc_idx* __restrict__ g, fc_idx total) {
+    const fc_idx step = (fc_idx)gridDim.x * blockDim.x;
+    for (fc_idx i = (fc_idx)blockIdx.x * blockDim.x + threadIdx.x; i < total; i += step)
+        cols[i] = fc_im2col_point<T>(x, g, i);
+}
+
+#ifdef FC_EXPLICIT_INSTANTIATE
+#define FC_INST_IM2COL(T) \
+    template __global__ void fc_im2col<T>(const T*, T*, const fc_idx*, fc_idx);
+FC_INST_IM2COL(float)
+FC_INST_IM2COL(double)
+FC_INST_IM2COL(fc_complex<float>)
+FC_INST_IM2COL(fc_complex<double>)
+FC_INST_IM2COL(unsigned long long)
+#endif

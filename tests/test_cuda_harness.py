@@ -1,0 +1,240 @@
+"""The CUDA kernels of fastconv/cuda, compiled with g++ and run on the CPU (no GPU).
+
+harness/harness.cpp #includes the same .cu files CuPy compiles; the harness runs every
+block of a launch (phase by phase for the shared-memory kernels), so index arithmetic,
+tiling, channel chunking and zero-padding boundaries are checked here against
+scipy.signal.correlate / numpy.correlate / torch.nn.functional.conv*d.
+"""
+import importlib.util
+import itertools
+import os
+import shutil
+
+import numpy as np
+import pytest
+import scipy.signal
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+HARNESS_PY = os.path.join(ROOT, "fastconv", "cuda", "harness", "harness.py")
+
+pytestmark = pytest.mark.skipif(shutil.which(os.environ.get("CXX", "g++")) is None,
+                                reason="g++ not installed")
+
+DTYPES = ["float32", "float64", "complex64", "complex128", "int64"]
+RTOL = {"float32": 2e-5, "float64": 1e-12, "complex64": 2e-5, "complex128": 1e-12,
+        "int64": 0}
+
+
+def load_harness_module():
+    spec = importlib.util.spec_from_file_location("fastconv_cuda_harness", HARNESS_PY)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+@pytest.fixture(scope="module")
+def launcher(tmp_path_factory):
+    h = load_harness_module()
+    return h.HarnessLauncher(h.build(str(tmp_path_factory.mktemp("harness"))))
+
+
+def rand(rng, shape, dtype):
+    dtype = np.dtype(dtype)
+    if dtype.kind == "i":
+        return rng.integers(-9, 10, size=shape).astype(dtype)
+    a = rng.standard_normal(shape)
+    if dtype.kind == "c":
+        a = a + 1j * rng.standard_normal(shape)
+    return a.astype(dtype)
+
+
+def ref_correlate(x, w, O, stride, dilation, pad, groups):
+    """Oracle from scipy.signal.correlate (which conjugates in2: pass conj(w))."""
+    N, Cin = x.shape[:2]
+    Cout, cin_g = w.shape[:2]
+    S, K = x.shape[2:], w.shape[2:]
+    need = [(o - 1) * s + (k - 1) * d + 1 for o, s, k, d in zip(O, stride, K, dilation)]
+    xp = np.pad(x, [(0, 0), (0, 0)] + [(p, max(0, n - s - p))
+                                       for p, n, s in zip(pad, need, S)])
+    wd = np.zeros((Cout, cin_g) + tuple((k - 1) * d + 1 for k, d in zip(K, dilation)), w.dtype)
+    wd[(slice(None), slice(None)) + tuple(slice(None, None, d) for d in dilation)] = w
+    out = np.zeros((N, Cout) + tuple(O), dtype=np.result_type(x.dtype, np.float64)
+                   if x.dtype.kind != "i" else np.int64)
+    cout_g = Cout // groups
+    sub = tuple(slice(0, (o - 1) * s + 1, s) for o, s in zip(O, stride))
+    for n, co, ci in itertools.product(range(N), range(Cout), range(cin_g)):
+        xc = xp[(n, (co // cout_g) * cin_g + ci)]
+        full = scipy.signal.correlate(xc, np.conj(wd[co, ci]), mode="valid", method="direct")
+        out[n, co] += full[sub]
+    return out
+
+
+def assert_close(got, want, dtype):
+    if np.dtype(dtype).kind == "i":
+        np.testing.assert_array_equal(got, want)
+    else:
+        scale = max(1.0, float(np.max(np.abs(want))) if want.size else 1.0)
+        np.testing.assert_allclose(got, want, rtol=RTOL[dtype], atol=RTOL[dtype] * scale * 10)
+
+
+def base_geom(nd, N, Cin, Cout, groups, S, K, O, st, dl, pd):
+    return [nd, N, Cin, Cout, groups, *S, *K, *O, *st, *dl, *pd]
+
+
+def tiled_extra(O, K, st, dl, tile, cob, cic):
+    ext = [(t - 1) * s + (k - 1) * d + 1 for t, s, k, d in zip(tile, st, K, dl)]
+    return [*tile, cob, cic, *ext, *[-(-o // t) for o, t in zip(O, tile)]], ext
+
+
+def run_conv(launcher, kernel, x, w, O, stride, dilation, pad, groups, tile=None, cob=4,
+             cic=None, block=128):
+    """Launch one conv kernel by hand (geometry built here from fc_common.cuh's layout)."""
+    N, Cin = x.shape[:2]
+    Cout = w.shape[0]
+    nd = x.ndim - 2
+    out = np.full((N, Cout) + tuple(O), 7, dtype=x.dtype)  # garbage: must be overwritten
+    g = base_geom(nd, N, Cin, Cout, groups, x.shape[2:], w.shape[2:], O, stride, dilation, pad)
+    if kernel == "fc_corr_tiled":
+        cin_g, cout_g = Cin // groups, Cout // groups
+        cob = min(cob, cout_g)
+        cic = cic or cin_g
+        extra, ext = tiled_extra(O, w.shape[2:], stride, dilation, tile, cob, cic)
+        ncog = -(-cout_g // cob)
+        g = np.array(g + extra + [ncog], np.int64)
+        nthr = int(np.prod(tile))
+        nblocks = N * groups * ncog * int(np.prod([-(-o // t) for o, t in zip(O, tile)]))
+        smem = (cic * int(np.prod(ext)) + cob * nthr) * x.dtype.itemsize
+        grid = max(1, min(nblocks, 5))  # few blocks: exercises the block-stride loop
+        launcher.launch(kernel, x.dtype, grid, nthr, (x, w, out, g, nblocks), smem)
+    else:
+        g = np.array(g, np.int64)
+        grid = max(1, min(3, -(-out.size // block)))  # small grid: grid-stride loop
+        launcher.launch(kernel, x.dtype, grid, block, (x, w, out, g, out.size))
+    return out
+
+
+def out_size(S, K, st, dl, pd, extra_after=0):
+    return tuple((s + p + extra_after - d * (k - 1) - 1) // t + 1
+                 for s, k, t, d, p in zip(S, K, st, dl, pd))
+
+
+# (N, Cin, Cout, groups, S, K, stride, dilation, pad)
+CASES = [
+    (1, 1, 1, 1, (17,), (4,), (1,), (1,), (0,)),
+    (2, 3, 4, 1, (19,), (5,), (2,), (3,), (4,)),
+    (1, 4, 6, 2, (9, 11), (3, 2), (1, 2), (2, 1), (1, 3)),
+    (2, 2, 3, 1, (13, 7), (5, 5), (3, 1), (1, 2), (4, 0)),
+    (1, 6, 4, 2, (5, 6, 7), (2, 3, 2), (1, 2, 1), (2, 1, 3), (1, 0, 2)),
+    (1, 2, 2, 1, (4, 3, 5, 4), (2, 2, 3, 1), (1, 2, 1, 1), (1, 1, 2, 1), (1, 0, 1, 0)),
+]
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("case", CASES, ids=lambda c: f"{len(c[4])}d-g{c[3]}")
+def test_corr_nd(launcher, dtype, case):
+    N, Cin, Cout, groups, S, K, st, dl, pd = case
+    rng = np.random.default_rng(0)
+    x = rand(rng, (N, Cin) + S, dtype)
+    w = rand(rng, (Cout, Cin // groups) + K, dtype)
+    O = out_size(S, K, st, dl, pd, extra_after=2)  # also reads zeros past the end
+    got = run_conv(launcher, "fc_corr_nd", x, w, O, st, dl, pd, groups)
+    assert_close(got, ref_correlate(x, w, O, st, dl, pd, groups), dtype)
+
+
+def to3(case):
+    N, Cin, Cout, groups, S, K, st, dl, pd = case
+    one = (1,) * (3 - len(S))
+    return (N, Cin, Cout, groups, one + S, one + K, one + st, one + dl, (0,) * (3 - len(S)) + pd)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("case", [to3(c) for c in CASES[:5]], ids=lambda c: f"g{c[3]}-{c[4]}")
+@pytest.mark.parametrize("tile,cob,cic", [((1, 4, 8), 4, None), ((2, 2, 4), 3, 1),
+                                          ((1, 1, 32), 1, 2), ((3, 5, 2), 2, None)])
+def test_corr_tiled(launcher, dtype, case, tile, cob, cic):
+    N, Cin, Cout, groups, S, K, st, dl, pd = case
+    rng = np.random.default_rng(1)
+    x = rand(rng, (N, Cin) + S, dtype)
+    w = rand(rng, (Cout, Cin // groups) + K, dtype)
+    O = out_size(S, K, st, dl, pd, extra_after=3)
+    got = run_conv(launcher, "fc_corr_tiled", x, w, O, st, dl, pd, groups, tile=tile,
+                   cob=cob, cic=cic and min(cic, Cin // groups))
+    assert_close(got, ref_correlate(x, w, O, st, dl, pd, groups), dtype)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("mult", [1, 3])
+def test_depthwise(launcher, dtype, mult):
+    rng = np.random.default_rng(2)
+    C = 3
+    S, K, st, dl, pd = (1, 10, 9), (1, 3, 4), (1, 2, 1), (1, 2, 1), (0, 3, 2)
+    x = rand(rng, (2, C) + S, dtype)
+    w = rand(rng, (C * mult, 1) + K, dtype)
+    O = out_size(S, K, st, dl, pd, extra_after=2)
+    got = run_conv(launcher, "fc_depthwise", x, w, O, st, dl, pd, C)
+    assert_close(got, ref_correlate(x, w, O, st, dl, pd, C), dtype)
+
+
+def test_conv2d_against_torch(launcher):
+    torch = pytest.importorskip("torch")
+    rng = np.random.default_rng(3)
+    x = rand(rng, (2, 4, 21, 18), "float64")
+    w = rand(rng, (6, 2, 3, 5), "float64")
+    st, dl, p = (2, 1), (1, 2), (2, 3)
+    want = torch.nn.functional.conv2d(torch.from_numpy(x), torch.from_numpy(w), stride=st,
+                                      padding=p, dilation=dl, groups=2).numpy()
+    O = want.shape[2:]
+    for kernel, kw in [("fc_corr_nd", {}), ("fc_corr_tiled", {"tile": (1, 8, 8)})]:
+        x3, w3 = x[:, :, None], w[:, :, None]
+        got = run_conv(launcher, kernel, x3, w3, (1,) + O, (1,) + st, (1,) + dl, (0,) + p, 2,
+                       **kw)
+        np.testing.assert_allclose(got[:, :, 0], want, rtol=1e-12, atol=1e-12)
+
+
+def test_int64_wraps_like_numpy(launcher):
+    """int64 arithmetic wraps modulo 2**64 (oracle: numpy.correlate on int64)."""
+    rng = np.random.default_rng(4)
+    x = rng.integers(-2**62, 2**62, size=40, dtype=np.int64)
+    w = rng.integers(-2**62, 2**62, size=5, dtype=np.int64)
+    with np.errstate(over="ignore"):
+        want = np.correlate(x, w, mode="valid")
+    O = (want.size,)
+    got = run_conv(launcher, "fc_corr_nd", x[None, None], w[None, None], O, (1,), (1,), (0,), 1)
+    np.testing.assert_array_equal(got[0, 0], want)
+    got = run_conv(launcher, "fc_corr_tiled", x[None, None, None, None], w[None, None, None, None],
+                   (1, 1) + O, (1, 1, 1), (1, 1, 1), (0, 0, 0), 1, tile=(1, 1, 16))
+    np.testing.assert_array_equal(got[0, 0, 0, 0], want)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "complex128", "int64"])
+def test_im2col(launcher, dtype):
+    """cols @ weights == correlation (oracle: scipy), any spatial ndim."""
+    rng = np.random.default_rng(5)
+    for S, K, st, dl, pd in [((11,), (3,), (2,), (2,), (1,)),
+                             ((7, 8), (2, 3), (1, 2), (2, 1), (1, 1)),
+                             ((4, 5, 3), (2, 2, 2), (1, 1, 2), (1, 2, 1), (0, 1, 1))]:
+        N, Cin, Cout = 2, 3, 2
+        x = rand(rng, (N, Cin) + S, dtype)
+        w = rand(rng, (Cout, Cin) + K, dtype)
+        O = out_size(S, K, st, dl, pd, extra_after=1)
+        KP, P = int(np.prod(K)), int(np.prod(O))
+        cols = np.full((N, Cin, KP, P), 5, dtype=x.dtype)
+        g = np.array(base_geom(len(S), N, Cin, Cout, 1, S, K, O, st, dl, pd), np.int64)
+        launcher.launch("fc_im2col", x.dtype, 2, 64, (x, cols, g, cols.size))
+        got = np.matmul(w.reshape(Cout, Cin * KP), cols.reshape(N, Cin * KP, P))
+        assert_close(got.reshape((N, Cout) + O), ref_correlate(x, w, O, st, dl, pd, 1), dtype)
+
+
+def test_launch_limits_are_enforced(launcher):
+    x = np.ones((1, 1, 1, 1, 8), np.float32)
+    w = np.ones((1, 1, 1, 1, 3), np.float32)
+    out = np.zeros((1, 1, 1, 1, 6), np.float32)
+    extra, ext = tiled_extra((1, 1, 6), (1, 1, 3), (1, 1, 1), (1, 1, 1), (1, 1, 8), 1, 1)
+    g = np.array(base_geom(3, 1, 1, 1, 1, (1, 1, 8), (1, 1, 3), (1, 1, 6), (1, 1, 1),
+                           (1, 1, 1), (0, 0, 0)) + extra + [1], np.int64)
+    with pytest.raises(RuntimeError, match="rc=-2"):  # block != tile threads
+        launcher.launch("fc_corr_tiled", np.float32, 1, 4, (x, w, out, g, 1), 4096)
+    with pytest.raises(RuntimeError, match="rc=-1"):  # > 48 KiB shared memory
+        launcher.launch("fc_corr_tiled", np.float32, 1, 8, (x, w, out, g, 1), 49 * 1024)
+    launcher.launch("fc_corr_tiled", np.float32, 1, 8, (x, w, out, g, 1), 4096)
+    np.testing.assert_array_equal(out.ravel(), np.full(6, 3.0))
