@@ -1,0 +1,434 @@
+"""Tests of the direct engine ``fastconv._core.correlate`` (the contract in docs/internals.md).
+
+Oracles are other people's code: scipy.signal.correlate (N = C = 1, stride = dilation = 1),
+torch.nn.functional.conv1d/2d/3d in float64 (stride, dilation, groups, padding) and a
+float64 / Python-int numpy direct sum written from the contract (4-D, 5-D, int64).
+"""
+import itertools
+import threading
+
+import numpy as np
+import pytest
+import scipy.signal
+
+from fastconv import _core
+
+torch = pytest.importorskip("torch")
+F = torch.nn.functional
+
+REAL = [np.float32, np.float64, np.int64]
+FLOATS = [np.float32, np.float64, np.complex64, np.complex128]
+ALL = FLOATS + [np.int64]
+EPS = {np.dtype(np.float32): np.finfo(np.float32).eps, np.dtype(np.complex64): np.finfo(np.float32).eps,
+       np.dtype(np.float64): np.finfo(np.float64).eps, np.dtype(np.complex128): np.finfo(np.float64).eps}
+
+
+# ----------------------------------------------------------------------------- helpers
+
+def rand(rng, shape, dtype):
+    dtype = np.dtype(dtype)
+    if dtype.kind == "i":
+        return rng.integers(-50, 50, size=shape).astype(dtype)
+    a = rng.standard_normal(shape)
+    if dtype.kind == "c":
+        a = a + 1j * rng.standard_normal(shape)
+    return a.astype(dtype)
+
+
+def direct_sum(x, w, O, stride, dilation, pad, groups):
+    """The contract, literally: float64/complex128 (or Python ints for int64)."""
+    if x.dtype.kind == "i":
+        x, w = x.astype(object), w.astype(object)
+        acc_dt = object
+    else:
+        acc_dt = np.complex128 if np.iscomplexobj(x) else np.float64
+        x, w = x.astype(acc_dt), w.astype(acc_dt)
+    N, C_in = x.shape[:2]
+    C_out = w.shape[0]
+    Cig, Cog = C_in // groups, C_out // groups
+    S, K, D = x.shape[2:], w.shape[2:], x.ndim - 2
+    out = np.zeros((N, C_out) + tuple(O), dtype=acc_dt)
+    if acc_dt is object:
+        out[...] = 0
+    for k in itertools.product(*[range(n) for n in K]):
+        idx, mask = [], None
+        for d in range(D):
+            i = np.arange(O[d]) * stride[d] + k[d] * dilation[d] - pad[d]
+            m = (i >= 0) & (i < S[d])
+            idx.append(np.clip(i, 0, max(S[d] - 1, 0)))
+            mask = m if mask is None else np.multiply.outer(mask, m)
+        if not mask.any():
+            continue
+        sub = x[(slice(None), slice(None)) + np.ix_(*idx)] * mask
+        for co in range(C_out):
+            g = co // Cog
+            xs = sub[:, g * Cig:(g + 1) * Cig]
+            wk = w[(co, slice(None)) + k]
+            for ci in range(Cig):
+                out[:, co] += xs[:, ci] * wk[ci]
+    return out
+
+
+def abs_bound(x, w, O, stride, dilation, pad, groups):
+    """sum |x| |w| over the same terms: the scale of the rounding error."""
+    xa = np.abs(x).astype(np.float64)
+    wa = np.abs(w).astype(np.float64)
+    return direct_sum(xa, wa, O, stride, dilation, pad, groups)
+
+
+def assert_close(out, ref, bound, nterms):
+    """|out - ref| <= c * eps * sum|x||w| with c ~ sqrt(#terms) (exact for int64)."""
+    if out.dtype.kind == "i":
+        wrapped = np.array([((int(v) + 2**63) % 2**64) - 2**63 for v in ref.ravel()],
+                           dtype=np.int64).reshape(ref.shape)
+        np.testing.assert_array_equal(out, wrapped)
+        return
+    c = 4.0 * np.sqrt(max(nterms, 1)) + 4.0
+    tol = c * EPS[out.dtype] * bound + 1e-300
+    err = np.abs(out.astype(ref.dtype) - ref)
+    bad = err > tol
+    assert not bad.any(), (f"{bad.sum()} of {bad.size} elements off; max err "
+                           f"{err.max():.3g}, tol at worst element {tol.ravel()[np.argmax(err)]:.3g}")
+
+
+def run(x, w, O, stride, dilation, pad, groups, nthreads=2, isa=None):
+    out = np.full((x.shape[0], w.shape[0]) + tuple(O), 7, dtype=x.dtype)  # overwritten
+    res = _core.correlate(x, w, out, tuple(stride), tuple(dilation), tuple(pad), groups,
+                          nthreads, _isa=isa)
+    assert res is out
+    return out
+
+
+def check_direct(x, w, O, stride, dilation, pad, groups, nthreads=2, isa=None):
+    out = run(x, w, O, stride, dilation, pad, groups, nthreads, isa)
+    ref = direct_sum(x, w, O, stride, dilation, pad, groups)
+    bound = abs_bound(x, w, O, stride, dilation, pad, groups) if x.dtype.kind != "i" else None
+    assert_close(out, ref, bound, w[0].size)
+
+
+def scipy_case(S, K, mode):
+    """(pad, O) that make our contract equal to scipy.signal.correlate(.., mode)."""
+    if mode == "full":
+        return tuple(k - 1 for k in K), tuple(s + k - 1 for s, k in zip(S, K))
+    if mode == "same":
+        return tuple(k // 2 for k in K), tuple(S)
+    return tuple(0 for _ in K), tuple(s - k + 1 for s, k in zip(S, K))
+
+
+# ----------------------------------------------------------------------------- scipy oracle
+
+SCIPY_SHAPES = [
+    ((37,), (5,)), ((64,), (4,)), ((1000,), (31,)), ((9,), (15,)),           # 1-D
+    ((23, 31), (3, 3)), ((17, 40), (4, 6)), ((6, 5), (7, 9)), ((40, 70), (5, 1)),  # 2-D
+    ((9, 11, 13), (3, 2, 3)), ((5, 6, 7), (6, 3, 8)),                           # 3-D
+]
+
+
+@pytest.mark.parametrize("dtype", ALL)
+@pytest.mark.parametrize("S,K,mode", [
+    (S, K, mode) for S, K in SCIPY_SHAPES for mode in ("full", "same", "valid")
+    if mode != "valid" or all(k <= s for s, k in zip(S, K))])
+def test_matches_scipy_correlate(dtype, S, K, mode):
+    rng = np.random.default_rng(hash((S, K, mode)) % 2**32)
+    a, v = rand(rng, S, dtype), rand(rng, K, dtype)
+    pad, O = scipy_case(S, K, mode)
+    D = len(S)
+    x, w = a.reshape((1, 1) + S), v.reshape((1, 1) + K)
+    out = run(x, w, O, (1,) * D, (1,) * D, pad, 1)[0, 0]
+    # scipy conjugates its second argument; the engine does not
+    ref = scipy.signal.correlate(a.astype(np.complex128 if a.dtype.kind == "c" else
+                                          np.float64 if a.dtype.kind == "f" else np.int64),
+                                 np.conj(v).astype(np.complex128 if v.dtype.kind == "c" else
+                                                   np.float64 if v.dtype.kind == "f"
+                                                   else np.int64),
+                                 mode=mode, method="direct")
+    if dtype == np.int64:
+        np.testing.assert_array_equal(out, ref)
+    else:
+        bound = scipy.signal.correlate(np.abs(a).astype(np.float64),
+                                       np.abs(v).astype(np.float64), mode=mode,
+                                       method="direct")
+        assert_close(out, ref, bound, v.size)
+
+
+@pytest.mark.parametrize("isa", [None, "generic"])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.int64])
+def test_generic_and_simd_paths(isa, dtype):
+    rng = np.random.default_rng(3)
+    for S, K in [((300,), (7,)), ((30, 45), (3, 5)), ((7, 9, 20), (2, 3, 3))]:
+        x = rand(rng, (2, 3) + S, dtype)
+        w = rand(rng, (4, 3) + K, dtype)
+        pad, O = scipy_case(S, K, "same")
+        check_direct(x, w, O, (1,) * len(S), (1,) * len(S), pad, 1, isa=isa)
+
+
+# ----------------------------------------------------------------------------- torch oracle
+
+TORCH_CASES = [
+    # (D, N, C_in, C_out, S, K, stride, dilation, padding, groups)
+    (1, 2, 4, 6, (50,), (3,), (1,), (1,), (1,), 1),
+    (1, 3, 4, 4, (77,), (5,), (2,), (3,), (4,), 2),
+    (1, 1, 3, 3, (40,), (8,), (3,), (1,), (0,), 3),
+    (2, 2, 3, 8, (19, 23), (3, 3), (1, 1), (1, 1), (1, 1), 1),
+    (2, 2, 4, 8, (20, 17), (5, 4), (2, 3), (1, 2), (2, 3), 2),
+    (2, 3, 6, 6, (16, 16), (3, 3), (1, 1), (2, 2), (2, 2), 6),      # depthwise dilated
+    (2, 2, 4, 12, (15, 21), (3, 5), (2, 1), (1, 1), (1, 2), 4),      # channel multiplier 3
+    (2, 1, 2, 3, (9, 40), (4, 4), (3, 3), (2, 1), (5, 5), 1),        # pad > kernel
+    (2, 5, 1, 6, (32, 32), (5, 5), (1, 1), (1, 1), (0, 0), 1),       # LeNet-like
+    (2, 1, 3, 2, (70, 3), (7, 3), (2, 1), (1, 1), (3, 1), 1),
+    (3, 2, 2, 4, (9, 10, 11), (3, 3, 3), (1, 1, 1), (1, 1, 1), (1, 1, 1), 1),
+    (3, 1, 4, 4, (12, 9, 14), (2, 3, 4), (2, 1, 3), (2, 1, 1), (1, 2, 0), 2),
+    (3, 2, 3, 3, (8, 8, 8), (3, 3, 3), (1, 2, 1), (1, 1, 2), (2, 0, 3), 3),
+]
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("case", TORCH_CASES)
+def test_matches_torch_conv(case, dtype):
+    D, N, Cin, Cout, S, K, st, di, pa, g = case
+    rng = np.random.default_rng(abs(hash(case)) % 2**32)
+    x = rand(rng, (N, Cin) + S, dtype)
+    w = rand(rng, (Cout, Cin // g) + K, dtype)
+    conv = {1: F.conv1d, 2: F.conv2d, 3: F.conv3d}[D]
+    tx, tw = torch.from_numpy(x.astype(np.float64)), torch.from_numpy(w.astype(np.float64))
+    ref = conv(tx, tw, stride=st, dilation=di, padding=pa, groups=g).numpy()
+    bound = conv(tx.abs(), tw.abs(), stride=st, dilation=di, padding=pa, groups=g).numpy()
+    out = run(x, w, ref.shape[2:], st, di, pa, g)
+    assert_close(out, ref, bound, w[0].size)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_matches_torch_asymmetric_padding(dtype):
+    # pad (2, 1) before and (0, 3) after: F.pad then a 'valid' conv
+    rng = np.random.default_rng(5)
+    x = rand(rng, (2, 3, 13, 18), dtype)
+    w = rand(rng, (5, 3, 3, 4), dtype)
+    tx = F.pad(torch.from_numpy(x.astype(np.float64)), (1, 3, 2, 0))
+    tw = torch.from_numpy(w.astype(np.float64))
+    ref = F.conv2d(tx, tw, stride=(1, 2)).numpy()
+    bound = F.conv2d(tx.abs(), tw.abs(), stride=(1, 2)).numpy()
+    out = run(x, w, ref.shape[2:], (1, 2), (1, 1), (2, 1), 1)
+    assert_close(out, ref, bound, w[0].size)
+
+
+# ----------------------------------------------------------------------------- direct-sum oracle
+
+ND_CASES = [
+    # (N, C_in, C_out, S, K, stride, dilation, pad, groups)
+    (1, 2, 2, (4, 5, 3, 6), (2, 3, 1, 2), (1, 1, 1, 1), (1, 1, 1, 1), (1, 1, 0, 1), 1),
+    (2, 2, 4, (5, 4, 6, 7), (2, 2, 3, 3), (2, 1, 1, 2), (1, 2, 1, 1), (0, 2, 1, 3), 2),
+    (1, 1, 2, (3, 4, 3, 4, 9), (2, 1, 2, 3, 4), (1, 1, 2, 1, 2), (1, 1, 1, 2, 1),
+     (1, 0, 1, 2, 3), 1),
+    (2, 3, 3, (3, 3, 4, 3, 5), (1, 2, 2, 2, 2), (1, 1, 1, 1, 1), (1, 1, 1, 1, 1),
+     (0, 1, 1, 1, 1), 3),
+]
+
+
+@pytest.mark.parametrize("dtype", ALL)
+@pytest.mark.parametrize("case", ND_CASES)
+def test_nd_matches_direct_sum(case, dtype):
+    N, Cin, Cout, S, K, st, di, pa, g = case
+    rng = np.random.default_rng(abs(hash(case)) % 2**32)
+    x = rand(rng, (N, Cin) + S, dtype)
+    w = rand(rng, (Cout, Cin // g) + K, dtype)
+    O = tuple((s + 2 * p - d * (k - 1) - 1) // t + 1 for s, k, t, d, p in zip(S, K, st, di, pa))
+    check_direct(x, w, O, st, di, pa, g)
+
+
+@pytest.mark.parametrize("dtype", ALL)
+@pytest.mark.parametrize("D", [1, 2, 3])
+def test_edge_geometry(D, dtype):
+    """Kernel larger than the input, pads larger than the kernel, outputs reading past the
+    end (longer than 'full'), negative pads (cropping), even/odd kernels."""
+    rng = np.random.default_rng(10 + D)
+    cases = [
+        ((5,) * D, (9,) * D, (1,) * D, (1,) * D, (8,) * D, (13,) * D),
+        ((6,) * D, (2,) * D, (1,) * D, (2,) * D, (7,) * D, (20,) * D),
+        ((7,) * D, (4,) * D, (2,) * D, (1,) * D, (6,) * D, (11,) * D),
+        ((8,) * D, (3,) * D, (1,) * D, (1,) * D, (-2,) * D, (3,) * D),
+        ((3,) * D, (1,) * D, (3,) * D, (1,) * D, (0,) * D, (5,) * D),
+    ]
+    for S, K, st, di, pa, O in cases:
+        x = rand(rng, (2, 2) + S, dtype)
+        w = rand(rng, (2, 2) + K, dtype)
+        check_direct(x, w, O, st, di, pa, 1)
+
+
+def test_nothing_outside_x_is_read():
+    # all reads land outside x: the output must be exactly zero
+    x = np.ones((1, 1, 4, 4))
+    w = np.ones((1, 1, 2, 2))
+    out = run(x, w, (3, 3), (1, 1), (1, 1), (10, 10), 1)
+    assert not out.any()
+
+
+@pytest.mark.parametrize("nthreads", [1, 2, 3, 8])
+def test_tilings_and_thread_counts(nthreads):
+    """Shapes that exercise column tiles (> 4096), row tiles, channel chunks and partial
+    register tiles, for several thread counts."""
+    rng = np.random.default_rng(nthreads)
+    for xs, ws, pa, g in [
+        ((1, 1, 9000), (1, 1, 11), (5,), 1),
+        ((1, 1, 4100), (1, 1, 3), (1,), 1),
+        ((1, 64, 5000), (2, 64, 3), (1,), 1),          # channel chunks (accumulate path)
+        ((1, 1, 203, 37), (1, 1, 3, 3), (1, 1), 1),
+        ((1, 2, 2, 70), (3, 2, 2, 2), (0, 1), 1),      # < 4 rows: row-vector kernel
+        ((2, 40, 30, 30), (8, 10, 3, 3), (1, 1), 4),
+        ((1, 1, 9, 5000), (1, 1, 3, 3), (1, 1), 1),
+    ]:
+        x = rand(rng, xs, np.float64)
+        w = rand(rng, ws, np.float64)
+        D = len(xs) - 2
+        O = tuple(s + 2 * p - k + 1 for s, k, p in zip(xs[2:], ws[2:], pa))
+        check_direct(x, w, O, (1,) * D, (1,) * D, pa, g, nthreads=nthreads)
+
+
+def test_int64_wraps_modulo_2_64():
+    rng = np.random.default_rng(7)
+    x = rng.integers(-2**63, 2**63 - 1, size=(2, 3, 9, 11), dtype=np.int64)
+    w = rng.integers(-2**63, 2**63 - 1, size=(4, 3, 3, 2), dtype=np.int64)
+    out = run(x, w, (9, 12), (1, 1), (1, 1), (1, 1), 1)
+    xo, wo = x.astype(object), w.astype(object)
+    ref = np.zeros(out.shape, dtype=object)
+    for n, co, i, j in itertools.product(*[range(s) for s in out.shape]):
+        acc = 0
+        for ci, a, b in itertools.product(range(3), range(3), range(2)):
+            r, c = i + a - 1, j + b - 1
+            if 0 <= r < 9 and 0 <= c < 11:
+                acc += int(xo[n, ci, r, c]) * int(wo[co, ci, a, b])
+        ref[n, co, i, j] = ((acc + 2**63) % 2**64) - 2**63
+    np.testing.assert_array_equal(out, ref.astype(np.int64))
+
+
+def test_complex_is_not_conjugated():
+    x = np.array([[[1 + 2j, 3 - 1j, 0.5j]]], dtype=np.complex128)
+    w = np.array([[[2 - 1j, 1j]]], dtype=np.complex128)
+    out = run(x, w, (2,), (1,), (1,), (0,), 1)[0, 0]
+    expected = [(1 + 2j) * (2 - 1j) + (3 - 1j) * 1j, (3 - 1j) * (2 - 1j) + 0.5j * 1j]
+    np.testing.assert_allclose(out, expected, rtol=1e-15)
+
+
+def test_empty_shapes():
+    x = np.ones((0, 2, 5))
+    out = run(x, np.ones((3, 2, 2)), (4,), (1,), (1,), (0,), 1)
+    assert out.shape == (0, 3, 4)
+    # empty reduction (C_in = 0, or a zero-length kernel) gives zeros
+    out = run(np.ones((2, 0, 5)), np.ones((3, 0, 2)), (4,), (1,), (1,), (0,), 1)
+    assert out.shape == (2, 3, 4) and not out.any()
+    out = run(np.ones((1, 1, 5, 5)), np.ones((1, 1, 0, 2)), (3, 3), (1, 1), (1, 1), (0, 0), 1)
+    assert not out.any()
+    out = run(np.ones((1, 1, 5)), np.ones((1, 1, 2)), (0,), (1,), (1,), (0,), 1)
+    assert out.shape == (1, 1, 0)
+
+
+# ----------------------------------------------------------------------------- errors
+
+def _readonly(a):
+    a.flags.writeable = False
+    return a
+
+
+def _args():
+    return dict(x=np.zeros((1, 2, 8, 8)), w=np.zeros((4, 2, 3, 3)), out=np.zeros((1, 4, 6, 6)),
+                stride=(1, 1), dilation=(1, 1), pad=(0, 0), groups=1, nthreads=1)
+
+
+BAD = [
+    (TypeError, "ndarray", dict(x=[[[1.0]]])),
+    (TypeError, "dtype", dict(w=np.zeros((4, 2, 3, 3), np.float32))),
+    (TypeError, "unsupported", dict(x=np.zeros((1, 2, 8, 8), np.int32),
+                                    w=np.zeros((4, 2, 3, 3), np.int32),
+                                    out=np.zeros((1, 4, 6, 6), np.int32))),
+    (TypeError, "unsupported", dict(x=np.zeros((1, 2, 8, 8), ">f8"),
+                                    w=np.zeros((4, 2, 3, 3), ">f8"),
+                                    out=np.zeros((1, 4, 6, 6), ">f8"))),
+    (ValueError, "spatial", dict(x=np.zeros((1, 2)), w=np.zeros((4, 2)), out=np.zeros((1, 4)))),
+    (ValueError, "number of dimensions", dict(w=np.zeros((4, 2, 3)))),
+    (ValueError, "C-contiguous", dict(x=np.zeros((1, 2, 8, 16))[..., ::2])),
+    (ValueError, "C-contiguous", dict(out=np.zeros((1, 4, 6, 6)).transpose(0, 1, 3, 2))),
+    (ValueError, "writeable", dict(out=_readonly(np.zeros((1, 4, 6, 6))))),
+    (ValueError, "groups", dict(groups=3)),
+    (ValueError, "w.shape", dict(groups=2)),
+    (ValueError, "out.shape", dict(out=np.zeros((2, 4, 6, 6)))),
+    (ValueError, "out.shape", dict(out=np.zeros((1, 3, 6, 6)))),
+    (ValueError, "stride", dict(stride=(1, 0))),
+    (ValueError, "stride", dict(stride=(1,))),
+    (TypeError, "stride", dict(stride=1)),
+    (TypeError, "dilation", dict(dilation=(1, 1.5))),
+    (ValueError, "dilation", dict(dilation=(-1, 1))),
+    (TypeError, "pad", dict(pad=(None, 0))),
+    (ValueError, "groups", dict(groups=0)),
+    (TypeError, "groups", dict(groups=1.0)),
+    (ValueError, "nthreads", dict(nthreads=0)),
+    (TypeError, "nthreads", dict(nthreads=True)),
+]
+
+
+@pytest.mark.parametrize("exc,match,kw", BAD)
+def test_bad_arguments_raise(exc, match, kw):
+    args = _args()
+    args.update(kw)
+    with pytest.raises(exc, match=match):
+        _core.correlate(**args)
+
+
+def test_overlapping_out_raises():
+    x = np.zeros((1, 4, 8, 8))
+    with pytest.raises(ValueError, match="overlap"):
+        _core.correlate(x, np.zeros((4, 4, 1, 1)), x, (1, 1), (1, 1), (0, 0), 1, 1)
+
+
+def test_unaligned_raises():
+    raw = np.zeros(8 * 64 + 1, np.uint8)[1:].view(np.float64).reshape(1, 1, 64)
+    assert not raw.flags.aligned
+    with pytest.raises(ValueError, match="aligned"):
+        _core.correlate(raw, np.zeros((1, 1, 3)), np.zeros((1, 1, 62)), (1,), (1,), (0,), 1, 1)
+
+
+# ----------------------------------------------------------------------------- build facts, threads
+
+def test_build_facts():
+    assert isinstance(_core.openmp_enabled(), bool)
+    assert _core.simd_info() in ("avx2+fma", "generic")
+
+
+def test_concurrent_python_threads():
+    """8 Python threads, different shapes and dtypes, each checked against its oracle."""
+    rng = np.random.default_rng(99)
+    jobs = []
+    for i in range(8):
+        D = 1 + i % 3
+        dtype = [np.float32, np.float64, np.complex64, np.int64][i % 4]
+        S = tuple(int(s) for s in rng.integers(6 if D == 3 else 20, 12 if D == 3 else 40, D))
+        K = tuple(int(k) for k in rng.integers(1, 5, D))
+        x = rand(rng, (2, 2) + S, dtype)
+        w = rand(rng, (3, 2) + K, dtype)
+        pad, O = scipy_case(S, K, "same")
+        ref = direct_sum(x, w, O, (1,) * D, (1,) * D, pad, 1)
+        jobs.append((x, w, O, pad, ref))
+    errors = []
+    barrier = threading.Barrier(8)
+
+    def worker(job):
+        x, w, O, pad, ref = job
+        D = len(O)
+        try:
+            barrier.wait()
+            for _ in range(20):
+                out = run(x, w, O, (1,) * D, (1,) * D, pad, 1, nthreads=2)
+                if x.dtype.kind == "i":
+                    ok = np.array_equal(out, ref.astype(np.int64))
+                else:
+                    ok = np.allclose(out, ref, rtol=1e-4, atol=1e-4)
+                if not ok:
+                    errors.append("mismatch")
+                    return
+        except Exception as e:  # noqa: BLE001 - reported below
+            errors.append(repr(e))
+
+    threads = [threading.Thread(target=worker, args=(j,)) for j in jobs]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors, errors
