@@ -1,0 +1,1129 @@
+"""FFT engine on the CPU: convolution theorem and overlap-save/overlap-add blocks.
+
+Contract (docs/internals.md)
+----------------------------
+``convolve(in1, in2, axes, start, shape, nthreads)`` returns the linear (true) convolution of
+``in1`` and ``in2`` along ``axes`` cropped to ``full[start[i]:start[i] + shape[i]]`` on each
+``axes[i]``; the other axes broadcast as in numpy (sizes equal or 1), like
+``scipy.signal.fftconvolve(..., axes=...)``.  Real float32/float64 inputs use real-to-complex
+transforms (the last of ``axes`` is halved) and return the same real dtype; complex64/complex128
+use complex transforms.  float32 is computed in single precision, float64 in double (as scipy).
+``oaconvolve`` has the same contract, computed by blocks.
+
+How a call runs
+---------------
+1. *Canonical layout.*  The arrays are viewed (no copy) with the broadcast ("batch") axes first
+   and the convolution axes last, so every transform is over the trailing, contiguous axes of a
+   C-ordered buffer and the plan cache only sees ``(batch shape, padded shape)``.
+2. *Padded length.*  Along each axis the cyclic length ``L`` only has to avoid aliasing inside
+   the requested window: ``L >= max(start + shape, full - start, n1, n2)``.  That is
+   ``n1 + n2 - 1`` for 'full' but only about ``n1 + n2/2`` for 'same' and ``n1`` for 'valid';
+   ``L`` is then rounded up by :func:`next_fast_len`.
+3. *Work sets.*  A work set holds two in-place transform buffers (aligned with
+   ``pyfftw.empty_aligned``; real data live in the real view of the complex buffer, so no
+   separate real arrays exist) and the FFTW plans on them: forward for ``in1``, forward for
+   ``in2`` and one inverse on the buffer that receives the product.  A call copies (zero
+   padding only the margin) the inputs in, runs the two forward transforms, multiplies the
+   spectra in place, runs the inverse in place and writes the cropped window directly into the
+   result, scaled by ``1/prod(L)`` in the same pass.  Peak memory is therefore two spectra plus
+   the result, against about four spectra plus the result for ``scipy.signal.fftconvolve``.
+4. *Plan cache.*  Work sets are cached in a bounded LRU keyed by
+   ``(direction, dtype, batch shapes, padded shape, threads)`` (a byte budget: their buffers are
+   the dominant memory).  Each work set belongs to one caller at a time: a caller takes one from
+   the pool of its key, or builds a new one when all are busy, so the same FFTW object is never
+   executed by two threads, while callers on the same or different shapes run in parallel (FFTW
+   execution releases the GIL).  FFTW planning is not thread-safe, so every plan is created under
+   one module lock.
+5. *Planning policy.*  A first plan uses FFTW wisdom when there is some for the problem
+   (``FFTW_MEASURE | FFTW_WISDOM_ONLY``: instant), otherwise ``FFTW_ESTIMATE`` (a few
+   milliseconds), so a one-off call never pays for measuring.  When the same key has been used
+   :data:`MEASURE_AFTER` times and has cost at least :data:`MEASURE_MIN_SECONDS`, its plans are
+   re-planned with ``FFTW_MEASURE`` under a time limit equal to the time already spent on the key
+   (clamped to [:data:`MEASURE_MIN_LIMIT`, :data:`MEASURE_MAX_LIMIT`]), so measuring at most
+   doubles what the key has cost so far and is amortised over the later calls.  (Measuring is
+   slow: ~0.1 s for a 100-point plan, seconds for 10**4 points, a minute for 2-D 2100**2 on
+   2 cores; it pays 1.5-3x on small block transforms, less on large ones.  A time-limited
+   measurement still improves the plan; its partial wisdom speeds up the next one.)  The
+   wisdom is saved to ``get_cache_dir()/fftw_wisdom.pkl`` after each measured plan and at exit,
+   and loaded lazily before the first plan; an unreadable or corrupt file is ignored.
+6. *Threads.*  FFTW plans use ``nthreads`` threads; the element-wise passes (copy in, spectrum
+   product, crop out) are split across the same number of Python threads (numpy releases the
+   GIL).  ``nthreads=None`` means :func:`fastconv._config.get_num_threads`.
+7. *Memory guard.*  The bytes a call must allocate are computed first; a request larger than
+   the memory available (``MemAvailable``) or than numpy can index raises ``MemoryError`` naming
+   the size in GiB before anything is allocated.
+8. *Fallback.*  Without pyFFTW (or with ``USE_PYFFTW = False``) the same algorithm runs on
+   ``scipy.fft`` (``rfftn``/``irfftn`` with ``workers=nthreads``).
+
+Overlap blocks
+--------------
+:func:`oaconvolve` computes each output block of ``step`` samples per axis from an input segment
+of ``L = step + n2 - 1`` samples (overlap-save: segments overlap, output blocks are disjoint, so
+blocks can be computed by different threads without any accumulation pass; the result is the
+overlap-add result exactly).  ``L`` is chosen by :func:`oa_plan` to minimise the predicted cost
+per output sample, ``(flops(L) + per-block overhead) / step``.  Blocks are distributed over
+``nthreads`` Python threads, each with single-threaded plans and its own work set; the kernel
+spectrum is computed once and shared read-only.
+
+Cost helpers for the planner
+----------------------------
+:func:`padded_shape`, :func:`flops` and :func:`oa_plan` give the padded transform shape and the
+predicted floating-point operation counts (``5 N log2 N`` per complex transform, half for real
+ones), which ``fastconv._plan`` multiplies by calibrated seconds-per-flop constants.
+"""
+import atexit
+import collections
+import functools
+import math
+import os
+import pickle
+import threading
+import time
+
+import numpy as np
+
+try:  # pragma: no cover - depends on the environment
+    import pyfftw
+
+    HAVE_PYFFTW = True
+except ImportError:  # pragma: no cover
+    pyfftw = None
+    HAVE_PYFFTW = False
+
+__all__ = [
+    "convolve",
+    "oaconvolve",
+    "next_fast_len",
+    "padded_shape",
+    "flops",
+    "oa_plan",
+    "clear_plan_cache",
+    "load_wisdom",
+    "save_wisdom",
+    "plan_cache_info",
+]
+
+#: Use pyFFTW when importable.  Set to False (tests do) to force the scipy.fft path.
+USE_PYFFTW = HAVE_PYFFTW
+#: Uses of one plan key after which its plans may be re-made with FFTW_MEASURE ...
+MEASURE_AFTER = 3
+#: ... once this many seconds have been spent executing them; FFTW's planning time limit is
+#: then the time already spent (at least MEASURE_MIN_LIMIT, at most MEASURE_MAX_LIMIT).
+MEASURE_MIN_SECONDS = 0.05
+MEASURE_MIN_LIMIT = 0.05
+MEASURE_MAX_LIMIT = 30.0
+#: Byte budget of the cached work sets (their buffers dominate).
+CACHE_BYTES = 512 * 2**20
+#: Most work sets cached in total.
+CACHE_ENTRIES = 64
+#: Element-wise passes smaller than this run on one thread.
+_PAR_MIN = 1 << 16
+#: Predicted cost of the fixed per-block work of oaconvolve, in flop equivalents.
+OA_BLOCK_OVERHEAD = 1.5e5
+
+_REAL = {np.dtype(np.float32): np.dtype(np.complex64), np.dtype(np.float64): np.dtype(np.complex128)}
+_COMPLEX = {np.dtype(np.complex64), np.dtype(np.complex128)}
+
+
+# --------------------------------------------------------------------------------------------
+# sizes and costs
+# --------------------------------------------------------------------------------------------
+@functools.lru_cache(maxsize=4096)
+def _next_smooth(n, primes):
+    """Smallest m >= n whose prime factors are all in ``primes`` (a sorted tuple)."""
+    if n <= 1:
+        return 1
+    best = None
+    # enumerate products of all primes but the first, then fill with powers of the first
+    p0 = primes[0]
+
+    def rec(i, prod):
+        nonlocal best
+        if best is not None and prod >= best:
+            return
+        if i == len(primes):
+            m = prod
+            if m < n:
+                m *= 1 << (((n + m - 1) // m - 1).bit_length()) if p0 == 2 else 1
+                while m < n:
+                    m *= p0
+            if best is None or m < best:
+                best = m
+            return
+        p = primes[i]
+        while True:
+            rec(i + 1, prod)
+            if prod >= n:
+                break
+            prod *= p
+
+    rec(1, 1)
+    return best
+
+
+@functools.lru_cache(maxsize=4096)
+def next_fast_len(n, real=True):
+    """Smallest length ``m >= n`` that FFTW transforms fast.
+
+    Parameters
+    ----------
+    n : int
+        Minimum length (>= 0).
+    real : bool, optional
+        Accepted for ``scipy.fft.next_fast_len`` compatibility.  FFTW's real-to-complex and
+        complex transforms are fast on the same lengths, so the answer does not depend on it.
+
+    Returns
+    -------
+    int
+        The smallest ``m >= n`` of the form ``2**a 3**b 5**c 7**d 11**e 13**f`` with
+        ``e + f <= 1`` (FFTW has hard-coded codelets for these radices).
+
+    Examples
+    --------
+    >>> next_fast_len(1000), next_fast_len(1021), next_fast_len(2079)
+    (1000, 1024, 2079)
+    """
+    n = int(n)
+    if n < 0:
+        raise ValueError(f"n must be >= 0, got {n}")
+    if n <= 6:
+        return max(n, 1) if n != 0 else 0
+    best = _next_smooth(n, (2, 3, 5, 7))
+    for f in (11, 13):
+        best = min(best, f * _next_smooth(-(-n // f), (2, 3, 5, 7)))
+    return best
+
+
+@functools.lru_cache(maxsize=4096)
+def _fast_lengths(lo, hi):
+    """Sorted 2**a 3**b 5**c lengths in [lo, hi] (candidates for overlap block sizes)."""
+    out = []
+    p2 = 1
+    while p2 <= hi:
+        p3 = p2
+        while p3 <= hi:
+            p5 = p3
+            while p5 <= hi:
+                if p5 >= lo:
+                    out.append(p5)
+                p5 *= 5
+            p3 *= 3
+        p2 *= 2
+    return tuple(sorted(out))
+
+
+def _window_len(n1, n2, start, m):
+    """Least cyclic length that computes full[start:start+m] of an n1-by-n2 convolution."""
+    full = n1 + n2 - 1
+    return max(start + m, full - start, n1, n2, 1)
+
+
+def _norm_window(in1_shape, in2_shape, axes, start, shape):
+    if start is None:
+        start = (0,) * len(axes)
+    if shape is None:
+        shape = tuple(in1_shape[a] + in2_shape[a] - 1 for a in axes)
+    return tuple(int(s) for s in start), tuple(int(s) for s in shape)
+
+
+def padded_shape(in1_shape, in2_shape, axes, start=None, shape=None):
+    """Transform shape (along ``axes``) used by :func:`convolve`.
+
+    Parameters
+    ----------
+    in1_shape, in2_shape : tuple of int
+        Shapes of the two inputs (same length).
+    axes : tuple of int
+        Convolution axes.
+    start, shape : tuple of int, optional
+        Requested window of the full convolution (default: all of it).  A window smaller than
+        'full' allows a shorter cyclic length (e.g. about ``n1 + n2/2`` for 'same').
+
+    Returns
+    -------
+    tuple of int
+        One fast length (see :func:`next_fast_len`) per axis in ``axes``.
+
+    Examples
+    --------
+    >>> padded_shape((1000,), (31,), (0,))
+    (1040,)
+    >>> padded_shape((1000,), (31,), (0,), start=(15,), shape=(1000,))
+    (1029,)
+    """
+    start, shape = _norm_window(in1_shape, in2_shape, axes, start, shape)
+    return tuple(
+        next_fast_len(_window_len(in1_shape[a], in2_shape[a], s, m))
+        for a, s, m in zip(axes, start, shape)
+    )
+
+
+def _transform_flops(n, real):
+    if n <= 1:
+        return 0.0
+    f = 5.0 * n * math.log2(n)
+    return 0.5 * f if real else f
+
+
+def flops(padded_shape, real=True, batch=1, batch2=None):
+    """Predicted floating-point operations of one :func:`convolve` call.
+
+    Two forward transforms, the spectrum product and one inverse transform of
+    ``padded_shape`` (``5 N log2 N`` per complex transform of ``N`` points, half that for
+    real ones, 6 per complex product).
+
+    Parameters
+    ----------
+    padded_shape : tuple of int
+        Transform shape (see :func:`padded_shape`).
+    real : bool
+        Real-to-complex transforms (real input) or complex ones.
+    batch : int, optional
+        Number of transforms of ``in1`` (product of its broadcast axes) and of the result.
+    batch2 : int, optional
+        Number of transforms of ``in2`` (default ``batch``).
+
+    Returns
+    -------
+    float
+
+    Examples
+    --------
+    >>> flops((1024,), real=False)
+    156672.0
+    """
+    n = math.prod(padded_shape)
+    t = _transform_flops(n, real)
+    b2 = batch if batch2 is None else batch2
+    nspec = n // 2 + 1 if real else n
+    return float((2 * batch + b2) * t + 6 * batch * nspec)
+
+
+def oa_plan(in1_shape, in2_shape, axes, start=None, shape=None, real=True, batch=1):
+    """Block sizes :func:`oaconvolve` uses and their predicted cost.
+
+    Parameters
+    ----------
+    in1_shape, in2_shape : tuple of int
+        Input shapes.  (:func:`oaconvolve` swaps the inputs first when ``in2`` is the larger
+        along ``axes``; this function plans for the order it is given.)
+    axes : tuple of int
+        Convolution axes.
+    start, shape : tuple of int, optional
+        Requested window (default 'full').
+    real : bool, optional
+        Real-to-complex transforms.
+    batch : int, optional
+        Number of broadcast transforms per block.
+
+    Returns
+    -------
+    dict
+        ``block`` (transform length per axis), ``step`` (output samples per block per axis),
+        ``nblocks`` (per axis), ``flops`` (predicted total, including the kernel transform) and
+        ``overhead_flops`` (the per-block fixed cost term included in ``flops``).
+
+    Examples
+    --------
+    >>> p = oa_plan((10**7,), (1000,), (0,))
+    >>> p["block"][0] > 4 * 1000
+    True
+    """
+    start, shape = _norm_window(in1_shape, in2_shape, axes, start, shape)
+    n2s = [in2_shape[a] for a in axes]
+    cands = []
+    for n2, m in zip(n2s, shape):
+        lmax = next_fast_len(m + n2 - 1)
+        lo = max(n2, 2 * (n2 - 1), 8)
+        c = [L for L in _fast_lengths(lo, lmax) if L < lmax] + [lmax]
+        # per-axis cost per output sample: keep the best few candidates
+        c.sort(key=lambda L: (L * math.log2(max(L, 2)) + 64) / (L - n2 + 1))
+        cands.append(sorted(set(c[:6] + [lmax])))
+
+    def cost(Ls):
+        nb = math.prod(-(-m // (L - n2 + 1)) for L, n2, m in zip(Ls, n2s, shape))
+        per = flops(Ls, real, batch, 0) + OA_BLOCK_OVERHEAD
+        return nb * per + flops(Ls, real, 0, 1), nb
+
+    best = None
+    if math.prod(len(c) for c in cands) <= 4096:
+        import itertools
+
+        it = itertools.product(*cands)
+    else:  # many axes: coordinate search from the single-block sizes
+        cur = [c[-1] for c in cands]
+        for _ in range(3):
+            for i, c in enumerate(cands):
+                cur[i] = min(c, key=lambda L, i=i: cost(cur[:i] + [L] + cur[i + 1 :])[0])
+        it = [tuple(cur)]
+    for Ls in it:
+        c, nb = cost(Ls)
+        if best is None or c < best[0]:
+            best = (c, Ls, nb)
+    c, Ls, nb = best
+    steps = tuple(L - n2 + 1 for L, n2 in zip(Ls, n2s))
+    return {
+        "block": tuple(Ls),
+        "step": steps,
+        "nblocks": tuple(-(-m // s) for m, s in zip(shape, steps)),
+        "flops": float(c),
+        "overhead_flops": float(nb * OA_BLOCK_OVERHEAD),
+    }
+
+
+# --------------------------------------------------------------------------------------------
+# memory guard
+# --------------------------------------------------------------------------------------------
+def _available_bytes():
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):  # pragma: no cover
+        return 1 << 62
+
+
+def _check_memory(nbytes, what, elems=()):
+    """Raise MemoryError, before allocating, when ``nbytes`` cannot be had."""
+    gib = nbytes / 2**30
+    too_big = any(e > np.iinfo(np.intp).max for e in elems) or nbytes > np.iinfo(np.intp).max
+    if not too_big:
+        avail = _available_bytes()
+        if nbytes <= avail:
+            return
+        clear_plan_cache()  # cached buffers may be what is in the way
+        avail = _available_bytes()
+        if nbytes <= avail:
+            return
+        msg = f"{what} needs {gib:.3g} GiB of buffers but only {avail / 2**30:.3g} GiB is available"
+    else:
+        msg = f"{what} needs {gib:.3g} GiB of buffers, more than numpy can index"
+    raise MemoryError(msg)
+
+
+# --------------------------------------------------------------------------------------------
+# parallel element-wise passes
+# --------------------------------------------------------------------------------------------
+_pool = None
+_pool_lock = threading.Lock()
+
+
+def _executor():
+    global _pool
+    if _pool is None:
+        with _pool_lock:
+            if _pool is None:
+                from concurrent.futures import ThreadPoolExecutor
+
+                _pool = ThreadPoolExecutor(
+                    max_workers=max(2, os.cpu_count() or 2), thread_name_prefix="fastconv-fft"
+                )
+    return _pool
+
+
+def _run_parallel(fn, items):
+    """Run ``fn(item)`` for each item; the first in the calling thread."""
+    if len(items) == 1:
+        fn(items[0])
+        return
+    futs = [_executor().submit(fn, it) for it in items[1:]]
+    err = None
+    try:
+        fn(items[0])
+    except BaseException as e:  # noqa: BLE001 - re-raised after the others finish
+        err = e
+    for f in futs:
+        try:
+            f.result()
+        except BaseException as e:  # noqa: BLE001
+            err = err or e
+    if err is not None:
+        raise err
+
+
+def _elementwise(op, out, ins, nthreads):
+    """``op(out_part, *in_parts)`` over slabs of ``out`` (inputs broadcast against it)."""
+    if nthreads > 1 and out.size >= 2 * _PAR_MIN:
+        for ax, s in enumerate(out.shape):
+            if s >= nthreads:
+                break
+        else:
+            ax = None
+        if ax is not None:
+            nch = min(nthreads, max(1, out.size // _PAR_MIN), out.shape[ax])
+            bounds = [out.shape[ax] * i // nch for i in range(nch + 1)]
+            pre = (slice(None),) * ax
+
+            def part(i):
+                sl = pre + (slice(bounds[i], bounds[i + 1]),)
+                op(out[sl], *[a if a.shape[ax] == 1 else a[sl] for a in ins])
+
+            _run_parallel(part, list(range(nch)))
+            return
+    op(out, *ins)
+
+
+def _copy(out, src):
+    np.copyto(out, src)
+
+
+def _mul(out, a, b):
+    np.multiply(a, b, out=out)
+
+
+# --------------------------------------------------------------------------------------------
+# wisdom
+# --------------------------------------------------------------------------------------------
+_plan_lock = threading.RLock()  # FFTW planning (not thread-safe) and wisdom import/export
+_wisdom_loaded = False
+_wisdom_dirty = False
+
+
+class _SafeUnpickler(pickle.Unpickler):
+    def find_class(self, module, name):  # only plain tuples of bytes are accepted
+        raise pickle.UnpicklingError(f"refusing {module}.{name} in a wisdom file")
+
+
+def _wisdom_path():
+    from ._config import get_cache_dir
+
+    return os.path.join(get_cache_dir(), "fftw_wisdom.pkl")
+
+
+def load_wisdom(path=None):
+    """Import FFTW wisdom from ``path`` (default ``get_cache_dir()/fftw_wisdom.pkl``).
+
+    Returns
+    -------
+    bool
+        True when wisdom was read and imported; False when the file is missing, unreadable or
+        corrupt (never raises for those).
+    """
+    global _wisdom_loaded
+    if not HAVE_PYFFTW:
+        return False
+    with _plan_lock:
+        _wisdom_loaded = True
+        try:
+            path = path or _wisdom_path()
+            with open(path, "rb") as f:
+                w = _SafeUnpickler(f).load()
+            if not (isinstance(w, tuple) and len(w) == 3 and all(isinstance(x, bytes) for x in w)):
+                return False
+            ok = pyfftw.import_wisdom(w)
+            return bool(any(ok))
+        except Exception:  # noqa: BLE001 - a bad cache file must never break a convolution
+            return False
+
+
+def save_wisdom(path=None):
+    """Write the process' FFTW wisdom to ``path`` (default in the cache directory).
+
+    Written atomically (temporary file then rename).  Returns True on success, False when the
+    directory cannot be written (never raises for that).
+    """
+    global _wisdom_dirty
+    if not HAVE_PYFFTW:
+        return False
+    with _plan_lock:
+        try:
+            path = path or _wisdom_path()
+            os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+            tmp = f"{path}.{os.getpid()}.{threading.get_ident()}.tmp"
+            with open(tmp, "wb") as f:
+                pickle.dump(tuple(pyfftw.export_wisdom()), f, protocol=4)
+            os.replace(tmp, path)
+            _wisdom_dirty = False
+            return True
+        except Exception:  # noqa: BLE001
+            return False
+
+
+def _save_wisdom_at_exit():  # pragma: no cover - runs at interpreter exit
+    if _wisdom_dirty:
+        save_wisdom()
+
+
+atexit.register(_save_wisdom_at_exit)
+
+
+# --------------------------------------------------------------------------------------------
+# work sets and the plan cache
+# --------------------------------------------------------------------------------------------
+class _WorkSet:
+    """In-place transform buffers and the FFTW plans on them (one owner at a time).
+
+    ``w1``: spectrum buffer of in1 (batch ``b1``), ``w2``: of in2 (batch ``b2``), ``wp``: the
+    product (batch ``b``), which is ``w1`` or ``w2`` when one of them has the broadcast batch.
+    ``r1``, ``r2``, ``rp`` are their real views (the arrays themselves for complex data).
+    """
+
+    def __init__(self, key):
+        (_, dtype, b1, b2, b, L, threads) = key
+        self.key = key
+        self.real = dtype.kind == "f"
+        cdt = _REAL[dtype] if self.real else dtype
+        spec = L[:-1] + (L[-1] // 2 + 1,) if self.real else L
+        self.L = L
+        self.threads = threads
+        self.w1 = pyfftw.empty_aligned(b1 + spec, cdt)
+        self.w2 = pyfftw.empty_aligned(b2 + spec, cdt)
+        if b1 == b:
+            self.wp = self.w1
+        elif b2 == b:
+            self.wp = self.w2
+        else:
+            self.wp = pyfftw.empty_aligned(b + spec, cdt)
+        self.r1, self.r2, self.rp = (self._rview(w) for w in (self.w1, self.w2, self.wp))
+        self.nbytes = sum({id(w): w.nbytes for w in (self.w1, self.w2, self.wp)}.values())
+        self.measured = False
+        self.f1 = self.f2 = self.inv = None
+
+    def _rview(self, w):
+        if not self.real:
+            return w
+        return w.view(_real_of(w.dtype))[..., : self.L[-1]]
+
+    def plan(self, flags, timelimit=None):
+        """(Re)create the three plans; FFTW_MEASURE overwrites the buffers."""
+        k = len(self.L)
+        axes = tuple(range(-k, 0))
+        kw = dict(axes=axes, threads=self.threads, flags=flags)
+        if timelimit is not None:
+            kw["planning_timelimit"] = float(timelimit)
+        with _plan_lock:
+            if not _wisdom_loaded:
+                load_wisdom()
+            f1 = pyfftw.FFTW(self.r1, self.w1, direction="FFTW_FORWARD", **kw)
+            f2 = pyfftw.FFTW(self.r2, self.w2, direction="FFTW_FORWARD", **kw)
+            inv = pyfftw.FFTW(self.wp, self.rp, direction="FFTW_BACKWARD", **kw)
+        self.f1, self.f2, self.inv = f1, f2, inv
+        self.measured = "FFTW_MEASURE" in flags
+
+
+def _real_of(cdt):
+    return np.dtype(np.float32) if cdt == np.complex64 else np.dtype(np.float64)
+
+
+class _KeyStats:
+    __slots__ = ("calls", "seconds", "measured")
+
+    def __init__(self):
+        self.calls = 0
+        self.seconds = 0.0
+        self.measured = False
+
+
+_cache_lock = threading.Lock()
+_idle = collections.OrderedDict()  # key -> list of idle _WorkSet (LRU order over keys)
+_idle_bytes = 0
+_idle_count = 0
+_stats = collections.OrderedDict()  # key -> _KeyStats (bounded)
+_counters = {"plans_built": 0, "worksets_built": 0, "hits": 0, "measured": 0}
+
+
+def plan_cache_info():
+    """Counters of the plan cache (``plans_built``, ``worksets_built``, ``hits``, ``measured``,
+    ``cached_worksets``, ``cached_bytes``)."""
+    with _cache_lock:
+        d = dict(_counters)
+        d["cached_worksets"] = _idle_count
+        d["cached_bytes"] = _idle_bytes
+    return d
+
+
+def clear_plan_cache():
+    """Drop every cached FFTW plan and work buffer (FFTW wisdom is kept)."""
+    global _idle_bytes, _idle_count
+    with _cache_lock:
+        _idle.clear()
+        _stats.clear()
+        _idle_bytes = 0
+        _idle_count = 0
+
+
+def _key_stats(key):
+    st = _stats.get(key)
+    if st is None:
+        st = _stats[key] = _KeyStats()
+        if len(_stats) > 4096:
+            _stats.popitem(last=False)
+    else:
+        _stats.move_to_end(key)
+    return st
+
+
+def _acquire(key):
+    """A work set for ``key`` owned by the caller (from the cache or new)."""
+    global _idle_bytes, _idle_count
+    with _cache_lock:
+        lst = _idle.get(key)
+        if lst:
+            ws = lst.pop()
+            _idle_bytes -= ws.nbytes
+            _idle_count -= 1
+            if not lst:
+                del _idle[key]
+            _counters["hits"] += 1
+            st = _key_stats(key)
+            measured = st.measured
+            ws_ok = ws.measured or not measured
+        else:
+            ws = None
+            measured = _key_stats(key).measured
+    if ws is not None:
+        if not ws_ok:  # another work set of this key was measured: wisdom makes this instant
+            _replan(ws, measured=True)
+        return ws
+    ws = _WorkSet(key)
+    _replan(ws, measured=measured)
+    with _cache_lock:
+        _counters["worksets_built"] += 1
+    return ws
+
+
+def _replan(ws, measured, timelimit=None):
+    flags = ("FFTW_ESTIMATE",)
+    try:
+        ws.plan(("FFTW_MEASURE", "FFTW_WISDOM_ONLY"))
+        flags = None
+    except RuntimeError:
+        if measured and timelimit is not None:
+            flags = ("FFTW_MEASURE",)
+    if flags is not None:
+        ws.plan(flags, timelimit)
+    with _cache_lock:
+        _counters["plans_built"] += 3
+
+
+def _release(ws, seconds):
+    """Give a work set back to the cache; re-plan with FFTW_MEASURE when the key is hot."""
+    global _idle_bytes, _idle_count, _wisdom_dirty
+    key = ws.key
+    with _cache_lock:
+        st = _key_stats(key)
+        st.calls += 1
+        st.seconds += seconds
+        upgrade = (
+            not ws.measured
+            and not st.measured
+            and st.calls >= MEASURE_AFTER
+            and st.seconds >= MEASURE_MIN_SECONDS
+        )
+        if upgrade:
+            st.measured = True  # claimed: one thread measures
+        limit = min(MEASURE_MAX_LIMIT, max(MEASURE_MIN_LIMIT, st.seconds))
+    if upgrade:
+        _replan(ws, measured=True, timelimit=limit)
+        with _cache_lock:
+            _counters["measured"] += 1
+        _wisdom_dirty = True
+        save_wisdom()
+    if ws.nbytes > CACHE_BYTES // 2:
+        return  # too big to keep around: a later call re-plans (from wisdom)
+    with _cache_lock:
+        _idle.setdefault(key, []).append(ws)
+        _idle.move_to_end(key)
+        _idle_bytes += ws.nbytes
+        _idle_count += 1
+        while (_idle_bytes > CACHE_BYTES or _idle_count > CACHE_ENTRIES) and _idle:
+            k0, lst = next(iter(_idle.items()))
+            old = lst.pop(0)
+            _idle_bytes -= old.nbytes
+            _idle_count -= 1
+            if not lst:
+                del _idle[k0]
+
+
+# --------------------------------------------------------------------------------------------
+# argument normalisation
+# --------------------------------------------------------------------------------------------
+class _Problem:
+    """Canonical views and sizes of one call."""
+
+    def __init__(self, in1, in2, axes, start, shape, nthreads):
+        in1 = np.asarray(in1)
+        in2 = np.asarray(in2)
+        if in1.ndim != in2.ndim:
+            raise ValueError(f"in1 and in2 must have the same ndim, got {in1.ndim} and {in2.ndim}")
+        if in1.dtype != in2.dtype:
+            raise TypeError(f"in1 and in2 must have the same dtype, got {in1.dtype} and {in2.dtype}")
+        dt = in1.dtype
+        if dt not in _REAL and dt not in _COMPLEX:
+            raise TypeError(f"FFT engine supports float32/64 and complex64/128, got {dt}")
+        nd = in1.ndim
+        axes = tuple(int(a) for a in axes)
+        axes = tuple(a + nd if a < 0 else a for a in axes)
+        if any(not 0 <= a < nd for a in axes) or len(set(axes)) != len(axes):
+            raise ValueError(f"axes must be distinct axes of a {nd}-d array, got {axes}")
+        k = len(axes)
+        start = tuple(int(s) for s in start)
+        shape = tuple(int(s) for s in shape)
+        if len(start) != k or len(shape) != k:
+            raise ValueError("start and shape need one entry per axis in axes")
+        batch_axes = tuple(a for a in range(nd) if a not in axes)
+        b1 = tuple(in1.shape[a] for a in batch_axes)
+        b2 = tuple(in2.shape[a] for a in batch_axes)
+        b = []
+        for s1, s2 in zip(b1, b2):
+            if s1 != s2 and s1 != 1 and s2 != 1:
+                raise ValueError(
+                    f"in1 {in1.shape} and in2 {in2.shape} do not broadcast along the non-convolution axes"
+                )
+            b.append(s2 if s1 == 1 else s1)
+        b = tuple(b)
+        n1 = tuple(in1.shape[a] for a in axes)
+        n2 = tuple(in2.shape[a] for a in axes)
+        for s, m, x, y in zip(start, shape, n1, n2):
+            full = x + y - 1 if x and y else 0
+            if s < 0 or m < 0 or s + m > max(full, 0):
+                raise ValueError(f"window start={start} shape={shape} is outside full length {full}")
+        if nthreads is None:
+            from ._config import get_num_threads
+
+            nthreads = get_num_threads()
+        nthreads = int(nthreads)
+        if nthreads < 1:
+            raise ValueError(f"nthreads must be >= 1, got {nthreads}")
+        self.perm = batch_axes + axes
+        self.in1 = in1.transpose(self.perm)
+        self.in2 = in2.transpose(self.perm)
+        self.dtype = dt
+        self.real = dt in _REAL
+        self.b1, self.b2, self.b = b1, b2, b
+        self.n1, self.n2 = n1, n2
+        self.start, self.shape = start, shape
+        self.nthreads = nthreads
+        self.k = k
+        # result in the caller's axis order, C-contiguous; outc is its canonical view
+        out_shape = [0] * nd
+        for i, a in enumerate(batch_axes):
+            out_shape[a] = b[i]
+        for i, a in enumerate(axes):
+            out_shape[a] = shape[i]
+        self.out_shape = tuple(out_shape)
+        self.trivial = (
+            0 in in1.shape or 0 in in2.shape or 0 in self.out_shape or k == 0
+        )
+
+    def alloc_out(self):
+        out = np.empty(self.out_shape, self.dtype)
+        return out, out.transpose(self.perm)
+
+    def finish_trivial(self):
+        if self.k == 0:
+            return np.multiply(
+                np.moveaxis(self.in1, range(self.in1.ndim), self.perm),
+                np.moveaxis(self.in2, range(self.in2.ndim), self.perm),
+            )
+        return np.zeros(self.out_shape, self.dtype)
+
+
+def _spec_bytes(batch, L, dtype, real):
+    n = math.prod(L[:-1]) * (L[-1] // 2 + 1) if real else math.prod(L)
+    item = (2 * dtype.itemsize) if real else dtype.itemsize
+    return math.prod(batch) * n * item, math.prod(batch) * n
+
+
+def _fill_k(dst_r, src, k, nthreads):
+    """Copy ``src`` into ``dst_r[..., :n]`` (last k axes) and zero the margin only."""
+    pre = (slice(None),) * (dst_r.ndim - k)
+    n = src.shape[-k:]
+    L = dst_r.shape[-k:]
+    for i in range(k):
+        if n[i] < L[i]:
+            idx = pre + tuple(slice(0, n[j]) for j in range(i)) + (slice(n[i], None),)
+            dst_r[idx] = 0
+    region = dst_r[pre + tuple(slice(0, x) for x in n)]
+    _elementwise(_copy, region, [src], nthreads)
+
+
+# --------------------------------------------------------------------------------------------
+# convolve
+# --------------------------------------------------------------------------------------------
+def convolve(in1, in2, axes, start, shape, nthreads=None):
+    """Linear convolution along ``axes`` by the convolution theorem, cropped to a window.
+
+    Parameters
+    ----------
+    in1, in2 : ndarray
+        Inputs of the same ndim and dtype (float32, float64, complex64 or complex128).  Any
+        strides; never modified.  Along axes not in ``axes`` sizes must be equal or 1.
+    axes : tuple of int
+        Distinct convolution axes.
+    start, shape : tuple of int
+        Window of the full convolution returned along each ``axes[i]``:
+        ``full[start[i]:start[i] + shape[i]]`` where the full length is ``n1 + n2 - 1``.
+    nthreads : int, optional
+        Threads (default :func:`fastconv._config.get_num_threads`).
+
+    Returns
+    -------
+    ndarray
+        C-contiguous, dtype of the inputs; the non-convolution axes have the broadcast shape.
+
+    Notes
+    -----
+    Cost: two forward and one inverse transform of :func:`padded_shape` (see :func:`flops`)
+    plus three element-wise passes.  Memory: two spectra of the padded shape plus the result.
+
+    See Also
+    --------
+    scipy.signal.fftconvolve
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> convolve(np.array([1., 2, 3]), np.array([0., 1, 0.5]), (0,), (0,), (5,))
+    array([0. , 1. , 2.5, 4. , 1.5])
+    """
+    p = _Problem(in1, in2, axes, start, shape, nthreads)
+    if p.trivial:
+        return p.finish_trivial()
+    L = tuple(
+        next_fast_len(_window_len(a, b, s, m)) for a, b, s, m in zip(p.n1, p.n2, p.start, p.shape)
+    )
+    use_fftw = USE_PYFFTW and HAVE_PYFFTW
+    nb1, e1 = _spec_bytes(p.b1, L, p.dtype, p.real)
+    nb2, e2 = _spec_bytes(p.b2, L, p.dtype, p.real)
+    nbp, ep = _spec_bytes(p.b, L, p.dtype, p.real)
+    need = nb1 + nb2 + (nbp if p.b not in (p.b1, p.b2) else 0)
+    if not use_fftw:
+        need += max(nb1, nb2, nbp)  # scipy.fft works out of place
+    need += math.prod(p.out_shape) * p.dtype.itemsize
+    _check_memory(need, f"FFT convolution of {p.in1.shape} by {p.in2.shape} padded to {L}", (e1, e2, ep))
+    if not use_fftw:
+        return _convolve_scipy(p, L)
+    key = ("conv", p.dtype, p.b1, p.b2, p.b, L, p.nthreads)
+    t0 = time.perf_counter()
+    ws = _acquire(key)
+    try:
+        k, nt = p.k, p.nthreads
+        _fill_k(ws.r1, p.in1, k, nt)
+        _fill_k(ws.r2, p.in2, k, nt)
+        ws.f1.execute()
+        ws.f2.execute()
+        if ws.wp is ws.w1:
+            _elementwise(_mul, ws.w1, [ws.w1, ws.w2], nt)
+        elif ws.wp is ws.w2:
+            _elementwise(_mul, ws.w2, [ws.w2, ws.w1], nt)
+        else:
+            _elementwise(_mul, ws.wp, [ws.w1, ws.w2], nt)
+        ws.inv.execute()
+        out, outc = p.alloc_out()
+        pre = (slice(None),) * (ws.rp.ndim - k)
+        crop = ws.rp[pre + tuple(slice(s, s + m) for s, m in zip(p.start, p.shape))]
+        _elementwise(_scale_copy_fn(1.0 / math.prod(L)), outc, [crop], nt)
+    except BaseException:
+        ws = None
+        raise
+    finally:
+        if ws is not None:
+            _release(ws, time.perf_counter() - t0)
+    return out
+
+
+def _scale_copy_fn(scale):
+    def op(out, src):
+        np.multiply(src, scale, out=out)
+
+    return op
+
+
+def _convolve_scipy(p, L):
+    import scipy.fft as sfft
+
+    k = p.k
+    axes = tuple(range(-k, 0))
+    if p.real:
+        f, inv = sfft.rfftn, sfft.irfftn
+    else:
+        f, inv = sfft.fftn, sfft.ifftn
+    s1 = f(p.in1, s=L, axes=axes, workers=p.nthreads)
+    s2 = f(p.in2, s=L, axes=axes, workers=p.nthreads)
+    if s1.shape == np.broadcast_shapes(s1.shape, s2.shape):
+        np.multiply(s1, s2, out=s1)
+    elif s2.shape == np.broadcast_shapes(s1.shape, s2.shape):
+        np.multiply(s1, s2, out=s2)
+        s1 = s2
+    else:
+        s1 = s1 * s2
+    del s2
+    r = inv(s1, s=L, axes=axes, workers=p.nthreads, overwrite_x=True)
+    del s1
+    out, outc = p.alloc_out()
+    pre = (slice(None),) * (r.ndim - k)
+    outc[...] = r[pre + tuple(slice(s, s + m) for s, m in zip(p.start, p.shape))]
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# overlap blocks
+# --------------------------------------------------------------------------------------------
+def oaconvolve(in1, in2, axes, start, shape, nthreads=None):
+    """Linear convolution along ``axes`` by overlapping blocks, cropped to a window.
+
+    Same contract and results (within FFT rounding) as :func:`convolve`; efficient when one
+    input is much longer than the other along the convolution axes.
+
+    Parameters
+    ----------
+    in1, in2 : ndarray
+        Inputs of the same ndim and dtype; never modified.
+    axes : tuple of int
+        Convolution axes.
+    start, shape : tuple of int
+        Window of the full convolution along each ``axes[i]``.
+    nthreads : int, optional
+        Threads (default :func:`fastconv._config.get_num_threads`).
+
+    Returns
+    -------
+    ndarray
+
+    Notes
+    -----
+    Each output block of ``step`` samples per axis is computed from the input segment of
+    ``L = step + n2 - 1`` samples that produces it (overlap-save: input segments overlap, output
+    blocks are disjoint; the sum is exactly the overlap-add sum).  ``L`` comes from
+    :func:`oa_plan`: cost ``nblocks * (flops(L) + overhead)`` plus one kernel transform.
+    Blocks are spread over ``nthreads`` Python threads with single-threaded FFTW plans.
+    Memory: one block buffer per thread plus the result.
+
+    See Also
+    --------
+    scipy.signal.oaconvolve
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> oaconvolve(np.arange(6.), np.array([1., -1]), (0,), (0,), (7,)).round(12)
+    array([ 0.,  1.,  1.,  1.,  1.,  1., -5.])
+    """
+    p = _Problem(in1, in2, axes, start, shape, nthreads)
+    if p.trivial:
+        return p.finish_trivial()
+    if math.prod(p.n2) > math.prod(p.n1):  # convolution commutes: block the larger input
+        p.in1, p.in2 = p.in2, p.in1
+        p.n1, p.n2 = p.n2, p.n1
+        p.b1, p.b2 = p.b2, p.b1
+    nb = len(p.b)
+    # oa_plan on canonical shapes (batch first): give it the conv part only
+    plan = oa_plan(p.n1, p.n2, tuple(range(p.k)), p.start, p.shape, p.real, max(1, math.prod(p.b)))
+    L, steps, nblk = plan["block"], plan["step"], plan["nblocks"]
+    use_fftw = USE_PYFFTW and HAVE_PYFFTW
+    total_blocks = math.prod(nblk)
+    workers = max(1, min(p.nthreads, total_blocks))
+    ft = max(1, p.nthreads // workers)
+    nb1, e1 = _spec_bytes(p.b1, L, p.dtype, p.real)
+    nb2, e2 = _spec_bytes(p.b2, L, p.dtype, p.real)
+    nbp, ep = _spec_bytes(p.b, L, p.dtype, p.real)
+    per = nb1 + nb2 + (nbp if p.b not in (p.b1, p.b2) else 0)
+    need = workers * per + nb2 + math.prod(p.out_shape) * p.dtype.itemsize
+    _check_memory(need, f"overlap-add convolution of {p.in1.shape} by {p.in2.shape} in blocks {L}", (e1, e2, ep))
+    out, outc = p.alloc_out()
+    k = p.k
+    pre = (slice(None),) * nb
+    n2m1 = tuple(x - 1 for x in p.n2)
+    scale = 1.0 / math.prod(L)
+    import itertools
+
+    blocks = list(itertools.product(*[range(x) for x in nblk]))
+
+    def seg(blk):
+        """Source slices of in1, destination slices in the block buffer, output slices."""
+        src, dst, osl, vsl = [], [], [], []
+        for i, j in enumerate(blk):
+            t0 = p.start[i] + j * steps[i]
+            g = t0 - n2m1[i]
+            lo, hi = max(0, -g), min(L[i], p.n1[i] - g)
+            hi = max(hi, lo)
+            src.append(slice(g + lo, g + hi))
+            dst.append((lo, hi))
+            m = min(steps[i], p.start[i] + p.shape[i] - t0)
+            o0 = j * steps[i]
+            osl.append(slice(o0, o0 + m))
+            vsl.append(slice(n2m1[i], n2m1[i] + m))
+        return src, dst, osl, vsl
+
+    def fill(buf_r, src, dst):
+        Ls = buf_r.shape[-k:]
+        for i in range(k):
+            lo, hi = dst[i]
+            if lo > 0:
+                buf_r[pre + tuple(slice(None) for _ in range(i)) + (slice(0, lo),)] = 0
+            if hi < Ls[i]:
+                buf_r[pre + tuple(slice(None) for _ in range(i)) + (slice(hi, None),)] = 0
+        region = buf_r[pre + tuple(slice(lo, hi) for lo, hi in dst)]
+        if region.size:
+            np.copyto(region, p.in1[pre + tuple(src)])
+
+    if not use_fftw:
+        return _oa_scipy(p, L, blocks, seg, outc, out, ft)
+
+    key = ("oa", p.dtype, p.b1, p.b2, p.b, L, ft)
+    t_start = time.perf_counter()
+    ws0 = _acquire(key)
+    try:
+        _fill_k(ws0.r2, p.in2, k, 1)
+        ws0.f2.execute()
+        kspec = ws0.w2
+        if ws0.wp is ws0.w2:  # product lands where the kernel spectrum lives: keep a copy
+            kspec = ws0.w2.copy()
+        chunks = [blocks[len(blocks) * i // workers : len(blocks) * (i + 1) // workers] for i in range(workers)]
+
+        def work(ci):
+            ws = ws0 if ci == 0 else _acquire(key)
+            t = time.perf_counter()
+            try:
+                for blk in chunks[ci]:
+                    src, dst, osl, vsl = seg(blk)
+                    fill(ws.r1, src, dst)
+                    ws.f1.execute()
+                    if ws.wp is ws.w1:
+                        np.multiply(ws.w1, kspec, out=ws.w1)
+                    else:
+                        np.multiply(ws.w1, kspec, out=ws.wp)
+                    ws.inv.execute()
+                    np.multiply(ws.rp[pre + tuple(vsl)], scale, out=outc[pre + tuple(osl)])
+            except BaseException:
+                ws = None
+                raise
+            finally:
+                if ws is not None and ci != 0:
+                    _release(ws, time.perf_counter() - t)
+
+        _run_parallel(work, list(range(workers)))
+    except BaseException:
+        ws0 = None
+        raise
+    finally:
+        if ws0 is not None:
+            _release(ws0, time.perf_counter() - t_start)
+    return out
+
+
+def _oa_scipy(p, L, blocks, seg, outc, out, workers):
+    import scipy.fft as sfft
+
+    k = p.k
+    axes = tuple(range(-k, 0))
+    f, inv = (sfft.rfftn, sfft.irfftn) if p.real else (sfft.fftn, sfft.ifftn)
+    kspec = f(p.in2, s=L, axes=axes, workers=workers)
+    pre = (slice(None),) * len(p.b)
+    buf = np.empty(p.b1 + L, p.dtype)
+    for blk in blocks:
+        src, dst, osl, vsl = seg(blk)
+        buf[...] = 0
+        region = buf[pre + tuple(slice(lo, hi) for lo, hi in dst)]
+        if region.size:
+            np.copyto(region, p.in1[pre + tuple(src)])
+        r = inv(f(buf, axes=axes, workers=workers) * kspec, s=L, axes=axes, workers=workers, overwrite_x=True)
+        outc[pre + tuple(osl)] = r[pre + tuple(vsl)]
+    return out

@@ -1,0 +1,476 @@
+"""Tests of the FFT engine fastconv._fft (oracles: scipy.signal and float64 direct sums)."""
+import itertools
+import os
+import pickle
+import threading
+
+import numpy as np
+import pytest
+import scipy.signal
+
+from fastconv import _fft
+
+pyfftw = pytest.importorskip("pyfftw") if _fft.HAVE_PYFFTW else None
+
+# tolerance relative to max|reference|, per dtype
+TOL = {
+    np.float32: 2e-5,
+    np.complex64: 2e-5,
+    np.float64: 1e-12,
+    np.complex128: 1e-12,
+}
+DTYPES = [np.float32, np.float64, np.complex64, np.complex128]
+ENGINES = [_fft.convolve, _fft.oaconvolve]
+
+
+def _rand(rng, shape, dtype):
+    x = rng.standard_normal(shape)
+    if np.dtype(dtype).kind == "c":
+        x = x + 1j * rng.standard_normal(shape)
+    return x.astype(dtype)
+
+
+def _oracle_full(a, b, axes):
+    """scipy.signal.fftconvolve in float64/complex128 ('full')."""
+    hi = np.complex128 if np.iscomplexobj(a) else np.float64
+    return scipy.signal.fftconvolve(a.astype(hi), b.astype(hi), mode="full", axes=axes)
+
+
+def _crop(full, axes, start, shape):
+    idx = [slice(None)] * full.ndim
+    for a, s, m in zip(axes, start, shape):
+        idx[a] = slice(s, s + m)
+    return full[tuple(idx)]
+
+
+def _check(res, ref, dtype):
+    assert res.dtype == np.dtype(dtype)
+    assert res.shape == ref.shape
+    scale = max(np.abs(ref).max(initial=0.0), 1.0)
+    err = np.abs(res.astype(ref.dtype) - ref).max(initial=0.0)
+    assert err <= TOL[dtype] * scale, (err, scale)
+
+
+def _windows(n1, n2):
+    """(start, shape) along one axis: full, same, valid-like, and two odd windows."""
+    full = n1 + n2 - 1
+    w = [(0, full), ((n2 - 1) // 2, n1)]
+    if n1 >= n2:
+        w.append((n2 - 1, n1 - n2 + 1))
+    else:
+        w.append((n1 - 1, n2 - n1 + 1))
+    w.append((full - 1, 1))
+    w.append((min(3, full - 1), max(1, full // 3)))
+    return w
+
+
+@pytest.fixture(autouse=True)
+def _fresh_state(monkeypatch, tmp_path):
+    monkeypatch.setenv("FASTCONV_CACHE_DIR", str(tmp_path / "cache"))
+    yield
+
+
+# ---------------------------------------------------------------------------------------------
+def test_next_fast_len_bruteforce():
+    def ok(m):
+        e = 0
+        for p in (11, 13):
+            while m % p == 0:
+                m //= p
+                e += 1
+        if e > 1:
+            return False
+        for p in (2, 3, 5, 7):
+            while m % p == 0:
+                m //= p
+        return m == 1
+
+    good = [m for m in range(1, 6000) if ok(m)]
+    j = 0
+    for n in range(1, 5000):
+        while good[j] < n:
+            j += 1
+        assert _fft.next_fast_len(n) == good[j], n
+        assert _fft.next_fast_len(n, real=False) == good[j]
+    big = _fft.next_fast_len(10**9 + 7)
+    assert big >= 10**9 + 7 and ok(big)
+    assert _fft.next_fast_len(2**40 + 1) < 2**41
+
+
+def test_padded_shape_and_flops():
+    assert _fft.padded_shape((1000,), (31,), (0,)) == (_fft.next_fast_len(1030),)
+    same = _fft.padded_shape((1000, 7), (31, 3), (0, 1), start=(15, 1), shape=(1000, 7))
+    assert same[0] >= 1015 and same[0] < 1030 or same[0] == _fft.next_fast_len(1015)
+    assert _fft.flops((1024,), real=True) < _fft.flops((1024,), real=False)
+    assert _fft.flops((2048,)) > 2 * _fft.flops((1024,))
+    assert _fft.flops((64, 64), batch=3) > _fft.flops((64, 64))
+
+
+@pytest.mark.parametrize(
+    "n1,n2,full",
+    [((10**7,), (1000,), True), ((2048, 2048), (31, 31), False), ((2048, 2048), (64, 64), False), ((100,), (90,), True)],
+)
+def test_oa_plan(n1, n2, full):
+    axes = tuple(range(len(n1)))
+    if full:
+        start, shape = None, tuple(a + b - 1 for a, b in zip(n1, n2))
+    else:
+        start, shape = tuple((b - 1) // 2 for b in n2), n1
+    p = _fft.oa_plan(n1, n2, axes, start, shape)
+    for L, s, nb, k, m in zip(p["block"], p["step"], p["nblocks"], n2, shape):
+        assert s == L - k + 1 and s >= 1
+        assert nb * s >= m > (nb - 1) * s
+        assert L == _fft.next_fast_len(L) or L == _fft.next_fast_len(m + k - 1)
+    assert p["flops"] > 0
+    if n1[0] >= 2048:
+        assert math_prod(p["nblocks"]) > 1  # blocking pays off for long signals
+        assert p["flops"] < _fft.flops(_fft.padded_shape(n1, n2, axes, start, shape))
+
+
+def math_prod(x):
+    out = 1
+    for v in x:
+        out *= v
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+CASES = [
+    # shape1, shape2, axes
+    ((17,), (5,), (0,)),
+    ((16,), (16,), (0,)),
+    ((6,), (11,), (0,)),  # kernel longer than input
+    ((1,), (1,), (0,)),
+    ((12, 9), (3, 4), (0, 1)),
+    ((12, 9), (12, 4), (1,)),  # conv on one axis: other axis equal
+    ((12, 1), (3, 4), (0,)),  # broadcast a non-conv axis of in1
+    ((7, 8, 6), (2, 8, 5), (0, 2)),
+    ((7, 8, 1), (2, 1, 5), (0,)),  # both broadcast, in different axes
+    ((5, 6, 7, 4), (2, 3, 1, 2), (0, 1, 3)),
+    ((5, 6, 7, 4), (5, 3, 7, 2), (1, 3)),
+    ((4, 3, 5, 6), (2, 2, 3, 3), (0, 1, 2, 3)),
+    ((9, 10), (4, 3), (1, 0)),  # axes not in increasing order
+]
+
+
+@pytest.mark.parametrize("engine", ENGINES, ids=lambda f: f.__name__)
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
+@pytest.mark.parametrize("case", CASES, ids=str)
+def test_against_scipy_every_window(engine, dtype, case):
+    s1, s2, axes = case
+    rng = np.random.default_rng(abs(hash((s1, s2, axes))) % 2**32)
+    a, b = _rand(rng, s1, dtype), _rand(rng, s2, dtype)
+    full = _oracle_full(a, b, axes)
+    per_axis = [_windows(a.shape[x], b.shape[x]) for x in axes]
+    combos = list(itertools.product(*per_axis))
+    if len(combos) > 25:
+        combos = combos[:: len(combos) // 25 + 1] + [tuple(w[0] for w in per_axis)]
+    for combo in combos:
+        start = tuple(w[0] for w in combo)
+        shape = tuple(w[1] for w in combo)
+        res = engine(a, b, axes, start, shape, nthreads=2)
+        _check(res, _crop(full, axes, start, shape), dtype)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.complex128])
+def test_direct_sum_oracle(dtype):
+    rng = np.random.default_rng(1)
+    a, b = _rand(rng, (37,), dtype), _rand(rng, (9,), dtype)
+    ref = np.zeros(45, dtype=np.complex128 if dtype == np.complex128 else np.float64)
+    for t in range(45):
+        for j in range(9):
+            if 0 <= t - j < 37:
+                ref[t] += a[t - j] * b[j]
+    for engine in ENGINES:
+        _check(engine(a, b, (0,), (0,), (45,)), ref, dtype)
+        _check(engine(a, b, (0,), (4,), (37,)), ref[4:41], dtype)
+
+
+@pytest.mark.parametrize("mode", ["full", "same", "valid"])
+@pytest.mark.parametrize("engine", ENGINES, ids=lambda f: f.__name__)
+def test_matches_scipy_modes_and_oaconvolve(engine, mode):
+    rng = np.random.default_rng(2)
+    a, b = rng.standard_normal((300, 41)), rng.standard_normal((31, 8))
+    ref = scipy.signal.oaconvolve(a, b, mode=mode)
+    n1, n2 = a.shape, b.shape
+    if mode == "full":
+        start, shape = (0, 0), tuple(x + y - 1 for x, y in zip(n1, n2))
+    elif mode == "same":
+        start, shape = tuple((y - 1) // 2 for y in n2), n1
+    else:
+        start, shape = tuple(y - 1 for y in n2), tuple(x - y + 1 for x, y in zip(n1, n2))
+    _check(engine(a, b, (0, 1), start, shape), ref, np.float64)
+
+
+def test_long_signal_many_blocks():
+    rng = np.random.default_rng(3)
+    for dtype in (np.float32, np.float64):
+        a, b = rng.standard_normal(200_003).astype(dtype), rng.standard_normal(301).astype(dtype)
+        ref = scipy.signal.fftconvolve(a.astype(np.float64), b.astype(np.float64), mode="same")
+        for nt in (1, 2, 3):
+            res = _fft.oaconvolve(a, b, (0,), (150,), (200_003,), nthreads=nt)
+            _check(res, ref, dtype)
+
+
+# ---------------------------------------------------------------------------------------------
+def _odd_layouts(rng, dtype):
+    base1 = _rand(rng, (14, 22, 3), dtype)
+    base2 = _rand(rng, (9, 6, 3), dtype)
+    yield base1[::-1, ::2], base2[::2, ::-1]  # negative and >1 strides
+    yield np.asfortranarray(base1), np.asfortranarray(base2)
+    yield base1.transpose(1, 0, 2), base2.transpose(1, 0, 2)
+    yield base1[:, :, 1:2], base2[:, :, 0:1]
+
+
+@pytest.mark.parametrize("engine", ENGINES, ids=lambda f: f.__name__)
+@pytest.mark.parametrize("dtype", [np.float32, np.complex128], ids=str)
+def test_layouts_and_inputs_untouched(engine, dtype):
+    rng = np.random.default_rng(4)
+    for a, b in _odd_layouts(rng, dtype):
+        a_copy, b_copy = a.copy(), b.copy()
+        a.flags.writeable = False  # view: only this view is read-only
+        b.flags.writeable = False
+        axes = (0, 1)
+        full = _oracle_full(a_copy, b_copy, axes)
+        start = tuple((b.shape[x] - 1) // 2 for x in axes)
+        shape = tuple(a.shape[x] for x in axes)
+        res = engine(a, b, axes, start, shape, nthreads=2)
+        _check(res, _crop(full, axes, start, shape), dtype)
+        assert res.flags.c_contiguous
+        np.testing.assert_array_equal(a, a_copy)
+        np.testing.assert_array_equal(b, b_copy)
+        assert not np.shares_memory(res, a) and not np.shares_memory(res, b)
+
+
+@pytest.mark.parametrize("engine", ENGINES, ids=lambda f: f.__name__)
+def test_result_not_aliased_to_cache(engine):
+    rng = np.random.default_rng(5)
+    a, b = rng.standard_normal(100), rng.standard_normal(7)
+    r1 = engine(a, b, (0,), (0,), (106,))
+    keep = r1.copy()
+    engine(b, a, (0,), (0,), (106,))  # reuses the cached work set
+    engine(a * 2, b, (0,), (0,), (106,))
+    np.testing.assert_array_equal(r1, keep)
+
+
+@pytest.mark.parametrize("engine", ENGINES, ids=lambda f: f.__name__)
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
+def test_scipy_fallback_same_results(engine, dtype, monkeypatch):
+    rng = np.random.default_rng(6)
+    a, b = _rand(rng, (40, 3, 33), dtype), _rand(rng, (7, 1, 8), dtype)
+    axes = (2, 0)
+    full = _oracle_full(a, b, axes)
+    start, shape = (3, 2), (35, 40)
+    with_fftw = engine(a, b, axes, start, shape)
+    monkeypatch.setattr(_fft, "USE_PYFFTW", False)
+    before = _fft.plan_cache_info()["plans_built"]
+    res = engine(a, b, axes, start, shape)
+    assert _fft.plan_cache_info()["plans_built"] == before  # no FFTW used
+    _check(res, _crop(full, axes, start, shape), dtype)
+    _check(res, with_fftw.astype(full.dtype), dtype)
+
+
+def test_trivial_and_empty():
+    a = np.ones((0, 5))
+    b = np.ones((1, 2))
+    r = _fft.convolve(a, b, (1,), (0,), (6,))
+    assert r.shape == (0, 6) and r.dtype == np.float64
+    r = _fft.convolve(np.ones((3, 4)), np.ones((1, 4)), (0,), (0,), (3,))
+    np.testing.assert_allclose(r, np.ones((3, 4)))
+    r = _fft.convolve(np.ones(4), np.ones(3), (0,), (2,), (0,))
+    assert r.shape == (0,)
+
+
+def test_errors():
+    a, b = np.ones((4, 5)), np.ones((2, 3))
+    with pytest.raises(ValueError):
+        _fft.convolve(a, b, (1,), (0,), (7,))  # axis 0 sizes 4 vs 2 do not broadcast
+    with pytest.raises(ValueError):
+        _fft.convolve(a, b, (0, 0), (0, 0), (5, 5))
+    with pytest.raises(ValueError):
+        _fft.convolve(a, b, (0, 1), (0, 0), (6, 7))  # window past the full length
+    with pytest.raises(TypeError):
+        _fft.convolve(a, b.astype(np.float32), (0, 1), (0, 0), (5, 7))
+    with pytest.raises(TypeError):
+        _fft.convolve(a.astype(np.int64), b.astype(np.int64), (0, 1), (0, 0), (5, 7))
+    with pytest.raises(ValueError):
+        _fft.convolve(a, b[0], (0,), (0,), (5,))
+
+
+# ---------------------------------------------------------------------------------------------
+@pytest.mark.skipif(not _fft.HAVE_PYFFTW, reason="needs pyfftw")
+def test_plan_cache_reuse():
+    _fft.clear_plan_cache()
+    rng = np.random.default_rng(7)
+    a, b = rng.standard_normal((50, 60)), rng.standard_normal((5, 5))
+    _fft.convolve(a, b, (0, 1), (0, 0), (54, 64), nthreads=1)
+    info1 = _fft.plan_cache_info()
+    assert info1["cached_worksets"] >= 1
+    r = _fft.convolve(a[::-1], b, (0, 1), (0, 0), (54, 64), nthreads=1)
+    info2 = _fft.plan_cache_info()
+    assert info2["worksets_built"] == info1["worksets_built"]
+    assert info2["plans_built"] == info1["plans_built"]
+    assert info2["hits"] == info1["hits"] + 1
+    _check(r, scipy.signal.fftconvolve(a[::-1], b), np.float64)
+    _fft.clear_plan_cache()
+    assert _fft.plan_cache_info()["cached_worksets"] == 0
+    _fft.convolve(a, b, (0, 1), (0, 0), (54, 64), nthreads=1)
+    assert _fft.plan_cache_info()["worksets_built"] == info2["worksets_built"] + 1
+
+
+@pytest.mark.skipif(not _fft.HAVE_PYFFTW, reason="needs pyfftw")
+def test_wisdom_round_trip(tmp_path, monkeypatch):
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("FASTCONV_CACHE_DIR", str(cache))
+    monkeypatch.setattr(_fft, "MEASURE_AFTER", 1)
+    monkeypatch.setattr(_fft, "MEASURE_MIN_SECONDS", 0.0)
+    monkeypatch.setattr(_fft, "MEASURE_MIN_LIMIT", 60.0)  # let FFTW finish measuring
+    _fft.clear_plan_cache()
+    pyfftw.forget_wisdom()
+    rng = np.random.default_rng(8)
+    a, b = rng.standard_normal(90), rng.standard_normal(11)
+    _fft.convolve(a, b, (0,), (0,), (100,), nthreads=1)  # measured at release, wisdom saved
+    path = cache / "fftw_wisdom.pkl"
+    assert path.exists()
+    with open(path, "rb") as f:
+        saved = pickle.load(f)
+    assert len(saved[0]) > len(b"(fftw-3.3.10 fftw_wisdom\n)")
+    pyfftw.forget_wisdom()
+    assert _fft.load_wisdom() is True
+    loaded = pyfftw.export_wisdom()
+    assert sorted(loaded[0].splitlines()) == sorted(saved[0].splitlines())
+    # the measured plan now comes from wisdom: a fresh work set is built without measuring
+    _fft.clear_plan_cache()
+    before = _fft.plan_cache_info()["measured"]
+    _check(_fft.convolve(a, b, (0,), (0,), (100,), nthreads=1), scipy.signal.fftconvolve(a, b), np.float64)
+    assert _fft.plan_cache_info()["measured"] == before
+    assert _fft.save_wisdom(str(tmp_path / "other" / "w.pkl")) is True
+
+
+@pytest.mark.skipif(not _fft.HAVE_PYFFTW, reason="needs pyfftw")
+@pytest.mark.parametrize(
+    "content",
+    [b"not a pickle at all", pickle.dumps((b"garbage", b"", b"")), pickle.dumps({"a": 1}), b""],
+)
+def test_corrupt_wisdom_ignored(tmp_path, monkeypatch, content):
+    cache = tmp_path / "c"
+    cache.mkdir()
+    (cache / "fftw_wisdom.pkl").write_bytes(content)
+    monkeypatch.setenv("FASTCONV_CACHE_DIR", str(cache))
+    monkeypatch.setattr(_fft, "_wisdom_loaded", False)
+    assert _fft.load_wisdom() is False
+    monkeypatch.setattr(_fft, "_wisdom_loaded", False)
+    _fft.clear_plan_cache()
+    a, b = np.arange(10.0), np.ones(3)
+    _check(_fft.convolve(a, b, (0,), (0,), (12,)), np.convolve(a, b), np.float64)
+
+
+@pytest.mark.skipif(not _fft.HAVE_PYFFTW, reason="needs pyfftw")
+def test_malicious_wisdom_not_executed(tmp_path, monkeypatch):
+    marker = tmp_path / "pwned"
+
+    class Evil:
+        def __reduce__(self):
+            return (open, (str(marker), "w"))
+
+    cache = tmp_path / "c"
+    cache.mkdir()
+    (cache / "fftw_wisdom.pkl").write_bytes(pickle.dumps(Evil()))
+    monkeypatch.setenv("FASTCONV_CACHE_DIR", str(cache))
+    assert _fft.load_wisdom() is False
+    assert not marker.exists()
+
+
+def test_unwritable_cache_dir(tmp_path, monkeypatch):
+    f = tmp_path / "file"
+    f.write_text("x")
+    monkeypatch.setenv("FASTCONV_CACHE_DIR", str(f / "sub"))  # parent is a file
+    assert _fft.save_wisdom() is False
+    assert _fft.load_wisdom() is False
+
+
+# ---------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("engine", ENGINES, ids=lambda f: f.__name__)
+@pytest.mark.parametrize("use_fftw", [True, False])
+def test_memory_error_before_allocation(engine, use_fftw, monkeypatch):
+    import tracemalloc
+
+    monkeypatch.setattr(_fft, "USE_PYFFTW", use_fftw and _fft.HAVE_PYFFTW)
+    # zero-stride views: huge shapes, no memory; padded product 2**45
+    a = np.broadcast_to(np.zeros((1, 1, 1)), (2**15, 2**15, 2**14))
+    b = np.broadcast_to(np.zeros((1, 1, 1)), (1, 1, 2**14 + 1))
+    tracemalloc.start()
+    try:
+        with pytest.raises(MemoryError, match="GiB"):
+            engine(a, b, (0, 1, 2), (0, 0, 0), (2**15, 2**15, 2**15))
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 2**20
+    # more than numpy can index
+    a = np.broadcast_to(np.zeros(1), (2**59,))
+    with pytest.raises(MemoryError, match="GiB"):
+        engine(a, a[:3], (0,), (0,), (2**59,))
+
+
+def test_memory_error_when_memory_is_short(monkeypatch):
+    monkeypatch.setattr(_fft, "_available_bytes", lambda: 10_000)
+    with pytest.raises(MemoryError, match="GiB"):
+        _fft.convolve(np.ones(1000), np.ones(1000), (0,), (0,), (1999,))
+    monkeypatch.undo()
+
+
+# ---------------------------------------------------------------------------------------------
+def test_concurrency_eight_threads():
+    rng = np.random.default_rng(9)
+    jobs = []
+    shapes = [((3000,), (101,), (0,)), ((64, 48), (9, 7), (0, 1)), ((4, 500), (1, 33), (1,))]
+    for i in range(24):
+        s1, s2, axes = shapes[i % 3] if i % 4 else shapes[0]  # same and different shapes
+        dtype = [np.float64, np.float32, np.complex128][i % 3]
+        a, b = _rand(rng, s1, dtype), _rand(rng, s2, dtype)
+        full = _oracle_full(a, b, axes)
+        start = tuple((b.shape[x] - 1) // 2 for x in axes)
+        shape = tuple(a.shape[x] for x in axes)
+        jobs.append((a, b, axes, start, shape, _crop(full, axes, start, shape), dtype))
+    errors = []
+    barrier = threading.Barrier(8)
+
+    def run(tid):
+        try:
+            barrier.wait()
+            for rep in range(3):
+                for j in range(tid, len(jobs), 8):
+                    a, b, axes, start, shape, ref, dtype = jobs[(j + rep) % len(jobs)]
+                    engine = ENGINES[(j + rep + tid) % 2]
+                    res = engine(a, b, axes, start, shape, nthreads=1 + (tid % 2))
+                    _check(res, ref, dtype)
+        except BaseException as e:  # noqa: BLE001
+            errors.append(e)
+
+    threads = [threading.Thread(target=run, args=(t,)) for t in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors, errors[0]
+
+
+def test_nthreads_default_and_validation():
+    from fastconv import _config
+
+    a, b = np.arange(5.0), np.ones(2)
+    with _config.threads(1):
+        r = _fft.convolve(a, b, (0,), (0,), (6,))
+    np.testing.assert_allclose(r, np.convolve(a, b))
+    with pytest.raises(ValueError):
+        _fft.convolve(a, b, (0,), (0,), (6,), nthreads=0)
+
+
+if os.environ.get("FASTCONV_TEST_BIG"):
+
+    def test_big_oa_1d():
+        rng = np.random.default_rng(10)
+        a, b = rng.standard_normal(10**7), rng.standard_normal(1000)
+        ref = scipy.signal.oaconvolve(a, b)
+        _check(_fft.oaconvolve(a, b, (0,), (0,), (a.size + 999,)), ref, np.float64)
