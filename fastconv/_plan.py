@@ -92,26 +92,28 @@ def direct_time(out_elems, taps, dtype, in_elems=0, nthreads=None, c=None):
 
 
 def fft_flops(padded_shape, real=True, batch=1):
-    """Flops of two forward and one inverse transform of ``padded_shape`` (5 N log2 N each)."""
-    n = float(np.prod(padded_shape, dtype=np.float64))
-    if n <= 1:
-        return batch * 3.0
-    f = 3 * 5.0 * n * math.log2(n)
-    return batch * (f / 2 if real else f)
+    """Flops of one FFT convolution of ``padded_shape`` (see ``_fft.flops``)."""
+    from . import _fft
+    return _fft.flops(tuple(padded_shape), real, batch)
 
 
-def fft_time(padded_shape, dtype, batch=1, nthreads=None, c=None):
+def _fft_per_flop(dtype, c):
+    dt = np.dtype(dtype)
+    single = dt.kind in "fc" and dt.itemsize <= (8 if dt.kind == "c" else 4)
+    return c["fft_s_per_flop_float32"] if single else c["fft_s_per_flop"], (8 if single else 16)
+
+
+def fft_time(padded_shape, dtype, batch=1, nthreads=None, c=None, flops=None):
     """Predicted seconds of the FFT engine on ``padded_shape`` (times ``batch``)."""
     c = c or constants()
     t = nthreads or get_num_threads()
-    dt = np.dtype(dtype)
-    real = dt.kind != "c"
-    single = dt.itemsize <= (8 if dt.kind == "c" else 4) and dt.kind in "fc"
-    per = c["fft_s_per_flop_float32"] if single else c["fft_s_per_flop"]
+    real = np.dtype(dtype).kind != "c"
+    per, itemsize = _fft_per_flop(dtype, c)
+    if flops is None:
+        flops = fft_flops(padded_shape, real, batch)
     n = float(np.prod(padded_shape, dtype=np.float64)) * batch
-    itemsize = 8 if single else 16
-    # spectra of both inputs + output, touched several times
-    return (c["call_overhead_s"] * 3 + fft_flops(padded_shape, real, batch) * per / t
+    # spectra of both inputs + output, each touched a few times
+    return (c["call_overhead_s"] * 3 + flops * per / t
             + 4 * n * itemsize * c["mem_s_per_byte"] / t)
 
 
@@ -142,10 +144,15 @@ def predict_signal(shape1, shape2, out_shape, dtype, methods=("direct", "fft", "
         padded = _fft.padded_shape(shape1, shape2, axes)
         res["fft"] = fft_time(padded, dtype, 1, nthreads, c)
     if "oa" in methods:
-        plan = _fft.oa_plan(shape1, shape2, axes)
-        if plan is not None:
-            block = plan["fft_shape"]
-            res["oa"] = fft_time(block, dtype, 1, nthreads, c) * plan["nblocks"] / 1.0
+        real = np.dtype(dtype).kind != "c"
+        x, k = (shape1, shape2) if n2 <= n1 else (shape2, shape1)
+        if any(a > b for a, b in zip(k, x)):
+            pass   # overlap-add needs the kernel to be the smaller input on every axis
+        else:
+            plan = _fft.oa_plan(tuple(x), tuple(k), axes, real=real)
+            nblocks = int(np.prod(plan["nblocks"]))
+            res["oa"] = (fft_time(plan["block"], dtype, nblocks, nthreads, c, plan["flops"])
+                         + c["call_overhead_s"] * nblocks / 10)
     return res
 
 
