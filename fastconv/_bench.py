@@ -34,7 +34,7 @@ import time
 
 import numpy as np
 
-__all__ = ["WORKLOADS", "run_signal", "print_signal", "main"]
+__all__ = ["WORKLOADS", "main", "print_signal", "run_signal"]
 
 #: relative tolerance per dtype: max|out - ref| / max|ref|
 TOLERANCE = {"float64": 1e-10, "float32": 2e-4}
@@ -374,18 +374,22 @@ def float32_peak(n=4096):
     return 2.0 * n ** 3 / min(ts)
 
 
-def bare_fft_time(shape1, shape2, dtype, nthreads, repeats=5):
-    """Seconds of a bare pyFFTW rfftn x2 + irfftn x1 (cached plans) of fastconv's padded
-    shape for these inputs; (seconds, padded shape), or (None, reason)."""
+def bare_fft_time(shape1, shape2, mode, dtype, nthreads, repeats=5):
+    """Seconds of a bare pyFFTW rfftn x2 + irfftn x1 (cached plans) of the transform shape
+    fastconv's FFT engine uses for this window; (seconds, padded shape), or (None, reason)."""
     try:
         import pyfftw
     except ImportError:
         return None, "pyfftw not importable"
+    from . import _shapes
+
     axes = tuple(range(len(shape1)))
+    win = [_shapes.window(mode, a, b) for a, b in zip(shape1, shape2)]
     try:
         from . import _fft
-        padded = tuple(_fft.padded_shape(shape1, shape2, axes))
-    except (ImportError, AttributeError):
+        padded = tuple(_fft.padded_shape(shape1, shape2, axes, tuple(w[0] for w in win),
+                                         tuple(w[1] for w in win)))
+    except (ImportError, AttributeError, TypeError):
         import scipy.fft
         padded = tuple(scipy.fft.next_fast_len(a + b - 1, real=True)
                        for a, b in zip(shape1, shape2))
@@ -465,15 +469,16 @@ def _peer_estimate(peer, spec, rate):
 # ----------------------------------------------------------------------------- the run
 def _settings(quick):
     if quick:
-        return dict(repeats=3, budget_s=0.6, slow_s=0.4, peer_skip_s=3.0, direct_skip_s=10.0)
-    return dict(repeats=7, budget_s=5.0, slow_s=5.0, peer_skip_s=120.0, direct_skip_s=10.0)
+        return {"repeats": 3, "budget_s": 0.6, "slow_s": 0.4, "peer_skip_s": 3.0,
+                "direct_skip_s": 10.0}
+    return {"repeats": 7, "budget_s": 5.0, "slow_s": 5.0, "peer_skip_s": 120.0,
+            "direct_skip_s": 10.0}
 
 
 def run_signal(quick=False, threads=2, workloads=None, dtypes=DTYPES, log=print):
     """Run the signal benchmark; returns ``(rows, summary)`` (plain dicts, JSON-ready)."""
     import scipy.signal as sps
 
-    import fastconv
     from . import _plan
 
     cfg = _settings(quick)
@@ -540,8 +545,8 @@ def run_signal(quick=False, threads=2, workloads=None, dtypes=DTYPES, log=print)
                 if row["method"] == "fft" or (not quick and fc["fft"]["t"] is not None):
                     kk = _flip(k) if spec.op == "correlate" else k
                     try:
-                        row["bare_fft"], row["padded"] = bare_fft_time(x.shape, kk.shape, dtype,
-                                                                       threads)
+                        row["bare_fft"], row["padded"] = bare_fft_time(
+                            x.shape, kk.shape, spec.mode, dtype, threads)
                     except Exception as e:  # noqa: BLE001
                         row["bare_fft"], row["padded"] = None, f"{type(e).__name__}: {e}"
                 _finish_row(row, spec)
@@ -663,7 +668,9 @@ def _row_line(row):
 
 def print_signal(rows, summary, file=None):
     """The second table (auto quality, FFT cost) and the summary lines."""
-    p = lambda *a: print(*a, file=file)  # noqa: E731
+    def p(*a):
+        print(*a, file=file)
+
     p()
     p("auto quality and FFT path (fastconv methods; '= auto' reuses the auto timing):")
     p(f"{'workload':<{_W}} {'dt':<3} {'direct':>14} {'fft':>14} {'auto':>9} {'ok10%':>5} "
@@ -736,9 +743,19 @@ def header_lines(threads, quick):
         cv = cv2.__version__
     except ImportError:
         cv = "not installed"
-    return [f"fastconv {fastconv.__version__} | numpy {np.__version__} | scipy "
-            f"{scipy.__version__} | opencv {cv} | python {platform.python_version()} | "
-            f"{os.cpu_count()} cpus | threads {threads} | {'quick' if quick else 'full'}"]
+    lines = [(f"fastconv {fastconv.__version__} | numpy {np.__version__} | scipy "
+              f"{scipy.__version__} | opencv {cv} | python {platform.python_version()} | "
+              f"{os.cpu_count()} cpus | threads {threads} | {'quick' if quick else 'full'}"),
+             f"fastconv from {os.path.dirname(fastconv.__file__)}"]
+    try:
+        load = os.getloadavg()[0]
+    except OSError:
+        load = None
+    if load is not None:
+        lines.append(f"load average (1 min) at start: {load:.1f}"
+                     + ("  WARNING: other processes are using the CPUs; timings are not "
+                        "trustworthy" if load > 0.7 else ""))
+    return lines
 
 
 def bench_signal(quick=False, threads=2, file=None):
