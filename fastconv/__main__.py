@@ -9,6 +9,7 @@ info   how fastconv was built and what it will use (fastconv.show_config).
 import argparse
 import importlib
 import importlib.util
+import inspect
 import json
 import os
 import sys
@@ -85,26 +86,41 @@ def _bench_nn(quick, threads):
 
     print(f"nn benchmark ({where}):", flush=True)
     t0 = time.perf_counter()
+    params = inspect.signature(mod.run).parameters
+    kw = {"threads": threads} if "threads" in params else {}
     with all_threads(threads):
         try:
-            rows = mod.run(quick=quick)
+            rows = mod.run(quick=quick, **kw)
         except Exception as e:  # noqa: BLE001
             print(f"nn: FAILED ({type(e).__name__}: {e})")
             return None
-    _print_rows(rows)
+    if "file" not in params:          # a run() with a file argument prints its own table
+        _print_rows(rows)
     print(f"nn benchmark wall time: {time.perf_counter() - t0:.0f}s")
     return rows
 
 
-def _bench_gpu(quick):
-    """Run the GPU benchmark when a GPU and its benchmark exist; print 'no GPU' otherwise."""
+def _gpu_missing():
+    """None when CuPy sees a CUDA device, else why not (never raises)."""
     try:
         from fastconv import _cupy
-        has_gpu = bool(_cupy.gpu_available())
-    except Exception:  # noqa: BLE001 - no CuPy, no driver, no _cupy module
-        has_gpu = False
-    if not has_gpu:
-        print("gpu: no GPU (fastconv._cupy reports no usable device)")
+        cp = _cupy._cupy_module()
+    except Exception as e:  # noqa: BLE001 - fastconv._cupy absent or broken
+        return f"fastconv._cupy not importable: {type(e).__name__}"
+    if cp is None:
+        return "CuPy not importable"
+    try:
+        n = cp.cuda.runtime.getDeviceCount()
+    except Exception as e:  # noqa: BLE001 - no driver, no device
+        return f"CUDA: {type(e).__name__}: {e}"
+    return None if n >= 1 else "CuPy sees no CUDA device"
+
+
+def _bench_gpu(quick):
+    """Run the GPU benchmark when a GPU and its benchmark exist; print 'no GPU' otherwise."""
+    why = _gpu_missing()
+    if why:
+        print(f"gpu: no GPU ({why})")
         return None
     mod, where = _locate("fastconv._bench_gpu", "bench_gpu.py")
     if mod is None:

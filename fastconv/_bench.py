@@ -374,9 +374,12 @@ def float32_peak(n=4096):
     return 2.0 * n ** 3 / min(ts)
 
 
-def bare_fft_time(shape1, shape2, mode, dtype, nthreads, repeats=5):
+def bare_fft_time(shape1, shape2, mode, dtype, nthreads, repeats=5, plan_s=30.0):
     """Seconds of a bare pyFFTW rfftn x2 + irfftn x1 (cached plans) of the transform shape
-    fastconv's FFT engine uses for this window; (seconds, padded shape), or (None, reason)."""
+    fastconv's FFT engine uses for this window; (seconds, padded shape), or (None, reason).
+
+    Plans are FFTW_MEASURE (instant when FFTW wisdom for the shape exists, else measured for
+    at most ``plan_s`` seconds per plan, FFTW's own ``timelimit``)."""
     try:
         import pyfftw
     except ImportError:
@@ -400,9 +403,10 @@ def bare_fft_time(shape1, shape2, mode, dtype, nthreads, repeats=5):
     rback = pyfftw.empty_aligned(padded, dtype=dtype)
     flags = ("FFTW_MEASURE",)
     fwd = pyfftw.FFTW(rin, cout, axes=axes, direction="FFTW_FORWARD", flags=flags,
-                      threads=nthreads)
+                      threads=nthreads, planning_timelimit=plan_s)
     inv = pyfftw.FFTW(cout, rback, axes=axes, direction="FFTW_BACKWARD",
-                      flags=flags + ("FFTW_DESTROY_INPUT",), threads=nthreads)
+                      flags=flags + ("FFTW_DESTROY_INPUT",), threads=nthreads,
+                      planning_timelimit=plan_s)
     rin[...] = np.random.default_rng(2).standard_normal(padded)
     ts = []
     for _ in range(repeats):
@@ -469,10 +473,10 @@ def _peer_estimate(peer, spec, rate):
 # ----------------------------------------------------------------------------- the run
 def _settings(quick):
     if quick:
-        return {"repeats": 3, "budget_s": 0.6, "slow_s": 0.4, "peer_skip_s": 3.0,
-                "direct_skip_s": 10.0}
+        return {"repeats": 3, "budget_s": 0.6, "slow_s": 0.25, "peer_skip_s": 3.0,
+                "direct_skip_s": 10.0, "fftw_plan_s": 2.0}
     return {"repeats": 7, "budget_s": 5.0, "slow_s": 5.0, "peer_skip_s": 120.0,
-            "direct_skip_s": 10.0}
+            "direct_skip_s": 10.0, "fftw_plan_s": 30.0}
 
 
 def run_signal(quick=False, threads=2, workloads=None, dtypes=DTYPES, log=print):
@@ -546,7 +550,8 @@ def run_signal(quick=False, threads=2, workloads=None, dtypes=DTYPES, log=print)
                     kk = _flip(k) if spec.op == "correlate" else k
                     try:
                         row["bare_fft"], row["padded"] = bare_fft_time(
-                            x.shape, kk.shape, spec.mode, dtype, threads)
+                            x.shape, kk.shape, spec.mode, dtype, threads,
+                            plan_s=cfg["fftw_plan_s"])
                     except Exception as e:  # noqa: BLE001
                         row["bare_fft"], row["padded"] = None, f"{type(e).__name__}: {e}"
                 _finish_row(row, spec)
