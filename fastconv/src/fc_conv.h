@@ -184,7 +184,15 @@ static int fc_plan_init(fc_plan *pl, int dtype, int D, const int64_t *xs,
         pl->nph = fc_min(pl->sW, (pl->KW - 1) * pl->dW + 1);
         TWpad = fc_rup(TW, L);
         pl->pcols = TWpad + pl->qmax;
-        pl->row_pitch = fc_rup(pl->nph * pl->pcols, L);
+        /* 64-byte aligned rows, but never a pitch close to a multiple of 4 KiB: the rows
+         * a register tile reads would then share L1 sets (conflict misses). */
+        {
+            int64_t bytes = fc_rup(pl->nph * pl->pcols * pl->elsize, 64);
+            int64_t m = bytes % 4096;
+            if (bytes >= 2048 && (m < 384 || m > 4096 - 384))
+                bytes += 320;
+            pl->row_pitch = bytes / pl->elsize;
+        }
 
         pl->toff = (int64_t *)malloc(sizeof(int64_t) * (size_t)fc_max(pl->KW, 1));
         if (pl->toff == NULL)

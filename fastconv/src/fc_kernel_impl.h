@@ -27,6 +27,42 @@ typedef FC_T FN(fc_vecu) __attribute__((vector_size(32), aligned(sizeof(FC_T)), 
 #define FC_LOADU(p) (*(const FN(fc_vecu) *)(p))
 #define FC_STOREU(p, v) (*(FN(fc_vecu) *)(p) = (v))
 
+/* Store (or add) the R x V register tile into dst (row pitch dp), clipped to rows x cols. */
+static inline __attribute__((always_inline)) FC_ATTR void
+FN(fc_store)(const int R, const int V, FN(fc_vec) acc[4][8], FC_T *restrict dst, ptrdiff_t dp,
+             int rows, int cols, int accum)
+{
+    int r, v;
+    if (rows == R && cols == V * FC_VL) {
+#pragma GCC unroll 4
+        for (r = 0; r < R; r++)
+#pragma GCC unroll 8
+            for (v = 0; v < V; v++) {
+                FC_T *d = dst + r * dp + v * FC_VL;
+                FN(fc_vec) a = acc[r][v];
+                if (accum)
+                    a += FC_LOADU(d);
+                FC_STOREU(d, a);
+            }
+    } else {
+        FC_T tmp[4 * 8 * FC_VL];
+        int c;
+#pragma GCC unroll 4
+        for (r = 0; r < R; r++)
+#pragma GCC unroll 8
+            for (v = 0; v < V; v++)
+                FC_STOREU(tmp + (r * V + v) * FC_VL, acc[r][v]);
+        for (r = 0; r < rows; r++) {
+            FC_T *d = dst + r * dp;
+            const FC_T *t = tmp + r * V * FC_VL;
+            if (accum)
+                for (c = 0; c < cols; c++) d[c] += t[c];
+            else
+                for (c = 0; c < cols; c++) d[c] = t[c];
+        }
+    }
+}
+
 /*
  * Microkernel: dst[r, c] (+)= sum_ci sum_kp sum_kh sum_kw
  *                 p[ci*cip + kp*slabp + r*rp + kh*khp + toff[kw] + c] * w[ci, kp, kh, kw]
@@ -64,34 +100,80 @@ FN(fc_mk)(const int R, const int V, const FC_T *restrict p, ptrdiff_t rp,
             }
         }
     }
-    if (rows == R && cols == V * FC_VL) {
-#pragma GCC unroll 4
-        for (r = 0; r < R; r++)
+    FN(fc_store)(R, V, acc, dst, dp, rows, cols, accum);
+}
+
+/* acc[r][:V] += x[row b, taps kw] * wr[kw - r*KW] for the rows LO <= r <= HI. */
+static inline __attribute__((always_inline)) FC_ATTR void
+FN(fc_rows_kw)(const int V, const int LO, const int HI, FN(fc_vec) acc[4][8],
+               const FC_T *restrict b, const FC_T *restrict wr, ptrdiff_t KW,
+               const int64_t *restrict toff)
+{
+    ptrdiff_t kw;
+    int r, v;
+    for (kw = 0; kw < KW; kw++) {
+        const FC_T *q = b + toff[kw];
+        FN(fc_vec) xv[8];
 #pragma GCC unroll 8
-            for (v = 0; v < V; v++) {
-                FC_T *d = dst + r * dp + v * FC_VL;
-                FN(fc_vec) a = acc[r][v];
-                if (accum)
-                    a += FC_LOADU(d);
-                FC_STOREU(d, a);
-            }
-    } else {
-        FC_T tmp[4 * 8 * FC_VL];
-        int c;
+        for (v = 0; v < V; v++)
+            xv[v] = FC_LOADU(q + v * FC_VL);
 #pragma GCC unroll 4
-        for (r = 0; r < R; r++)
+        for (r = LO; r <= HI; r++) {
+            const FC_T wk = wr[kw - r * KW];
 #pragma GCC unroll 8
             for (v = 0; v < V; v++)
-                FC_STOREU(tmp + (r * V + v) * FC_VL, acc[r][v]);
-        for (r = 0; r < rows; r++) {
-            FC_T *d = dst + r * dp;
-            const FC_T *t = tmp + r * V * FC_VL;
-            if (accum)
-                for (c = 0; c < cols; c++) d[c] += t[c];
-            else
-                for (c = 0; c < cols; c++) d[c] = t[c];
+                acc[r][v] += xv[v] * wk;
         }
     }
+}
+
+/*
+ * Row-sharing microkernel for unit row stride and dilation (the common case): the same
+ * result as fc_mk, but each panel row is loaded once per column tap and feeds the (up to
+ * R) output rows that use it, with row tap kh = ir - r.  Loads per FMA drop from about 1
+ * to about (V + R) / (R * V).
+ */
+static inline __attribute__((always_inline)) FC_ATTR void
+FN(fc_mk_rows)(const int R, const int V, const FC_T *restrict p, ptrdiff_t rp,
+               ptrdiff_t slabp, ptrdiff_t cip, ptrdiff_t cc, ptrdiff_t KP, ptrdiff_t KH,
+               ptrdiff_t KW, const int64_t *restrict toff, const FC_T *restrict w,
+               FC_T *restrict dst, ptrdiff_t dp, int rows, int cols, int accum)
+{
+    FN(fc_vec) acc[4][8];
+    ptrdiff_t ci, kp, ir;
+    const ptrdiff_t KHW = KH * KW;
+    int r, v;
+#pragma GCC unroll 4
+    for (r = 0; r < R; r++)
+#pragma GCC unroll 8
+        for (v = 0; v < V; v++)
+            acc[r][v] = (FN(fc_vec)){0};
+    for (ci = 0; ci < cc; ci++) {
+        for (kp = 0; kp < KP; kp++) {
+            const FC_T *s = p + ci * cip + kp * slabp;
+            const FC_T *wc = w + (ci * KP + kp) * KHW;
+            for (ir = 0; ir < R + KH - 1; ir++) {
+                const FC_T *b = s + ir * rp;
+                const FC_T *wr = wc + ir * KW;   /* row r uses wr - r*KW */
+                /* output rows lo..hi use this input row; one unrolled loop per range */
+                const int lo = ir - KH + 1 > 0 ? (int)(ir - KH + 1) : 0;
+                const int hi = ir < R - 1 ? (int)ir : R - 1;
+                switch (lo * 4 + hi) {
+#define FC_RK(LO, HI)                                                            \
+                case LO * 4 + HI:                                                \
+                    if (HI < R) FN(fc_rows_kw)(V, LO, HI, acc, b, wr, KW, toff); \
+                    break;
+                FC_RK(0, 0) FC_RK(0, 1) FC_RK(0, 2) FC_RK(0, 3)
+                FC_RK(1, 1) FC_RK(1, 2) FC_RK(1, 3)
+                FC_RK(2, 2) FC_RK(2, 3)
+                FC_RK(3, 3)
+#undef FC_RK
+                default: break;
+                }
+            }
+        }
+    }
+    FN(fc_store)(R, V, acc, dst, dp, rows, cols, accum);
 }
 
 /* Gather the panel for input channels [c0, c0 + ccur) of group g, image n. */
@@ -166,6 +248,10 @@ FN(fc_build_panel)(const fc_plan *restrict pl, FC_T *restrict panel, int64_t n,
     FN(fc_mk)(RR, VV, pp, rp, khp, pl->slab, pl->ci_pitch, ccur, pl->KP, pl->KH, \
               pl->KW, pl->toff, wp, dst, pl->OW, rows, cols, accum)
 
+#define FC_MKR_CALL(RR, VV)                                                  \
+    FN(fc_mk_rows)(RR, VV, pp, rp, pl->slab, pl->ci_pitch, ccur, pl->KP, pl->KH, \
+                   pl->KW, pl->toff, wp, dst, pl->OW, rows, cols, accum)
+
 /* One task: (n, g, output plane, row tile, column tile). */
 static FC_ATTR void FN(fc_task)(const fc_plan *restrict pl, int64_t t, void *scratch)
 {
@@ -192,6 +278,7 @@ static FC_ATTR void FN(fc_task)(const fc_plan *restrict pl, int64_t t, void *scr
         const int64_t prow = (rows_pad - 1) * pl->sH + (pl->KH - 1) * pl->dH + 1;
         const int64_t wneed = fc_rup(ncols, VL) + pl->qmax;
         const ptrdiff_t rp = pl->sH * pl->row_pitch, khp = pl->dH * pl->row_pitch;
+        const int rowshare = pl->sH == 1 && pl->dH == 1;
         for (c0 = 0; c0 < pl->Cig; c0 += pl->cc) {
             const int64_t ccur = fc_min(pl->cc, pl->Cig - c0);
             const int accum = c0 > 0;
@@ -212,9 +299,15 @@ static FC_ATTR void FN(fc_task)(const fc_plan *restrict pl, int64_t t, void *scr
                         if (R == 4) {
                             V = rem >= 3 * VL ? 3 : rem >= 2 * VL ? 2 : 1;
                             cols = (int)fc_min(rem, V * VL);
-                            if (V == 3) FC_MK_CALL(4, 3);
-                            else if (V == 2) FC_MK_CALL(4, 2);
-                            else FC_MK_CALL(4, 1);
+                            if (rowshare) {
+                                if (V == 3) FC_MKR_CALL(4, 3);
+                                else if (V == 2) FC_MKR_CALL(4, 2);
+                                else FC_MKR_CALL(4, 1);
+                            } else {
+                                if (V == 3) FC_MK_CALL(4, 3);
+                                else if (V == 2) FC_MK_CALL(4, 2);
+                                else FC_MK_CALL(4, 1);
+                            }
                         } else {
                             V = rem >= 8 * VL ? 8 : rem >= 4 * VL ? 4 : rem >= 2 * VL ? 2 : 1;
                             cols = (int)fc_min(rem, V * VL);
@@ -235,6 +328,7 @@ static FC_ATTR void FN(fc_task)(const fc_plan *restrict pl, int64_t t, void *scr
 }
 
 #undef FC_MK_CALL
+#undef FC_MKR_CALL
 #undef FC_LOADU
 #undef FC_STOREU
 #undef FC_VL
