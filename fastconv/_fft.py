@@ -585,6 +585,20 @@ class _WorkSet:
         self.measured = False
         self.f1 = self.f2 = self.inv = None
 
+    def donate_product(self):
+        """Hand the product buffer over to the caller; give the plans a fresh one."""
+        old = self.wp
+        new = pyfftw.empty_aligned(old.shape, old.dtype)
+        rnew = self._rview(new)
+        if old is self.w1:
+            self.w1, self.r1 = new, rnew
+            self.f1.update_arrays(rnew, new)
+        elif old is self.w2:
+            self.w2, self.r2 = new, rnew
+            self.f2.update_arrays(rnew, new)
+        self.wp, self.rp = new, rnew
+        self.inv.update_arrays(new, rnew)
+
     def _rview(self, w):
         if not self.real:
             return w
@@ -831,8 +845,8 @@ def _spec_bytes(batch, L, dtype, real):
     return math.prod(batch) * n * item, math.prod(batch) * n
 
 
-def _fill_k(dst_r, src, k, nthreads):
-    """Copy ``src`` into ``dst_r[..., :n]`` (last k axes) and zero the margin only."""
+def _fill_k(dst_r, src, k, nthreads, scale=None):
+    """Copy ``src`` (times ``scale``) into ``dst_r[..., :n]`` (last k axes), zero the margin."""
     pre = (slice(None),) * (dst_r.ndim - k)
     n = src.shape[-k:]
     L = dst_r.shape[-k:]
@@ -841,13 +855,27 @@ def _fill_k(dst_r, src, k, nthreads):
             idx = pre + tuple(slice(0, n[j]) for j in range(i)) + (slice(n[i], None),)
             dst_r[idx] = 0
     region = dst_r[pre + tuple(slice(0, x) for x in n)]
-    _elementwise(_copy, region, [src], nthreads)
+    _elementwise(_copy if scale is None else _scale_copy_fn(scale), region, [src], nthreads)
 
 
 # --------------------------------------------------------------------------------------------
 # convolve
 # --------------------------------------------------------------------------------------------
-def convolve(in1, in2, axes, start, shape, nthreads=None):
+#: A result window filling at least this fraction of the transform buffer is returned as a view
+#: of that buffer (no crop copy); a smaller one is copied out so the buffer can be freed.
+DONATE_MIN_FILL = 0.5
+
+
+def _finish(p, crop, bufsize, contiguous):
+    """The result from ``crop`` (canonical view of a transform buffer): a view or a copy."""
+    if not contiguous and crop.size >= DONATE_MIN_FILL * bufsize:
+        return crop.transpose(np.argsort(p.perm)), True
+    out, outc = p.alloc_out()
+    _elementwise(_copy, outc, [crop], p.nthreads)
+    return out, False
+
+
+def convolve(in1, in2, axes, start, shape, nthreads=None, *, contiguous=False):
     """Linear convolution along ``axes`` by the convolution theorem, cropped to a window.
 
     Parameters
@@ -862,16 +890,25 @@ def convolve(in1, in2, axes, start, shape, nthreads=None):
         ``full[start[i]:start[i] + shape[i]]`` where the full length is ``n1 + n2 - 1``.
     nthreads : int, optional
         Threads (default :func:`fastconv._config.get_num_threads`).
+    contiguous : bool, optional
+        Always return a C-contiguous array (costs a copy pass when the window is large).
 
     Returns
     -------
     ndarray
-        C-contiguous, dtype of the inputs; the non-convolution axes have the broadcast shape.
+        dtype of the inputs; the non-convolution axes have the broadcast shape.  When the
+        window fills at least :data:`DONATE_MIN_FILL` of the transform buffer (any 'full' or
+        'same' request) and ``contiguous`` is False, the result is a view of that buffer (the
+        inverse transform's output, no copy; strided when the window is narrower than the
+        buffer, which is at most a few percent larger than the result); otherwise a fresh
+        C-contiguous array.  Never a view of the inputs or of cached memory.
 
     Notes
     -----
     Cost: two forward and one inverse transform of :func:`padded_shape` (see :func:`flops`)
-    plus three element-wise passes.  Memory: two spectra of the padded shape plus the result.
+    plus two copies in and the spectrum product (the ``1/N`` of the inverse transform is folded
+    into the copy of ``in2``).  Memory: two spectra of the padded shape (one of them becomes the
+    result), about half of ``scipy.signal.fftconvolve``'s peak.
 
     See Also
     --------
@@ -899,14 +936,14 @@ def convolve(in1, in2, axes, start, shape, nthreads=None):
     need += math.prod(p.out_shape) * p.dtype.itemsize
     _check_memory(need, f"FFT convolution of {p.in1.shape} by {p.in2.shape} padded to {L}", (e1, e2, ep))
     if not use_fftw:
-        return _convolve_scipy(p, L)
+        return _convolve_scipy(p, L, contiguous)
     key = ("conv", p.dtype, p.b1, p.b2, p.b, L, p.nthreads)
     t0 = time.perf_counter()
     ws = _acquire(key)
     try:
         k, nt = p.k, p.nthreads
         _fill_k(ws.r1, p.in1, k, nt)
-        _fill_k(ws.r2, p.in2, k, nt)
+        _fill_k(ws.r2, p.in2, k, nt, 1.0 / math.prod(L))
         ws.f1.execute()
         ws.f2.execute()
         if ws.wp is ws.w1:
@@ -916,10 +953,11 @@ def convolve(in1, in2, axes, start, shape, nthreads=None):
         else:
             _elementwise(_mul, ws.wp, [ws.w1, ws.w2], nt)
         ws.inv.execute()
-        out, outc = p.alloc_out()
         pre = (slice(None),) * (ws.rp.ndim - k)
         crop = ws.rp[pre + tuple(slice(s, s + m) for s, m in zip(p.start, p.shape))]
-        _elementwise(_scale_copy_fn(1.0 / math.prod(L)), outc, [crop], nt)
+        out, donated = _finish(p, crop, ws.rp.size, contiguous)
+        if donated:
+            ws.donate_product()
     except BaseException:
         ws = None
         raise
@@ -936,7 +974,7 @@ def _scale_copy_fn(scale):
     return op
 
 
-def _convolve_scipy(p, L):
+def _convolve_scipy(p, L, contiguous):
     import scipy.fft as sfft
 
     k = p.k
@@ -957,10 +995,8 @@ def _convolve_scipy(p, L):
     del s2
     r = inv(s1, s=L, axes=axes, workers=p.nthreads, overwrite_x=True)
     del s1
-    out, outc = p.alloc_out()
     pre = (slice(None),) * (r.ndim - k)
-    outc[...] = r[pre + tuple(slice(s, s + m) for s, m in zip(p.start, p.shape))]
-    return out
+    return _finish(p, r[pre + tuple(slice(s, s + m) for s, m in zip(p.start, p.shape))], r.size, contiguous)[0]
 
 
 # --------------------------------------------------------------------------------------------

@@ -236,7 +236,10 @@ def test_layouts_and_inputs_untouched(engine, dtype):
         shape = tuple(a.shape[x] for x in axes)
         res = engine(a, b, axes, start, shape, nthreads=2)
         _check(res, _crop(full, axes, start, shape), dtype)
-        assert res.flags.c_contiguous
+        if engine is _fft.convolve:
+            res2 = engine(a, b, axes, start, shape, nthreads=2, contiguous=True)
+            assert res2.flags.c_contiguous
+            np.testing.assert_array_equal(res, res2)
         np.testing.assert_array_equal(a, a_copy)
         np.testing.assert_array_equal(b, b_copy)
         assert not np.shares_memory(res, a) and not np.shares_memory(res, b)
@@ -248,9 +251,14 @@ def test_result_not_aliased_to_cache(engine):
     a, b = rng.standard_normal(100), rng.standard_normal(7)
     r1 = engine(a, b, (0,), (0,), (106,))
     keep = r1.copy()
-    engine(b, a, (0,), (0,), (106,))  # reuses the cached work set
+    r2 = engine(b, a, (0,), (0,), (106,))  # reuses the cached work set
+    keep2 = r2.copy()
     engine(a * 2, b, (0,), (0,), (106,))
+    r3 = engine(a * 2, b, (0,), (10,), (5,))  # small window: copied out
     np.testing.assert_array_equal(r1, keep)
+    np.testing.assert_array_equal(r2, keep2)
+    assert not np.shares_memory(r1, r2)
+    assert r3.flags.c_contiguous and r3.base is None
 
 
 @pytest.mark.parametrize("engine", ENGINES, ids=lambda f: f.__name__)
@@ -462,7 +470,7 @@ def test_nthreads_default_and_validation():
     a, b = np.arange(5.0), np.ones(2)
     with _config.threads(1):
         r = _fft.convolve(a, b, (0,), (0,), (6,))
-    np.testing.assert_allclose(r, np.convolve(a, b))
+    np.testing.assert_allclose(r, np.convolve(a, b), atol=1e-12)
     with pytest.raises(ValueError):
         _fft.convolve(a, b, (0,), (0,), (6,), nthreads=0)
 
