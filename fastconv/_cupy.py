@@ -50,7 +50,7 @@ _KERNEL_FILE = {k: f for f, ks in _FILE_KERNELS.items() for k in ks}
 _COB = 4                 # FC_COB in direct.cu
 _MAX_SMEM = 48 * 1024    # dynamic shared memory without opt-in, every GPU since sm_20
 _PATCH_TARGET = 16 * 1024
-_BLOCK = 256
+_BLOCK = 256             # FC_MAX_THREADS in fc_common.cuh
 _MAX_GRID = 2**31 - 1
 _GEMM_WORKSPACE = 256 * 2**20  # bytes of im2col columns per batch chunk
 

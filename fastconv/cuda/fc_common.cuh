@@ -41,6 +41,10 @@
 
 typedef long long fc_idx;
 
+// Largest block fastconv/_cupy.py launches.  Kernels use <= 255 registers per thread, so
+// a block of 256 threads (<= 65536 registers) can always be launched.
+#define FC_MAX_THREADS 256
+
 // Complex numbers: a plain struct with the layout of numpy/cupy complex64/complex128
 // (re, im), usable in both modes.
 template <typename R>

@@ -22,6 +22,7 @@ extern thread_local unsigned char* fc_shim_dyn_smem;  // dynamic shared memory o
 #define __global__
 #define __shared__ static
 #define __forceinline__ inline
+#define __launch_bounds__(...)
 #define __align__(n) __attribute__((aligned(n)))
 inline void __syncthreads() {}
 

@@ -7,7 +7,8 @@
 //     int fch_<kernel>_<dtype>(const long long* launch, void** ptrs, const long long* ints)
 // launch = {grid, block, shared_mem_bytes}; ptrs = the kernel's pointer arguments in order;
 // ints = its integer arguments in order.  Returns 0, or -1 when the launch is invalid
-// (the same limits a GPU enforces: block <= 1024 threads, shared memory <= 48 KiB),
+// (the limits the GPU enforces: block <= FC_MAX_THREADS (fc_common.cuh), shared
+// memory <= 48 KiB without opt-in),
 // or -2 when the kernel's block size does not match the launch.
 #include <cstdlib>
 #include <cstring>
@@ -23,7 +24,7 @@ thread_local int fc_shim_error = 0;
 
 namespace {
 
-const long long kMaxThreads = 1024;
+const long long kMaxThreads = FC_MAX_THREADS;  // fc_common.cuh
 const long long kMaxSmem = 48 * 1024;
 
 bool set_launch(const long long* L) {

@@ -1,0 +1,341 @@
+"""fastconv._cupy orchestration without a GPU: NumPy stands in for CuPy, scipy.fft for
+cupyx.scipy.fft, and the CPU harness (the same .cu sources compiled with g++) for
+cupy.RawModule launches.  Oracles: scipy.signal, torch.nn.functional.
+"""
+import importlib.util
+import os
+import shutil
+import sys
+import types
+
+import numpy as np
+import pytest
+import scipy.signal
+
+from fastconv import _cupy
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+HARNESS_PY = os.path.join(ROOT, "fastconv", "cuda", "harness", "harness.py")
+HAVE_GXX = shutil.which(os.environ.get("CXX", "g++")) is not None
+
+DTYPES = ["float32", "float64", "complex64", "complex128", "int64"]
+TOL = {"float32": 3e-5, "float64": 1e-11, "complex64": 3e-5, "complex128": 1e-11, "int64": 0}
+
+
+@pytest.fixture(scope="module")
+def standin(tmp_path_factory):
+    if not HAVE_GXX:
+        pytest.skip("g++ not installed")
+    spec = importlib.util.spec_from_file_location("fastconv_cuda_harness", HARNESS_PY)
+    h = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(h)
+    launcher = h.HarnessLauncher(h.build(str(tmp_path_factory.mktemp("harness"))))
+    with _cupy._use_standin(launcher):
+        yield launcher
+
+
+def rand(rng, shape, dtype):
+    dtype = np.dtype(dtype)
+    if dtype.kind == "i":
+        return rng.integers(-9, 10, size=shape).astype(dtype)
+    a = rng.standard_normal(shape)
+    if dtype.kind == "c":
+        a = a + 1j * rng.standard_normal(shape)
+    return a.astype(dtype)
+
+
+def close(got, want, dtype):
+    dtype = np.dtype(dtype).name
+    if dtype == "int64":
+        np.testing.assert_array_equal(got, want)
+    else:
+        scale = max(1.0, float(np.max(np.abs(want)))) if np.size(want) else 1.0
+        np.testing.assert_allclose(got, want, rtol=TOL[dtype], atol=10 * TOL[dtype] * scale)
+
+
+def torch_conv(x, w, stride, padding, dilation, groups):
+    torch = pytest.importorskip("torch")
+    f = [None, torch.nn.functional.conv1d, torch.nn.functional.conv2d,
+         torch.nn.functional.conv3d][x.ndim - 2]
+    return f(torch.from_numpy(x), torch.from_numpy(w), stride=stride, padding=padding,
+             dilation=dilation, groups=groups).numpy()
+
+
+def last_kernel(launcher):
+    return launcher.launches[-1][0]
+
+
+# ---------------------------------------------------------------------------- direct
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("case,kernel", [
+    # (N, Cin, Cout, groups, S, K, stride, dilation, padding)
+    ((2, 3, 4, 1, (40,), (5,), (2,), (3,), (4,)), "fc_corr_tiled"),
+    ((2, 4, 6, 2, (23, 19), (3, 4), (2, 1), (1, 2), (1, 3)), "fc_corr_tiled"),
+    ((1, 3, 5, 1, (9, 10, 8), (3, 2, 3), (1, 2, 1), (2, 1, 1), (1, 0, 2)), "fc_corr_tiled"),
+    ((2, 4, 8, 4, (17, 15), (3, 3), (1, 1), (1, 1), (1, 1)), "fc_depthwise"),
+    ((1, 3, 3, 3, (11, 9, 7), (3, 3, 3), (2, 1, 1), (1, 1, 2), (1, 1, 1)), "fc_depthwise"),
+    ((1, 2, 1, 1, (13100,), (13000,), (1,), (1,), (0,)), "fc_corr_nd"),  # > smem
+])
+def test_correlate_vs_torch(standin, dtype, case, kernel):
+    N, Cin, Cout, groups, S, K, st, dl, p = case
+    rng = np.random.default_rng(0)
+    x = rand(rng, (N, Cin) + S, dtype)
+    w = rand(rng, (Cout, Cin // groups) + K, dtype)
+    want = torch_conv(x, w, st, p, dl, groups)
+    # the engine pads before only: symmetric torch padding == pad before, and the output
+    # size reads the zeros after
+    out = np.full(want.shape, 3, dtype=dtype)
+    res = _cupy.correlate(x, w, out, st, dl, p, groups)
+    assert res is out
+    assert last_kernel(standin) == kernel
+    close(out, want, dtype)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shapes", [((37,), (6,)), ((12, 15), (4, 3)), ((6, 7, 5), (2, 3, 2)),
+                                    ((5, 4, 3, 4), (2, 2, 1, 3))])
+def test_correlate_vs_scipy(standin, dtype, shapes):
+    """scipy.signal.correlate(in1, in2, 'full') == engine with pad = K-1 (in2 conjugated
+    by scipy, so the engine gets conj(in2))."""
+    s1, s2 = shapes
+    rng = np.random.default_rng(1)
+    a, b = rand(rng, s1, dtype), rand(rng, s2, dtype)
+    want = scipy.signal.correlate(a, b, mode="full", method="direct")
+    nd = a.ndim
+    out = np.empty((1, 1) + want.shape, dtype=dtype)
+    _cupy.correlate(a[None, None], np.conj(b)[None, None].copy(), out, (1,) * nd, (1,) * nd,
+                    tuple(k - 1 for k in s2), 1)
+    assert last_kernel(standin) == ("fc_corr_nd" if nd > 3 else "fc_depthwise")
+    close(out[0, 0], want, dtype)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_correlate_tiled_all_dtypes(standin, dtype):
+    rng = np.random.default_rng(2)
+    x = rand(rng, (2, 6, 13, 12), dtype)
+    w = rand(rng, (9, 3, 3, 2), dtype)  # groups=2: C_out/groups=... 9 not divisible
+    with pytest.raises(ValueError, match="groups"):
+        _cupy.correlate(x, w, np.empty((2, 9, 11, 11), dtype), (1, 1), (1, 1), (0, 0), 2)
+    w = rand(rng, (10, 3, 3, 2), dtype)
+    out = np.empty((2, 10, 7, 8), dtype)
+    _cupy.correlate(x, w, out, (2, 2), (1, 2), (1, 2), 2)
+    assert last_kernel(standin) == "fc_corr_tiled"
+    want = np.zeros(out.shape, dtype=np.result_type(dtype, np.float64)
+                    if np.dtype(dtype).kind != "i" else np.int64)
+    xp = np.pad(x, [(0, 0), (0, 0), (1, 4), (2, 4)])
+    for n in range(2):
+        for co in range(10):
+            for ci in range(3):
+                wd = np.conj(np.kron(w[co, ci], np.array([[1, 0]], w.dtype))[:, :3])
+                full = scipy.signal.correlate(xp[n, (co // 5) * 3 + ci].astype(want.dtype),
+                                              wd.astype(want.dtype), mode="valid",
+                                              method="direct")
+                want[n, co] += full[:13:2, :15:2][:7, :8]
+    close(out, want, dtype)
+
+
+def test_correlate_empty_and_errors(standin):
+    x = np.ones((1, 2, 0), np.float64)
+    w = np.ones((1, 2, 3), np.float64)
+    out = np.full((1, 1, 4), 5.0)
+    _cupy.correlate(x, w, out, (1,), (1,), (0,), 1)
+    np.testing.assert_array_equal(out, 0)
+    with pytest.raises(TypeError, match="dtype"):
+        _cupy.correlate(np.ones((1, 1, 5), np.float32), np.ones((1, 1, 2)),
+                        np.ones((1, 1, 4)), (1,), (1,), (0,), 1)
+    with pytest.raises(ValueError, match="stride"):
+        _cupy.correlate(np.ones((1, 1, 5)), np.ones((1, 1, 2)), np.ones((1, 1, 4)),
+                        (0,), (1,), (0,), 1)
+    with pytest.raises(ValueError, match="contiguous"):
+        _cupy.correlate(np.ones((1, 1, 10))[..., ::2], np.ones((1, 1, 2)), np.ones((1, 1, 4)),
+                        (1,), (1,), (0,), 1)
+
+
+def test_numpy_without_standin_is_refused(monkeypatch):
+    monkeypatch.setattr(_cupy, "_standin", None)
+    with pytest.raises(TypeError, match="CuPy arrays"):
+        _cupy.correlate(np.ones((1, 1, 5)), np.ones((1, 1, 2)), np.ones((1, 1, 4)),
+                        (1,), (1,), (0,), 1)
+
+
+def test_tile_plan_fits_shared_memory():
+    for O3, K3 in [((1, 1, 10**6), (1, 1, 3)), ((1, 2048, 2048), (1, 63, 63)),
+                   ((128, 128, 128), (1, 5, 5)), ((1, 3, 1000), (1, 3, 3))]:
+        for isz in (4, 8, 16):
+            plan = _cupy._tile_plan(isz, O3, K3, (1, 1, 1), (1, 1, 1), 64, 64)
+            if plan is not None:
+                extra, nthr, smem = plan
+                assert smem <= 48 * 1024 and 32 <= nthr <= 1024
+                assert nthr == extra[0] * extra[1] * extra[2]
+    assert _cupy._tile_plan(4, (1, 1, 10**6), (1, 1, 30001), (1, 1, 1), (1, 1, 1), 1, 1) is None
+
+
+# ---------------------------------------------------------------------------- GEMM
+
+@pytest.mark.parametrize("dtype", ["float32", "float64", "complex128", "int64"])
+@pytest.mark.parametrize("case", [
+    (2, 4, 6, 2, (23, 19), (3, 4), (2, 1), (1, 2), (1, 3)),
+    (3, 4, 8, 1, (10, 12), (1, 1), (1, 1), (1, 1), (0, 0)),   # 1x1: no im2col
+    (2, 3, 4, 1, (30,), (4,), (3,), (2,), (2,)),
+    (1, 2, 4, 2, (6, 7, 5), (2, 3, 2), (1, 2, 1), (1, 1, 2), (1, 0, 1)),
+])
+def test_gemm_conv(standin, dtype, case, monkeypatch):
+    N, Cin, Cout, groups, S, K, st, dl, p = case
+    rng = np.random.default_rng(3)
+    x = rand(rng, (N, Cin) + S, dtype)
+    w = rand(rng, (Cout, Cin // groups) + K, dtype)
+    if dtype in ("float32", "float64"):
+        want = torch_conv(x, w, st, p, dl, groups)
+    else:  # torch has no int64/complex CPU conv everywhere: float64 parts by torch
+        parts = [torch_conv(np.ascontiguousarray(xx), np.ascontiguousarray(ww), st, p, dl, groups)
+                 for xx, ww in ((x.real.astype(np.float64), w.real.astype(np.float64)),
+                                (x.imag.astype(np.float64), w.imag.astype(np.float64)),
+                                (x.real.astype(np.float64), w.imag.astype(np.float64)),
+                                (x.imag.astype(np.float64), w.real.astype(np.float64)))]
+        want = parts[0] - parts[1] + 1j * (parts[2] + parts[3])
+        want = want.real.round().astype(np.int64) if dtype == "int64" else want
+    monkeypatch.setattr(_cupy, "_GEMM_WORKSPACE", 1)  # one image per chunk: batching path
+    n0 = len(standin.launches)
+    got = _cupy.gemm_conv(x, w, st, dl, p, groups)
+    kernels = {k[0] for k in standin.launches[n0:]}
+    assert kernels == (set() if K == (1, 1) else {"fc_im2col"})
+    assert got.shape == want.shape and got.dtype == np.dtype(dtype)
+    close(got, want, dtype)
+
+
+def test_gemm_conv_with_out_matches_correlate(standin):
+    rng = np.random.default_rng(4)
+    x = rand(rng, (2, 4, 9, 8), "float64")
+    w = rand(rng, (6, 2, 3, 3), "float64")
+    a = np.empty((2, 6, 5, 6))
+    b = np.empty((2, 6, 5, 6))
+    _cupy.gemm_conv(x, w, (2, 1), (1, 1), (1, 0), 2, out=a)
+    _cupy.correlate(x, w, b, (2, 1), (1, 1), (1, 0), 2)
+    np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12)
+
+
+# ---------------------------------------------------------------------------- FFT
+
+FFT_CASES = [
+    # (shape1, shape2, axes)
+    ((1000,), (31,), (0,)),
+    ((257,), (300,), (0,)),
+    ((4, 600), (1, 25), (1,)),
+    ((3, 40, 50), (3, 7, 5), (1, 2)),
+    ((200, 64), (9, 64), (0,)),
+    ((90, 80, 6), (5, 70, 6), (0, 1)),
+    ((30, 20, 10), (4, 3, 2), (0, 1, 2)),
+]
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64", "complex64", "complex128"])
+@pytest.mark.parametrize("engine,oracle", [("fft_convolve", "fftconvolve"),
+                                           ("oaconvolve", "oaconvolve")])
+@pytest.mark.parametrize("case", FFT_CASES, ids=lambda c: f"{c[0]}x{c[1]}@{c[2]}")
+@pytest.mark.parametrize("mode", ["full", "same", "valid"])
+def test_fft_engines_vs_scipy(standin, dtype, engine, oracle, case, mode):
+    s1, s2, axes = case
+    rng = np.random.default_rng(5)
+    a, b = rand(rng, s1, dtype), rand(rng, s2, dtype)
+    if mode == "valid" and not all(s1[ax] >= s2[ax] for ax in axes):
+        a, b = b, a
+    want = getattr(scipy.signal, oracle)(a, b, mode=mode, axes=axes)
+    full = [a.shape[ax] + b.shape[ax] - 1 for ax in axes]
+    shape = [want.shape[ax] for ax in axes]
+    start = [(f - s) // 2 if mode == "same" else (f - s if mode == "valid" else 0)
+             for f, s in zip(full, shape)]
+    if mode == "valid":
+        start = [b.shape[ax] - 1 for ax in axes]
+    got = getattr(_cupy, engine)(a, b, axes, start, shape)
+    assert got.dtype == np.dtype(dtype) and got.shape == want.shape
+    close(got, want, dtype if "complex" in dtype or dtype == "float32" else "float64")
+
+
+def test_oaconvolve_really_blocks(standin, monkeypatch):
+    calls = []
+    orig = _cupy._spectral_product
+
+    def spy(be, in1, in2, fshape, axes, real):
+        calls.append((in1.shape, tuple(fshape)))
+        return orig(be, in1, in2, fshape, axes, real)
+
+    monkeypatch.setattr(_cupy, "_spectral_product", spy)
+    a = np.random.default_rng(6).standard_normal(100_000)
+    b = np.random.default_rng(7).standard_normal(101)
+    got = _cupy.oaconvolve(a, b, (0,), (0,), (a.size + b.size - 1,))
+    np.testing.assert_allclose(got, scipy.signal.fftconvolve(a, b), atol=1e-9)
+    (shape, fshape), = calls
+    assert len(shape) == 2 and shape[0] > 1 and fshape[0] < 4096
+
+
+def test_fft_int_input_and_empty(standin):
+    a = np.arange(10)
+    b = np.array([1, 2, 3])
+    got = _cupy.fft_convolve(a, b, (0,), (0,), (12,))
+    assert got.dtype == np.float64
+    np.testing.assert_allclose(got, np.convolve(a, b), atol=1e-9)
+    got = _cupy.fft_convolve(np.ones((3, 0)), np.ones((3, 4)), (1,), (0,), (0,))
+    assert got.shape == (3, 0)
+
+
+# ---------------------------------------------------------------------------- modules
+
+class FakeCupyArray:
+    """Stands for cupy.ndarray in tests without CuPy."""
+
+    class device:  # noqa: N801
+        id = 0
+
+    __cuda_array_interface__ = {"shape": (3,), "typestr": "<f8", "data": (0, False),
+                                "version": 3}
+
+
+def test_get_array_module_numpy_only():
+    assert _cupy.get_array_module(np.ones(3), [1.0], 2, None, np.float32(1)) is np
+    assert not _cupy.is_cupy_array(np.ones(3))
+
+
+def test_get_array_module_without_cupy(monkeypatch):
+    monkeypatch.setattr(_cupy, "_cupy_module", lambda import_=True: None)
+    with pytest.raises(ImportError, match=r"in2 is a GPU array.*fastconv\[gpu\]"):
+        _cupy.get_array_module(np.ones(3), FakeCupyArray(), names=("in1", "in2"))
+
+
+def test_get_array_module_mixed(monkeypatch):
+    fake = types.SimpleNamespace(ndarray=FakeCupyArray)
+    monkeypatch.setattr(_cupy, "_cupy_module", lambda import_=True: fake)
+    assert _cupy.get_array_module(FakeCupyArray(), 3) is fake
+    assert _cupy.is_cupy_array(FakeCupyArray())
+    with pytest.raises(TypeError, match=r"in1 is a numpy.ndarray \(host memory\).*in2 is a "
+                                        r".*FakeCupyArray \(GPU 0\)"):
+        _cupy.get_array_module(np.ones(3), FakeCupyArray(), names=("in1", "in2"))
+    other = FakeCupyArray()
+    other.device = types.SimpleNamespace(id=1)
+    with pytest.raises(ValueError, match="different GPUs"):
+        _cupy.get_array_module(FakeCupyArray(), other)
+
+
+def test_importing_fastconv_does_not_import_cupy():
+    import subprocess
+    code = ("import sys, numpy as np, fastconv, fastconv._cupy as c; "
+            "c.get_array_module(np.ones(2)); assert 'cupy' not in sys.modules")
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT)
+
+
+def test_kernel_sources_expand_headers():
+    for f in _cupy._FILE_KERNELS:
+        src = _cupy._source(f)
+        assert "#include" not in src and "fc_complex" in src
+        for k in _cupy._FILE_KERNELS[f]:
+            assert f"void {k}(" in src
+
+
+def test_default_constants():
+    c = _cupy.default_constants()
+    assert set(c) == {"direct_s_per_mac", "fft_s_per_flop", "gemm_s_per_mac",
+                      "call_overhead_s"}
+    assert all(0 < v < 1e-3 for v in c.values())
+    if _cupy._cupy_module() is None:
+        with pytest.raises(RuntimeError, match="GPU"):
+            _cupy.tune_gpu()
