@@ -29,7 +29,7 @@ import threading
 import numpy as np
 
 __all__ = ["is_cupy_array", "get_array_module", "correlate", "fft_convolve", "oaconvolve",
-           "gemm_conv", "default_constants", "tune_gpu"]
+           "gemm_conv", "gpu_available", "default_constants", "tune_gpu"]
 
 _CUDA_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "cuda")
 
@@ -150,6 +150,17 @@ def get_array_module(*arrays, names=None):
         raise ValueError("arrays are on different GPUs: " +
                          ", ".join(f"{n} on {_device_of(a)}" for n, a in gpu))
     return cp
+
+
+def gpu_available():
+    """True when CuPy imports and sees at least one CUDA device (imports CuPy)."""
+    cp = _cupy_module()
+    if cp is None:
+        return False
+    try:
+        return cp.cuda.runtime.getDeviceCount() > 0
+    except Exception:  # noqa: BLE001 - no driver, no device
+        return False
 
 
 def _device_of(a):
@@ -627,12 +638,9 @@ def tune_gpu(dtype="float32"):
 
     Raises RuntimeError when CuPy or a CUDA device is unavailable.  Takes ~1-2 s.
     """
+    if not gpu_available():
+        raise RuntimeError("tune_gpu needs CuPy and an NVIDIA GPU")
     cp = _cupy_module()
-    try:
-        if cp is None or cp.cuda.runtime.getDeviceCount() < 1:
-            raise RuntimeError
-    except Exception as e:  # noqa: BLE001
-        raise RuntimeError("tune_gpu needs CuPy and an NVIDIA GPU") from e
     dt = np.dtype(dtype)
     rs = cp.random.RandomState(0)
     tiny_x = cp.ones((1, 1, 8), dt)
