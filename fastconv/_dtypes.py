@@ -76,4 +76,9 @@ def finish_fft(out, dt):
         out = np.around(out.real if out.dtype.kind == "c" else out)
         if dt.kind == "b":
             return out != 0
+        # float -> narrow int is undefined (and warns) out of range: go through int64, whose
+        # cast to ``dt`` wraps modulo 2**bits like scipy's integer sums
+        # (uint64 values >= 2**63 are first moved down by 2**64: the same value modulo 2**64)
+        with np.errstate(invalid="ignore"):
+            out = np.where(out >= 2.0 ** 63, out - 2.0 ** 64, out).astype(np.int64)
     return out.astype(dt, copy=False)

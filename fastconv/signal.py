@@ -12,6 +12,8 @@ Every function here only validates and normalises arguments, then describes the 
 contracts are served by ``_cupy``. Correlation is convolution with the reversed, conjugated
 second input, exactly as scipy defines it.
 """
+import operator
+
 import numpy as np
 
 from . import _dtypes, _plan, _shapes
@@ -140,8 +142,18 @@ class _Problem:
             return self.a, self.b
         return self.b, self.a
 
+    def check_memory(self):
+        """MemoryError naming the size, before anything is allocated or scanned: every engine
+        materialises the output and (padded or contiguous) copies of both inputs."""
+        cdt = _dtypes.compute_dtype(self.rdt)
+        item = max(self.rdt.itemsize, cdt.itemsize)
+        n = (np.prod(self.shape, dtype=np.float64) + float(self.a.size) + float(self.b.size))
+        check_alloc(n * item, f"a convolution output of shape {self.shape} "
+                              f"(inputs {self.a.shape} and {self.b.shape})")
+
     # -- method choice
     def choose(self, nthreads):
+        self.check_memory()
         if self.integer:
             return "direct", {}
         x, k = self.kernel_and_signal()
@@ -156,10 +168,11 @@ class _Problem:
     # -- engines
     def run(self, method, nthreads):
         xp = self.xp
-        nbytes = int(np.prod(self.shape, dtype=np.float64)) * max(self.rdt.itemsize, 8)
-        check_alloc(nbytes, f"a convolution output of shape {self.shape}")
+        self.check_memory()
         if any(n == 0 for n in self.shape):
             return xp.zeros(self.shape, self.rdt)
+        if method == "separable" and self.integer:
+            method = "direct"       # rank-1 factors are not integers: the exact sum instead
         if method == "direct":
             return _dtypes.finish(self._direct(nthreads), self.rdt)
         if method == "separable":
@@ -270,8 +283,15 @@ def convolve(in1, in2, mode="full", method="auto"):
     -----
     Cost: direct is ``O(out.size * in2.size)``; fft is ``O(N log N)`` in the padded size;
     overlap-add is ``O(in1.size * log(block))``. Integer and boolean inputs always use an
-    integer direct sum under 'auto' (exact; wraps like scipy in the result dtype). Inputs
-    containing NaN or Inf use 'direct' under 'auto', keeping the non-finite values local.
+    integer direct sum under 'auto' and 'separable' (exact; wraps like scipy in the result
+    dtype). Inputs containing NaN or Inf use 'direct' under 'auto', keeping the non-finite
+    values local. An output (plus input copies) that cannot fit in memory raises MemoryError
+    naming its size before anything is allocated.
+
+    Deviations from scipy: N-D boolean and float16 inputs with 'direct' (where scipy raises
+    "Unsupported type") return ``numpy.result_type`` (float16 is summed in float32); empty
+    inputs raise ValueError naming the shapes, except 'same' with an empty `in1` (an empty
+    result, as scipy).
 
     Examples
     --------
@@ -339,7 +359,11 @@ def _empty_result(xp, a, b, mode):
 
 
 def _freq_axes(a, b, mode, axes):
-    """scipy's ``_init_freq_conv_axes``: normalise axes, check broadcasting, swap for valid."""
+    """scipy's ``_init_freq_conv_axes``: normalise axes, check broadcasting, swap for valid.
+
+    As in scipy, axes where either input has length 1 are not transformed: along them the
+    convolution is the broadcast product (and 'same'/'valid' crop as on the other axes).
+    """
     nd = a.ndim
     if axes is None:
         axes = list(range(nd))
@@ -347,22 +371,23 @@ def _freq_axes(a, b, mode, axes):
         if isinstance(axes, (int, np.integer)):
             axes = [axes]
         try:
-            axes = [int(ax) for ax in axes]
+            axes = [operator.index(ax) for ax in axes]
         except TypeError:
             raise TypeError(f"axes must be None, an int or a sequence of ints, got {axes!r}")
+        if not axes:
+            raise ValueError("when provided, axes cannot be empty; give None for all axes")
         for ax in axes:
             if not -nd <= ax < nd:
                 raise ValueError(f"axes entry {ax} is out of range for arrays of ndim {nd}")
         axes = [ax % nd for ax in axes]
         if len(set(axes)) != len(axes):
             raise ValueError(f"all axes must be unique, got {axes}")
+    axes = sorted(ax for ax in axes if a.shape[ax] != 1 and b.shape[ax] != 1)
     for i in range(nd):
         if i not in axes and a.shape[i] != b.shape[i] and a.shape[i] != 1 and b.shape[i] != 1:
             raise ValueError(
                 f"incompatible shapes for in1 and in2: {a.shape} and {b.shape} (axis {i} is "
                 "not a convolution axis, so its lengths must be equal or 1)")
-    # drop axes where both inputs have length 1 (scipy does the same)
-    axes = sorted(ax for ax in axes if not (a.shape[ax] == 1 and b.shape[ax] == 1))
     swap = _shapes.inputs_swap_needed(mode, a.shape, b.shape, axes)
     if swap:
         a, b = b, a
@@ -391,12 +416,19 @@ def _freq_conv(xp, in1, in2, mode, axes, engine):
             starts.append(s)
             shape.append(n)
             out_shape.append(n)
+        elif mode == "same" and a.shape[i] == 1 and b.shape[i] > 1:
+            # scipy crops the broadcast product to in1's length 1 around its centre: only
+            # in2's central element along this axis contributes
+            c = (b.shape[i] - 1) // 2
+            b = b[(slice(None),) * i + (slice(c, c + 1),)]
+            out_shape.append(1)
         else:
             out_shape.append(max(a.shape[i], b.shape[i]))
-    if not axes:
-        return (a * b).astype(fdt, copy=False)
-    nbytes = np.prod(out_shape, dtype=np.float64) * np.dtype(fdt).itemsize
+    itemsize = np.dtype(fdt if axes else rdt).itemsize
+    nbytes = np.prod(out_shape, dtype=np.float64) * itemsize
     check_alloc(nbytes, f"an FFT convolution output of shape {tuple(out_shape)}")
+    if not axes:
+        return a * b           # as scipy: a plain (broadcast) product, in the inputs' dtype
     a = a.astype(fdt, copy=False)
     b = b.astype(fdt, copy=False)
     eng = _engines(xp)
@@ -429,7 +461,7 @@ def oaconvolve(in1, in2, mode="full", axes=None):
     Examples
     --------
     >>> import numpy as np, fastconv
-    >>> np.round(fastconv.oaconvolve(np.ones(6), [1., -1.], mode='same'), 10)
+    >>> np.round(fastconv.oaconvolve(np.ones(6), [1., -1.], mode='same'), 10) + 0.0
     array([1., 0., 0., 0., 0., 0.])
     """
     xp = _array_module(in1, in2)
@@ -467,14 +499,26 @@ def _conv2d(in1, in2, mode, boundary, fillvalue, correlation):
         if fv.imag != 0:
             raise ValueError("fillvalue is complex but the inputs are real")
         fv = fv.real
-    if mode == "valid" or (boundary == "fill" and fv == 0):
+    kh, kw = b.shape
+    # scipy's correlate2d centres 'same' at kernel index k // 2 of the (unflipped) kernel,
+    # i.e. at full-correlation offset k // 2, where correlate() (and convolve2d) use
+    # (k - 1) // 2: the two differ by one for even kernel sizes.
+    same_start = (kh // 2, kw // 2) if correlation else ((kh - 1) // 2, (kw - 1) // 2)
+    if mode == "valid":
         prob = _Problem.from_mode(xp, a, b, mode)
+    elif boundary == "fill" and fv == 0:
+        prob = _Problem.from_mode(xp, a, b, mode)
+        if mode == "same":
+            prob.starts = same_start
     else:
-        kh, kw = b.shape
         if mode == "full":
             pads = ((kh - 1, kh - 1), (kw - 1, kw - 1))
-        else:  # same
-            pads = ((kh // 2, (kh - 1) // 2), (kw // 2, (kw - 1) // 2))
+        else:  # same: left pad k - 1 - start
+            pads = ((kh - 1 - same_start[0], same_start[0]),
+                    (kw - 1 - same_start[1], same_start[1]))
+        padded_shape = tuple(n + p + q for n, (p, q) in zip(a.shape, pads))
+        check_alloc(2.0 * np.prod(padded_shape, dtype=np.float64) * max(rdt.itemsize, 8),
+                    f"a {boundary!r}-padded copy of in1 of shape {padded_shape} and the output")
         if boundary == "fill":
             padded = xp.pad(a.astype(rdt, copy=False), pads, mode="constant",
                             constant_values=fv.astype(rdt) if rdt.kind != "b" else bool(fv))

@@ -1,0 +1,36 @@
+"""Shared test configuration: the deterministic hypothesis profile and small helpers.
+
+The oracle of every numerical test is someone else's code (scipy.signal, or a float64
+direct sum computed by numpy), never fastconv's own output.
+"""
+import os
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, settings
+
+settings.register_profile(
+    "ci", derandomize=True, max_examples=60, deadline=None, print_blob=True,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+settings.register_profile(
+    "thorough", derandomize=False, max_examples=1000, deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
+
+
+@pytest.fixture
+def rng():
+    """A fresh, seeded generator per test (tests are order independent)."""
+    return np.random.default_rng(12345)
+
+
+@pytest.fixture
+def cache_dir(tmp_path, monkeypatch):
+    """A private FASTCONV_CACHE_DIR; the cost-model constants are reloaded around the test."""
+    from fastconv import _plan
+
+    d = tmp_path / "fastconv-cache"
+    monkeypatch.setenv("FASTCONV_CACHE_DIR", str(d))
+    _plan._reset()
+    yield d
+    _plan._reset()
