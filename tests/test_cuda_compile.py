@@ -55,3 +55,66 @@ def test_nvcc_sm80_sm90(src, compiled):
     # blocks of FC_MAX_THREADS (256) threads must fit the 65536-register file
     regs = [int(n) for n in re.findall(r"Used (\d+) registers", log)]
     assert regs and max(regs) * 256 <= 65536, log
+
+
+# ---------------------------------------------------------------------------- NVRTC
+# What cupy.RawModule does: NVRTC compiles the expanded source with name expressions for
+# one dtype, and the lowered (mangled) names are looked up.  Runs wherever libnvrtc is
+# found (CUDA toolkit, or the nvidia-cuda-nvrtc-cu12 wheel); no GPU needed.
+
+def _find_nvrtc():
+    import ctypes
+    import ctypes.util
+    cands = []
+    try:
+        import nvidia.cuda_nvrtc
+        for d in nvidia.cuda_nvrtc.__path__:
+            cands += sorted(glob.glob(os.path.join(d, "lib", "libnvrtc.so*")))
+    except ImportError:
+        pass
+    cands += sorted(glob.glob("/usr/local/cuda*/lib64/libnvrtc.so*"))
+    name = ctypes.util.find_library("nvrtc")
+    if name:
+        cands.append(name)
+    for c in cands:
+        if "builtins" in c or ".alt." in c:
+            continue
+        try:
+            return ctypes.CDLL(c)
+        except OSError:
+            continue
+    return None
+
+
+_NVRTC = _find_nvrtc()
+
+
+@pytest.mark.skipif(_NVRTC is None, reason="libnvrtc not found")
+@pytest.mark.parametrize("arch", ["compute_80", "compute_90"])
+@pytest.mark.parametrize("name", sorted(_cupy._FILE_KERNELS))
+def test_nvrtc_name_expressions(name, arch):
+    import ctypes
+    lib = _NVRTC
+    src = _cupy._source(name).encode()
+    # one program with every dtype's name expressions (CuPy makes one per dtype; the
+    # instantiations are the same)
+    prog = ctypes.c_void_p()
+    assert lib.nvrtcCreateProgram(ctypes.byref(prog), src, name.encode(), 0, None, None) == 0
+    exprs = [f"{k}<{ctype}>".encode() for ctype in _cupy._CTYPES.values()
+             for k in _cupy._FILE_KERNELS[name]]
+    for e in exprs:
+        assert lib.nvrtcAddNameExpression(prog, e) == 0
+    opts = [b"-std=c++14", b"--gpu-architecture=" + arch.encode()]
+    rc = lib.nvrtcCompileProgram(prog, len(opts), (ctypes.c_char_p * len(opts))(*opts))
+    size = ctypes.c_size_t()
+    lib.nvrtcGetProgramLogSize(prog, ctypes.byref(size))
+    log = ctypes.create_string_buffer(size.value)
+    lib.nvrtcGetProgramLog(prog, log)
+    assert rc == 0, f"{name}: {log.value.decode()}"
+    for e in exprs:
+        lowered = ctypes.c_char_p()
+        assert lib.nvrtcGetLoweredName(prog, e, ctypes.byref(lowered)) == 0
+        assert lowered.value and lowered.value.startswith(b"_Z"), e
+    lib.nvrtcGetPTXSize(prog, ctypes.byref(size))
+    assert size.value > 0
+    lib.nvrtcDestroyProgram(ctypes.byref(prog))
