@@ -219,7 +219,7 @@ def _source(filename):
     return re.sub(r'^#include "([\w.]+\.cuh)"', expand, text, flags=re.M)
 
 
-_module_lock = threading.Lock()
+_module_lock = threading.RLock()
 
 
 @functools.lru_cache(maxsize=None)
@@ -231,8 +231,16 @@ def _cuda_module(filename, dtype, device_id):
     with cp.cuda.Device(device_id):
         mod = cp.RawModule(code=_source(filename), options=("-std=c++14",),
                            name_expressions=names)
-        mod.compile()
+        mod.compile()  # NVRTC now (errors surface here); CuPy caches the binary on disk
     return mod
+
+
+@functools.lru_cache(maxsize=None)
+def _cuda_function(kernel, dtype, device_id):
+    """RawKernel ``kernel<T>`` (memoised: RawModule.get_function builds a new object)."""
+    with _module_lock:
+        mod = _cuda_module(_KERNEL_FILE[kernel], dtype, device_id)
+        return mod.get_function(f"{kernel}<{_CTYPES[dtype]}>")
 
 
 class _CupyLauncher:
@@ -240,10 +248,7 @@ class _CupyLauncher:
         self.cp, self.device_id = cp, device_id
 
     def launch(self, kernel, dtype, grid, block, args, shared_mem=0):
-        dtype = np.dtype(dtype)
-        with _module_lock:
-            mod = _cuda_module(_KERNEL_FILE[kernel], dtype, self.device_id)
-        fn = mod.get_function(f"{kernel}<{_CTYPES[dtype]}>")
+        fn = _cuda_function(kernel, np.dtype(dtype), self.device_id)
         cargs = tuple(a if isinstance(a, self.cp.ndarray) else np.int64(a) for a in args)
         fn((int(grid),), (int(block),), cargs, shared_mem=int(shared_mem))
 

@@ -150,12 +150,15 @@ def test_fft_plans_are_reused(cp):
 
 def test_kernels_compiled_once_per_dtype_and_device(cp):
     _cupy._cuda_module.cache_clear()
+    _cupy._cuda_function.cache_clear()
     x = cp.ones((1, 2, 50), cp.float32)
     w = cp.ones((2, 2, 3), cp.float32)
     for _ in range(3):
         _cupy.correlate(x, w, cp.empty((1, 2, 48), cp.float32), (1,), (1,), (0,), 1)
-    info = _cupy._cuda_module.cache_info()
-    assert info.misses == 1 and info.hits >= 2
+        _cupy.correlate(x.astype(cp.float64), w.astype(cp.float64),
+                        cp.empty((1, 2, 48), cp.float64), (1,), (1,), (0,), 1)
+    assert _cupy._cuda_module.cache_info().misses == 2      # direct.cu x {f32, f64}
+    assert _cupy._cuda_function.cache_info().hits >= 4
 
 
 # ------------------------------------------------------------------------- signal front

@@ -339,3 +339,13 @@ def test_default_constants():
     if _cupy._cupy_module() is None:
         with pytest.raises(RuntimeError, match="GPU"):
             _cupy.tune_gpu()
+
+
+def test_bench_gpu_without_gpu_says_no_gpu():
+    if _cupy.gpu_available():
+        pytest.skip("a GPU is present")
+    import subprocess
+    res = subprocess.run([sys.executable, os.path.join(ROOT, "benchmarks", "bench_gpu.py"),
+                          "--quick"], capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert res.returncode == 0, res.stderr
+    assert "no GPU" in res.stdout
