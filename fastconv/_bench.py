@@ -64,6 +64,8 @@ class Workload:
         return tuple(n - k + 1 for n, k in zip(self.x_shape, self.k_shape))
 
     def inputs(self, dtype, seed):
+        """(signal, kernel) of ``dtype``, random normal (seeded); 'gauss': normalised Gaussian
+        outer product."""
         rng = np.random.default_rng(seed)
         x = rng.standard_normal(self.x_shape).astype(dtype)
         if self.kernel == "gauss":
@@ -229,7 +231,6 @@ class PeakMemory:
         self.peak = None
 
     def __enter__(self):
-        gc.collect()
         _malloc_trim()
         self.before = _proc_status("VmRSS").get("VmRSS")
         if self.exact:
@@ -260,7 +261,6 @@ class PeakMemory:
 
 
 def _rss():
-    gc.collect()
     _malloc_trim()
     return _proc_status("VmRSS").get("VmRSS", 0)
 
@@ -473,97 +473,97 @@ def _peer_estimate(peer, spec, rate):
 # ----------------------------------------------------------------------------- the run
 def _settings(quick):
     if quick:
-        return {"repeats": 3, "budget_s": 0.6, "slow_s": 0.25, "peer_skip_s": 3.0,
-                "direct_skip_s": 10.0, "fftw_plan_s": 2.0}
+        return {"repeats": 3, "budget_s": 0.3, "slow_s": 0.15, "peer_skip_s": 1.5,
+                "method_skip_s": 3.0, "fftw_plan_s": 2.0}
     return {"repeats": 7, "budget_s": 5.0, "slow_s": 5.0, "peer_skip_s": 120.0,
-            "direct_skip_s": 10.0, "fftw_plan_s": 30.0}
+            "method_skip_s": 10.0, "fftw_plan_s": 30.0}
 
 
 def run_signal(quick=False, threads=2, workloads=None, dtypes=DTYPES, log=print):
     """Run the signal benchmark; returns ``(rows, summary)`` (plain dicts, JSON-ready)."""
     import scipy.signal as sps
 
-    from . import _plan
-
     cfg = _settings(quick)
     workloads = WORKLOADS if workloads is None else workloads
     rows = []
     t_start = time.perf_counter()
+    gc.collect()
+    gc.freeze()          # later collections skip the (large) set of objects imported so far
     with all_threads(threads):
         rate = _ndimage_rate()
         for wi, spec in enumerate(workloads):
-            calls, notes = peer_calls(spec)
+            t_spec = time.perf_counter()
+            # one float64 reference per workload; the float32 row gets the same inputs rounded
+            x64, k64 = spec.inputs(np.float64, seed=1000 + wi)
+            reff = sps.correlate if spec.op == "correlate" else sps.convolve
+            ref = reff(x64, k64, mode=spec.mode, method="fft")
             for dtype in dtypes:
-                t_row = time.perf_counter()
-                x, k = spec.inputs(dtype, seed=1000 + wi)
-                x64, k64 = x.astype(np.float64), k.astype(np.float64)
-                reff = sps.correlate if spec.op == "correlate" else sps.convolve
-                ref = reff(x64, k64, mode=spec.mode, method="fft")
-                del x64, k64
-                row = {"workload": spec.name, "dtype": dtype, "peers": {}, "fastconv": {},
-                       "notes": dict(notes)}
-                for peer in PEERS:
-                    fn = calls.get(peer)
-                    if fn is None:
-                        row["peers"][peer] = Result(t=None, note="n/a")
-                        continue
-                    est = _peer_estimate(peer, spec, rate)
-                    if est is not None and est > cfg["peer_skip_s"]:
-                        row["peers"][peer] = Result(t=None, est=est,
-                                                    note=f"skipped (~{est:.0f}s predicted)")
-                        continue
-                    row["peers"][peer] = measure(fn, x, k, ref, dtype, repeats=cfg["repeats"],
-                                                 budget_s=cfg["budget_s"],
-                                                 slow_s=cfg["slow_s"], warm=False)
-                    if peer == "cv2" and not row["peers"][peer]["ok"]:
-                        row["notes"]["cv2"] = ("cv2 output differs from scipy 'same' here: "
-                                               "skipped (" + row["peers"][peer]["note"] + ")")
-                # fastconv: auto (never skipped), and the two methods auto chooses between
-                try:
-                    row["method"] = fastconv_choice(spec, x, k)
-                except Exception as e:  # noqa: BLE001
-                    row["method"] = f"? ({type(e).__name__})"
-                fc = row["fastconv"]
-                fc["auto"] = measure(fastconv_call(spec, "auto"), x, k, ref, dtype,
-                                     repeats=cfg["repeats"], budget_s=cfg["budget_s"],
-                                     slow_s=cfg["slow_s"], warm=True)
-                for m in ("direct", "fft"):
-                    if row["method"] == m and fc["auto"]["t"] is not None:
-                        fc[m] = Result(fc["auto"], note="= auto")
-                        continue
-                    if m == "direct":
-                        try:
-                            kk = _flip(k) if spec.op == "correlate" else k
-                            pred = _plan.predict_signal(x.shape, kk.shape, spec.out_shape,
-                                                        dtype, ("direct",),
-                                                        nthreads=threads)["direct"]
-                        except Exception:  # noqa: BLE001 - model unavailable: use MAC count
-                            pred = spec.macs * 2.5e-11
-                        if pred > cfg["direct_skip_s"]:
-                            fc[m] = Result(t=None, est=pred,
-                                           note=f"skipped (~{pred:.0f}s predicted)")
-                            continue
-                    fc[m] = measure(fastconv_call(spec, m), x, k, ref, dtype,
-                                    repeats=cfg["repeats"], budget_s=cfg["budget_s"],
-                                    slow_s=cfg["slow_s"], warm=(m != "direct"))
-                if row["method"] == "fft" or (not quick and fc["fft"]["t"] is not None):
-                    kk = _flip(k) if spec.op == "correlate" else k
-                    try:
-                        row["bare_fft"], row["padded"] = bare_fft_time(
-                            x.shape, kk.shape, spec.mode, dtype, threads,
-                            plan_s=cfg["fftw_plan_s"])
-                    except Exception as e:  # noqa: BLE001
-                        row["bare_fft"], row["padded"] = None, f"{type(e).__name__}: {e}"
-                _finish_row(row, spec)
-                row["seconds"] = time.perf_counter() - t_row
+                x, k = x64.astype(dtype), k64.astype(dtype)
+                row = run_row(spec, dtype, x, k, ref, cfg, rate, threads, quick)
+                row["seconds"] = time.perf_counter() - t_spec
+                t_spec = time.perf_counter()
                 rows.append(row)
                 log(_row_line(row), flush=True)
+            del x64, k64, ref, x, k
         extras = {"float32_peak_flops": float32_peak()}
         extras["gil_sequential_s"], extras["gil_concurrent_s"] = gil_check(threads)
+    gc.unfreeze()
     extras["seconds"] = time.perf_counter() - t_start
     extras["memory_probe"] = "VmHWM via clear_refs" if PeakMemory.exact else "VmRSS sampling"
     summary = _summary(rows, extras)
     return rows, summary
+
+
+def run_row(spec, dtype, x, k, ref, cfg, rate, threads, quick):
+    """Check, time and probe every peer and fastconv (auto, direct, fft) on one row."""
+    from . import _plan
+
+    calls, notes = peer_calls(spec)
+    timing = {"repeats": cfg["repeats"], "budget_s": cfg["budget_s"], "slow_s": cfg["slow_s"]}
+    row = {"workload": spec.name, "dtype": dtype, "peers": {}, "fastconv": {},
+           "notes": notes}
+    for peer in PEERS:
+        fn = calls.get(peer)
+        est = _peer_estimate(peer, spec, rate) if fn is not None else None
+        if fn is None:
+            r = Result(t=None, note="n/a")
+        elif est is not None and est > cfg["peer_skip_s"]:
+            r = Result(t=None, est=est, note=f"skipped (~{est:.0f}s predicted)")
+        else:
+            r = measure(fn, x, k, ref, dtype, warm=False, **timing)
+            if peer == "cv2" and not r["ok"]:
+                notes["cv2"] = f"cv2 output differs from scipy 'same' here: skipped ({r['note']})"
+        row["peers"][peer] = r
+    # fastconv: auto (never skipped), and the two methods auto chooses between
+    try:
+        row["method"] = fastconv_choice(spec, x, k)
+    except Exception as e:  # noqa: BLE001
+        row["method"] = f"? ({type(e).__name__})"
+    fc = row["fastconv"]
+    planned = row["method"] not in ("direct", "separable")      # FFT plans on the first call
+    fc["auto"] = measure(fastconv_call(spec, "auto"), x, k, ref, dtype, warm=planned, **timing)
+    kk = _flip(k) if spec.op == "correlate" else k
+    for m in ("direct", "fft"):
+        if row["method"] == m and fc["auto"]["t"] is not None:
+            fc[m] = Result(fc["auto"], note="= auto")
+            continue
+        try:
+            pred = _plan.predict_signal(x.shape, kk.shape, spec.out_shape, dtype, (m,),
+                                        nthreads=threads)[m]
+        except Exception:  # noqa: BLE001 - model unavailable: skip nothing
+            pred = 0.0
+        if pred > cfg["method_skip_s"]:
+            fc[m] = Result(t=None, est=pred, note=f"skipped (~{pred:.0f}s predicted)")
+            continue
+        fc[m] = measure(fastconv_call(spec, m), x, k, ref, dtype, warm=(m != "direct"), **timing)
+    if row["method"] == "fft" or (not quick and fc["fft"].get("t") is not None):
+        try:
+            row["bare_fft"], row["padded"] = bare_fft_time(
+                x.shape, kk.shape, spec.mode, dtype, threads, plan_s=cfg["fftw_plan_s"])
+        except Exception as e:  # noqa: BLE001
+            row["bare_fft"], row["padded"] = None, f"{type(e).__name__}: {e}"
+    _finish_row(row, spec)
+    return row
 
 
 def _finish_row(row, spec):
