@@ -35,7 +35,7 @@ def load_harness_module():
 @pytest.fixture(scope="module")
 def launcher(tmp_path_factory):
     h = load_harness_module()
-    return h.HarnessLauncher(h.build(str(tmp_path_factory.mktemp("harness"))))
+    return h.HarnessLauncher(h.build())
 
 
 def rand(rng, shape, dtype):
@@ -238,3 +238,37 @@ def test_launch_limits_are_enforced(launcher):
         launcher.launch("fc_corr_tiled", np.float32, 1, 8, (x, w, out, g, 1), 49 * 1024)
     launcher.launch("fc_corr_tiled", np.float32, 1, 8, (x, w, out, g, 1), 4096)
     np.testing.assert_array_equal(out.ravel(), np.full(6, 3.0))
+
+
+def _sanitizer_libs():
+    import subprocess
+    libs = []
+    for name in ("libasan.so", "libubsan.so"):
+        try:
+            p = subprocess.run([os.environ.get("CXX", "g++"), f"-print-file-name={name}"],
+                               capture_output=True, text=True).stdout.strip()
+        except OSError:
+            return None
+        if not os.path.isabs(p) or not os.path.exists(p):
+            return None
+        libs.append(p)
+    return libs
+
+
+def test_kernels_under_address_sanitizer(tmp_path):
+    """Every kernel, launched by the real orchestration, stays inside its buffers and its
+    shared memory (AddressSanitizer + UBSan build of the harness, in a subprocess)."""
+    import subprocess
+    import sys
+    libs = _sanitizer_libs()
+    if libs is None:
+        pytest.skip("g++ sanitizer runtimes not found")
+    h = load_harness_module()
+    lib = h.build(str(tmp_path), ["-fsanitize=address,undefined", "-fno-sanitize-recover=all",
+                                  "-fno-omit-frame-pointer", "-O0"])
+    env = dict(os.environ, LD_PRELOAD=" ".join(libs), ASAN_OPTIONS="detect_leaks=0")
+    res = subprocess.run([sys.executable, os.path.join(os.path.dirname(HARNESS_PY),
+                                                       "asan_check.py"), ROOT, lib],
+                         capture_output=True, text=True, env=env, timeout=300)
+    assert res.returncode == 0 and "asan ok" in res.stdout, res.stdout + res.stderr[-4000:]
+    assert "fc_corr_tiled fc_depthwise fc_im2col" in res.stdout and "fc_corr_nd" in res.stdout

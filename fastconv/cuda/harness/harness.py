@@ -10,9 +10,11 @@ runs kernels from it with the same launch interface ``fastconv._cupy`` uses for
 so the Python orchestration in ``_cupy.py`` can run end-to-end on NumPy arrays.
 """
 import ctypes
+import hashlib
 import os
 import shutil
 import subprocess
+import tempfile
 
 import numpy as np
 
@@ -22,16 +24,38 @@ CUDA_DIR = os.path.dirname(HERE)
 _TAGS = {np.dtype(t): t for t in ("float32", "float64", "complex64", "complex128", "int64")}
 
 
-def build(directory, extra_flags=()):
-    """Compile the harness into ``directory``; return the path of the shared library."""
+def _sources():
+    return [os.path.join(HERE, "harness.cpp"), os.path.join(HERE, "cuda_shim.h")] + sorted(
+        os.path.join(CUDA_DIR, f) for f in os.listdir(CUDA_DIR)
+        if f.endswith((".cu", ".cuh")))
+
+
+def build(directory=None, extra_flags=()):
+    """Compile the harness; return the path of the shared library.
+
+    With ``directory=None`` the library is cached in the temp directory under a hash of
+    the sources, flags and compiler, so several test modules share one build.
+    """
     cxx = os.environ.get("CXX") or shutil.which("g++") or "c++"
-    lib = os.path.join(directory, "fastconv_cuda_harness.so")
     cmd = [cxx, "-O2", "-shared", "-fPIC", "-std=c++14", "-x", "c++", "-Wall", "-Werror",
-           "-Wno-unknown-pragmas", "-I", CUDA_DIR, *extra_flags,
-           os.path.join(HERE, "harness.cpp"), "-o", lib]
+           "-Wno-unknown-pragmas", "-I", CUDA_DIR, *extra_flags]
+    if directory is None:
+        h = hashlib.sha256(" ".join(cmd).encode())
+        for src in _sources():
+            with open(src, "rb") as f:
+                h.update(f.read())
+        directory = os.path.join(tempfile.gettempdir(), "fastconv-harness-" + h.hexdigest()[:16])
+        lib = os.path.join(directory, "fastconv_cuda_harness.so")
+        if os.path.exists(lib):
+            return lib
+        os.makedirs(directory, exist_ok=True)
+    lib = os.path.join(directory, "fastconv_cuda_harness.so")
+    tmp = f"{lib}.{os.getpid()}.tmp"
+    cmd += [os.path.join(HERE, "harness.cpp"), "-o", tmp]
     res = subprocess.run(cmd, capture_output=True, text=True)
     if res.returncode != 0:
         raise RuntimeError("harness build failed:\n" + " ".join(cmd) + "\n" + res.stderr)
+    os.replace(tmp, lib)  # atomic: concurrent builders never load a half-written file
     return lib
 
 
