@@ -30,31 +30,38 @@ except ImportError:  # pragma: no cover - depends on the build
     _core = None
     _HAVE_CORE = False
 
-_DEFAULTS = {
-    "direct_s_per_mac_float32": 1 / 12e9,
-    "direct_s_per_mac_float64": 1 / 6e9,
-    "gemm_s_per_mac_float32": 1 / 60e9,
-    "gemm_s_per_mac_float64": 1 / 30e9,
-    "fft_s_per_flop": 1 / 4e9,
-    "mem_s_per_byte": 1 / 8e9,
-    "call_overhead_s": 5e-6,
+# Per-thread rates of *these* engines on a 2-core AVX2+FMA machine (single-thread CPU time,
+# float32): the direct engine's multi-channel kernel, its 1x1 and depthwise cases, the GEMM
+# path (im2col + OpenBLAS sgemm) and this module's FFT path. fastconv._plan's calibrated
+# constants rescale them (ratio of tuned to built-in value), so ``fastconv.tune()`` on a
+# faster machine moves all of them together.
+_RATES = {
+    "direct": 6.0e-11,          # s per MAC per thread, C_in/groups > 1, kernel > 1
+    "direct_1x1": 25e-11,       # 1x1 kernels: the direct engine has no reuse to exploit
+    "direct_depthwise": 11e-11,  # C_in/groups == 1: memory bound
+    "gemm": 3.3e-11,            # large, square-ish GEMMs (im2col included)
+    "fft_flop": 4e-10,          # per modelled flop of the FFT path
+    "overhead": 2e-5,
 }
-_constants = None
+_PLAN_DEFAULTS = {"direct_s_per_mac_float32": 1.0e-11, "gemm_s_per_mac_float32": 1.4e-11,
+                  "fft_s_per_flop": 1.5e-10, "call_overhead_s": 2.0e-5}
 
 
 def constants():
-    """Cost-model constants: ``fastconv._plan.constants()`` or the built-in defaults."""
-    global _constants
-    if _constants is None:
-        c = dict(_DEFAULTS)
+    """Scale factors from ``fastconv._plan.constants()`` (1.0 each when not available)."""
+    try:
+        from .. import _plan
+        got = _plan.constants()
+    except Exception:  # noqa: BLE001 - planner not available: built-in rates
+        got = {}
+    scale = {}
+    for key, d in _PLAN_DEFAULTS.items():
         try:
-            from .. import _plan
-            got = _plan.constants()
-            c.update({k: float(v) for k, v in got.items() if k in c})
-        except Exception:  # noqa: BLE001 - planner not available: defaults
-            pass
-        _constants = c
-    return _constants
+            v = float(got.get(key, d))
+        except (TypeError, ValueError):
+            v = d
+        scale[key] = v / d if v > 0 else 1.0
+    return scale
 
 
 # ----------------------------------------------------------------------------------------
@@ -149,41 +156,46 @@ def fft(x, w, out_spatial, stride, dilation, pad, groups):
 # ----------------------------------------------------------------------------------------
 # cost model
 # ----------------------------------------------------------------------------------------
-def predict(x_shape, w_shape, out_spatial, stride, dilation, groups, dtype):
+def predict(x_shape, w_shape, out_spatial, stride, dilation, groups, dtype, nthreads=None):
     """Predicted seconds of each engine for one forward correlation problem."""
-    c = constants()
+    sc = constants()
+    nt = nthreads or _config.get_num_threads()
     n, cin = x_shape[:2]
     c_out, cg = w_shape[:2]
     kernel = w_shape[2:]
     kk = math.prod(kernel)
     hw = math.prod(out_spatial)
-    cog = c_out // groups
+    cog = max(1, c_out // groups)
     macs = n * c_out * hw * cg * kk
-    name = "float64" if np.dtype(dtype).itemsize == 8 and np.dtype(dtype).kind == "f" \
-        else "float32"
-    if np.dtype(dtype).kind == "c":
+    dt = np.dtype(dtype)
+    if dt.kind == "c":
         macs *= 4
-    item = np.dtype(dtype).itemsize
-    over = c["call_overhead_s"]
-    # GEMM: efficiency falls when the matrices are thin (few output channels per group or
-    # a short reduction); im2col costs a pass over the patch matrix (none for 1x1)
+    if dt.itemsize == 8 and dt.kind == "f" or dt.itemsize == 16:
+        macs *= 2
+    over = _RATES["overhead"] * sc["call_overhead_s"]
+    # GEMM: efficiency falls when the matrices are thin (few output channels per group, a
+    # short reduction, few output positions); many small calls cost overhead each
     red = cg * kk
-    thin = (1 + 24 / cog) * (1 + 24 / red) * (1 + 512 / hw)
-    im2col_bytes = 0 if kk == 1 else 2 * n * cin * kk * hw * item
+    thin = (1 + 8 / cog) * (1 + 16 / red) * (1 + 64 / max(hw, 1))
     calls = groups * max(1, n)
-    t_gemm = (macs * c[f"gemm_s_per_mac_{name}"] * thin + im2col_bytes * c["mem_s_per_byte"]
-              + calls * over * 0.5 + over)
-    # direct: a fixed rate, best when the reduction per output is short
-    t_direct = macs * c[f"direct_s_per_mac_{name}"] + over
+    t_gemm = (macs * _RATES["gemm"] * sc["gemm_s_per_mac_float32"] * thin / nt
+              + calls * 2e-6 + over)
+    if kk == 1:
+        rate = _RATES["direct_1x1"]
+    elif cg == 1:
+        rate = _RATES["direct_depthwise"]
+    else:
+        rate = _RATES["direct"]
+    t_direct = macs * rate * sc["direct_s_per_mac_float32"] / nt + over
     if not _HAVE_CORE:
-        t_direct = t_direct * 3 + kk * (n * cin * hw * item) * c["mem_s_per_byte"] * 2
-    # FFT: transforms of input and output, a complex GEMM per frequency
-    if all(s == 1 for s in stride):
+        t_direct *= 4
+    # FFT: transforms of input, kernel and output, a complex GEMM per frequency
+    if all(s == 1 for s in stride) and kk > 1:
         kd = [d * (k - 1) + 1 for k, d in zip(kernel, dilation)]
         f = math.prod(o + k - 1 for o, k in zip(out_spatial, kd))
         logf = max(1.0, math.log2(max(f, 2)))
-        flops = 2.5 * f * logf * (n * cin + n * c_out + c_out * cg) + 8 * n * c_out * cg * f / 2
-        t_fft = flops * c["fft_s_per_flop"] + 3 * over
+        flops = 2.5 * f * logf * (n * cin + n * c_out + c_out * cg) + 4 * n * c_out * cg * f
+        t_fft = flops * _RATES["fft_flop"] * sc["fft_s_per_flop"] / nt + 3 * over
     else:
         t_fft = math.inf
     return {"direct": t_direct, "gemm": t_gemm, "fft": t_fft}
