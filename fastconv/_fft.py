@@ -565,7 +565,8 @@ class _WorkSet:
     """
 
     def __init__(self, key):
-        (_, dtype, b1, b2, b, L, threads) = key
+        (_, dtype, b1, b2, b, L, threads, prune2) = key
+        self.prune2 = prune2
         self.key = key
         self.real = dtype.kind == "f"
         cdt = _REAL[dtype] if self.real else dtype
@@ -584,6 +585,45 @@ class _WorkSet:
         self.nbytes = sum({id(w): w.nbytes for w in (self.w1, self.w2, self.wp)}.values())
         self.measured = False
         self.f1 = self.f2 = self.inv = None
+        self.steps2 = None
+
+    def _pruned_steps(self, r, w, n, kw):
+        """Plans of a forward transform that skips the all-zero lines of a small input.
+
+        ``n`` are the input's extents along the first k-1 transform axes.  The last axis is
+        transformed only on the ``prod(n)`` lines that hold data, then axis k-2 only on the
+        ``prod(n[:-1])`` planes that hold data, and so on; each step zeroes the margin it
+        brings in just before it runs.  Returns ``[(zero_index or None, plan), ...]``.
+        """
+        k = len(self.L)
+        pre = (slice(None),) * (w.ndim - k)
+        kw = dict(kw)
+        del kw["axes"]
+        sub = pre + tuple(slice(0, x) for x in n)
+        steps = [(None, pyfftw.FFTW(r[sub], w[sub], axes=(-1,), direction="FFTW_FORWARD", **kw))]
+        for i in range(k - 2, -1, -1):
+            zero = pre + tuple(slice(0, x) for x in n[:i]) + (slice(n[i], None),)
+            sub = pre + tuple(slice(0, x) for x in n[:i])
+            steps.append((zero, pyfftw.FFTW(w[sub], w[sub], axes=(i - k,), direction="FFTW_FORWARD", **kw)))
+        return steps
+
+    def forward2(self, src, nthreads, scale):
+        """Fill and transform the second buffer (pruned when planned so)."""
+        if self.steps2 is None:
+            _fill_k(self.r2, src, len(self.L), nthreads, scale)
+            self.f2.execute()
+            return
+        k = len(self.L)
+        pre = (slice(None),) * (self.w2.ndim - k)
+        n = src.shape[-k:]
+        rows = pre + tuple(slice(0, x) for x in n[:-1])
+        if n[-1] < self.L[-1]:
+            self.r2[rows + (slice(n[-1], None),)] = 0
+        _elementwise(_scale_copy_fn(scale), self.r2[rows + (slice(0, n[-1]),)], [src], nthreads)
+        for zero, plan in self.steps2:
+            if zero is not None:
+                self.w2[zero] = 0
+            plan.execute()
 
     def donate_product(self):
         """Hand the product buffer over to the caller; give the plans a fresh one."""
@@ -594,6 +634,7 @@ class _WorkSet:
             self.w1, self.r1 = new, rnew
             self.f1.update_arrays(rnew, new)
         elif old is self.w2:
+            assert self.steps2 is None  # pruning is only planned when w2 is not the product
             self.w2, self.r2 = new, rnew
             self.f2.update_arrays(rnew, new)
         self.wp, self.rp = new, rnew
@@ -617,7 +658,10 @@ class _WorkSet:
             f1 = pyfftw.FFTW(self.r1, self.w1, direction="FFTW_FORWARD", **kw)
             f2 = pyfftw.FFTW(self.r2, self.w2, direction="FFTW_FORWARD", **kw)
             inv = pyfftw.FFTW(self.wp, self.rp, direction="FFTW_BACKWARD", **kw)
-        self.f1, self.f2, self.inv = f1, f2, inv
+            steps2 = None
+            if self.prune2 is not None:
+                steps2 = self._pruned_steps(self.r2, self.w2, self.prune2, kw)
+        self.f1, self.f2, self.inv, self.steps2 = f1, f2, inv, steps2
         self.measured = "FFTW_MEASURE" in flags
 
 
@@ -826,6 +870,13 @@ class _Problem:
             0 in in1.shape or 0 in in2.shape or 0 in self.out_shape or k == 0
         )
 
+    def smaller_second(self):
+        """Swap the inputs (convolution commutes) so that in2 is the smaller one."""
+        if math.prod(self.n2) > math.prod(self.n1):
+            self.in1, self.in2 = self.in2, self.in1
+            self.n1, self.n2 = self.n2, self.n1
+            self.b1, self.b2 = self.b2, self.b1
+
     def alloc_out(self):
         out = np.empty(self.out_shape, self.dtype)
         return out, out.transpose(self.perm)
@@ -937,15 +988,19 @@ def convolve(in1, in2, axes, start, shape, nthreads=None, *, contiguous=False):
     _check_memory(need, f"FFT convolution of {p.in1.shape} by {p.in2.shape} padded to {L}", (e1, e2, ep))
     if not use_fftw:
         return _convolve_scipy(p, L, contiguous)
-    key = ("conv", p.dtype, p.b1, p.b2, p.b, L, p.nthreads)
+    p.smaller_second()
+    k = p.k
+    prune2 = None
+    if k >= 2 and p.b1 == p.b and any(2 * p.n2[i] <= L[i] for i in range(k - 1)):
+        prune2 = p.n2[:-1]
+    key = ("conv", p.dtype, p.b1, p.b2, p.b, L, p.nthreads, prune2)
     t0 = time.perf_counter()
     ws = _acquire(key)
     try:
         k, nt = p.k, p.nthreads
         _fill_k(ws.r1, p.in1, k, nt)
-        _fill_k(ws.r2, p.in2, k, nt, 1.0 / math.prod(L))
         ws.f1.execute()
-        ws.f2.execute()
+        ws.forward2(p.in2, nt, 1.0 / math.prod(L))
         if ws.wp is ws.w1:
             _elementwise(_mul, ws.w1, [ws.w1, ws.w2], nt)
         elif ws.wp is ws.w2:
@@ -1045,10 +1100,7 @@ def oaconvolve(in1, in2, axes, start, shape, nthreads=None):
     p = _Problem(in1, in2, axes, start, shape, nthreads)
     if p.trivial:
         return p.finish_trivial()
-    if math.prod(p.n2) > math.prod(p.n1):  # convolution commutes: block the larger input
-        p.in1, p.in2 = p.in2, p.in1
-        p.n1, p.n2 = p.n2, p.n1
-        p.b1, p.b2 = p.b2, p.b1
+    p.smaller_second()  # convolution commutes: block the larger input
     nb = len(p.b)
     # oa_plan on canonical shapes (batch first): give it the conv part only
     plan = oa_plan(p.n1, p.n2, tuple(range(p.k)), p.start, p.shape, p.real, max(1, math.prod(p.b)))
@@ -1103,7 +1155,7 @@ def oaconvolve(in1, in2, axes, start, shape, nthreads=None):
     if not use_fftw:
         return _oa_scipy(p, L, blocks, seg, outc, out, ft)
 
-    key = ("oa", p.dtype, p.b1, p.b2, p.b, L, ft)
+    key = ("oa", p.dtype, p.b1, p.b2, p.b, L, ft, None)
     t_start = time.perf_counter()
     ws0 = _acquire(key)
     try:

@@ -482,3 +482,21 @@ if os.environ.get("FASTCONV_TEST_BIG"):
         a, b = rng.standard_normal(10**7), rng.standard_normal(1000)
         ref = scipy.signal.oaconvolve(a, b)
         _check(_fft.oaconvolve(a, b, (0,), (0,), (a.size + 999,)), ref, np.float64)
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
+@pytest.mark.parametrize(
+    "s1,s2,axes",
+    [((70, 64), (5, 7), (0, 1)), ((30, 20, 26), (3, 4, 5), (0, 1, 2)), ((5, 40, 33), (5, 6, 2), (1, 2)),
+     ((4, 36, 30), (1, 5, 3), (1, 2)), ((9, 11), (40, 38), (0, 1))],
+)
+def test_small_kernel_pruned_transform(s1, s2, axes, dtype):
+    """Kernels much smaller than the transform take the pruned forward path."""
+    rng = np.random.default_rng(11)
+    a, b = _rand(rng, s1, dtype), _rand(rng, s2, dtype)
+    full = _oracle_full(a, b, axes)
+    for start, shape in [((0,) * len(axes), full.shape[-len(axes):] if False else tuple(full.shape[x] for x in axes)),
+                         (tuple((min(a.shape[x], b.shape[x]) - 1) // 2 for x in axes), tuple(max(a.shape[x], b.shape[x]) for x in axes))]:
+        for _ in range(2):  # second call from the cached work set
+            res = _fft.convolve(a, b, axes, start, shape, nthreads=2)
+            _check(res, _crop(full, axes, start, shape), dtype)
