@@ -499,6 +499,12 @@ def _conv2d(in1, in2, mode, boundary, fillvalue, correlation):
         if fv.imag != 0:
             raise ValueError("fillvalue is complex but the inputs are real")
         fv = fv.real
+    if rdt.kind in "iu":
+        info = np.iinfo(rdt)
+        if not info.min <= fv <= info.max:      # (NaN fails too) scipy refuses these as well
+            raise ValueError(
+                f"fillvalue {fv.item()!r} cannot be represented in the output dtype {rdt} "
+                f"(range {info.min}..{info.max})")
     kh, kw = b.shape
     # scipy's correlate2d centres 'same' at kernel index k // 2 of the (unflipped) kernel,
     # i.e. at full-correlation offset k // 2, where correlate() (and convolve2d) use
@@ -520,8 +526,10 @@ def _conv2d(in1, in2, mode, boundary, fillvalue, correlation):
         check_alloc(2.0 * np.prod(padded_shape, dtype=np.float64) * max(rdt.itemsize, 8),
                     f"a {boundary!r}-padded copy of in1 of shape {padded_shape} and the output")
         if boundary == "fill":
+            with np.errstate(over="ignore"):    # 1e40 in float32 is inf, as in scipy
+                cval = fv.astype(rdt) if rdt.kind != "b" else bool(fv)
             padded = xp.pad(a.astype(rdt, copy=False), pads, mode="constant",
-                            constant_values=fv.astype(rdt) if rdt.kind != "b" else bool(fv))
+                            constant_values=cval)
         elif boundary == "wrap":
             padded = xp.pad(a, pads, mode="wrap")
         else:

@@ -18,6 +18,7 @@ Deviations from scipy that these tests pin down (each is where scipy raises or i
 * String and object dtypes raise TypeError (scipy: ValueError or a TypeError from inside).
 * method='separable' on integer/bool inputs uses the exact direct sum.
 """
+import functools
 import inspect
 import warnings
 import zlib
@@ -126,11 +127,17 @@ def scipy_ref(name, a, b, *args):
 
 
 def scipy_dtype(name, a, b, *args):
-    """The dtype scipy returns (its 'fft' path accepts every dtype)."""
+    """The dtype scipy returns for inputs of these dtypes (it depends on nothing else)."""
+    return _scipy_dtype(name, a.dtype.newbyteorder("="), b.dtype.newbyteorder("="))
+
+
+@functools.lru_cache(maxsize=None)
+def _scipy_dtype(name, dt1, dt2):
     fn = getattr(ss, name)
+    a, b = np.ones(3, dt1), np.ones(2, dt2)
     if name in ("convolve", "correlate"):
-        return fn(a, b, *args, method="fft").dtype
-    return fn(a, b, *args).dtype
+        return fn(a, b, method="fft").dtype      # its 'fft' path accepts every dtype
+    return fn(a, b).dtype
 
 
 def assert_matches(got, ref, dtype, fft=False):
@@ -463,21 +470,40 @@ def test_2d_vs_scipy(name, mode, boundary, dtype, rng):
 def test_2d_fillvalue_dtypes(rng):
     a = rng.integers(0, 9, (5, 5)).astype(np.int16)
     b = rng.integers(0, 9, (3, 3)).astype(np.int16)
-    for fv in (3, 2.7, np.float32(-1.5), np.array([4])):
+    # non-integral fill values are truncated into integer outputs, as scipy does
+    for fv in (3, 2.7, np.float32(-1.5), 300, -1, True):
         with warnings.catch_warnings():      # scipy goes through complex and warns
             warnings.simplefilter("ignore", np.exceptions.ComplexWarning)
             ref = ss.convolve2d(a, b, fillvalue=fv)
         got = fastconv.convolve2d(a, b, fillvalue=fv)
         assert got.dtype == ref.dtype == np.int16
         np.testing.assert_array_equal(got, ref)
+    # one-element arrays are accepted (scipy documents it, but only honours it for float64)
+    np.testing.assert_array_equal(fastconv.convolve2d(a, b, fillvalue=np.array([4])),
+                                  ss.convolve2d(a.astype(float), b.astype(float),
+                                                fillvalue=np.array([4])))
     z = (rng.standard_normal((5, 5)) + 1j).astype(np.complex64)
     np.testing.assert_allclose(fastconv.correlate2d(z, z[:2, :3], fillvalue=1 - 2j),
                                ss.correlate2d(z, z[:2, :3], fillvalue=1 - 2j), rtol=1e-5,
                                atol=1e-5)
+    f32 = rng.standard_normal((4, 4)).astype(np.float32)
+    with np.errstate(over="raise"):
+        got = fastconv.convolve2d(f32, np.ones((2, 2), np.float32), fillvalue=1e40)
+    assert got.dtype == np.float32 and np.isposinf(got[0, 0])
     with pytest.raises(ValueError, match="fillvalue"):
         fastconv.convolve2d(a, b, fillvalue=[1, 2])
     with pytest.raises(ValueError, match="fillvalue"):
         fastconv.convolve2d(a.astype(float), b, fillvalue=1 + 1j)
+    # a fill value the integer output cannot hold: scipy and fastconv both refuse
+    u8 = a.astype(np.uint8)
+    for fv in (300, -1, np.nan, 1e40):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", np.exceptions.ComplexWarning)
+            warnings.simplefilter("ignore", RuntimeWarning)
+            with pytest.raises(ValueError):
+                ss.convolve2d(u8, u8, fillvalue=fv)
+        with pytest.raises(ValueError, match="fillvalue .* cannot be represented .* uint8"):
+            fastconv.convolve2d(u8, u8, fillvalue=fv)
 
 
 # ----------------------------------------------------------------------------- choose_conv_method

@@ -5,7 +5,7 @@ convolution and correlation checked against scipy-computed values.
 """
 import numpy as np
 import scipy.signal as ss
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import fastconv
@@ -123,6 +123,7 @@ def test_correlation_lags_vs_scipy(n1, n2, mode):
 
 
 # ----------------------------------------------------------------------------- identities
+@settings(max_examples=25)
 @given(data=st.data(), method=METHODS, seed=st.integers(0, 2**32 - 1))
 def test_convolution_commutes_and_correlation_is_flipped_conjugate(data, method, seed):
     s1, s2 = data.draw(shape_pair())
@@ -141,6 +142,7 @@ def test_convolution_commutes_and_correlation_is_flipped_conjugate(data, method,
            np.conj(ss.correlate(a, b, "full", method="direct"))[rev], np.complex128)
 
 
+@settings(max_examples=30)
 @given(data=st.data(), method=METHODS, seed=st.integers(0, 2**32 - 1), mode=MODES,
        alpha=st.floats(-3, 3), beta=st.floats(-3, 3))
 def test_linearity(data, method, seed, mode, alpha, beta):
@@ -169,6 +171,7 @@ def test_same_and_valid_are_windows_of_full(data, seed, mode):
     _close(got, full[sl], np.float64)
 
 
+@settings(max_examples=15)
 @given(data=st.data(), seed=st.integers(0, 2**32 - 1))
 def test_delta_kernel_is_identity_and_shift(data, seed):
     s1, _ = data.draw(shape_pair())
