@@ -74,10 +74,10 @@ _HOST_SCALARS = (int, float, complex, bool, str, bytes, list, tuple, type(None),
 
 
 def _looks_like_gpu_array(a):
-    if isinstance(a, (np.ndarray,) + _HOST_SCALARS):
-        return False
     if type(a).__module__.split(".")[0] in ("cupy", "cupyx"):
         return True
+    if isinstance(a, (np.ndarray,) + _HOST_SCALARS):
+        return False
     try:
         return hasattr(a, "__cuda_array_interface__")
     except Exception:  # noqa: BLE001 - some libraries raise other errors from the property
@@ -127,10 +127,10 @@ def get_array_module(*arrays, names=None):
 
     host, gpu = [], []
     for i, a in enumerate(arrays):
-        if isinstance(a, np.ndarray):
-            host.append(name(i))
-        elif _looks_like_gpu_array(a):
+        if _looks_like_gpu_array(a):
             gpu.append((name(i), a))
+        elif isinstance(a, np.ndarray):
+            host.append(name(i))
     if not gpu:
         return np
     cp = _cupy_module()
@@ -180,26 +180,30 @@ class _Backend:
 _standin = None
 
 
+_standin_modules = ()
+
+
 @contextlib.contextmanager
-def _use_standin(launcher):
-    """Tests: run the engines on NumPy arrays with ``launcher`` (the CPU harness)."""
+def _use_standin(launcher, modules=(np,)):
+    """Tests: run the engines on NumPy arrays with ``launcher`` (the CPU harness) for
+    arrays whose module (get_array_module) is one of ``modules``."""
     import scipy.fft
 
-    global _standin
-    old = _standin
-    _standin = _Backend(np, scipy.fft, launcher, "host")
+    global _standin, _standin_modules
+    old = _standin, _standin_modules
+    _standin, _standin_modules = _Backend(np, scipy.fft, launcher, "host"), tuple(modules)
     try:
         yield _standin
     finally:
-        _standin = old
+        _standin, _standin_modules = old
 
 
 def _backend(xp):
-    if xp is np:
-        if _standin is None:
-            raise TypeError("fastconv._cupy engines take CuPy arrays; NumPy arrays are "
-                            "served by the CPU engines")
+    if any(xp is m for m in _standin_modules):
         return _standin
+    if xp is np:
+        raise TypeError("fastconv._cupy engines take CuPy arrays; NumPy arrays are "
+                        "served by the CPU engines")
     import cupyx.scipy.fft
 
     dev = xp.cuda.Device().id

@@ -153,7 +153,7 @@ def test_correlate_empty_and_errors(standin):
 
 
 def test_numpy_without_standin_is_refused(monkeypatch):
-    monkeypatch.setattr(_cupy, "_standin", None)
+    monkeypatch.setattr(_cupy, "_standin_modules", ())
     with pytest.raises(TypeError, match="CuPy arrays"):
         _cupy.correlate(np.ones((1, 1, 5)), np.ones((1, 1, 2)), np.ones((1, 1, 4)),
                         (1,), (1,), (0,), 1)
@@ -349,3 +349,64 @@ def test_bench_gpu_without_gpu_says_no_gpu():
                           "--quick"], capture_output=True, text=True, cwd=ROOT, timeout=120)
     assert res.returncode == 0, res.stderr
     assert "no GPU" in res.stdout
+
+
+# ---------------------------------------------------------------------------- the front
+
+@pytest.fixture
+def fake_cupy(standin, monkeypatch):
+    """A stand-in 'cupy' module: arrays are a numpy subclass whose type lives in module
+    'cupy', so fastconv.signal takes its GPU route and calls the _cupy engines (which then
+    run on the numpy data through the harness).  Records every engine call."""
+    class ndarray(np.ndarray):
+        pass
+
+    ndarray.__module__ = "cupy"
+    fake = types.ModuleType("cupy")
+    fake.ndarray = ndarray
+    fake.__getattr__ = lambda name: getattr(np, name)
+
+    def keep(f):
+        return lambda *a, **k: np.asarray(f(*a, **k)).view(ndarray)
+
+    for f in ("asarray", "ascontiguousarray", "empty", "zeros", "full", "array"):
+        setattr(fake, f, keep(getattr(np, f)))
+    monkeypatch.setitem(sys.modules, "cupy", fake)
+    monkeypatch.setattr(_cupy, "_standin_modules", (np, fake))
+    calls = []
+    for name in ("correlate", "fft_convolve", "oaconvolve"):
+        def spy(*args, _f=getattr(_cupy, name), _n=name, **kw):
+            calls.append(_n)
+            return _f(*args, **kw)
+        monkeypatch.setattr(_cupy, name, spy)
+    return ndarray, calls
+
+
+@pytest.mark.parametrize("dtype", ["float32", "complex128", "int64"])
+@pytest.mark.parametrize("method", ["direct", "fft", "auto"])
+@pytest.mark.parametrize("mode", ["full", "same", "valid"])
+@pytest.mark.parametrize("name", ["convolve", "correlate"])
+def test_signal_front_through_gpu_engines(fake_cupy, dtype, method, mode, name):
+    import fastconv
+    gpu_ndarray, calls = fake_cupy
+    if method == "fft" and dtype == "int64":
+        pytest.skip("int64 with method='fft' is rounded float arithmetic: not compared here")
+    rng = np.random.default_rng(8)
+    a, b = rand(rng, (30, 27), dtype), rand(rng, (5, 4), dtype)
+    got = getattr(fastconv, name)(a.view(gpu_ndarray), b.view(gpu_ndarray), mode=mode,
+                                  method=method)
+    want = getattr(scipy.signal, name)(a, b, mode=mode, method=method)
+    assert calls, "the front did not use the GPU engines"
+    assert np.asarray(got).dtype == want.dtype
+    close(np.asarray(got), want, dtype)
+
+
+@pytest.mark.parametrize("name", ["fftconvolve", "oaconvolve"])
+def test_signal_front_fft_through_gpu_engines(fake_cupy, name):
+    import fastconv
+    gpu_ndarray, calls = fake_cupy
+    rng = np.random.default_rng(9)
+    a, b = rand(rng, (3, 3000), "float64"), rand(rng, (1, 65), "float64")
+    got = getattr(fastconv, name)(a.view(gpu_ndarray), b.view(gpu_ndarray), mode="same", axes=1)
+    assert calls == ["fft_convolve" if name == "fftconvolve" else "oaconvolve"]
+    close(np.asarray(got), getattr(scipy.signal, name)(a, b, mode="same", axes=1), "float64")
