@@ -100,8 +100,10 @@ def direct(x, w, out_spatial, stride, dilation, pad, groups):
         w = np.ascontiguousarray(w)
         out = np.empty(x.shape[:1] + w.shape[:1] + tuple(out_spatial), dtype=x.dtype)
         if out.size:
-            _core.correlate(x, w, out, tuple(stride), tuple(dilation), tuple(pad), groups,
-                            _config.get_num_threads())
+            # small problems: threads cost more than they save (~1 M MACs each at least)
+            macs = out.size * math.prod(w.shape[1:])
+            nt = max(1, min(_config.get_num_threads(), macs >> 20))
+            _core.correlate(x, w, out, tuple(stride), tuple(dilation), tuple(pad), groups, nt)
         return out
     return _direct_numpy(x, w, out_spatial, stride, dilation, pad, groups)
 
