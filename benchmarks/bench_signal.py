@@ -4,9 +4,15 @@
 
 equals ``python -m fastconv bench --only signal ...``; see benchmarks/README.md.
 """
+import os
 import sys
 
-from fastconv._bench import main
+try:
+    import fastconv  # noqa: F401 - an installed fastconv
+except ImportError:  # a source checkout: the package is next to this folder
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from fastconv._bench import main  # noqa: E402
 
 if __name__ == "__main__":
     sys.exit(main())
