@@ -410,3 +410,81 @@ def test_signal_front_fft_through_gpu_engines(fake_cupy, name):
     got = getattr(fastconv, name)(a.view(gpu_ndarray), b.view(gpu_ndarray), mode="same", axes=1)
     assert calls == ["fft_convolve" if name == "fftconvolve" else "oaconvolve"]
     close(np.asarray(got), getattr(scipy.signal, name)(a, b, mode="same", axes=1), "float64")
+
+
+# ---------------------------------------------------------------------------- CuPy launcher
+
+def test_cupy_launcher_marshalling(standin, monkeypatch):
+    """_CupyLauncher against a fake cupy.RawModule that checks what CuPy needs (a C++
+    standard option, name expressions, (grid,), (block,), numpy int64 scalars) and then
+    runs the named kernel on the harness."""
+    ctype_to_dtype = {v: k for k, v in _cupy._CTYPES.items()}
+    modules = []
+
+    class FakeKernel:
+        def __init__(self, name):
+            self.name = name
+
+        def __call__(self, grid, block, args, shared_mem=0):
+            assert isinstance(grid, tuple) and isinstance(block, tuple)
+            assert all(type(v) is int for v in grid + block) and block[0] <= 256
+            for a in args:
+                assert isinstance(a, (np.ndarray, np.int64)), type(a)
+            kernel, ctype = self.name.split("<", 1)
+            standin.launch(kernel, ctype_to_dtype[ctype[:-1]], grid[0], block[0], args,
+                           shared_mem)
+
+    class FakeRawModule:
+        def __init__(self, *, code, options, name_expressions):
+            assert "-std=c++14" in options and "#include" not in code
+            self.names = tuple(name_expressions)
+            modules.append(self)
+            self.compiled = False
+
+        def compile(self):
+            self.compiled = True
+
+        def get_function(self, name):
+            assert self.compiled and name in self.names
+            return FakeKernel(name)
+
+    class Device:
+        def __init__(self, i=0):
+            self.id = i
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            return False
+
+    fake = types.SimpleNamespace(ndarray=np.ndarray, RawModule=FakeRawModule,
+                                 cuda=types.SimpleNamespace(Device=Device))
+    monkeypatch.setattr(_cupy, "_cupy_module", lambda import_=True: fake)
+    _cupy._cuda_module.cache_clear()
+    _cupy._cuda_function.cache_clear()
+    import scipy.fft
+    be = _cupy._Backend(np, scipy.fft, _cupy._CupyLauncher(fake, 0), "fake0")
+    monkeypatch.setattr(_cupy, "_standin", be)
+    try:
+        rng = np.random.default_rng(10)
+        for dtype in DTYPES:
+            for (S, K, groups, cin) in [((30, 31), (3, 3), 1, 4), ((30, 31), (3, 3), 4, 4),
+                                        ((5, 4, 3, 4), (2, 2, 1, 2), 1, 2)]:
+                x = rand(rng, (2, cin) + S, dtype)
+                w = rand(rng, (4, cin // groups) + K, dtype)
+                nd = len(S)
+                out = np.empty((2, 4) + tuple(s - k + 1 for s, k in zip(S, K)), dtype)
+                _cupy.correlate(x, w, out, (1,) * nd, (1,) * nd, (0,) * nd, groups)
+                ref = np.empty_like(out)
+                with _cupy._use_standin(standin):
+                    _cupy.correlate(x, w, ref, (1,) * nd, (1,) * nd, (0,) * nd, groups)
+                np.testing.assert_array_equal(out, ref)
+                got = _cupy.gemm_conv(x, w, (1,) * nd, (1,) * nd, (0,) * nd, groups)
+                close(got, ref, dtype)
+    finally:
+        _cupy._cuda_module.cache_clear()
+        _cupy._cuda_function.cache_clear()
+    # one module per (file, dtype): direct.cu and im2col.cu x 5 dtypes, each compiled once
+    assert len(modules) == 10
+    assert {n.split("<")[0] for m in modules for n in m.names} == set(_cupy._KERNEL_FILE)
