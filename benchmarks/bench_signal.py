@@ -12,7 +12,7 @@ try:
 except ImportError:  # a source checkout: the package is next to this folder
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from fastconv._bench import main  # noqa: E402
+from fastconv._bench import main
 
 if __name__ == "__main__":
     sys.exit(main())
