@@ -753,6 +753,11 @@ def header_lines(threads, quick):
               f"{scipy.__version__} | opencv {cv} | python {platform.python_version()} | "
               f"{os.cpu_count()} cpus | threads {threads} | {'quick' if quick else 'full'}"),
              f"fastconv from {os.path.dirname(fastconv.__file__)}"]
+    from . import _plan
+
+    tuned = _plan._tune_path()
+    lines.append("cost model: " + (f"tuned constants from {tuned}" if os.path.isfile(tuned)
+                                   else "built-in defaults (run `python -m fastconv tune`)"))
     try:
         load = os.getloadavg()[0]
     except OSError:
