@@ -105,14 +105,17 @@ FN(fc_mk)(const int R, const int V, const FC_T *restrict p, ptrdiff_t rp,
 
 /* acc[r][:V] += x[row b, taps kw] * wr[kw - r*KW] for the rows LO <= r <= HI. */
 static inline __attribute__((always_inline)) FC_ATTR void
-FN(fc_rows_kw)(const int V, const int LO, const int HI, FN(fc_vec) acc[4][8],
+FN(fc_rows_kw)(const int V, const int LO, const int HI, const int KWC, FN(fc_vec) acc[4][8],
                const FC_T *restrict b, const FC_T *restrict wr, ptrdiff_t KW,
                const int64_t *restrict toff)
 {
     ptrdiff_t kw;
     int r, v;
+    if (KWC > 0)
+        KW = KWC;
+#pragma GCC unroll 8
     for (kw = 0; kw < KW; kw++) {
-        const FC_T *q = b + toff[kw];
+        const FC_T *q = b + (KWC > 0 ? kw : toff[kw]);
         FN(fc_vec) xv[8];
 #pragma GCC unroll 8
         for (v = 0; v < V; v++)
@@ -134,14 +137,14 @@ FN(fc_rows_kw)(const int V, const int LO, const int HI, FN(fc_vec) acc[4][8],
  * to about (V + R) / (R * V).
  */
 static inline __attribute__((always_inline)) FC_ATTR void
-FN(fc_mk_rows)(const int R, const int V, const FC_T *restrict p, ptrdiff_t rp,
+FN(fc_mk_rows)(const int R, const int V, const int KWC, const FC_T *restrict p, ptrdiff_t rp,
                ptrdiff_t slabp, ptrdiff_t cip, ptrdiff_t cc, ptrdiff_t KP, ptrdiff_t KH,
                ptrdiff_t KW, const int64_t *restrict toff, const FC_T *restrict w,
                FC_T *restrict dst, ptrdiff_t dp, int rows, int cols, int accum)
 {
     FN(fc_vec) acc[4][8];
     ptrdiff_t ci, kp, ir;
-    const ptrdiff_t KHW = KH * KW;
+    const ptrdiff_t KHW = KH * (KWC > 0 ? KWC : KW);
     int r, v;
 #pragma GCC unroll 4
     for (r = 0; r < R; r++)
@@ -154,14 +157,14 @@ FN(fc_mk_rows)(const int R, const int V, const FC_T *restrict p, ptrdiff_t rp,
             const FC_T *wc = w + (ci * KP + kp) * KHW;
             for (ir = 0; ir < R + KH - 1; ir++) {
                 const FC_T *b = s + ir * rp;
-                const FC_T *wr = wc + ir * KW;   /* row r uses wr - r*KW */
+                const FC_T *wr = wc + ir * (KWC > 0 ? KWC : KW); /* row r: wr - r*KW */
                 /* output rows lo..hi use this input row; one unrolled loop per range */
                 const int lo = ir - KH + 1 > 0 ? (int)(ir - KH + 1) : 0;
                 const int hi = ir < R - 1 ? (int)ir : R - 1;
                 switch (lo * 4 + hi) {
 #define FC_RK(LO, HI)                                                            \
                 case LO * 4 + HI:                                                \
-                    if (HI < R) FN(fc_rows_kw)(V, LO, HI, acc, b, wr, KW, toff); \
+                    if (HI < R) FN(fc_rows_kw)(V, LO, HI, KWC, acc, b, wr, KW, toff); \
                     break;
                 FC_RK(0, 0) FC_RK(0, 1) FC_RK(0, 2) FC_RK(0, 3)
                 FC_RK(1, 1) FC_RK(1, 2) FC_RK(1, 3)
@@ -249,7 +252,13 @@ FN(fc_build_panel)(const fc_plan *restrict pl, FC_T *restrict panel, int64_t n,
               pl->KW, pl->toff, wp, dst, pl->OW, rows, cols, accum)
 
 #define FC_MKR_CALL(RR, VV)                                                  \
-    FN(fc_mk_rows)(RR, VV, pp, rp, pl->slab, pl->ci_pitch, ccur, pl->KP, pl->KH, \
+    do {                                                                         \
+        if (kwc == 3) FC_MKR_CALL2(RR, VV, 3);                                   \
+        else if (kwc == 5) FC_MKR_CALL2(RR, VV, 5);                              \
+        else FC_MKR_CALL2(RR, VV, 0);                                            \
+    } while (0)
+#define FC_MKR_CALL2(RR, VV, KWC)                                              \
+    FN(fc_mk_rows)(RR, VV, KWC, pp, rp, pl->slab, pl->ci_pitch, ccur, pl->KP, pl->KH, \
                    pl->KW, pl->toff, wp, dst, pl->OW, rows, cols, accum)
 
 /* One task: (n, g, output plane, row tile, column tile). */
@@ -279,6 +288,9 @@ static FC_ATTR void FN(fc_task)(const fc_plan *restrict pl, int64_t t, void *scr
         const int64_t wneed = fc_rup(ncols, VL) + pl->qmax;
         const ptrdiff_t rp = pl->sH * pl->row_pitch, khp = pl->dH * pl->row_pitch;
         const int rowshare = pl->sH == 1 && pl->dH == 1;
+        /* unit column stride and dilation with a common width: taps fully unrolled */
+        const int kwc = (pl->sW == 1 && pl->dW == 1 && (pl->KW == 3 || pl->KW == 5))
+                        ? (int)pl->KW : 0;
         for (c0 = 0; c0 < pl->Cig; c0 += pl->cc) {
             const int64_t ccur = fc_min(pl->cc, pl->Cig - c0);
             const int accum = c0 > 0;
@@ -329,6 +341,7 @@ static FC_ATTR void FN(fc_task)(const fc_plan *restrict pl, int64_t t, void *scr
 
 #undef FC_MK_CALL
 #undef FC_MKR_CALL
+#undef FC_MKR_CALL2
 #undef FC_LOADU
 #undef FC_STOREU
 #undef FC_VL
