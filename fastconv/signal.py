@@ -57,6 +57,22 @@ class _CPUEngines:
         return _fft.oaconvolve(in1, in2, axes, start, shape, nthreads)
 
 
+#: work (multiply-adds, or FFT points x log2) below which one more thread costs more in
+#: wake-up and synchronisation than it saves (tens of microseconds; far more on a loaded
+#: machine, where a second OpenMP/FFTW thread may wait for a core)
+_MIN_WORK_PER_THREAD = 1 << 16
+
+
+def _threads_for(work, nthreads):
+    """Threads worth using for ``work`` units: 1 for small problems, at most ``nthreads``."""
+    return int(max(1, min(nthreads, work // _MIN_WORK_PER_THREAD)))
+
+
+def _fft_work(*sizes):
+    n = float(sum(sizes))
+    return 8.0 * n * max(1.0, np.log2(max(n, 2.0)))
+
+
 def _engines(xp):
     if xp is np:
         return _CPUEngines
@@ -108,9 +124,11 @@ def _rank1_factors(kernel, cdt):
     scale = float(np.abs(k).max()) if k.size else 0.0
     if scale == 0.0 or not np.isfinite(scale):
         return None
-    u, s, vt = np.linalg.svd(k)
-    col = u[:, 0] * np.sqrt(s[0])
-    row = vt[0] * np.sqrt(s[0])
+    # rank-1 test and factors in O(kernel size), pivoting on the largest entry (no SVD:
+    # 'auto' asks this for every 2-D kernel up to 512x512)
+    i0, j0 = np.unravel_index(int(np.argmax(np.abs(k))), k.shape)
+    col = k[:, j0].copy()
+    row = k[i0, :] / k[i0, j0]
     err = float(np.abs(np.outer(col, row) - k).max())
     eps = np.finfo(np.dtype(cdt)).eps
     if err > 4 * eps * scale * max(k.shape):
@@ -173,6 +191,14 @@ class _Problem:
             return xp.zeros(self.shape, self.rdt)
         if method == "separable" and self.integer:
             method = "direct"       # rank-1 factors are not integers: the exact sum instead
+        nout = float(np.prod(self.shape, dtype=np.float64))
+        x, k = self.kernel_and_signal()
+        if method == "direct":
+            nthreads = _threads_for(nout * k.size, nthreads)
+        elif method == "separable":
+            nthreads = _threads_for(nout * sum(k.shape), nthreads)
+        else:
+            nthreads = _threads_for(_fft_work(self.a.size, self.b.size, nout), nthreads)
         if method == "direct":
             return _dtypes.finish(self._direct(nthreads), self.rdt)
         if method == "separable":
@@ -433,7 +459,9 @@ def _freq_conv(xp, in1, in2, mode, axes, engine):
     b = b.astype(fdt, copy=False)
     eng = _engines(xp)
     fn = eng.fft_convolve if engine == "fft" else eng.oaconvolve
-    return fn(a, b, axes, tuple(starts), tuple(shape), get_num_threads())
+    nthreads = _threads_for(_fft_work(a.size, b.size, np.prod(out_shape, dtype=np.float64)),
+                            get_num_threads())
+    return fn(a, b, axes, tuple(starts), tuple(shape), nthreads)
 
 
 def fftconvolve(in1, in2, mode="full", axes=None):

@@ -666,3 +666,17 @@ def test_memory_error_names_the_size_before_allocating():
     small = np.ones((2, 2, 2))
     with pytest.raises(MemoryError, match="GiB"):        # the output fits, the input copy not
         fastconv.convolve(huge, small, "valid", "direct")
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_longdouble_computed_in_double(method, rng):
+    """Deviation (documented): long double is computed in double precision."""
+    for dt in (np.longdouble, np.clongdouble):
+        a, b = make(rng, (9, 4), dt), make(rng, (3, 2), dt)
+        got = fastconv.convolve(a, b, "same", method)
+        ref = ss.convolve(a, b, "same", method="direct")
+        assert got.dtype == ref.dtype == np.dtype(dt)
+        assert_matches(got, ref, dt, fft=method in ("fft", "oa"))
+        got = fastconv.fftconvolve(a, b)
+        assert got.dtype == (np.complex128 if np.dtype(dt).kind == "c" else np.float64)
+        assert_matches(got, ss.fftconvolve(a, b), got.dtype, fft=True)
