@@ -50,6 +50,9 @@ _KERNEL_FILE = {k: f for f, ks in _FILE_KERNELS.items() for k in ks}
 _COB = 4                 # FC_COB in direct.cu
 _MAX_SMEM = 48 * 1024    # dynamic shared memory without opt-in, every GPU since sm_20
 _PATCH_TARGET = 16 * 1024
+# C_in/groups == 1 with at most this many taps: fc_depthwise (taps through L1); larger
+# kernels reuse each input value more often and go to the shared-memory tiles
+_DEPTHWISE_MAX_TAPS = 27
 _BLOCK = 256             # FC_MAX_THREADS in fc_common.cuh
 _MAX_GRID = 2**31 - 1
 _GEMM_WORKSPACE = 256 * 2**20  # bytes of im2col columns per batch chunk
@@ -293,9 +296,9 @@ def correlate(x, w, out, stride, dilation, pad, groups, nthreads=None):
     C-contiguous CuPy arrays of one dtype (float32, float64, complex64, complex128,
     int64); ``out`` is overwritten and returned.  ``nthreads`` is ignored.
 
-    Kernel choice: C_in/groups == 1 with <= 3 spatial axes -> ``fc_depthwise``; <= 3
-    axes whose input patch fits in shared memory -> ``fc_corr_tiled``; else the generic
-    ``fc_corr_nd``.  Cost: N*C_out*prod(O)*C_in/groups*prod(K) multiply-adds.
+    Kernel choice (<= 3 spatial axes): C_in/groups == 1 with <= 27 taps -> ``fc_depthwise``;
+    else ``fc_corr_tiled`` when the input patch of a tile fits in shared memory; else
+    ``fc_depthwise`` for C_in/groups == 1; anything else (and 4+ axes) -> ``fc_corr_nd``.  Cost: N*C_out*prod(O)*C_in/groups*prod(K) multiply-adds.
     """
     xp = get_array_module(x, w, out, names=("x", "w", "out"))
     be = _backend(xp)
@@ -334,18 +337,20 @@ def correlate(x, w, out, stride, dilation, pad, groups, nthreads=None):
         S3, K3, O3 = one + S, one + K, one + O
         st3, dl3, pd3 = one + stride, one + dilation, (0,) * (3 - nd) + pad
         arrays3 = [*S3, *K3, *O3, *st3, *dl3, *pd3]
-        if cin_g == 1:
-            g = _geom(be, [3, *head, *arrays3])
-            be.launcher.launch("fc_depthwise", dtype, _grid(out.size), _BLOCK,
-                               (x, w, out, g, out.size))
-            return out
-        plan = _tile_plan(dtype.itemsize, O3, K3, st3, dl3, cin_g, cout_g)
+        small_depthwise = cin_g == 1 and math.prod(K) <= _DEPTHWISE_MAX_TAPS
+        plan = None if small_depthwise else _tile_plan(dtype.itemsize, O3, K3, st3, dl3,
+                                                       cin_g, cout_g)
         if plan is not None:
             extra, nthr, smem = plan
             nblocks = N * groups * extra[-1] * extra[8] * extra[9] * extra[10]
             g = _geom(be, [3, *head, *arrays3, *extra])
             be.launcher.launch("fc_corr_tiled", dtype, min(nblocks, _MAX_GRID), nthr,
                                (x, w, out, g, nblocks), smem)
+            return out
+        if cin_g == 1:
+            g = _geom(be, [3, *head, *arrays3])
+            be.launcher.launch("fc_depthwise", dtype, _grid(out.size), _BLOCK,
+                               (x, w, out, g, out.size))
             return out
     g = _geom(be, [nd, *head, *S, *K, *O, *stride, *dilation, *pad])
     be.launcher.launch("fc_corr_nd", dtype, _grid(out.size), _BLOCK, (x, w, out, g, out.size))

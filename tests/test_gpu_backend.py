@@ -76,6 +76,9 @@ def last_kernel(launcher):
     ((2, 4, 8, 4, (17, 15), (3, 3), (1, 1), (1, 1), (1, 1)), "fc_depthwise"),
     ((1, 3, 3, 3, (11, 9, 7), (3, 3, 3), (2, 1, 1), (1, 1, 2), (1, 1, 1)), "fc_depthwise"),
     ((1, 2, 1, 1, (13100,), (13000,), (1,), (1,), (0,)), "fc_corr_nd"),  # > smem
+    ((1, 1, 1, 1, (13100,), (13000,), (1,), (1,), (0,)), "fc_depthwise"),  # > smem
+    ((1, 1, 1, 1, (40, 37), (9, 8), (1, 1), (1, 1), (8, 7)), "fc_corr_tiled"),  # signal 2-D
+    ((2, 3, 6, 3, (20, 21), (7, 6), (1, 2), (2, 1), (4, 2)), "fc_corr_tiled"),  # big depthwise
 ])
 def test_correlate_vs_torch(standin, dtype, case, kernel):
     N, Cin, Cout, groups, S, K, st, dl, p = case
@@ -94,7 +97,8 @@ def test_correlate_vs_torch(standin, dtype, case, kernel):
 
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("shapes", [((37,), (6,)), ((12, 15), (4, 3)), ((6, 7, 5), (2, 3, 2)),
-                                    ((5, 4, 3, 4), (2, 2, 1, 3))])
+                                    ((5, 4, 3, 4), (2, 2, 1, 3)), ((40,), (33,)),
+                                    ((15, 14), (6, 7))])
 def test_correlate_vs_scipy(standin, dtype, shapes):
     """scipy.signal.correlate(in1, in2, 'full') == engine with pad = K-1 (in2 conjugated
     by scipy, so the engine gets conj(in2))."""
@@ -106,7 +110,9 @@ def test_correlate_vs_scipy(standin, dtype, shapes):
     out = np.empty((1, 1) + want.shape, dtype=dtype)
     _cupy.correlate(a[None, None], np.conj(b)[None, None].copy(), out, (1,) * nd, (1,) * nd,
                     tuple(k - 1 for k in s2), 1)
-    assert last_kernel(standin) == ("fc_corr_nd" if nd > 3 else "fc_depthwise")
+    taps = int(np.prod(s2))
+    assert last_kernel(standin) == ("fc_corr_nd" if nd > 3 else
+                                    "fc_depthwise" if taps <= 27 else "fc_corr_tiled")
     close(out[0, 0], want, dtype)
 
 
