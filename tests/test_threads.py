@@ -28,9 +28,11 @@ def _problems(rng, method):
     probs = []
     for i in range(N_WORKERS):
         nd = 1 + i % 3
-        s1 = tuple(int(v) for v in rng.integers(20 + 8 * i, 40 + 8 * i, nd)) if nd > 1 else (
-            3000 + 500 * i,)
-        s2 = tuple(int(v) for v in rng.integers(2, 6 + i, nd)) if nd > 1 else (30 + 20 * i,)
+        # large enough that every engine really runs multi-threaded when allowed to
+        side = (70 + 6 * i) if nd == 2 else (18 + 2 * i)
+        s1 = tuple(int(v) for v in rng.integers(side, side + 10, nd)) if nd > 1 else (
+            20000 + 500 * i,)
+        s2 = tuple(int(v) for v in rng.integers(3, 6 + i, nd)) if nd > 1 else (30 + 20 * i,)
         dt = [np.float64, np.float32, np.complex128, np.int32][i % 4]
         if method == "fft" and dt == np.int32:
             dt = np.float64
