@@ -13,6 +13,7 @@ cuDNN autotune), then the median of CUDA-event timings around single calls.  A c
 'no GPU' and exits 0.
 """
 import argparse
+import functools
 import json
 import sys
 import time
@@ -123,16 +124,62 @@ def _layer_cases(quick):
     return cases
 
 
+def _timed_row(cp, row, fn, repeat):
+    try:
+        row["ms"], row["peak_MiB"] = _time(cp, fn, repeat)
+    except Exception as e:  # noqa: BLE001 - one failing impl must not stop the rest
+        row["ms"] = f"error: {type(e).__name__}: {str(e)[:60]}"
+    return row
+
+
+def _signal_rows(cp, torch, rs, kind, shape, kshape, repeat):
+    a = rs.standard_normal(shape, dtype=cp.float32)
+    b = rs.standard_normal(kshape, dtype=cp.float32)
+    rows = []
+    for name, fn in _signal_impls(cp, torch, len(shape)):
+        row = {"section": "signal", "workload": f"{kind} {shape}*{kshape}", "impl": name}
+        big_direct = "direct" in name or "ndimage" in name or name == "cupyx.convolve2d"
+        if big_direct and a.size * b.size > 3e11:
+            row["ms"] = "skipped (direct too slow)"
+            rows.append(row)
+        else:
+            rows.append(_timed_row(cp, row, functools.partial(fn, a, b), repeat))
+    return rows
+
+
+def _layer_rows(cp, torch, rs, case, repeat):
+    import fastconv.nn
+    from fastconv import _cupy
+
+    name, n, cin, cout, sp, k, st, p, g = case
+    x = rs.standard_normal((n, cin) + sp, dtype=cp.float32)
+    w = rs.standard_normal((cout, cin // g) + k, dtype=cp.float32)
+    nd = len(sp)
+    st_, dl_, p_ = (st,) * nd, (1,) * nd, (p,) * nd
+    fconv = getattr(fastconv.nn, f"conv{nd}d")
+    impls = [("fastconv.nn", lambda: fconv(x, w, None, st, p, 1, g)),
+             ("fastconv gemm engine", lambda: _cupy.gemm_conv(x, w, st_, dl_, p_, g))]
+    out = []
+
+    def direct():
+        if not out:  # the output buffer, allocated at the first (warm-up) call
+            out.append(_cupy.gemm_conv(x, w, st_, dl_, p_, g))
+        return _cupy.correlate(x, w, out[0], st_, dl_, p_, g)
+    impls.append(("fastconv direct engine", direct))
+    if torch is not None:
+        tf = getattr(torch.nn.functional, f"conv{nd}d")
+        tx, tw = torch.as_tensor(x, device="cuda"), torch.as_tensor(w, device="cuda")
+        impls.append(("torch (cuDNN)", lambda: tf(tx, tw, None, st, p, 1, g)))
+    return [_timed_row(cp, {"section": "nn", "workload": name, "impl": impl}, fn, repeat)
+            for impl, fn in impls]
+
+
 def run(quick=False):
     """Rows (dicts) of the GPU benchmark; [] when there is no GPU."""
     cp, why = _gpu()
     if cp is None:
         print(f"no GPU ({why})")
         return []
-    import fastconv
-    import fastconv.nn
-    from fastconv import _cupy
-
     torch = _torch()
     repeat = 5 if quick else 11
     rs = cp.random.RandomState(0)
@@ -140,44 +187,9 @@ def run(quick=False):
     dev = cp.cuda.runtime.getDeviceProperties(cp.cuda.Device().id)["name"]
     dev = dev.decode() if isinstance(dev, bytes) else dev
     for kind, shape, kshape in _signal_cases(quick):
-        a = rs.standard_normal(shape, dtype=cp.float32)
-        b = rs.standard_normal(kshape, dtype=cp.float32)
-        for name, fn in _signal_impls(cp, torch, len(shape)):
-            row = {"section": "signal", "workload": f"{kind} {shape}*{kshape}", "impl": name}
-            big_direct = "direct" in name or "ndimage" in name or name == "cupyx.convolve2d"
-            if big_direct and a.size * b.size > 3e11:
-                row["ms"] = "skipped (direct too slow)"
-            else:
-                try:
-                    row["ms"], row["peak_MiB"] = _time(cp, lambda: fn(a, b), repeat)
-                except Exception as e:  # noqa: BLE001 - one failing impl must not stop the rest
-                    row["ms"] = f"error: {type(e).__name__}: {str(e)[:60]}"
-            rows.append(row)
-    for name, n, cin, cout, sp, k, st, p, g in _layer_cases(quick):
-        x = rs.standard_normal((n, cin) + sp, dtype=cp.float32)
-        w = rs.standard_normal((cout, cin // g) + k, dtype=cp.float32)
-        nd = len(sp)
-        fconv = getattr(fastconv.nn, f"conv{nd}d")
-        impls = [("fastconv.nn", lambda: fconv(x, w, None, st, p, 1, g)),
-                 ("fastconv gemm engine",
-                  lambda: _cupy.gemm_conv(x, w, (st,) * nd, (1,) * nd, (p,) * nd, g)),
-                 ("fastconv direct engine", None)]
-        if torch is not None:
-            tf = getattr(torch.nn.functional, f"conv{nd}d")
-            tx, tw = torch.as_tensor(x, device="cuda"), torch.as_tensor(w, device="cuda")
-            impls.append(("torch (cuDNN)", lambda: tf(tx, tw, None, st, p, 1, g)))
-        for impl, fn in impls:
-            row = {"section": "nn", "workload": name, "impl": impl}
-            try:
-                if fn is None:
-                    out = _cupy.gemm_conv(x, w, (st,) * nd, (1,) * nd, (p,) * nd, g)
-
-                    def fn(out=out):
-                        return _cupy.correlate(x, w, out, (st,) * nd, (1,) * nd, (p,) * nd, g)
-                row["ms"], row["peak_MiB"] = _time(cp, fn, repeat)
-            except Exception as e:  # noqa: BLE001
-                row["ms"] = f"error: {type(e).__name__}: {str(e)[:60]}"
-            rows.append(row)
+        rows += _signal_rows(cp, torch, rs, kind, shape, kshape, repeat)
+    for case in _layer_cases(quick):
+        rows += _layer_rows(cp, torch, rs, case, repeat)
     for r in rows:
         r["device"] = dev
     return rows

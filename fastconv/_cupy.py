@@ -298,7 +298,8 @@ def correlate(x, w, out, stride, dilation, pad, groups, nthreads=None):
 
     Kernel choice (<= 3 spatial axes): C_in/groups == 1 with <= 27 taps -> ``fc_depthwise``;
     else ``fc_corr_tiled`` when the input patch of a tile fits in shared memory; else
-    ``fc_depthwise`` for C_in/groups == 1; anything else (and 4+ axes) -> ``fc_corr_nd``.  Cost: N*C_out*prod(O)*C_in/groups*prod(K) multiply-adds.
+    ``fc_depthwise`` for C_in/groups == 1; anything else (and 4+ axes) -> ``fc_corr_nd``.
+    Cost: N*C_out*prod(O)*C_in/groups*prod(K) multiply-adds.
     """
     xp = get_array_module(x, w, out, names=("x", "w", "out"))
     be = _backend(xp)

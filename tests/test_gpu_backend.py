@@ -494,3 +494,10 @@ def test_cupy_launcher_marshalling(standin, monkeypatch):
     # one module per (file, dtype): direct.cu and im2col.cu x 5 dtypes, each compiled once
     assert len(modules) == 10
     assert {n.split("<")[0] for m in modules for n in m.names} == set(_cupy._KERNEL_FILE)
+
+
+def test_docstring_examples():
+    import doctest
+    res = doctest.testmod(_cupy, optionflags=doctest.ELLIPSIS, raise_on_error=False,
+                          verbose=False)
+    assert res.attempted > 0 and res.failed == 0
