@@ -87,7 +87,10 @@ def _signal_impls(cp, torch, ndim):
          lambda a, b: fastconv.convolve(a, b, mode="same", method="direct")),
         ("fastconv.fftconvolve", lambda a, b: fastconv.fftconvolve(a, b, mode="same")),
         ("fastconv.oaconvolve", lambda a, b: fastconv.oaconvolve(a, b, mode="same")),
-        ("cupyx.convolve(auto)", lambda a, b: cps.convolve(a, b, mode="same")),
+        # cupyx's method='auto' raises NotImplementedError for ndim > 1
+        ("cupyx.convolve(auto)" if ndim == 1 else "cupyx.convolve(direct)",
+         lambda a, b: cps.convolve(a, b, mode="same",
+                                   method="auto" if a.ndim == 1 else "direct")),
         ("cupyx.fftconvolve", lambda a, b: cps.fftconvolve(a, b, mode="same")),
         ("cupyx.oaconvolve", lambda a, b: cps.oaconvolve(a, b, mode="same")),
         ("cupyx.ndimage.convolve",
