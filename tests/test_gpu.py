@@ -270,7 +270,7 @@ def test_nn_conv_transpose2d_and_grad_vs_torch_cuda(cp, torch_cuda):
 
 # ------------------------------------------------------------------------- no host copies
 
-def test_no_device_to_host_copies(cp, monkeypatch):
+def _refuse_host_copies(cp, monkeypatch):
     def refuse(*args, **kwargs):
         raise AssertionError("device-to-host copy inside fastconv")
 
@@ -279,17 +279,41 @@ def test_no_device_to_host_copies(cp, monkeypatch):
     except (TypeError, AttributeError):
         pytest.skip("cupy.ndarray.get cannot be patched in this CuPy version")
     monkeypatch.setattr(cp, "asnumpy", refuse)
+
+
+@pytest.mark.parametrize("call", [
+    lambda f, a, b: f.convolve(a, b, method="direct"),
+    lambda f, a, b: f.convolve(a, b, method="fft"),
+    lambda f, a, b: f.convolve(a, b),
+    lambda f, a, b: f.correlate(a, b, mode="same"),
+    lambda f, a, b: f.fftconvolve(a, b),
+    lambda f, a, b: f.oaconvolve(a, b),
+    lambda f, a, b: f.convolve2d(a, b, mode="same"),
+    lambda f, a, b: f.correlate2d(a, b, mode="valid", boundary="wrap"),
+], ids=["direct", "fft", "auto", "correlate", "fftconvolve", "oaconvolve", "convolve2d",
+        "correlate2d"])
+def test_no_device_to_host_copies_signal(cp, monkeypatch, call):
     rng = np.random.default_rng(9)
     a = cp.asarray(rand(rng, (300, 310), "float32"))
     b = cp.asarray(rand(rng, (9, 9), "float32"))
-    results = [fastconv.convolve(a, b, method="direct"), fastconv.convolve(a, b, method="fft"),
-               fastconv.correlate(a, b, mode="same"), fastconv.fftconvolve(a, b),
-               fastconv.oaconvolve(a, b), fastconv.convolve2d(a, b, mode="same"),
-               fastconv.correlate2d(a, b, mode="valid"),
-               fastconv.nn.conv2d(a[None, None], b[None, None], padding=4)]
-    assert all(isinstance(r, cp.ndarray) for r in results)
+    want = call(fastconv, a.get(), b.get())
+    _refuse_host_copies(cp, monkeypatch)
+    got = call(fastconv, a, b)
     monkeypatch.undo()
-    close(results[0], fastconv.convolve(a.get(), b.get(), method="direct"), "float32")
+    assert isinstance(got, cp.ndarray)
+    close(got, want, "float32")
+
+
+def test_no_device_to_host_copies_nn(cp, monkeypatch):
+    rng = np.random.default_rng(10)
+    x = cp.asarray(rand(rng, (2, 4, 30, 31), "float32"))
+    w = cp.asarray(rand(rng, (8, 4, 3, 3), "float32"))
+    want = fastconv.nn.conv2d(x.get(), w.get(), padding=1)
+    _refuse_host_copies(cp, monkeypatch)
+    got = fastconv.nn.conv2d(x, w, padding=1)
+    monkeypatch.undo()
+    assert isinstance(got, cp.ndarray)
+    close(got, want, "float32")
 
 
 # ------------------------------------------------------------------------- errors
@@ -305,6 +329,9 @@ def test_mixed_numpy_cupy_is_type_error(cp):
             fn(b, a)
     with pytest.raises(TypeError, match="NumPy and CuPy"):
         fastconv.convolve2d(cp.ones((4, 4)), np.ones((2, 2)))
+
+
+def test_mixed_numpy_cupy_is_type_error_nn(cp):
     with pytest.raises(TypeError, match="NumPy and CuPy"):
         fastconv.nn.conv2d(cp.ones((1, 1, 4, 4)), np.ones((1, 1, 2, 2)))
 
