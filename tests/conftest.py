@@ -18,6 +18,22 @@ settings.register_profile(
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _private_cache_dir(tmp_path_factory):
+    """Tests neither read nor write the user's tune.json / FFTW wisdom: a session cache dir."""
+    from fastconv import _plan
+
+    old = os.environ.get("FASTCONV_CACHE_DIR")
+    os.environ["FASTCONV_CACHE_DIR"] = str(tmp_path_factory.mktemp("fastconv-session-cache"))
+    _plan._reset()
+    yield
+    if old is None:
+        os.environ.pop("FASTCONV_CACHE_DIR", None)
+    else:
+        os.environ["FASTCONV_CACHE_DIR"] = old
+    _plan._reset()
+
+
 @pytest.fixture
 def rng():
     """A fresh, seeded generator per test (tests are order independent)."""

@@ -105,6 +105,10 @@ def test_tune_round_trip(cache_dir, rng):
     for k, v in stored["constants"].items():
         assert loaded[k] == pytest.approx(v, rel=1e-12)
         assert c[k] == pytest.approx(v, rel=1e-12)
+    # a fit that collapsed onto a clamp (e.g. fft_s_per_flop = 1e-13 after subtracting an
+    # over-estimated memory term) is not a measurement: stay within 1000x of the defaults
+    for k, v in stored["constants"].items():
+        assert _plan.DEFAULTS[k] / 1000 <= v <= _plan.DEFAULTS[k] * 1000, (k, v)
     # the clear-cut choices survive this machine's measured constants
     assert fastconv.choose_conv_method(rng.standard_normal((512, 512)),
                                        rng.standard_normal((3, 3))) == "direct"
