@@ -18,8 +18,14 @@ How a call runs
 2. *Padded length.*  Along each axis the cyclic length ``L`` only has to avoid aliasing inside
    the requested window: ``L >= max(start + shape, full - start, n1, n2)``.  That is
    ``n1 + n2 - 1`` for 'full' but only about ``n1 + n2/2`` for 'same' and ``n1`` for 'valid';
-   ``L`` is then rounded up by :func:`next_fast_len`.
-3. *Work sets.*  A work set holds two in-place transform buffers (aligned with
+   ``L`` is then the fast length (:func:`next_fast_len`) within 8 % above that bound with the
+   least predicted FFTW time (the smallest is often an odd 3**a 7 11 length that is slower).
+3. *Pruned kernel transform.*  When ``in2`` is small against the transform (N-d), its forward
+   transform skips the all-zero lines: the last axis is transformed only on the lines that hold
+   data, then the next axis only on the planes that hold data, and so on (for a 31x31 kernel in
+   a 2160x2160 transform this halves that transform; the inputs are swapped first so that the
+   smaller is ``in2``).
+4. *Work sets.*  A work set holds two in-place transform buffers (aligned with
    ``pyfftw.empty_aligned``; real data live in the real view of the complex buffer, so no
    separate real arrays exist) and the FFTW plans on them: forward for ``in1``, forward for
    ``in2`` and one inverse on the buffer that receives the product.  A call copies (zero
@@ -27,14 +33,14 @@ How a call runs
    spectra in place, runs the inverse in place and writes the cropped window directly into the
    result, scaled by ``1/prod(L)`` in the same pass.  Peak memory is therefore two spectra plus
    the result, against about four spectra plus the result for ``scipy.signal.fftconvolve``.
-4. *Plan cache.*  Work sets are cached in a bounded LRU keyed by
+5. *Plan cache.*  Work sets are cached in a bounded LRU keyed by
    ``(direction, dtype, batch shapes, padded shape, threads)`` (a byte budget: their buffers are
    the dominant memory).  Each work set belongs to one caller at a time: a caller takes one from
    the pool of its key, or builds a new one when all are busy, so the same FFTW object is never
    executed by two threads, while callers on the same or different shapes run in parallel (FFTW
    execution releases the GIL).  FFTW planning is not thread-safe, so every plan is created under
    one module lock.
-5. *Planning policy.*  A first plan uses FFTW wisdom when there is some for the problem
+6. *Planning policy.*  A first plan uses FFTW wisdom when there is some for the problem
    (``FFTW_MEASURE | FFTW_WISDOM_ONLY``: instant), otherwise ``FFTW_ESTIMATE`` (a few
    milliseconds), so a one-off call never pays for measuring.  When the same key has been used
    :data:`MEASURE_AFTER` times and has cost at least :data:`MEASURE_MIN_SECONDS`, its plans are
@@ -46,13 +52,13 @@ How a call runs
    measurement still improves the plan; its partial wisdom speeds up the next one.)  The
    wisdom is saved to ``get_cache_dir()/fftw_wisdom.pkl`` after each measured plan and at exit,
    and loaded lazily before the first plan; an unreadable or corrupt file is ignored.
-6. *Threads.*  FFTW plans use ``nthreads`` threads; the element-wise passes (copy in, spectrum
+7. *Threads.*  FFTW plans use ``nthreads`` threads; the element-wise passes (copy in, spectrum
    product, crop out) are split across the same number of Python threads (numpy releases the
    GIL).  ``nthreads=None`` means :func:`fastconv._config.get_num_threads`.
-7. *Memory guard.*  The bytes a call must allocate are computed first; a request larger than
+8. *Memory guard.*  The bytes a call must allocate are computed first; a request larger than
    the memory available (``MemAvailable``) or than numpy can index raises ``MemoryError`` naming
    the size in GiB before anything is allocated.
-8. *Fallback.*  Without pyFFTW (or with ``USE_PYFFTW = False``) the same algorithm runs on
+9. *Fallback.*  Without pyFFTW (or with ``USE_PYFFTW = False``) the same algorithm runs on
    ``scipy.fft`` (``rfftn``/``irfftn`` with ``workers=nthreads``).
 
 Overlap blocks
@@ -195,6 +201,37 @@ def next_fast_len(n, real=True):
     return best
 
 
+_RADIX_COST = {2: 1.0, 3: 1.6, 5: 2.3, 7: 4.0, 11: 5.0, 13: 5.5}
+
+
+def _len_cost(m):
+    """Relative FFTW time of a length-m transform: m * sum(exponent * radix cost), odd x1.25."""
+    w, x = 0.0, m
+    for p, c in _RADIX_COST.items():
+        while x % p == 0:
+            x //= p
+            w += c
+    return m * max(w, 1.0) * (1.25 if m % 2 else 1.0)
+
+
+@functools.lru_cache(maxsize=4096)
+def _good_len(n):
+    """The fast length in [n, 1.08 n] with the least predicted transform time.
+
+    Smallest is not fastest: e.g. 2079 = 3**3 7 11 and 1002375 (odd) transform 1.3-2x slower
+    per point than 2160 or 1008000 on FFTW.
+    """
+    m = next_fast_len(n)
+    if n < 64:
+        return m
+    best, hi = (_len_cost(m), m), max(m, int(n * 1.08))
+    while True:
+        m = next_fast_len(m + 1)
+        if m > hi:
+            return best[1]
+        best = min(best, (_len_cost(m), m))
+
+
 @functools.lru_cache(maxsize=4096)
 def _fast_lengths(lo, hi):
     """Sorted 2**a 3**b 5**c lengths in [lo, hi] (candidates for overlap block sizes)."""
@@ -243,18 +280,20 @@ def padded_shape(in1_shape, in2_shape, axes, start=None, shape=None):
     Returns
     -------
     tuple of int
-        One fast length (see :func:`next_fast_len`) per axis in ``axes``.
+        Per axis, among the fast lengths (see :func:`next_fast_len`) within 8 % of the least
+        alias-free length, the one with the least predicted FFTW time (radix costs, odd lengths
+        penalised).
 
     Examples
     --------
     >>> padded_shape((1000,), (31,), (0,))
-    (1040,)
-    >>> padded_shape((1000,), (31,), (0,), start=(15,), shape=(1000,))
-    (1029,)
+    (1080,)
+    >>> padded_shape((2048, 2048), (31, 31), (0, 1), start=(15, 15), shape=(2048, 2048))
+    (2160, 2160)
     """
     start, shape = _norm_window(in1_shape, in2_shape, axes, start, shape)
     return tuple(
-        next_fast_len(_window_len(in1_shape[a], in2_shape[a], s, m))
+        _good_len(_window_len(in1_shape[a], in2_shape[a], s, m))
         for a, s, m in zip(axes, start, shape)
     )
 
@@ -291,7 +330,7 @@ def flops(padded_shape, real=True, batch=1, batch2=None):
     Examples
     --------
     >>> flops((1024,), real=False)
-    156672.0
+    159744.0
     """
     n = math.prod(padded_shape)
     t = _transform_flops(n, real)
@@ -974,9 +1013,7 @@ def convolve(in1, in2, axes, start, shape, nthreads=None, *, contiguous=False):
     p = _Problem(in1, in2, axes, start, shape, nthreads)
     if p.trivial:
         return p.finish_trivial()
-    L = tuple(
-        next_fast_len(_window_len(a, b, s, m)) for a, b, s, m in zip(p.n1, p.n2, p.start, p.shape)
-    )
+    L = tuple(_good_len(_window_len(a, b, s, m)) for a, b, s, m in zip(p.n1, p.n2, p.start, p.shape))
     use_fftw = USE_PYFFTW and HAVE_PYFFTW
     nb1, e1 = _spec_bytes(p.b1, L, p.dtype, p.real)
     nb2, e2 = _spec_bytes(p.b2, L, p.dtype, p.real)
