@@ -1007,7 +1007,7 @@ def convolve(in1, in2, axes, start, shape, nthreads=None, *, contiguous=False):
     Examples
     --------
     >>> import numpy as np
-    >>> convolve(np.array([1., 2, 3]), np.array([0., 1, 0.5]), (0,), (0,), (5,))
+    >>> convolve(np.array([1., 2, 3]), np.array([0., 1, 0.5]), (0,), (0,), (5,)).round(12) + 0.0
     array([0. , 1. , 2.5, 4. , 1.5])
     """
     p = _Problem(in1, in2, axes, start, shape, nthreads)
@@ -1131,7 +1131,7 @@ def oaconvolve(in1, in2, axes, start, shape, nthreads=None):
     Examples
     --------
     >>> import numpy as np
-    >>> oaconvolve(np.arange(6.), np.array([1., -1]), (0,), (0,), (7,)).round(12)
+    >>> oaconvolve(np.arange(6.), np.array([1., -1]), (0,), (0,), (7,)).round(12) + 0.0
     array([ 0.,  1.,  1.,  1.,  1.,  1., -5.])
     """
     p = _Problem(in1, in2, axes, start, shape, nthreads)
