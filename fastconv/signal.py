@@ -192,7 +192,7 @@ class _Problem:
         if method == "separable" and self.integer:
             method = "direct"       # rank-1 factors are not integers: the exact sum instead
         nout = float(np.prod(self.shape, dtype=np.float64))
-        x, k = self.kernel_and_signal()
+        _, k = self.kernel_and_signal()
         if method == "direct":
             nthreads = _threads_for(nout * k.size, nthreads)
         elif method == "separable":
@@ -659,7 +659,7 @@ def choose_conv_method(in1, in2, mode="full", measure=False):
     candidates = ["direct"]
     if not prob.integer:
         candidates += ["fft", "oa"]
-        x, k = prob.kernel_and_signal()
+        _, k = prob.kernel_and_signal()
         if xp is np and _rank1_factors(k, _dtypes.compute_dtype(prob.rdt)) is not None:
             candidates.append("separable")
     times = {}

@@ -131,7 +131,7 @@ def scipy_dtype(name, a, b, *args):
     return _scipy_dtype(name, a.dtype.newbyteorder("="), b.dtype.newbyteorder("="))
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _scipy_dtype(name, dt1, dt2):
     fn = getattr(ss, name)
     a, b = np.ones(3, dt1), np.ones(2, dt2)
@@ -536,8 +536,8 @@ def test_choose_conv_method_separable(rng):
 
 # ----------------------------------------------------------------------------- correlation_lags
 def test_correlation_lags_vs_scipy():
-    for n1 in range(0, 9):
-        for n2 in range(0, 9):
+    for n1 in range(9):
+        for n2 in range(9):
             for mode in MODES:
                 try:
                     ref = ss.correlation_lags(n1, n2, mode)

@@ -147,9 +147,8 @@ def test_threads_context_nests_and_restores_on_error():
         with fastconv.threads(2):
             assert fastconv.get_num_threads() == 2
         assert fastconv.get_num_threads() == 1
-    with pytest.raises(RuntimeError):
-        with fastconv.threads(1):
-            raise RuntimeError
+    with pytest.raises(RuntimeError), fastconv.threads(1):
+        raise RuntimeError
     assert fastconv.get_num_threads() == 3
 
 
@@ -159,9 +158,8 @@ def test_set_num_threads_validates(bad, exc):
     before = fastconv.get_num_threads()
     with pytest.raises(exc, match="threads"):
         fastconv.set_num_threads(bad)
-    with pytest.raises(exc, match="threads"):
-        with fastconv.threads(bad):
-            pass
+    with pytest.raises(exc, match="threads"), fastconv.threads(bad):
+        pass
     assert fastconv.get_num_threads() == before
 
 
