@@ -443,3 +443,26 @@ def test_concurrent_calls_agree():
         par = list(ex.map(lambda x: fnn.conv2d(x, w, padding=1), xs))
     for a, b in zip(serial, par):
         np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("nd", [1, 2, 3])
+def test_implicit_gemm_engine(nd):
+    """The implicit-GEMM engine (no im2col; used when a patch matrix would not fit)."""
+    from fastconv.nn import _gemm
+    if not _gemm.have_implicit(np.float64):
+        pytest.skip("fastconv._gemm not built")
+    rng = np.random.default_rng(20 + nd)
+    for _ in range(4):
+        g = int(rng.choice([1, 2]))
+        xs = (2, 2 * g) + tuple(int(v) for v in rng.integers(5, 9, nd))
+        ws = (2 * g, 2) + tuple(int(v) for v in rng.integers(1, 4, nd))
+        s = tuple(int(v) for v in rng.integers(1, 3, nd))
+        d = tuple(int(v) for v in rng.integers(1, 3, nd))
+        p = tuple(int(v) for v in rng.integers(0, 3, nd))
+        x, w = rng.standard_normal(xs), rng.standard_normal(ws)
+        want = TCONV[nd](_t(x), _t(w), stride=s, dilation=d, padding=p, groups=g).numpy()
+        got = _gemm.correlate_implicit(x, w, want.shape[2:], s, d, p, g)
+        np.testing.assert_allclose(got, want, atol=1e-12)
+        y = rng.standard_normal(want.shape)
+        gx = _gemm.adjoint_implicit(y, w, xs[2:], s, d, p, g)
+        assert abs(np.vdot(got, y) - np.vdot(x, gx)) < 1e-9 * (1 + abs(np.vdot(got, y)))

@@ -91,12 +91,40 @@ def im2col(xp, groups, kernel, out_spatial, stride, dilation, nsl=slice(None),
            osl=slice(None)):
     """Copy the patches of images ``nsl`` (output rows ``osl``) into ``(n, G, Cg*K, O')``."""
     nd = len(kernel)
+    if _cgemm is not None and nd <= 3 and xp.dtype in (np.float32, np.float64):
+        return _im2col_compiled(xp, groups, kernel, out_spatial, stride, dilation, nsl, osl)
     v = _patch_view(xp, groups, kernel, out_spatial, stride, dilation)
     v = v[(nsl, slice(None), slice(None)) + (slice(None),) * nd + (osl,)]
     cols = np.empty(v.shape, dtype=xp.dtype)
     np.copyto(cols, v)
     n, g, cg = v.shape[:3]
     return cols.reshape(n, g, cg * _prod(kernel), _prod(v.shape[3 + nd:]))
+
+
+def _im2col_compiled(xp, groups, kernel, out_spatial, stride, dilation, nsl, osl):
+    """:func:`im2col` by ``fastconv._gemm.im2col3d`` (OpenMP over images and channels)."""
+    from .._config import get_num_threads
+    nd = len(kernel)
+    x = xp[nsl]
+    r0, r1, _ = osl.indices(out_spatial[0])
+    ext = (1,) * (3 - nd)
+    k, o, s, d = (ext + tuple(kernel), ext + tuple(out_spatial), ext + tuple(stride),
+                  ext + tuple(dilation))
+    o = list(o)
+    o[3 - nd] = r1 - r0
+    x5 = x.reshape(x.shape[:2] + ext + x.shape[2:])
+    od0 = 0
+    if nd == 3:
+        od0 = r0
+    elif r0:  # shift the first spatial axis instead (only the last axis must be contiguous)
+        ax = 2 + 3 - nd
+        x5 = x5[(slice(None),) * ax + (slice(r0 * s[3 - nd], None),)]
+    n, c = x5.shape[:2]
+    kk = math.prod(k)
+    cols = np.empty((n, c * kk, math.prod(o)), dtype=xp.dtype)
+    if cols.size:
+        _cgemm.im2col3d(x5, cols, *k, od0, *o, *s, *d, get_num_threads())
+    return cols.reshape(n, groups, (c // groups) * kk, -1)
 
 
 def correlate(x, w, out_spatial, stride, dilation, pad, groups):
@@ -112,9 +140,12 @@ def correlate(x, w, out_spatial, stride, dilation, pad, groups):
         return out
     if all(k == 1 for k in kernel):
         return pointwise(x, w.reshape(c_out, cg), out_spatial, stride, pad, groups, out)
+    per_image = c * _prod(kernel) * _prod(out_spatial) * x.itemsize
+    if per_image > SCRATCH_BYTES and have_implicit(x.dtype) and all(p >= 0 for p in pad):
+        # one image's patch matrix alone exceeds the scratch budget: no im2col at all
+        return correlate_implicit(x, w, out_spatial, stride, dilation, pad, groups)
     xp = pad_input(x, out_spatial, kernel, stride, dilation, pad)
     wg = w.reshape(g, cog, cg * _prod(kernel))
-    per_image = c * _prod(kernel) * _prod(out_spatial) * x.itemsize
     out5 = out.reshape((n, g, cog) + tuple(out_spatial))
     for nsl, osl in _tiles(n, per_image, out_spatial[0]):
         cols = im2col(xp, g, kernel, out_spatial, stride, dilation, nsl, osl)
@@ -242,3 +273,95 @@ def correlate_weight(x, gy, kernel, stride, dilation, pad, groups):
             ct = cols.transpose(1, 0, 3, 2).reshape(g, b * hw, cg * kk)
             gw += np.matmul(gyt, ct)
     return gw.reshape((c_out, cg) + tuple(kernel))
+
+
+# ----------------------------------------------------------------------------------------
+# implicit GEMM (fastconv/_gemm.pyx): no im2col, one GEMM per kernel tap on shifted views
+# ----------------------------------------------------------------------------------------
+def have_implicit(dtype):
+    return _cgemm is not None and np.dtype(dtype) in (np.float32, np.float64)
+
+
+def _phase_geometry(x_spatial, kernel, out_spatial, stride, dilation, pad):
+    """Padded length, phase-image length, tap phases and flat tap offsets per problem."""
+    nd = len(kernel)
+    hp = [max(n + p, (o - 1) * s + d * (k - 1) + 1)
+          for n, p, o, s, d, k in zip(x_spatial, pad, out_spatial, stride, dilation, kernel)]
+    hph = [-(-h // s) for h, s in zip(hp, stride)]
+    pstride = [math.prod(hph[i + 1:]) for i in range(nd)]
+    phase, off = [], []
+    for k in np.ndindex(*kernel):
+        r = [ki * d % s for ki, d, s in zip(k, dilation, stride)]
+        q = [ki * d // s for ki, d, s in zip(k, dilation, stride)]
+        phase.append(int(np.ravel_multi_index(r, stride)) if nd else 0)
+        off.append(sum(qi * ps for qi, ps in zip(q, pstride)))
+    length = sum((o - 1) * ps for o, ps in zip(out_spatial, pstride)) + 1
+    return hph, np.array(phase, np.int64), np.array(off, np.int64), length
+
+
+def _phases(xp, hph, stride):
+    """(N, C, *hph*stride) padded input -> (N, prod(stride), C, prod(hph)) phase images."""
+    n, c = xp.shape[:2]
+    nd = len(hph)
+    if all(s == 1 for s in stride):
+        return xp.reshape(n, 1, c, -1)
+    v = xp.reshape((n, c) + tuple(e for h, s in zip(hph, stride) for e in (h, s)))
+    perm = (0,) + tuple(3 + 2 * i for i in range(nd)) + (1,) + tuple(2 + 2 * i
+                                                                       for i in range(nd))
+    return np.ascontiguousarray(v.transpose(perm)).reshape(n, math.prod(stride), c, -1)
+
+
+def _tap_weights(w, groups):
+    c_out, cg = w.shape[:2]
+    kk = math.prod(w.shape[2:])
+    return np.ascontiguousarray(
+        w.reshape(groups, c_out // groups, cg, kk).transpose(3, 0, 1, 2))
+
+
+def correlate_implicit(x, w, out_spatial, stride, dilation, pad, groups):
+    """Forward correlation by implicit GEMM (contract of :func:`correlate`, ``pad >= 0``)."""
+    n, c = x.shape[:2]
+    c_out = w.shape[0]
+    kernel = w.shape[2:]
+    hph, phase, off, length = _phase_geometry(x.shape[2:], kernel, out_spatial, stride,
+                                              dilation, pad)
+    full = tuple(h * s for h, s in zip(hph, stride))
+    if tuple(pad) == (0,) * len(pad) and tuple(x.shape[2:]) == full:
+        xp = np.ascontiguousarray(x)
+    else:
+        xp = np.zeros((n, c) + full, dtype=x.dtype)
+        xp[(Ellipsis, *[slice(p, p + e) for p, e in zip(pad, x.shape[2:])])] = x
+    xph = _phases(xp, hph, stride)
+    grid = (out_spatial[0],) + tuple(hph[1:])
+    og = np.empty((n, c_out, math.prod(grid)), dtype=x.dtype)
+    _cgemm.implicit_gemm(xph, _tap_weights(w, groups), og, phase, off, groups, length, False,
+                         0)
+    og = og.reshape((n, c_out) + grid)
+    return np.ascontiguousarray(og[(Ellipsis, *[slice(0, o) for o in out_spatial])])
+
+
+def adjoint_implicit(y, w, x_spatial, stride, dilation, pad, groups):
+    """Transposed convolution by implicit GEMM: the exact adjoint of
+    :func:`correlate_implicit` (phase buffers accumulated tap by tap, then interleaved)."""
+    n, c_out = y.shape[:2]
+    kernel = w.shape[2:]
+    nd = len(kernel)
+    c = w.shape[1] * groups
+    out_spatial = y.shape[2:]
+    hph, phase, off, length = _phase_geometry(x_spatial, kernel, out_spatial, stride,
+                                              dilation, pad)
+    grid = (out_spatial[0],) + tuple(hph[1:])
+    yg = np.zeros((n, c_out) + grid, dtype=y.dtype)
+    yg[(Ellipsis, *[slice(0, o) for o in out_spatial])] = y
+    nph = math.prod(stride)
+    xph = np.zeros((n, nph, c, math.prod(hph)), dtype=y.dtype)
+    _cgemm.implicit_gemm(xph, _tap_weights(w, groups), yg.reshape(n, c_out, -1), phase, off,
+                         groups, length, True, 0)
+    if nph == 1:
+        xp = xph.reshape((n, c) + tuple(hph))
+    else:
+        v = xph.reshape((n,) + tuple(stride) + (c,) + tuple(hph))
+        perm = (0, 1 + nd) + tuple(e for i in range(nd) for e in (2 + nd + i, 1 + i))
+        xp = v.transpose(perm).reshape((n, c) + tuple(h * s for h, s in zip(hph, stride)))
+    return np.ascontiguousarray(xp[(Ellipsis, *[slice(p, p + e)
+                                                for p, e in zip(pad, x_spatial)])])
