@@ -501,3 +501,36 @@ def test_docstring_examples():
     res = doctest.testmod(_cupy, optionflags=doctest.ELLIPSIS, raise_on_error=False,
                           verbose=False)
     assert res.attempted > 0 and res.failed == 0
+
+
+def _random_case(rng):
+    nd = int(rng.integers(1, 4))
+    groups = int(rng.choice([1, 2, 3]))
+    cin = groups * int(rng.integers(1, 4))
+    cout = groups * int(rng.integers(1, 6))
+    K = tuple(int(k) for k in rng.integers(1, 6, nd))
+    dl = tuple(int(d) for d in rng.integers(1, 4, nd))
+    st = tuple(int(s) for s in rng.integers(1, 4, nd))
+    p = tuple(int(v) for v in rng.integers(0, 5, nd))
+    S = tuple(int(max(1, (k - 1) * d + 1 - 2 * pp + int(rng.integers(0, 12))))
+              for k, d, pp in zip(K, dl, p))
+    return int(rng.integers(1, 3)), cin, cout, groups, S, K, st, dl, p
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_random_geometries_vs_torch(standin, seed):
+    """Random stride/dilation/padding/groups/sizes (tiles larger than the output, stride
+    larger than the kernel, padding larger than the input...) through every kernel path."""
+    torch = pytest.importorskip("torch")
+    rng = np.random.default_rng(1000 + seed)
+    N, Cin, Cout, groups, S, K, st, dl, p = _random_case(rng)
+    x = rand(rng, (N, Cin) + S, "float64")
+    w = rand(rng, (Cout, Cin // groups) + K, "float64")
+    try:
+        want = torch_conv(x, w, st, p, dl, groups)
+    except RuntimeError:
+        pytest.skip("torch rejects this geometry")
+    out = np.full(want.shape, np.nan)
+    _cupy.correlate(x, w, out, st, dl, p, groups)
+    close(out, want, "float64")
+    close(_cupy.gemm_conv(x, w, st, dl, p, groups), want, "float64")
