@@ -73,6 +73,7 @@ def _torch_fn(torch, kind, x, w, kw):
 
 
 def _time(fn, min_time, max_reps=200):
+    """Median seconds of ``fn`` over repeats lasting about ``min_time``."""
     fn()
     ts = []
     t_end = time.perf_counter() + min_time
@@ -81,6 +82,22 @@ def _time(fn, min_time, max_reps=200):
         fn()
         ts.append(time.perf_counter() - t0)
     return statistics.median(ts)
+
+
+def _time_pair(fa, fb, min_time, max_reps=200):
+    """Median seconds of ``fa`` and ``fb``, timed in alternation (fair under load)."""
+    fa(), fb()
+    ta, tb = [], []
+    t_end = time.perf_counter() + 2 * min_time
+    while len(ta) < 5 or (time.perf_counter() < t_end and len(ta) < max_reps):
+        t0 = time.perf_counter()
+        fa()
+        t1 = time.perf_counter()
+        fb()
+        t2 = time.perf_counter()
+        ta.append(t1 - t0)
+        tb.append(t2 - t1)
+    return statistics.median(ta), statistics.median(tb)
 
 
 def _macs(kind, xs, ws, out_shape, kw):
@@ -135,9 +152,8 @@ def run(quick=False, threads=2, layers=None, file=sys.stdout):
         err = float(np.max(np.abs(got - ref)) / (np.max(np.abs(ref)) + 1e-30))
         if got.shape != ref.shape or not err < 1e-4:
             raise AssertionError(f"{name}: fastconv differs from torch (rel err {err:.2e})")
-        t_fc = _time(lambda: _fc(kind, x, w, kw), min_time)
         with torch.no_grad():
-            t_t = _time(tfn, min_time)
+            t_fc, t_t = _time_pair(lambda: _fc(kind, x, w, kw), tfn, min_time)
         macs = _macs(kind, xs, ws, got.shape, kw)
         gflops = 2 * macs / t_fc / 1e9
         scratch = _scratch(lambda: _fc(kind, x, w, kw), got.nbytes)
