@@ -164,82 +164,110 @@ def choose_signal_method(shape1, shape2, out_shape, dtype, separable=False, nthr
 
 
 # ----------------------------------------------------------------------------- tuning
-def _median_time(fn, repeat=5):
+def _best_time(fn, repeat=5):
+    """Minimum of ``repeat`` timings after a warm-up (the least noisy estimate)."""
     fn()
-    ts = []
+    best = np.inf
     for _ in range(repeat):
         t0 = time.perf_counter()
         fn()
-        ts.append(time.perf_counter() - t0)
-    return float(np.median(ts))
+        best = min(best, time.perf_counter() - t0)
+    return best
+
+
+def _clamp(key, value):
+    """Keep a fitted constant within a factor 30 of its default (guards against noise)."""
+    d = DEFAULTS[key]
+    return float(min(max(value, d / 30), d * 30))
+
+
+def _fit(features, times):
+    """Non-negative least squares of times (s) on feature columns, rows weighted 1/time."""
+    from scipy.optimize import nnls
+
+    A = np.asarray(features, dtype=np.float64)
+    t = np.asarray(times, dtype=np.float64)
+    w = 1.0 / t
+    coef, _ = nnls(A * w[:, None], t * w)
+    return coef
 
 
 def tune(save=True, verbose=False):
     """Measure this machine's cost-model constants and store them in the cache directory.
 
-    Runs each engine on a few representative problems (well under a minute) and solves the
-    model for its constants. Later processes load them automatically.
+    Runs the direct, FFT and GEMM engines on a few representative problems (well under a
+    minute), fits the model's constants by non-negative least squares (relative error) and
+    keeps each within a factor 30 of its built-in default. Later processes load them
+    automatically from ``get_cache_dir()/tune.json``.
 
     Returns
     -------
     dict
-        The new constants.
+        The constants now in force.
     """
     from . import _core, _fft
 
     nt = get_num_threads()
     rng = np.random.default_rng(0)
     c = dict(DEFAULTS)
-    # memory: a 3x3 direct convolution of a large image is memory bound
+    # direct: t = overhead + macs*m/nt + bytes*mem/nt, over kernel sizes 1..15
     for dt in ("float32", "float64"):
         x = rng.standard_normal((1, 1, 1024, 1024)).astype(dt)
-        res = {}
-        for k in (3, 9):
+        out = np.empty_like(x)
+        feats, times = [], []
+        for k in (1, 3, 5, 9, 15):
             w = rng.standard_normal((1, 1, k, k)).astype(dt)
-            out = np.empty_like(x)
             p = (k // 2, k // 2)
-            res[k] = _median_time(lambda: _core.correlate(x, w, out, (1, 1), (1, 1), p, 1, nt))
-        n = x.size
-        # t(k) = o + n*k^2*m/nt + 2n*b*mem/nt ; two equations, solve for m (mem from k=3 residual)
-        m = max((res[9] - res[3]) * nt / (n * (81 - 9)), 1e-13)
-        c["direct_s_per_mac_" + dt] = m
+            t = _best_time(lambda: _core.correlate(x, w, out, (1, 1), (1, 1), p, 1, nt))
+            feats.append([1.0, x.size * k * k / nt, 2 * x.nbytes / nt])
+            times.append(t)
+        o, m, mem = _fit(feats, times)
+        c["direct_s_per_mac_" + dt] = _clamp("direct_s_per_mac_" + dt, m)
         if dt == "float32":
-            mem = max((res[3] - c["call_overhead_s"]) * nt - n * 9 * m, 0) / (2 * n * 4)
-            c["mem_s_per_byte"] = max(mem, 1e-12)
+            c["mem_s_per_byte"] = _clamp("mem_s_per_byte", mem)
+            c["call_overhead_s"] = _clamp("call_overhead_s", o)
     xi = rng.integers(-100, 100, (1, 1, 512, 512)).astype(np.int64)
     wi = rng.integers(-100, 100, (1, 1, 7, 7)).astype(np.int64)
     oi = np.empty_like(xi)
-    ti = _median_time(lambda: _core.correlate(xi, wi, oi, (1, 1), (1, 1), (3, 3), 1, nt))
-    c["direct_s_per_mac_int64"] = max(ti * nt / (xi.size * 49), 1e-13)
-    # FFT: per flop constants, float64 and float32
+    ti = _best_time(lambda: _core.correlate(xi, wi, oi, (1, 1), (1, 1), (3, 3), 1, nt))
+    c["direct_s_per_mac_int64"] = _clamp("direct_s_per_mac_int64", ti * nt / (xi.size * 49))
+    # FFT: t = 3*overhead + flops*f/nt + 4*n*itemsize*mem/nt, overhead and mem known
     for dt, key in (("float64", "fft_s_per_flop"), ("float32", "fft_s_per_flop_float32")):
-        a = rng.standard_normal((1000, 1000)).astype(dt)
-        b = rng.standard_normal((25, 25)).astype(dt)
-        shape = (1024, 1024)
-        t = _median_time(lambda: _fft.convolve(a, b, (0, 1), (12, 12), (1000, 1000), nt))
-        padded = _fft.padded_shape(a.shape, b.shape, (0, 1))
-        base = fft_time(padded, dt, 1, nt, {**c, key: 0.0, "fft_s_per_flop_float32": 0.0,
-                                             "fft_s_per_flop": 0.0})
-        c[key] = max((t - base) * nt / fft_flops(padded, True), 1e-13)
-        del shape
+        ratios = []
+        for n, k in ((1000, 25), (700, 101), (100000, 0)):
+            if k == 0:   # a 1-D problem
+                a = rng.standard_normal(n).astype(dt)
+                b = rng.standard_normal(3001).astype(dt)
+                axes, start, shape = (0,), (1500,), (n,)
+            else:
+                a = rng.standard_normal((n, n)).astype(dt)
+                b = rng.standard_normal((k, k)).astype(dt)
+                axes, start, shape = (0, 1), (k // 2, k // 2), (n, n)
+            t = _best_time(lambda: _fft.convolve(a, b, axes, start, shape, nt), 3)
+            padded = _fft.padded_shape(a.shape, b.shape, axes, start, shape)
+            rest = fft_time(padded, dt, 1, nt, {**c, key: 0.0})
+            ratios.append(max(t - rest, 0.1 * t) * nt / fft_flops(padded, True))
+        c[key] = _clamp(key, float(np.median(ratios)))
     # GEMM: a large matmul
     for dt in ("float32", "float64"):
         a = rng.standard_normal((512, 1152)).astype(dt)
         b = rng.standard_normal((1152, 1024)).astype(dt)
-        t = _median_time(lambda: a @ b)
-        c["gemm_s_per_mac_" + dt] = max(t * nt / (512 * 1152 * 1024), 1e-14)
+        t = _best_time(lambda: a @ b, 3)
+        c["gemm_s_per_mac_" + dt] = _clamp("gemm_s_per_mac_" + dt, t * nt / (512 * 1152 * 1024))
+    gpu = {}
     try:
         from . import _cupy
         if _cupy.gpu_available():
-            c.update({"gpu_" + k: v for k, v in _cupy.tune_gpu().items()})
+            gpu = {"gpu_" + k: float(v) for k, v in _cupy.tune_gpu().items()}
     except Exception:  # noqa: BLE001 - GPU tuning is optional
-        pass
+        gpu = {}
     if verbose:
         for k in sorted(c):
-            print(f"{k:>28}: {c[k]:.3e}")
+            print(f"{k:>28}: {c[k]:.3e}  (default {DEFAULTS[k]:.3e})")
     if save:
         os.makedirs(get_cache_dir(), exist_ok=True)
         with open(_tune_path(), "w") as f:
-            json.dump({"threads": nt, "constants": {k: c[k] for k in DEFAULTS}}, f, indent=1)
+            json.dump({"threads": nt, "constants": {k: c[k] for k in DEFAULTS}, "gpu": gpu},
+                      f, indent=1)
         _reset()
     return c
