@@ -67,6 +67,9 @@ typedef struct {
     int64_t cc;              /* input channels per panel chunk            */
     int64_t nph, qmax, pcols, row_pitch, slab, ci_pitch;  /* panel layout */
     int64_t *toff;           /* per column tap: offset inside a panel row */
+    int chk;                 /* channel-vectorised path: 0 (off), 1 or 2 vectors */
+    int64_t CB, nblk;        /* channels per block (chk * L), blocks per group    */
+    void *wpk;               /* packed weights [g][blk][ci][ktot][CB] (chk only)  */
     const void *x, *w;
     void *out;
 } fc_plan;
@@ -114,6 +117,8 @@ static void fc_plan_free(fc_plan *pl)
 {
     free(pl->toff);
     pl->toff = NULL;
+    fc_free(pl->wpk);
+    pl->wpk = NULL;
 }
 
 /*
@@ -182,7 +187,7 @@ static int fc_plan_init(fc_plan *pl, int dtype, int D, const int64_t *xs,
 
         pl->qmax = ((pl->KW - 1) * pl->dW) / pl->sW;
         pl->nph = fc_min(pl->sW, (pl->KW - 1) * pl->dW + 1);
-        TWpad = fc_rup(TW, L);
+        TWpad = fc_rup(TW, 24);  /* multiple of every tile width (8, 6, 12, 4 lanes) */
         pl->pcols = TWpad + pl->qmax;
         /* 64-byte aligned rows, but never a pitch close to a multiple of 4 KiB: the rows
          * a register tile reads would then share L1 sets (conflict misses). */
@@ -221,6 +226,33 @@ static int fc_plan_init(fc_plan *pl, int dtype, int D, const int64_t *xs,
         pl->slab = prow * pl->row_pitch;
         pl->ci_pitch = pl->KP * pl->slab;
         pl->cc = fc_max(1, fc_min(pl->Cig, FC_PANEL_BUDGET / fc_max(1, pl->ci_pitch * pl->elsize)));
+    }
+
+    /* Dense convolutions (>= L output channels per group, floating point): vectorise over
+     * output channels instead of columns; weights packed once per call. */
+    if (pl->dtype != FC_I64 && pl->Cog >= pl->L && pl->Cig * pl->ktot >= 16) {
+        const int64_t es = pl->elsize;
+        int64_t g, b, lane, ci, t;
+        pl->chk = pl->Cog > pl->L ? 2 : 1;
+        pl->CB = pl->chk * pl->L;
+        pl->nblk = fc_cdiv(pl->Cog, pl->CB);
+        i = pl->G * pl->nblk * pl->Cig * pl->ktot * pl->CB * es;
+        pl->wpk = fc_alloc((size_t)i);
+        if (pl->wpk == NULL)
+            return -1;
+        memset(pl->wpk, 0, (size_t)i);
+        for (g = 0; g < pl->G; g++)
+            for (b = 0; b < pl->nblk; b++)
+                for (lane = 0; lane < pl->CB && b * pl->CB + lane < pl->Cog; lane++) {
+                    const int64_t co = g * pl->Cog + b * pl->CB + lane;
+                    for (ci = 0; ci < pl->Cig; ci++)
+                        for (t = 0; t < pl->ktot; t++)
+                            memcpy((char *)pl->wpk
+                                   + ((((g * pl->nblk + b) * pl->Cig + ci) * pl->ktot + t)
+                                      * pl->CB + lane) * es,
+                                   (const char *)w + ((co * pl->Cig + ci) * pl->ktot + t) * es,
+                                   (size_t)es);
+                }
     }
     return 0;
 }

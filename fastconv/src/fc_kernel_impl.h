@@ -179,6 +179,65 @@ FN(fc_mk_rows)(const int R, const int V, const int KWC, const FC_T *restrict p, 
     FN(fc_store)(R, V, acc, dst, dp, rows, cols, accum);
 }
 
+/*
+ * Channel-vectorised microkernel for dense convolutions: the vector lanes hold CV*VL
+ * consecutive output channels, P consecutive output pixels of one row are register
+ * blocked; each input value is broadcast once per tap and feeds CV FMAs, each packed
+ * weight vector (wk: [ci][kp][kh][kw][CV*VL]) feeds P FMAs.
+ */
+static inline __attribute__((always_inline)) FC_ATTR void
+FN(fc_mk_ch)(const int P, const int CV, const FC_T *restrict p, ptrdiff_t khp,
+             ptrdiff_t slabp, ptrdiff_t cip, ptrdiff_t cc, ptrdiff_t KP, ptrdiff_t KH,
+             ptrdiff_t KW, const int64_t *restrict toff, const FC_T *restrict wk,
+             FC_T *restrict dst, ptrdiff_t cstride, int npix, int nch, int accum)
+{
+    FN(fc_vec) acc[12][2];
+    FC_T tmp[12 * 2 * FC_VL];
+    ptrdiff_t ci, kp, kh, kw;
+    int i, v, ch;
+#pragma GCC unroll 12
+    for (i = 0; i < P; i++)
+#pragma GCC unroll 2
+        for (v = 0; v < CV; v++)
+            acc[i][v] = (FN(fc_vec)){0};
+    for (ci = 0; ci < cc; ci++) {
+        for (kp = 0; kp < KP; kp++) {
+            const FC_T *s = p + ci * cip + kp * slabp;
+            for (kh = 0; kh < KH; kh++) {
+                const FC_T *b = s + kh * khp;
+                for (kw = 0; kw < KW; kw++) {
+                    const FC_T *q = b + toff[kw];
+                    FN(fc_vec) wv[2];
+#pragma GCC unroll 2
+                    for (v = 0; v < CV; v++)
+                        wv[v] = FC_LOADU(wk + v * FC_VL);
+                    wk += CV * FC_VL;
+#pragma GCC unroll 12
+                    for (i = 0; i < P; i++) {
+                        const FC_T xs = q[i];
+#pragma GCC unroll 2
+                        for (v = 0; v < CV; v++)
+                            acc[i][v] += wv[v] * xs;
+                    }
+                }
+            }
+        }
+    }
+#pragma GCC unroll 12
+    for (i = 0; i < P; i++)
+#pragma GCC unroll 2
+        for (v = 0; v < CV; v++)
+            FC_STOREU(tmp + (i * CV + v) * FC_VL, acc[i][v]);
+    for (ch = 0; ch < nch; ch++) {
+        FC_T *d = dst + ch * cstride;
+        const FC_T *t = tmp + ch;
+        if (accum)
+            for (i = 0; i < npix; i++) d[i] += t[i * CV * FC_VL];
+        else
+            for (i = 0; i < npix; i++) d[i] = t[i * CV * FC_VL];
+    }
+}
+
 /* Gather the panel for input channels [c0, c0 + ccur) of group g, image n. */
 static FC_ATTR void
 FN(fc_build_panel)(const fc_plan *restrict pl, FC_T *restrict panel, int64_t n,
@@ -285,7 +344,7 @@ static FC_ATTR void FN(fc_task)(const fc_plan *restrict pl, int64_t t, void *scr
         const int64_t ncols = fc_min(pl->TW, pl->OW - ow0);
         const int64_t rows_pad = fc_rup(nrows, R);
         const int64_t prow = (rows_pad - 1) * pl->sH + (pl->KH - 1) * pl->dH + 1;
-        const int64_t wneed = fc_rup(ncols, VL) + pl->qmax;
+        const int64_t wneed = fc_rup(ncols, 24) + pl->qmax;
         const ptrdiff_t rp = pl->sH * pl->row_pitch, khp = pl->dH * pl->row_pitch;
         const int rowshare = pl->sH == 1 && pl->dH == 1;
         /* unit column stride and dilation with a common width: taps fully unrolled */
@@ -295,6 +354,33 @@ static FC_ATTR void FN(fc_task)(const fc_plan *restrict pl, int64_t t, void *scr
             const int64_t ccur = fc_min(pl->cc, pl->Cig - c0);
             const int accum = c0 > 0;
             FN(fc_build_panel)(pl, panel, n, g, c0, ccur, op, oh0, prow, ow0, wneed);
+            if (pl->chk) {
+                /* channel-vectorised path: blocks of CB output channels */
+                const int64_t CB = pl->CB, cstride = pl->OP * pl->OH * pl->OW;
+                int64_t b, r, j0;
+                for (b = 0; b < pl->nblk; b++) {
+                    const int nch = (int)fc_min(CB, pl->Cog - b * CB);
+                    const FC_T *wk = (const FC_T *)pl->wpk
+                                     + ((g * pl->nblk + b) * pl->Cig + c0) * pl->ktot * CB;
+                    FC_T *obase = Out + (((n * pl->Cout + g * pl->Cog + b * CB) * pl->OP + op)
+                                         * pl->OH + oh0) * pl->OW + ow0;
+                    for (r = 0; r < nrows; r++) {
+                        for (j0 = 0; j0 < ncols; j0 += (pl->chk == 2 ? 6 : 12)) {
+                            const FC_T *pp = panel + r * rp + j0;
+                            FC_T *dst = obase + r * pl->OW + j0;
+                            if (pl->chk == 2)
+                                FN(fc_mk_ch)(6, 2, pp, khp, pl->slab, pl->ci_pitch, ccur,
+                                             pl->KP, pl->KH, pl->KW, pl->toff, wk, dst,
+                                             cstride, (int)fc_min(6, ncols - j0), nch, accum);
+                            else
+                                FN(fc_mk_ch)(12, 1, pp, khp, pl->slab, pl->ci_pitch, ccur,
+                                             pl->KP, pl->KH, pl->KW, pl->toff, wk, dst,
+                                             cstride, (int)fc_min(12, ncols - j0), nch, accum);
+                        }
+                    }
+                }
+                continue;
+            }
             for (co = 0; co < pl->Cog; co++) {
                 const int64_t oc = g * pl->Cog + co;
                 const FC_T *wp0 = Wt + (oc * pl->Cig + c0) * pl->ktot;
