@@ -48,6 +48,7 @@ _FILE_KERNELS = {
 }
 _KERNEL_FILE = {k: f for f, ks in _FILE_KERNELS.items() for k in ks}
 _COB = 4                 # FC_COB in direct.cu
+_RW = 4                  # FC_RW in direct.cu
 _MAX_SMEM = 48 * 1024    # dynamic shared memory without opt-in, every GPU since sm_20
 _PATCH_TARGET = 16 * 1024
 # C_in/groups == 1 with at most this many taps: fc_depthwise (taps through L1); larger
@@ -343,7 +344,7 @@ def correlate(x, w, out, stride, dilation, pad, groups, nthreads=None):
                                                        cin_g, cout_g)
         if plan is not None:
             extra, nthr, smem = plan
-            nblocks = N * groups * extra[-1] * extra[8] * extra[9] * extra[10]
+            nblocks = N * groups * extra[11] * extra[8] * extra[9] * extra[10]
             g = _geom(be, [3, *head, *arrays3, *extra])
             be.launcher.launch("fc_corr_tiled", dtype, min(nblocks, _MAX_GRID), nthr,
                                (x, w, out, g, nblocks), smem)
@@ -365,7 +366,7 @@ def _next_pow2(n):
 def _tile_plan(itemsize, O3, K3, st3, dl3, cin_g, cout_g):
     """Tile, channel chunks and shared memory for fc_corr_tiled, or None if it won't fit.
 
-    Returns (extra geometry [TD, TH, TW, cob, cic, ED, EH, EW, nTD, nTH, nTW, nCOg],
+    Returns (extra geometry [TD, TH, TW, cob, cic, ED, EH, EW, nTD, nTH, nTW, nCOg, rw],
     threads per block, dynamic shared memory bytes)."""
     if O3[0] > 1:
         tile = [4, 8, 8]
@@ -376,18 +377,29 @@ def _tile_plan(itemsize, O3, K3, st3, dl3, cin_g, cout_g):
     tile = [min(t, _next_pow2(o)) for t, o in zip(tile, O3)]
     while tile[0] * tile[1] * tile[2] < 128 and tile[2] < _next_pow2(O3[2]):
         tile[2] *= 2
-    ext = [(t - 1) * s + (k - 1) * d + 1 for t, s, k, d in zip(tile, st3, K3, dl3)]
-    ep = ext[0] * ext[1] * ext[2]
     nthr = tile[0] * tile[1] * tile[2]
-    cob = min(_COB, cout_g)
-    budget = _MAX_SMEM - cob * nthr * itemsize
-    cic = min(cin_g, budget // (ep * itemsize), max(1, _PATCH_TARGET // (ep * itemsize)))
-    if cic < 1:
+    rw_max = max(1, min(_RW, -(-O3[2] // tile[2])))
+    # largest register block (outputs per thread x output channels) whose per-thread sums
+    # take <= 1/2 of shared memory and leave room for one staged channel
+    for rw, cob in sorted(((r, c) for r in range(1, rw_max + 1)
+                           for c in range(1, min(_COB, cout_g) + 1)),
+                          key=lambda rc: (-rc[0] * rc[1], -rc[1])):
+        sums = cob * rw * nthr * itemsize
+        if sums > _MAX_SMEM // 2:
+            continue
+        ext = [(t - 1) * s + (k - 1) * d + 1 for t, s, k, d in
+               zip(tile[:2] + [tile[2] * rw], st3, K3, dl3)]
+        ep = ext[0] * ext[1] * ext[2]
+        budget = _MAX_SMEM - sums
+        cic = min(cin_g, budget // (ep * itemsize), max(1, _PATCH_TARGET // (ep * itemsize)))
+        if cic >= 1:
+            break
+    else:
         return None
-    ntile = [-(-o // t) for o, t in zip(O3, tile)]
+    ntile = [-(-o // t) for o, t in zip(O3, tile[:2] + [tile[2] * rw])]
     ncog = -(-cout_g // cob)
-    smem = (cic * ep + cob * nthr) * itemsize
-    return [*tile, cob, cic, *ext, *ntile, ncog], nthr, smem
+    smem = (cic * ep + cob * rw * nthr) * itemsize
+    return [*tile, cob, cic, *ext, *ntile, ncog, rw], nthr, smem
 
 
 # ------------------------------------------------------------------------------------

@@ -81,13 +81,15 @@ def base_geom(nd, N, Cin, Cout, groups, S, K, O, st, dl, pd):
     return [nd, N, Cin, Cout, groups, *S, *K, *O, *st, *dl, *pd]
 
 
-def tiled_extra(O, K, st, dl, tile, cob, cic):
-    ext = [(t - 1) * s + (k - 1) * d + 1 for t, s, k, d in zip(tile, st, K, dl)]
-    return [*tile, cob, cic, *ext, *[-(-o // t) for o, t in zip(O, tile)]], ext
+def tiled_extra(O, K, st, dl, tile, cob, cic, rw=1):
+    """Geometry after the nd == 3 arrays, without the trailing nCOg and rw."""
+    span = [tile[0], tile[1], tile[2] * rw]  # outputs per block along each axis
+    ext = [(t - 1) * s + (k - 1) * d + 1 for t, s, k, d in zip(span, st, K, dl)]
+    return [*tile, cob, cic, *ext, *[-(-o // t) for o, t in zip(O, span)]], ext
 
 
 def run_conv(launcher, kernel, x, w, O, stride, dilation, pad, groups, tile=None, cob=4,
-             cic=None, block=128):
+             cic=None, block=128, rw=1):
     """Launch one conv kernel by hand (geometry built here from fc_common.cuh's layout)."""
     N, Cin = x.shape[:2]
     Cout = w.shape[0]
@@ -98,12 +100,12 @@ def run_conv(launcher, kernel, x, w, O, stride, dilation, pad, groups, tile=None
         cin_g, cout_g = Cin // groups, Cout // groups
         cob = min(cob, cout_g)
         cic = cic or cin_g
-        extra, ext = tiled_extra(O, w.shape[2:], stride, dilation, tile, cob, cic)
+        extra, ext = tiled_extra(O, w.shape[2:], stride, dilation, tile, cob, cic, rw)
         ncog = -(-cout_g // cob)
-        g = np.array(g + extra + [ncog], np.int64)
+        g = np.array(g + extra + [ncog, rw], np.int64)
         nthr = int(np.prod(tile))
-        nblocks = N * groups * ncog * int(np.prod([-(-o // t) for o, t in zip(O, tile)]))
-        smem = (cic * int(np.prod(ext)) + cob * nthr) * x.dtype.itemsize
+        nblocks = N * groups * ncog * int(np.prod(extra[8:11]))
+        smem = (cic * int(np.prod(ext)) + cob * rw * nthr) * x.dtype.itemsize
         grid = max(1, min(nblocks, 5))  # few blocks: exercises the block-stride loop
         launcher.launch(kernel, x.dtype, grid, nthr, (x, w, out, g, nblocks), smem)
     else:
@@ -149,16 +151,17 @@ def to3(case):
 
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("case", [to3(c) for c in CASES[:5]], ids=lambda c: f"g{c[3]}-{c[4]}")
-@pytest.mark.parametrize("tile,cob,cic", [((1, 4, 8), 4, None), ((2, 2, 4), 3, 1),
-                                          ((1, 1, 32), 1, 2), ((3, 5, 2), 2, None)])
-def test_corr_tiled(launcher, dtype, case, tile, cob, cic):
+@pytest.mark.parametrize("tile,cob,cic,rw", [((1, 4, 8), 4, None, 1), ((2, 2, 4), 3, 1, 2),
+                                             ((1, 1, 32), 1, 2, 4), ((3, 5, 2), 2, None, 3),
+                                             ((1, 2, 4), 4, None, 4)])
+def test_corr_tiled(launcher, dtype, case, tile, cob, cic, rw):
     N, Cin, Cout, groups, S, K, st, dl, pd = case
     rng = np.random.default_rng(1)
     x = rand(rng, (N, Cin) + S, dtype)
     w = rand(rng, (Cout, Cin // groups) + K, dtype)
     O = out_size(S, K, st, dl, pd, extra_after=3)
     got = run_conv(launcher, "fc_corr_tiled", x, w, O, st, dl, pd, groups, tile=tile,
-                   cob=cob, cic=cic and min(cic, Cin // groups))
+                   cob=cob, cic=cic and min(cic, Cin // groups), rw=rw)
     assert_close(got, ref_correlate(x, w, O, st, dl, pd, groups), dtype)
 
 
@@ -202,7 +205,7 @@ def test_int64_wraps_like_numpy(launcher):
     got = run_conv(launcher, "fc_corr_nd", x[None, None], w[None, None], O, (1,), (1,), (0,), 1)
     np.testing.assert_array_equal(got[0, 0], want)
     got = run_conv(launcher, "fc_corr_tiled", x[None, None, None, None], w[None, None, None, None],
-                   (1, 1) + O, (1, 1, 1), (1, 1, 1), (0, 0, 0), 1, tile=(1, 1, 16))
+                   (1, 1) + O, (1, 1, 1), (1, 1, 1), (0, 0, 0), 1, tile=(1, 1, 16), rw=2)
     np.testing.assert_array_equal(got[0, 0, 0, 0], want)
 
 
@@ -231,7 +234,7 @@ def test_launch_limits_are_enforced(launcher):
     out = np.zeros((1, 1, 1, 1, 6), np.float32)
     extra, ext = tiled_extra((1, 1, 6), (1, 1, 3), (1, 1, 1), (1, 1, 1), (1, 1, 8), 1, 1)
     g = np.array(base_geom(3, 1, 1, 1, 1, (1, 1, 8), (1, 1, 3), (1, 1, 6), (1, 1, 1),
-                           (1, 1, 1), (0, 0, 0)) + extra + [1], np.int64)
+                           (1, 1, 1), (0, 0, 0)) + extra + [1, 1], np.int64)
     with pytest.raises(RuntimeError, match="rc=-2"):  # block != tile threads
         launcher.launch("fc_corr_tiled", np.float32, 1, 4, (x, w, out, g, 1), 4096)
     with pytest.raises(RuntimeError, match="rc=-1"):  # > 48 KiB shared memory

@@ -78,6 +78,8 @@ def last_kernel(launcher):
     ((1, 2, 1, 1, (13100,), (13000,), (1,), (1,), (0,)), "fc_corr_nd"),  # > smem
     ((1, 1, 1, 1, (13100,), (13000,), (1,), (1,), (0,)), "fc_depthwise"),  # > smem
     ((1, 1, 1, 1, (40, 37), (9, 8), (1, 1), (1, 1), (8, 7)), "fc_corr_tiled"),  # signal 2-D
+    ((1, 2, 5, 1, (9, 203), (3, 4), (1, 1), (1, 2), (1, 3)), "fc_corr_tiled"),  # rw = 4
+    ((1, 1, 1, 1, (700,), (40,), (1,), (1,), (39,)), "fc_corr_tiled"),  # 1-D rw = 3
     ((2, 3, 6, 3, (20, 21), (7, 6), (1, 2), (2, 1), (4, 2)), "fc_corr_tiled"),  # big depthwise
 ])
 def test_correlate_vs_torch(standin, dtype, case, kernel):
@@ -172,9 +174,16 @@ def test_tile_plan_fits_shared_memory():
             plan = _cupy._tile_plan(isz, O3, K3, (1, 1, 1), (1, 1, 1), 64, 64)
             if plan is not None:
                 extra, nthr, smem = plan
-                assert smem <= 48 * 1024 and 32 <= nthr <= 1024
+                assert smem <= 48 * 1024 and 32 <= nthr <= 256
                 assert nthr == extra[0] * extra[1] * extra[2]
+                assert 1 <= extra[12] <= 4 and 1 <= extra[3] <= 4
     assert _cupy._tile_plan(4, (1, 1, 10**6), (1, 1, 30001), (1, 1, 1), (1, 1, 1), 1, 1) is None
+    extra, nthr, smem = _cupy._tile_plan(4, (1, 2048, 2048), (1, 3, 3), (1, 1, 1), (1, 1, 1),
+                                         64, 64)
+    assert extra[12] == 4 and extra[3] == 4  # full register block for a big fp32 layer
+    extra, nthr, smem = _cupy._tile_plan(16, (1, 2048, 2048), (1, 3, 3), (1, 1, 1),
+                                         (1, 1, 1), 64, 64)
+    assert extra[3] * extra[12] * nthr * 16 <= 24 * 1024  # complex128: smaller block
 
 
 # ---------------------------------------------------------------------------- GEMM

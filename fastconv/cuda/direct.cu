@@ -9,8 +9,8 @@
 //   fc_corr_tiled<T>  3 spatial axes (1-D and 2-D are passed with leading unit axes):
 //                     one block per (n, output-channel chunk, spatial tile); the input
 //                     patch the tile needs is staged in shared memory, a chunk of input
-//                     channels at a time, and each thread accumulates up to FC_COB output
-//                     channels from it.
+//                     channels at a time, and each thread accumulates up to FC_RW outputs
+//                     along W for up to FC_COB output channels from it.
 //   fc_depthwise<T>   3 spatial axes, C_in/groups == 1 (depthwise, channel multiplier):
 //                     one thread per output element, no reduction over channels.
 #include "fc_common.cuh"
@@ -79,13 +79,18 @@ __global__ void fc_corr_nd(const T* __restrict__ x, const T* __restrict__ w,
 
 // ---------------------------------------------------------------------------------------
 // Tiled 3-D.  Extra geometry after the nd == 3 arrays (index FC_G_ARRAYS + 18):
-#define FC_T_TILE 23     // TD, TH, TW     output tile (threads per block = TD*TH*TW)
+#define FC_T_TILE 23     // TD, TH, TW     threads per block = TD*TH*TW
 #define FC_T_COB 26      // cob            output channels per block (<= FC_COB)
 #define FC_T_CIC 27      // cic            input channels staged per phase
 #define FC_T_EXT 28      // ED, EH, EW     staged patch extent (T-1)*stride + (K-1)*dil + 1
 #define FC_T_NTILE 31    // nTD, nTH, nTW  tiles per axis
 #define FC_T_NCOG 34     // nCOg           output-channel chunks per group
-// Dynamic shared memory: cic*ED*EH*EW values (patch) then cob*TD*TH*TW values (sums).
+#define FC_T_RW 35       // rw             outputs per thread along W (<= FC_RW)
+// A block's output tile is TD x TH x (TW*rw): thread (ld, lh, lw) computes the outputs
+// (ld, lh, lw + r*TW) for r < rw, for each of the block's cob output channels (register
+// blocking: every staged input value and every weight read serves several outputs).
+// Dynamic shared memory: cic*ED*EH*EW values (patch) then cob*rw*TD*TH*TW values (sums).
+#define FC_RW 4
 
 template <typename T>
 __device__ inline void fc_corr_tiled_block(const T* __restrict__ x, const T* __restrict__ w,
@@ -100,7 +105,7 @@ __device__ inline void fc_corr_tiled_block(const T* __restrict__ x, const T* __r
     const fc_idx* pd = dl + 3;
     const fc_idx TD = g[FC_T_TILE], TH = g[FC_T_TILE + 1], TW = g[FC_T_TILE + 2];
     const int nthr = (int)(TD * TH * TW);
-    const fc_idx cob = g[FC_T_COB], cic = g[FC_T_CIC];
+    const fc_idx cob = g[FC_T_COB], cic = g[FC_T_CIC], rw = g[FC_T_RW];
     const fc_idx ED = g[FC_T_EXT], EH = g[FC_T_EXT + 1], EW = g[FC_T_EXT + 2];
     const fc_idx EP = ED * EH * EW;
     const fc_idx nTD = g[FC_T_NTILE], nTH = g[FC_T_NTILE + 1], nTW = g[FC_T_NTILE + 2];
@@ -109,6 +114,7 @@ __device__ inline void fc_corr_tiled_block(const T* __restrict__ x, const T* __r
     const fc_idx KV = K[0] * K[1] * K[2];
     const fc_idx SV = S[0] * S[1] * S[2];
     const fc_idx OV = O[0] * O[1] * O[2];
+    const fc_idx nsum = cob * rw;  // sums per thread
 
     // block -> (n, output-channel chunk, tile); the tile index varies fastest
     fc_idx r = b;
@@ -121,12 +127,11 @@ __device__ inline void fc_corr_tiled_block(const T* __restrict__ x, const T* __r
     const fc_idx co0 = grp * cout_g + (chunk % nCOg) * cob;
     fc_idx nco = (grp + 1) * cout_g - co0;
     if (nco > cob) nco = cob;
-    const fc_idx od0 = td * TD, oh0 = th * TH, ow0 = tw * TW;
+    const fc_idx od0 = td * TD, oh0 = th * TH, ow0 = tw * TW * rw;
     const fc_idx id0 = od0 * st[0] - pd[0], ih0 = oh0 * st[1] - pd[1], iw0 = ow0 * st[2] - pd[2];
 
     FC_THREAD_LOOP(tid, nthr) {
-        for (int c = 0; c < FC_COB; ++c)
-            if (c < nco) sums[c * nthr + tid] = T();
+        for (fc_idx q = 0; q < nsum; ++q) sums[q * nthr + tid] = T();
     }
     for (fc_idx ci0 = 0; ci0 < cin_g; ci0 += cic) {
         const fc_idx ncic = (cin_g - ci0 < cic) ? cin_g - ci0 : cic;
@@ -147,12 +152,17 @@ __device__ inline void fc_corr_tiled_block(const T* __restrict__ x, const T* __r
             }
         }
         __syncthreads();
-        // phase 2: every thread correlates its output point with the staged channels
+        // phase 2: every thread correlates its rw output points with the staged channels
         FC_THREAD_LOOP(tid, nthr) {
             const fc_idx lw = tid % TW, lh = (tid / TW) % TH, ld = tid / (TW * TH);
             if (od0 + ld < O[0] && oh0 + lh < O[1] && ow0 + lw < O[2]) {
-                T s[FC_COB];
-                for (int c = 0; c < FC_COB; ++c) s[c] = T();
+                T s[FC_COB][FC_RW];
+#pragma unroll
+                for (int c = 0; c < FC_COB; ++c)
+#pragma unroll
+                    for (int q = 0; q < FC_RW; ++q) s[c][q] = T();
+                const fc_idx wstep = cin_g * KV;  // weight stride between output channels
+                const fc_idx pstep = TW * st[2];  // patch stride between a thread's outputs
                 for (fc_idx c = 0; c < ncic; ++c) {
                     const T* pc = patch + c * EP;
                     const T* wc = w + (co0 * cin_g + ci0 + c) * KV;
@@ -163,16 +173,28 @@ __device__ inline void fc_corr_tiled_block(const T* __restrict__ x, const T* __r
                                 lw * st[2];
                             const T* wrow = wc + (kd * K[1] + kh) * K[2];
                             for (fc_idx kw = 0; kw < K[2]; ++kw) {
-                                const T pv = prow[kw * dl[2]];
+                                T wv[FC_COB];
 #pragma unroll
                                 for (int cc = 0; cc < FC_COB; ++cc)
-                                    if (cc < nco) s[cc] = s[cc] + pv * wrow[cc * cin_g * KV + kw];
+                                    wv[cc] = (cc < nco) ? wrow[cc * wstep + kw] : T();
+                                const T* pk = prow + kw * dl[2];
+#pragma unroll
+                                for (int q = 0; q < FC_RW; ++q) {
+                                    if (q < rw) {
+                                        const T pv = pk[q * pstep];
+#pragma unroll
+                                        for (int cc = 0; cc < FC_COB; ++cc)
+                                            s[cc][q] = s[cc][q] + pv * wv[cc];
+                                    }
+                                }
                             }
                         }
                     }
                 }
                 for (int c = 0; c < FC_COB; ++c)
-                    if (c < nco) sums[c * nthr + tid] = sums[c * nthr + tid] + s[c];
+                    for (int q = 0; q < FC_RW; ++q)
+                        if (c < nco && q < rw)
+                            sums[(c * rw + q) * nthr + tid] = sums[(c * rw + q) * nthr + tid] + s[c][q];
             }
         }
         __syncthreads();
@@ -180,12 +202,15 @@ __device__ inline void fc_corr_tiled_block(const T* __restrict__ x, const T* __r
     // phase 3: write the tile
     FC_THREAD_LOOP(tid, nthr) {
         const fc_idx lw = tid % TW, lh = (tid / TW) % TH, ld = tid / (TW * TH);
-        const fc_idx od = od0 + ld, oh = oh0 + lh, ow = ow0 + lw;
-        if (od < O[0] && oh < O[1] && ow < O[2]) {
-            for (int c = 0; c < FC_COB; ++c)
-                if (c < nco)
+        const fc_idx od = od0 + ld, oh = oh0 + lh;
+        if (od < O[0] && oh < O[1]) {
+            for (fc_idx q = 0; q < rw; ++q) {
+                const fc_idx ow = ow0 + lw + q * TW;
+                if (ow >= O[2]) break;
+                for (fc_idx c = 0; c < nco; ++c)
                     out[(n * Cout + co0 + c) * OV + (od * O[1] + oh) * O[2] + ow] =
-                        sums[c * nthr + tid];
+                        sums[(c * rw + q) * nthr + tid];
+            }
         }
     }
     __syncthreads();  // the next block of the block-stride loop reuses shared memory
