@@ -66,9 +66,47 @@ def constants():
 
 def _reset():
     """Forget loaded constants (tests; after tune)."""
-    global _loaded
+    global _loaded, _gpu_loaded
     with _lock:
         _loaded = None
+        _gpu_loaded = None
+
+
+_gpu_loaded = None
+
+
+def gpu_constants():
+    """Constants of the same model for CuPy arrays (GPU engines), in the CPU model's keys.
+
+    ``_cupy.default_constants()`` gives estimates for a data-center GPU; ``tune()`` on a
+    machine with a GPU stores measured ones (``"gpu"`` in tune.json). The GPU's parallelism
+    is folded into the constants, so GPU predictions are made with ``nthreads=1``.
+    """
+    global _gpu_loaded
+    if _gpu_loaded is None:
+        from . import _cupy
+        g = dict(_cupy.default_constants())
+        try:
+            with open(_tune_path()) as f:
+                tuned = json.load(f).get("gpu", {})
+            g.update({k[4:]: float(v) for k, v in tuned.items()
+                      if k.startswith("gpu_") and k[4:] in g and float(v) > 0})
+        except (OSError, ValueError, TypeError, AttributeError):
+            pass
+        # the FFT constant is per n*log2(n) of one transform; ours counts 7.5 n log2 n flops
+        per_flop = g["fft_s_per_flop"] / 7.5
+        _gpu_loaded = {
+            "direct_s_per_mac_float32": g["direct_s_per_mac"],
+            "direct_s_per_mac_float64": 2 * g["direct_s_per_mac"],
+            "direct_s_per_mac_int64": 2 * g["direct_s_per_mac"],
+            "gemm_s_per_mac_float32": g["gemm_s_per_mac"],
+            "gemm_s_per_mac_float64": 2 * g["gemm_s_per_mac"],
+            "fft_s_per_flop": 2 * per_flop,
+            "fft_s_per_flop_float32": per_flop,
+            "mem_s_per_byte": 5e-13,
+            "call_overhead_s": g["call_overhead_s"],
+        }
+    return _gpu_loaded
 
 
 def _kind(dtype):
@@ -118,7 +156,7 @@ def fft_time(padded_shape, dtype, batch=1, nthreads=None, c=None, flops=None):
 
 
 def predict_signal(shape1, shape2, out_shape, dtype, methods=("direct", "fft", "oa"),
-                   separable=False, nthreads=None):
+                   separable=False, nthreads=None, c=None):
     """Predicted seconds of each signal method for a convolution of ``shape1`` x ``shape2``.
 
     ``out_shape`` is the shape of the requested window; ``separable`` says whether the
@@ -126,7 +164,7 @@ def predict_signal(shape1, shape2, out_shape, dtype, methods=("direct", "fft", "
     """
     from . import _fft
 
-    c = constants()
+    c = c or constants()
     n1 = int(np.prod(shape1, dtype=np.int64))
     n2 = int(np.prod(shape2, dtype=np.int64))
     kshape = shape2 if n2 <= n1 else shape1
@@ -156,10 +194,16 @@ def predict_signal(shape1, shape2, out_shape, dtype, methods=("direct", "fft", "
     return res
 
 
-def choose_signal_method(shape1, shape2, out_shape, dtype, separable=False, nthreads=None):
-    """Fastest predicted method among 'direct', 'fft', 'oa' (and 'separable' if allowed)."""
+def choose_signal_method(shape1, shape2, out_shape, dtype, separable=False, nthreads=None,
+                         device="cpu"):
+    """Fastest predicted method among 'direct', 'fft', 'oa' (and 'separable' if allowed).
+
+    ``device='gpu'`` uses :func:`gpu_constants` (CuPy arrays)."""
     methods = ("direct", "fft", "oa", "separable")
-    times = predict_signal(shape1, shape2, out_shape, dtype, methods, separable, nthreads)
+    c = None
+    if device == "gpu":
+        c, nthreads = gpu_constants(), 1
+    times = predict_signal(shape1, shape2, out_shape, dtype, methods, separable, nthreads, c)
     return min(times, key=times.get), times
 
 

@@ -177,10 +177,14 @@ class _Problem:
         x, k = self.kernel_and_signal()
         cdt = _dtypes.compute_dtype(self.rdt)
         separable = self.xp is np and _rank1_factors(k, cdt) is not None
+        gpu = self.xp is not np
         method, times = _plan.choose_signal_method(
-            x.shape, k.shape, self.shape, cdt, separable, nthreads)
-        if method in ("fft", "oa") and not _all_finite(self.xp, self.a, self.b):
-            method = "direct"   # an FFT would smear one NaN/Inf over the whole output
+            x.shape, k.shape, self.shape, cdt, separable, nthreads,
+            device="gpu" if gpu else "cpu")
+        # An FFT would smear one NaN/Inf over the whole output, direct keeps it local. On
+        # CuPy arrays the scan is skipped: it would need a device-to-host synchronisation.
+        if method in ("fft", "oa") and not gpu and not _all_finite(self.xp, self.a, self.b):
+            method = "direct"
         return method, times
 
     # -- engines
