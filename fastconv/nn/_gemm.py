@@ -16,6 +16,7 @@ the first output axis, so it never exceeds ``SCRATCH_BYTES`` (256 MiB) beyond th
 weight and output (and the zero-padded copy of the input, when padding is asked for).
 """
 import math
+import threading
 
 import numpy as np
 
@@ -32,6 +33,68 @@ except ImportError:  # pragma: no cover - pure NumPy fallback
 
 def _prod(t):
     return math.prod(t)
+
+
+# ----------------------------------------------------------------------------------------
+# threads: work split into chunks run by a pool whose workers make single-threaded BLAS
+# calls (OpenBLAS ``openblas_set_num_threads_local``), scheduled dynamically, so that the
+# im2col copies run in parallel too and one slow core does not stall a whole GEMM
+# ----------------------------------------------------------------------------------------
+_pools = {}
+_pool_lock = threading.Lock()
+_blas_local = False  # unknown yet; None: not available
+
+
+def _find_blas_local():
+    global _blas_local
+    if _blas_local is not False:
+        return _blas_local
+    _blas_local = None
+    try:
+        import ctypes
+        import glob
+        import os
+        libdir = os.path.join(os.path.dirname(os.path.dirname(np.__file__)), "numpy.libs")
+        for path in glob.glob(os.path.join(libdir, "*openblas*")):
+            f = getattr(ctypes.CDLL(path), "openblas_set_num_threads_local", None)
+            if f is not None:
+                f.argtypes, f.restype = [ctypes.c_int], ctypes.c_int
+                _blas_local = f
+                break
+    except Exception:  # noqa: BLE001 - no thread-local BLAS control: no pool
+        _blas_local = None
+    return _blas_local
+
+
+def _pool(nthreads):
+    """A pool of ``nthreads`` workers with single-threaded BLAS (None if not possible)."""
+    if nthreads < 2 or _find_blas_local() is None:
+        return None
+    with _pool_lock:
+        pool = _pools.get(nthreads)
+        if pool is None:
+            from concurrent.futures import ThreadPoolExecutor
+            pool = ThreadPoolExecutor(nthreads, thread_name_prefix="fastconv-gemm",
+                                      initializer=_blas_local, initargs=(1,))
+            _pools[nthreads] = pool
+    return pool
+
+
+def _nthreads(work_macs):
+    from .._config import get_num_threads
+    nt = get_num_threads()
+    return 1 if work_macs < (4 << 20) else nt
+
+
+def _run_chunks(fn, chunks, nthreads):
+    """Run ``fn(chunk)`` for every chunk, on the pool when it pays off."""
+    pool = _pool(nthreads) if len(chunks) > 1 else None
+    if pool is None:
+        for ch in chunks:
+            fn(ch)
+        return
+    for f in [pool.submit(fn, ch) for ch in chunks]:
+        f.result()
 
 
 def pad_input(x, out_spatial, kernel, stride, dilation, pad):
@@ -73,9 +136,12 @@ def _patch_view(xp, groups, kernel, out_spatial, stride, dilation):
     return np.lib.stride_tricks.as_strided(xp, shape, strides, writeable=False)
 
 
-def _tiles(n, per_image, out0, budget=None):
-    """Yield (image slice, first-output-axis slice) tiles of at most ``budget`` bytes."""
+def _tiles(n, per_image, out0, budget=None, min_tiles=1):
+    """Yield (image slice, first-output-axis slice) tiles of at most ``budget`` bytes
+    (and at least ``min_tiles`` of them where the problem allows)."""
     budget = TILE_BYTES if budget is None else budget
+    if min_tiles > 1:
+        budget = min(budget, max(1, n * per_image // min_tiles))
     if per_image <= budget:
         nb = max(1, min(n, budget // max(per_image, 1)))
         for i in range(0, n, nb):
@@ -88,11 +154,12 @@ def _tiles(n, per_image, out0, budget=None):
 
 
 def im2col(xp, groups, kernel, out_spatial, stride, dilation, nsl=slice(None),
-           osl=slice(None)):
+           osl=slice(None), single_thread=False):
     """Copy the patches of images ``nsl`` (output rows ``osl``) into ``(n, G, Cg*K, O')``."""
     nd = len(kernel)
     if _cgemm is not None and nd <= 3 and xp.dtype in (np.float32, np.float64):
-        return _im2col_compiled(xp, groups, kernel, out_spatial, stride, dilation, nsl, osl)
+        return _im2col_compiled(xp, groups, kernel, out_spatial, stride, dilation, nsl, osl,
+                                1 if single_thread else None)
     v = _patch_view(xp, groups, kernel, out_spatial, stride, dilation)
     v = v[(nsl, slice(None), slice(None)) + (slice(None),) * nd + (osl,)]
     cols = np.empty(v.shape, dtype=xp.dtype)
@@ -101,7 +168,8 @@ def im2col(xp, groups, kernel, out_spatial, stride, dilation, nsl=slice(None),
     return cols.reshape(n, g, cg * _prod(kernel), _prod(v.shape[3 + nd:]))
 
 
-def _im2col_compiled(xp, groups, kernel, out_spatial, stride, dilation, nsl, osl):
+def _im2col_compiled(xp, groups, kernel, out_spatial, stride, dilation, nsl, osl,
+                     nthreads=None):
     """:func:`im2col` by ``fastconv._gemm.im2col3d`` (OpenMP over images and channels)."""
     from .._config import get_num_threads
     nd = len(kernel)
@@ -123,7 +191,7 @@ def _im2col_compiled(xp, groups, kernel, out_spatial, stride, dilation, nsl, osl
     kk = math.prod(k)
     cols = np.empty((n, c * kk, math.prod(o)), dtype=xp.dtype)
     if cols.size:
-        _cgemm.im2col3d(x5, cols, *k, od0, *o, *s, *d, get_num_threads())
+        _cgemm.im2col3d(x5, cols, *k, od0, *o, *s, *d, nthreads or get_num_threads())
     return cols.reshape(n, groups, (c // groups) * kk, -1)
 
 
@@ -147,14 +215,19 @@ def correlate(x, w, out_spatial, stride, dilation, pad, groups):
     xp = pad_input(x, out_spatial, kernel, stride, dilation, pad)
     wg = w.reshape(g, cog, cg * _prod(kernel))
     out5 = out.reshape((n, g, cog) + tuple(out_spatial))
-    for nsl, osl in _tiles(n, per_image, out_spatial[0]):
-        cols = im2col(xp, g, kernel, out_spatial, stride, dilation, nsl, osl)
+    nt = _nthreads(n * c_out * _prod(out_spatial) * cg * _prod(kernel))
+    single = nt > 1 and _pool(nt) is not None
+
+    def tile(t):
+        nsl, osl = t
+        cols = im2col(xp, g, kernel, out_spatial, stride, dilation, nsl, osl, single)
         if osl == slice(None):
             np.matmul(wg, cols, out=out5[nsl].reshape(cols.shape[:2] + (cog, cols.shape[3])))
         else:
             r = np.matmul(wg, cols)
             out5[(nsl, slice(None), slice(None), osl)] = r.reshape(
                 r.shape[:3] + (-1,) + tuple(out_spatial[1:]))
+    _run_chunks(tile, list(_tiles(n, per_image, out_spatial[0], min_tiles=4 * nt)), nt)
     return out
 
 
@@ -185,14 +258,28 @@ def pointwise(x, w2, out_spatial, stride, pad, groups, out=None, shuffle=False):
         o4 = out.reshape(n, cog, g, hw)
         x4 = x.reshape(n, g, cg, hw)
         w3 = w2.reshape(g, cog, cg)
-        for gi in range(g):
-            np.matmul(w3[gi], x4[:, gi], out=o4[:, :, gi])
+        nt = _nthreads(n * c_out * hw * cg)
+        jobs = [(i, gi) for i in range(n) for gi in range(g)]
+        _run_chunks(lambda j: np.matmul(w3[j[1]], x4[j[0], j[1]], out=o4[j[0], :, j[1]]),
+                    jobs, nt)
+        return out
+    nt = _nthreads(n * c_out * hw * cg)
+    chunks = [slice(i, i + 1) for i in range(n)] if nt > 1 and n > 1 else [slice(None)]
+    if len(chunks) == 1 and nt > 1 and hw >= 4096:  # one image: split the pixels
+        step = -(-hw // (2 * nt))
+        cols = [slice(i, min(hw, i + step)) for i in range(0, hw, step)]
+        o3, x3 = out.reshape(n, g, cog, hw), x.reshape(n, g, cg, hw)
+        w3 = w2.reshape(g, cog, cg)
+        _run_chunks(lambda cs: o3.__setitem__((Ellipsis, cs), np.matmul(w3, x3[..., cs])),
+                    cols, nt)
         return out
     if g == 1:
-        np.matmul(w2, x.reshape(n, c, hw), out=out.reshape(n, c_out, hw))
+        o3, x3 = out.reshape(n, c_out, hw), x.reshape(n, c, hw)
+        _run_chunks(lambda sl: np.matmul(w2, x3[sl], out=o3[sl]), chunks, nt)
     else:
-        np.matmul(w2.reshape(g, cog, cg), x.reshape(n, g, cg, hw),
-                  out=out.reshape(n, g, cog, hw))
+        o4, x4 = out.reshape(n, g, cog, hw), x.reshape(n, g, cg, hw)
+        w3 = w2.reshape(g, cog, cg)
+        _run_chunks(lambda sl: np.matmul(w3, x4[sl], out=o4[sl]), chunks, nt)
     return out
 
 
@@ -238,11 +325,16 @@ def correlate_adjoint(y, w, x_spatial, stride, dilation, pad, groups):
     ys = y.reshape(n, g, cog, _prod(y_spatial))
     per_image = c * kk * _prod(y_spatial) * y.itemsize
     view = xp[(Ellipsis, *[slice(sh, None) for sh in shift])] if any(shift) else xp
+    nt = _nthreads(n * c_out * _prod(y_spatial) * cg * kk)
     nb = max(1, min(n, TILE_BYTES // max(per_image, 1)))
-    for i in range(0, n, nb):
+    if nt > 1:
+        nb = max(1, min(nb, n // (2 * nt)))
+
+    def block(i):
         cols = np.matmul(wt, ys[i:i + nb])
         cols = cols.reshape((cols.shape[0], c) + tuple(kernel) + tuple(y_spatial))
         col2im_add(view[i:i + nb], cols, kernel, y_spatial, stride, dilation)
+    _run_chunks(block, list(range(0, n, nb)), nt)
     crop = tuple(slice(a, a + xs) for a, xs in zip(lo, x_spatial))
     return np.ascontiguousarray(xp[(Ellipsis, *crop)])
 
