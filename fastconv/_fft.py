@@ -97,16 +97,16 @@ except ImportError:  # pragma: no cover
     HAVE_PYFFTW = False
 
 __all__ = [
-    "convolve",
-    "oaconvolve",
-    "next_fast_len",
-    "padded_shape",
-    "flops",
-    "oa_plan",
     "clear_plan_cache",
+    "convolve",
+    "flops",
     "load_wisdom",
-    "save_wisdom",
+    "next_fast_len",
+    "oa_plan",
+    "oaconvolve",
+    "padded_shape",
     "plan_cache_info",
+    "save_wisdom",
 ]
 
 #: Use pyFFTW when importable.  Set to False (tests do) to force the scipy.fft path.
@@ -688,7 +688,7 @@ class _WorkSet:
         """(Re)create the three plans; FFTW_MEASURE overwrites the buffers."""
         k = len(self.L)
         axes = tuple(range(-k, 0))
-        kw = dict(axes=axes, threads=self.threads, flags=flags)
+        kw = {"axes": axes, "threads": self.threads, "flags": flags}
         if timelimit is not None:
             kw["planning_timelimit"] = float(timelimit)
         with _plan_lock:
@@ -709,7 +709,7 @@ def _real_of(cdt):
 
 
 class _KeyStats:
-    __slots__ = ("calls", "seconds", "measured")
+    __slots__ = ("calls", "measured", "seconds")
 
     def __init__(self):
         self.calls = 0
