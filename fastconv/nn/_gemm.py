@@ -209,8 +209,9 @@ def correlate(x, w, out_spatial, stride, dilation, pad, groups):
     if all(k == 1 for k in kernel):
         return pointwise(x, w.reshape(c_out, cg), out_spatial, stride, pad, groups, out)
     per_image = c * _prod(kernel) * _prod(out_spatial) * x.itemsize
-    if per_image > SCRATCH_BYTES and have_implicit(x.dtype) and all(p >= 0 for p in pad):
-        # one image's patch matrix alone exceeds the scratch budget: no im2col at all
+    if (per_image // out_spatial[0] > SCRATCH_BYTES and have_implicit(x.dtype)
+            and all(p >= 0 for p in pad)):
+        # even one slice of the first output axis would need more than the scratch budget
         return correlate_implicit(x, w, out_spatial, stride, dilation, pad, groups)
     xp = pad_input(x, out_spatial, kernel, stride, dilation, pad)
     wg = w.reshape(g, cog, cg * _prod(kernel))
