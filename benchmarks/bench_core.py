@@ -32,8 +32,8 @@ def median_time(fn, repeat, warmup=2):
 
 
 def check(name, ours, ref, rtol):
-    ours = np.asarray(ours, dtype=np.float64)
-    ref = np.asarray(ref, dtype=np.float64)
+    ours = np.asarray(ours, dtype=np.complex128)
+    ref = np.asarray(ref, dtype=np.complex128)
     scale = max(np.abs(ref).max(), 1e-30)
     err = np.abs(ours - ref).max() / scale
     if not err <= rtol:
@@ -73,7 +73,7 @@ def main():
     torch.set_num_threads(nt)
     rng = np.random.default_rng(12345)
     print(f"fastconv._core: simd={_core.simd_info()} openmp={_core.openmp_enabled()} "
-          f"threads={nt}")
+          f"threads={nt} loadavg={os.getloadavg()[0]:.2f} (other load skews timings)")
     peak = matmul_peak(nt, rep)
     print(f"float32 peak (numpy matmul 3072^3): {peak / 1e9:.1f} GFLOP/s")
 

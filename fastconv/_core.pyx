@@ -18,8 +18,14 @@ Where things live
 * ``src/fc_conv.h``: the plan (geometry, tiling, thread-level task split) and the run-time
   ISA dispatch (AVX2+FMA or baseline x86-64 / any other ISA, no ``-march`` flag);
 * ``src/fc_kernel_impl.h``: the typed kernels -- the zero-padding, stride-decimating panel
-  gather and the register-blocked microkernel (an R x (V*8) float32 output tile held in
-  vector registers across every input channel and tap).
+  gather and three register-blocked microkernels that keep an output tile in vector
+  registers across every input channel and tap:
+
+  - ``fc_mk_rows``: 4 rows x (V*8) columns (float32), each loaded input row feeding every
+    output row that uses it (unit row stride/dilation; 3- and 5-wide kernels unrolled);
+  - ``fc_mk``: the same tile for strided/dilated rows, or 1 row x 64 columns for 1-D;
+  - ``fc_mk_ch``: dense convolutions (>= 8 float32 output channels per group): lanes hold
+    output channels (weights packed per call), 6 or 12 pixels per tile.
 
 All spatial ranks >= 1 go through the same kernel: the last axis is vectorised, the
 second-to-last is register-blocked by rows, and any further leading axes are "planes"
