@@ -101,11 +101,10 @@ def _time_pair(fa, fb, min_time, max_reps=200):
 
 
 def _macs(kind, xs, ws, out_shape, kw):
-    g = kw.get("groups", 1)
     if kind == "transpose":
         # the forward convolution it is the adjoint of: input xs, out-channels ws[1]*g
         return math.prod(xs) * ws[1] * math.prod(ws[2:])
-    return math.prod(out_shape) * ws[1] * math.prod(ws[2:]) * (1 if g else 1)
+    return math.prod(out_shape) * ws[1] * math.prod(ws[2:])
 
 
 def peak_gflops(nthreads, quick=False):
@@ -153,10 +152,12 @@ def run(quick=False, threads=2, layers=None, file=sys.stdout):
         if got.shape != ref.shape or not err < 1e-4:
             raise AssertionError(f"{name}: fastconv differs from torch (rel err {err:.2e})")
         with torch.no_grad():
-            t_fc, t_t = _time_pair(lambda: _fc(kind, x, w, kw), tfn, min_time)
+            def ours(kind=kind, x=x, w=w, kw=kw):
+                return _fc(kind, x, w, kw)
+            t_fc, t_t = _time_pair(ours, tfn, min_time)
         macs = _macs(kind, xs, ws, got.shape, kw)
         gflops = 2 * macs / t_fc / 1e9
-        scratch = _scratch(lambda: _fc(kind, x, w, kw), got.nbytes)
+        scratch = _scratch(ours, got.nbytes)
         nbytes = x.nbytes + w.nbytes + got.nbytes
         row = dict(row=name, layer=desc, fastconv_ms=t_fc * 1e3, torch_ms=t_t * 1e3,
                    gflops=gflops, pct_peak=100 * gflops / peak, speedup=t_t / t_fc,

@@ -22,7 +22,7 @@ def _case(rng, nd):
         g = int(rng.choice([1, 2, 3]))
         cin, cout = g * int(rng.integers(1, 3)), g * int(rng.integers(1, 3))
         if rng.random() < 0.2:
-            g, cin = cin, cin
+            g = cin
             cout = cin * int(rng.integers(1, 3))
         k = tuple(int(v) for v in rng.integers(1, 4, nd))
         s = tuple(int(v) for v in rng.integers(1, 4, nd))

@@ -197,7 +197,6 @@ def _im2col_compiled(xp, groups, kernel, out_spatial, stride, dilation, nsl, osl
 
 def correlate(x, w, out_spatial, stride, dilation, pad, groups):
     """Strided, dilated, grouped cross-correlation by im2col + GEMM (see module docstring)."""
-    nd = x.ndim - 2
     n, c = x.shape[:2]
     c_out = w.shape[0]
     kernel = w.shape[2:]
@@ -301,7 +300,6 @@ def correlate_adjoint(y, w, x_spatial, stride, dilation, pad, groups):
     """
     n, c_out = y.shape[:2]
     kernel = w.shape[2:]
-    nd = len(kernel)
     g = groups
     cog, cg = c_out // g, w.shape[1]
     c = cg * g

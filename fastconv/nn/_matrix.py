@@ -69,7 +69,7 @@ def conv_matrix(weight, input_shape, stride=1, padding=0, dilation=1, groups=1):
     if w.dtype.kind == "f" and w.dtype.itemsize == 2:
         cdt = np.dtype(np.float32)
     dummy = np.lib.stride_tricks.as_strided(np.zeros(1), (1,) + shape, (0,) * (nd + 2))
-    stride, dilation, lo, hi, groups, out = _shapes.conv_params(
+    stride, dilation, lo, _, groups, out = _shapes.conv_params(
         dummy, w, stride, padding, dilation, groups, "zeros", nd, "conv_matrix")
     c_out, cg = w.shape[:2]
     c_in = shape[0]

@@ -106,7 +106,7 @@ def _as4(w, name):
 def _pointwise(input, weight, bias, stride, groups, shuffle, fname):
     w = _as4(weight, "weight")
     x, w, b, cdt, rdt, batched = _prepare(input, w, bias, 2, fname)
-    stride, dilation, lo, hi, groups, out_spatial = _shapes.conv_params(
+    stride, _, _, _, groups, out_spatial = _shapes.conv_params(
         x, w, stride, 0, 1, groups, "zeros", 2, fname)
     _shapes.check_bias(b, w.shape[0], fname)
     x = np.ascontiguousarray(x, dtype=cdt)

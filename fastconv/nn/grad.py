@@ -105,7 +105,7 @@ def _weight(input, weight_size, grad_output, stride, padding, dilation, groups, 
 def _weight_direct(x, gy, kernel, stride, dilation, pad, groups):
     """Weight gradient on ``fastconv._core``: batch and channels swap roles, and stride and
     dilation swap too: ``gw[co, ci, k] = sum_{n,o} x[n, ci, k*d + o*s - p] gy[n, co, o]``."""
-    n, c = x.shape[:2]
+    c = x.shape[1]
     c_out = gy.shape[1]
     cg, cog = c // groups, c_out // groups
     gw = np.empty((c_out, cg) + tuple(kernel), dtype=x.dtype)
