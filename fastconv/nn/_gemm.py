@@ -218,6 +218,11 @@ def correlate(x, w, out_spatial, stride, dilation, pad, groups):
     nt = _nthreads(n * c_out * _prod(out_spatial) * cg * _prod(kernel))
     single = nt > 1 and _pool(nt) is not None
 
+    if len(kernel) == 3 and have_implicit(x.dtype) and \
+            per_image // out_spatial[0] > TILE_BYTES:
+        return _correlate_3d_rows(xp, wg, out5, kernel, out_spatial, stride, dilation, nt,
+                                  single)
+
     def tile(t):
         nsl, osl = t
         cols = im2col(xp, g, kernel, out_spatial, stride, dilation, nsl, osl, single)
@@ -229,6 +234,29 @@ def correlate(x, w, out_spatial, stride, dilation, pad, groups):
                 r.shape[:3] + (-1,) + tuple(out_spatial[1:]))
     _run_chunks(tile, list(_tiles(n, per_image, out_spatial[0], min_tiles=4 * nt)), nt)
     return out
+
+
+def _correlate_3d_rows(xp, wg, out5, kernel, out_spatial, stride, dilation, nt, single):
+    """3-D im2col + GEMM in tiles of (image, output depth plane, block of output rows), so
+    each patch matrix stays near ``TILE_BYTES`` (cache-sized) however large the layer."""
+    n, c = xp.shape[:2]
+    g, cog = out5.shape[1:3]
+    kk = _prod(kernel)
+    o0, o1, o2 = out_spatial
+    rows = max(1, min(o1, TILE_BYTES // max(1, c * kk * o2 * xp.itemsize)))
+    tiles = [(i, d, h) for i in range(n) for d in range(o0) for h in range(0, o1, rows)]
+
+    def tile(t):
+        i, d, h = t
+        hn = min(rows, o1 - h)
+        x5 = xp[i:i + 1, :, :, h * stride[1]:, :]
+        cols = np.empty((1, c * kk, hn * o2), dtype=xp.dtype)
+        _cgemm.im2col3d(x5, cols, *kernel, d, 1, hn, o2, *stride, *dilation,
+                        1 if single else nt)
+        r = np.matmul(wg, cols.reshape(g, -1, hn * o2))
+        out5[i, :, :, d, h:h + hn, :] = r.reshape(g, cog, hn, o2)
+    _run_chunks(tile, tiles, nt)
+    return out5.reshape((n, g * cog) + tuple(out_spatial))
 
 
 def pointwise(x, w2, out_spatial, stride, pad, groups, out=None, shuffle=False):
