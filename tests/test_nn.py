@@ -466,3 +466,34 @@ def test_implicit_gemm_engine(nd):
         y = rng.standard_normal(want.shape)
         gx = _gemm.adjoint_implicit(y, w, xs[2:], s, d, p, g)
         assert abs(np.vdot(got, y) - np.vdot(x, gx)) < 1e-9 * (1 + abs(np.vdot(got, y)))
+
+
+def test_threaded_gemm_paths_large_layers(monkeypatch):
+    """Layers big enough for the chunked, pooled GEMM paths (2 threads), incl. 3-D tiles."""
+    import fastconv
+    from fastconv.nn import _gemm
+    rng = np.random.default_rng(30)
+    with fastconv.threads(2):
+        x = rng.standard_normal((4, 32, 32, 32)).astype(np.float32)
+        w = rng.standard_normal((32, 32, 3, 3)).astype(np.float32) / 17
+        want = F.conv2d(_t(x), _t(w), padding=1, stride=(1, 2)).numpy()
+        got = fnn.conv2d(x, w, padding=1, stride=(1, 2), algorithm="gemm")
+        np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
+        w1 = rng.standard_normal((48, 16, 1, 1)).astype(np.float32) / 4
+        want = F.channel_shuffle(F.conv2d(_t(x), _t(w1), groups=2), 2).numpy()
+        np.testing.assert_allclose(fnn.shuffled_group_conv2d(x, w1, 2), want, rtol=1e-4,
+                                   atol=1e-4)
+        want = F.conv2d(_t(x[:1]), _t(w1[:, :, :, :].repeat(2, axis=1))).numpy()
+        np.testing.assert_allclose(fnn.pointwise_conv2d(x[:1], w1.repeat(2, axis=1)), want,
+                                   rtol=1e-4, atol=1e-4)
+        wt = rng.standard_normal((32, 8, 4, 4)).astype(np.float32) / 10
+        want = F.conv_transpose2d(_t(x), _t(wt), stride=2, padding=1).numpy()
+        np.testing.assert_allclose(fnn.conv_transpose2d(x, wt, stride=2, padding=1,
+                                                        algorithm="gemm"),
+                                   want, rtol=1e-4, atol=1e-4)
+        monkeypatch.setattr(_gemm, "TILE_BYTES", 20000)
+        x3 = rng.standard_normal((2, 16, 6, 12, 12)).astype(np.float32)
+        w3 = rng.standard_normal((16, 16, 3, 3, 3)).astype(np.float32) / 20
+        want = F.conv3d(_t(x3), _t(w3), padding=1).numpy()
+        np.testing.assert_allclose(fnn.conv3d(x3, w3, padding=1, algorithm="gemm"), want,
+                                   rtol=1e-4, atol=1e-4)
