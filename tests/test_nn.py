@@ -497,3 +497,14 @@ def test_threaded_gemm_paths_large_layers(monkeypatch):
         want = F.conv3d(_t(x3), _t(w3), padding=1).numpy()
         np.testing.assert_allclose(fnn.conv3d(x3, w3, padding=1, algorithm="gemm"), want,
                                    rtol=1e-4, atol=1e-4)
+
+
+def test_complex_inputs():
+    rng = np.random.default_rng(31)
+    x = rng.standard_normal((2, 4, 9, 9)) + 1j * rng.standard_normal((2, 4, 9, 9))
+    w = rng.standard_normal((6, 2, 3, 3)) + 1j * rng.standard_normal((6, 2, 3, 3))
+    want = F.conv2d(_t(x), _t(w), padding=1, groups=2, stride=2).numpy()
+    for alg in ALGORITHMS:
+        got = fnn.conv2d(x, w, padding=1, groups=2, stride=2, algorithm=alg)
+        assert got.dtype == np.complex128
+        np.testing.assert_allclose(got, want, atol=1e-10)
