@@ -286,6 +286,25 @@ def test_tilings_and_thread_counts(nthreads):
         check_direct(x, w, O, (1,) * D, (1,) * D, pa, g, nthreads=nthreads)
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.int64])
+@pytest.mark.parametrize("shape", [(1, 1, 1100, 2048), (2, 3, 700, 1001)])
+def test_large_outputs(dtype, shape):
+    """Outputs of several MB (streaming-store path where aligned), 3x3 'same'."""
+    rng = np.random.default_rng(11)
+    x = rand(rng, shape, dtype)
+    w = rand(rng, (shape[1], 1, 3, 3), dtype)
+    out = run(x, w, shape[2:], (1, 1), (1, 1), (1, 1), shape[1])
+    acc = np.zeros(shape, dtype=np.int64 if dtype == np.int64 else np.float64)
+    xp = np.pad(x.astype(acc.dtype), ((0, 0), (0, 0), (1, 1), (1, 1)))
+    for a in range(3):
+        for b in range(3):
+            acc += xp[:, :, a:a + shape[2], b:b + shape[3]] * w[:, 0, a, b].astype(acc.dtype)[:, None, None]
+    if dtype == np.int64:
+        np.testing.assert_array_equal(out, acc)
+    else:
+        np.testing.assert_allclose(out, acc, rtol=0, atol=50 * EPS[np.dtype(dtype)] * 9 * 25)
+
+
 def test_int64_wraps_modulo_2_64():
     rng = np.random.default_rng(7)
     x = rng.integers(-2**63, 2**63 - 1, size=(2, 3, 9, 11), dtype=np.int64)

@@ -37,7 +37,7 @@
 #include <string.h>
 
 #if defined(__x86_64__) && defined(__GNUC__)
-#include <xmmintrin.h>
+#include <immintrin.h>
 #define FC_X86 1
 #define FC_ATTR_AVX2 __attribute__((target("avx2,fma")))
 #else
@@ -47,6 +47,8 @@
 #define FC_MAXD 32
 /* Panel (scratch) budget per thread, bytes: fits in L2 next to the weights. */
 #define FC_PANEL_BUDGET (160 * 1024)
+/* Outputs at least this large (bytes) are written with streaming stores. */
+#define FC_NT_MIN_BYTES (8 * 1024 * 1024)
 /* Widest column tile of one task. */
 #define FC_COLMAX 4096
 
@@ -67,6 +69,7 @@ typedef struct {
     int64_t cc;              /* input channels per panel chunk            */
     int64_t nph, qmax, pcols, row_pitch, slab, ci_pitch;  /* panel layout */
     int64_t *toff;           /* per column tap: offset inside a panel row */
+    int ntstore;             /* stream (non-temporal) stores: output >> caches     */
     int chk;                 /* channel-vectorised path: 0 (off), 1 or 2 vectors */
     int64_t CB, nblk;        /* channels per block (chk * L), blocks per group    */
     void *wpk;               /* packed weights [g][blk][ci][ktot][CB] (chk only)  */
@@ -164,6 +167,7 @@ static int fc_plan_init(fc_plan *pl, int dtype, int D, const int64_t *xs,
         pl->OP *= pl->O[d]; pl->KP *= pl->K[d]; pl->SP *= pl->S[d];
     }
     pl->ktot = pl->KP * pl->KH * pl->KW;
+    pl->ntstore = pl->N * pl->Cout * pl->OP * pl->OH * pl->OW * pl->elsize >= FC_NT_MIN_BYTES;
 
     /* register tile: 4 rows x 3 vectors, or 1 row x 8 vectors for short images */
     pl->R = pl->OH >= 4 ? 4 : 1;
@@ -274,16 +278,19 @@ static size_t fc_plan_scratch_bytes(const fc_plan *pl)
 #define FC_SFX f32_avx2
 #define FC_ATTR FC_ATTR_AVX2
 #define FC_FLOAT 1
+#define FC_NT_STORE(p, v) _mm256_stream_ps((float *)(p), (__m256)(v))
 #include "fc_kernel_impl.h"
 #define FC_T double
 #define FC_SFX f64_avx2
 #define FC_ATTR FC_ATTR_AVX2
 #define FC_FLOAT 1
+#define FC_NT_STORE(p, v) _mm256_stream_pd((double *)(p), (__m256d)(v))
 #include "fc_kernel_impl.h"
 #define FC_T uint64_t
 #define FC_SFX i64_avx2
 #define FC_ATTR FC_ATTR_AVX2
 #define FC_FLOAT 0
+#define FC_NT_STORE(p, v) _mm256_stream_si256((__m256i *)(p), (__m256i)(v))
 #include "fc_kernel_impl.h"
 #endif
 

@@ -34,13 +34,24 @@ FN(fc_store)(const int R, const int V, FN(fc_vec) acc[4][8], FC_T *restrict dst,
 {
     int r, v;
     if (rows == R && cols == V * FC_VL) {
+#ifdef FC_NT_STORE
+        /* accum == 2: streaming stores (large outputs: no read-for-ownership traffic) */
+        if (accum == 2 && (((uintptr_t)dst | (uintptr_t)(dp * (ptrdiff_t)sizeof(FC_T))) & 31) == 0) {
+#pragma GCC unroll 4
+            for (r = 0; r < R; r++)
+#pragma GCC unroll 8
+                for (v = 0; v < V; v++)
+                    FC_NT_STORE(dst + r * dp + v * FC_VL, acc[r][v]);
+            return;
+        }
+#endif
 #pragma GCC unroll 4
         for (r = 0; r < R; r++)
 #pragma GCC unroll 8
             for (v = 0; v < V; v++) {
                 FC_T *d = dst + r * dp + v * FC_VL;
                 FN(fc_vec) a = acc[r][v];
-                if (accum)
+                if (accum == 1)
                     a += FC_LOADU(d);
                 FC_STOREU(d, a);
             }
@@ -55,7 +66,7 @@ FN(fc_store)(const int R, const int V, FN(fc_vec) acc[4][8], FC_T *restrict dst,
         for (r = 0; r < rows; r++) {
             FC_T *d = dst + r * dp;
             const FC_T *t = tmp + r * V * FC_VL;
-            if (accum)
+            if (accum == 1)
                 for (c = 0; c < cols; c++) d[c] += t[c];
             else
                 for (c = 0; c < cols; c++) d[c] = t[c];
@@ -308,7 +319,7 @@ FN(fc_build_panel)(const fc_plan *restrict pl, FC_T *restrict panel, int64_t n,
 
 #define FC_MK_CALL(RR, VV)                                                      \
     FN(fc_mk)(RR, VV, pp, rp, khp, pl->slab, pl->ci_pitch, ccur, pl->KP, pl->KH, \
-              pl->KW, pl->toff, wp, dst, pl->OW, rows, cols, accum)
+              pl->KW, pl->toff, wp, dst, pl->OW, rows, cols, smode)
 
 #define FC_MKR_CALL(RR, VV)                                                  \
     do {                                                                         \
@@ -318,7 +329,7 @@ FN(fc_build_panel)(const fc_plan *restrict pl, FC_T *restrict panel, int64_t n,
     } while (0)
 #define FC_MKR_CALL2(RR, VV, KWC)                                              \
     FN(fc_mk_rows)(RR, VV, KWC, pp, rp, pl->slab, pl->ci_pitch, ccur, pl->KP, pl->KH, \
-                   pl->KW, pl->toff, wp, dst, pl->OW, rows, cols, accum)
+                   pl->KW, pl->toff, wp, dst, pl->OW, rows, cols, smode)
 
 /* One task: (n, g, output plane, row tile, column tile). */
 static FC_ATTR void FN(fc_task)(const fc_plan *restrict pl, int64_t t, void *scratch)
@@ -353,6 +364,8 @@ static FC_ATTR void FN(fc_task)(const fc_plan *restrict pl, int64_t t, void *scr
         for (c0 = 0; c0 < pl->Cig; c0 += pl->cc) {
             const int64_t ccur = fc_min(pl->cc, pl->Cig - c0);
             const int accum = c0 > 0;
+            /* store mode of the spatial kernels: 1 add, 2 stream, 0 store */
+            const int smode = accum ? 1 : (pl->ntstore && ccur == pl->Cig ? 2 : 0);
             FN(fc_build_panel)(pl, panel, n, g, c0, ccur, op, oh0, prow, ow0, wneed);
             if (pl->chk) {
                 /* channel-vectorised path: blocks of CB output channels */
@@ -420,6 +433,10 @@ static FC_ATTR void FN(fc_task)(const fc_plan *restrict pl, int64_t t, void *scr
             }
         }
     }
+#ifdef FC_NT_STORE
+    if (pl->ntstore)
+        _mm_sfence();
+#endif
 #if FC_X86 && FC_FLOAT
     _mm_setcsr(csr);
 #endif
@@ -436,3 +453,4 @@ static FC_ATTR void FN(fc_task)(const fc_plan *restrict pl, int64_t t, void *scr
 #undef FC_SFX
 #undef FC_ATTR
 #undef FC_FLOAT
+#undef FC_NT_STORE
