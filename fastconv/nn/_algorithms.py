@@ -36,7 +36,7 @@ except ImportError:  # pragma: no cover - depends on the build
 # constants rescale them (ratio of tuned to built-in value), so ``fastconv.tune()`` on a
 # faster machine moves all of them together.
 _RATES = {
-    "direct": 6.0e-11,          # s per MAC per thread, C_in/groups > 1, kernel > 1
+    "direct": 4.2e-11,          # s per MAC per thread, C_in/groups > 1, kernel > 1
     "direct_1x1": 25e-11,       # 1x1 kernels: the direct engine has no reuse to exploit
     "direct_depthwise": 11e-11,  # C_in/groups == 1: memory bound
     "gemm": 3.3e-11,            # large, square-ish GEMMs (im2col included)
