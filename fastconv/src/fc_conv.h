@@ -268,7 +268,9 @@ static int64_t fc_plan_ntasks(const fc_plan *pl)
 
 static size_t fc_plan_scratch_bytes(const fc_plan *pl)
 {
-    return (size_t)(pl->cc * pl->ci_pitch * pl->elsize) + 64;
+    /* panel, then the tap table of one channel chunk */
+    return (size_t)(fc_rup(pl->cc * pl->ci_pitch * pl->elsize, 64)
+                    + pl->cc * pl->ktot * (int64_t)sizeof(int64_t)) + 128;
 }
 
 /* ---- the typed kernels: each included once per (type, ISA) ---------------- */

@@ -75,41 +75,31 @@ FN(fc_store)(const int R, const int V, FN(fc_vec) acc[4][8], FC_T *restrict dst,
 }
 
 /*
- * Microkernel: dst[r, c] (+)= sum_ci sum_kp sum_kh sum_kw
- *                 p[ci*cip + kp*slabp + r*rp + kh*khp + toff[kw] + c] * w[ci, kp, kh, kw]
+ * Microkernel: dst[r, c] (+)= sum_t p[offs[t] + r*rp + c] * w[t], where the tap table
+ * offs[t] = ci*cip + kp*slabp + kh*khp + toff[kw] flattens (ci, kp, kh, kw) into one loop
  * for r < rows <= R, c < cols <= V*VL.  R and V are compile-time after inlining.
  */
 static inline __attribute__((always_inline)) FC_ATTR void
 FN(fc_mk)(const int R, const int V, const FC_T *restrict p, ptrdiff_t rp,
-          ptrdiff_t khp, ptrdiff_t slabp, ptrdiff_t cip, ptrdiff_t cc, ptrdiff_t KP,
-          ptrdiff_t KH, ptrdiff_t KW, const int64_t *restrict toff,
-          const FC_T *restrict w, FC_T *restrict dst, ptrdiff_t dp, int rows,
-          int cols, int accum)
+          const int64_t *restrict offs, ptrdiff_t ntaps, const FC_T *restrict w,
+          FC_T *restrict dst, ptrdiff_t dp, int rows, int cols, int accum)
 {
     FN(fc_vec) acc[4][8];
-    ptrdiff_t ci, kp, kh, kw;
+    ptrdiff_t t;
     int r, v;
 #pragma GCC unroll 4
     for (r = 0; r < R; r++)
 #pragma GCC unroll 8
         for (v = 0; v < V; v++)
             acc[r][v] = (FN(fc_vec)){0};
-    for (ci = 0; ci < cc; ci++) {
-        for (kp = 0; kp < KP; kp++) {
-            const FC_T *s = p + ci * cip + kp * slabp;
-            for (kh = 0; kh < KH; kh++) {
-                const FC_T *b = s + kh * khp;
-                for (kw = 0; kw < KW; kw++) {
-                    const FC_T *q = b + toff[kw];
-                    const FC_T wk = *w++;
+    for (t = 0; t < ntaps; t++) {
+        const FC_T *q = p + offs[t];
+        const FC_T wk = w[t];
 #pragma GCC unroll 4
-                    for (r = 0; r < R; r++)
+        for (r = 0; r < R; r++)
 #pragma GCC unroll 8
-                        for (v = 0; v < V; v++)
-                            acc[r][v] += FC_LOADU(q + r * rp + v * FC_VL) * wk;
-                }
-            }
-        }
+            for (v = 0; v < V; v++)
+                acc[r][v] += FC_LOADU(q + r * rp + v * FC_VL) * wk;
     }
     FN(fc_store)(R, V, acc, dst, dp, rows, cols, accum);
 }
@@ -197,41 +187,32 @@ FN(fc_mk_rows)(const int R, const int V, const int KWC, const FC_T *restrict p, 
  * weight vector (wk: [ci][kp][kh][kw][CV*VL]) feeds P FMAs.
  */
 static inline __attribute__((always_inline)) FC_ATTR void
-FN(fc_mk_ch)(const int P, const int CV, const FC_T *restrict p, ptrdiff_t khp,
-             ptrdiff_t slabp, ptrdiff_t cip, ptrdiff_t cc, ptrdiff_t KP, ptrdiff_t KH,
-             ptrdiff_t KW, const int64_t *restrict toff, const FC_T *restrict wk,
+FN(fc_mk_ch)(const int P, const int CV, const FC_T *restrict p,
+             const int64_t *restrict offs, ptrdiff_t ntaps, const FC_T *restrict wk,
              FC_T *restrict dst, ptrdiff_t cstride, int npix, int nch, int accum)
 {
     FN(fc_vec) acc[12][2];
     FC_T tmp[12 * 2 * FC_VL];
-    ptrdiff_t ci, kp, kh, kw;
+    ptrdiff_t t;
     int i, v, ch;
 #pragma GCC unroll 12
     for (i = 0; i < P; i++)
 #pragma GCC unroll 2
         for (v = 0; v < CV; v++)
             acc[i][v] = (FN(fc_vec)){0};
-    for (ci = 0; ci < cc; ci++) {
-        for (kp = 0; kp < KP; kp++) {
-            const FC_T *s = p + ci * cip + kp * slabp;
-            for (kh = 0; kh < KH; kh++) {
-                const FC_T *b = s + kh * khp;
-                for (kw = 0; kw < KW; kw++) {
-                    const FC_T *q = b + toff[kw];
-                    FN(fc_vec) wv[2];
+    for (t = 0; t < ntaps; t++) {
+        const FC_T *q = p + offs[t];
+        FN(fc_vec) wv[2];
 #pragma GCC unroll 2
-                    for (v = 0; v < CV; v++)
-                        wv[v] = FC_LOADU(wk + v * FC_VL);
-                    wk += CV * FC_VL;
+        for (v = 0; v < CV; v++)
+            wv[v] = FC_LOADU(wk + v * FC_VL);
+        wk += CV * FC_VL;
 #pragma GCC unroll 12
-                    for (i = 0; i < P; i++) {
-                        const FC_T xs = q[i];
+        for (i = 0; i < P; i++) {
+            const FC_T xs = q[i];
 #pragma GCC unroll 2
-                        for (v = 0; v < CV; v++)
-                            acc[i][v] += wv[v] * xs;
-                    }
-                }
-            }
+            for (v = 0; v < CV; v++)
+                acc[i][v] += wv[v] * xs;
         }
     }
 #pragma GCC unroll 12
@@ -318,8 +299,7 @@ FN(fc_build_panel)(const fc_plan *restrict pl, FC_T *restrict panel, int64_t n,
 }
 
 #define FC_MK_CALL(RR, VV)                                                      \
-    FN(fc_mk)(RR, VV, pp, rp, khp, pl->slab, pl->ci_pitch, ccur, pl->KP, pl->KH, \
-              pl->KW, pl->toff, wp, dst, pl->OW, rows, cols, smode)
+    FN(fc_mk)(RR, VV, pp, rp, offs, ntaps, wp, dst, pl->OW, rows, cols, smode)
 
 #define FC_MKR_CALL(RR, VV)                                                  \
     do {                                                                         \
@@ -338,6 +318,7 @@ static FC_ATTR void FN(fc_task)(const fc_plan *restrict pl, int64_t t, void *scr
     const int64_t ct = t % pl->nct;
     int64_t rt, op, g, n, c0, co;
     FC_T *panel = (FC_T *)(((uintptr_t)scratch + 63) & ~(uintptr_t)63);
+    int64_t *offs = (int64_t *)((char *)panel + fc_rup(pl->cc * pl->ci_pitch * pl->elsize, 64));
     const FC_T *Wt = (const FC_T *)pl->w;
     FC_T *Out = (FC_T *)pl->out;
 #if FC_X86 && FC_FLOAT
@@ -366,7 +347,17 @@ static FC_ATTR void FN(fc_task)(const fc_plan *restrict pl, int64_t t, void *scr
             const int accum = c0 > 0;
             /* store mode of the spatial kernels: 1 add, 2 stream, 0 store */
             const int smode = accum ? 1 : (pl->ntstore && ccur == pl->Cig ? 2 : 0);
+            const int64_t ntaps = ccur * pl->ktot;
             FN(fc_build_panel)(pl, panel, n, g, c0, ccur, op, oh0, prow, ow0, wneed);
+            {   /* tap table: (ci, kp, kh, kw) -> panel offset, in weight order */
+                int64_t ci, kp, kh, kw, tt = 0;
+                for (ci = 0; ci < ccur; ci++)
+                    for (kp = 0; kp < pl->KP; kp++)
+                        for (kh = 0; kh < pl->KH; kh++)
+                            for (kw = 0; kw < pl->KW; kw++)
+                                offs[tt++] = ci * pl->ci_pitch + kp * pl->slab + kh * khp
+                                             + pl->toff[kw];
+            }
             if (pl->chk) {
                 /* channel-vectorised path: blocks of CB output channels */
                 const int64_t CB = pl->CB, cstride = pl->OP * pl->OH * pl->OW;
@@ -382,13 +373,11 @@ static FC_ATTR void FN(fc_task)(const fc_plan *restrict pl, int64_t t, void *scr
                             const FC_T *pp = panel + r * rp + j0;
                             FC_T *dst = obase + r * pl->OW + j0;
                             if (pl->chk == 2)
-                                FN(fc_mk_ch)(6, 2, pp, khp, pl->slab, pl->ci_pitch, ccur,
-                                             pl->KP, pl->KH, pl->KW, pl->toff, wk, dst,
-                                             cstride, (int)fc_min(6, ncols - j0), nch, accum);
+                                FN(fc_mk_ch)(6, 2, pp, offs, ntaps, wk, dst, cstride,
+                                             (int)fc_min(6, ncols - j0), nch, accum);
                             else
-                                FN(fc_mk_ch)(12, 1, pp, khp, pl->slab, pl->ci_pitch, ccur,
-                                             pl->KP, pl->KH, pl->KW, pl->toff, wk, dst,
-                                             cstride, (int)fc_min(12, ncols - j0), nch, accum);
+                                FN(fc_mk_ch)(12, 1, pp, offs, ntaps, wk, dst, cstride,
+                                             (int)fc_min(12, ncols - j0), nch, accum);
                         }
                     }
                 }
