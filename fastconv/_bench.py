@@ -315,7 +315,8 @@ def measure(fn, x, k, ref, dtype, *, repeats, budget_s, slow_s, warm):
             r["times"].append(time.perf_counter() - t0)
         r["mem"] = pm.peak if pm.peak is not None else r["mem"]
         # an odd count, so that one outlier (an FFT re-plan inside a call) is not averaged in
-        while (len(r["times"]) < repeats and sum(r["times"]) < budget_s) or len(r["times"]) == 2:
+        while ((len(r["times"]) < repeats and sum(r["times"]) < budget_s)
+               or len(r["times"]) == 2 < repeats):
             t0 = time.perf_counter()
             fn(x, k)
             r["times"].append(time.perf_counter() - t0)
@@ -474,10 +475,12 @@ def _peer_estimate(peer, spec, rate):
 # ----------------------------------------------------------------------------- the run
 def _settings(quick):
     if quick:
-        return {"repeats": 3, "budget_s": 0.3, "slow_s": 0.15, "peer_skip_s": 1.5,
-                "method_skip_s": 3.0, "fftw_plan_s": 2.0}
-    return {"repeats": 7, "budget_s": 5.0, "slow_s": 5.0, "peer_skip_s": 120.0,
-            "method_skip_s": 10.0, "fftw_plan_s": 30.0}
+        # warm_repeats=1: fastconv's FFT paths are timed on their second call (the engine's
+        # FFTW_MEASURE re-plan from the third call on would cost more than the whole row)
+        return {"repeats": 3, "warm_repeats": 1, "budget_s": 0.3, "slow_s": 0.15,
+                "peer_skip_s": 0.6, "method_skip_s": 1.5, "fftw_plan_s": 2.0}
+    return {"repeats": 7, "warm_repeats": 7, "budget_s": 5.0, "slow_s": 5.0,
+            "peer_skip_s": 120.0, "method_skip_s": 10.0, "fftw_plan_s": 30.0}
 
 
 def run_signal(quick=False, threads=2, workloads=None, dtypes=DTYPES, log=print):
@@ -542,7 +545,9 @@ def run_row(spec, dtype, x, k, ref, cfg, rate, threads, quick):
         row["method"] = f"? ({type(e).__name__})"
     fc = row["fastconv"]
     planned = row["method"] not in ("direct", "separable")      # FFT plans on the first call
-    fc["auto"] = measure(fastconv_call(spec, "auto"), x, k, ref, dtype, warm=planned, **timing)
+    warm = dict(timing, repeats=cfg["warm_repeats"])
+    fc["auto"] = measure(fastconv_call(spec, "auto"), x, k, ref, dtype, warm=planned,
+                         **(warm if planned else timing))
     kk = _flip(k) if spec.op == "correlate" else k
     for m in ("direct", "fft"):
         if row["method"] == m and fc["auto"]["t"] is not None:
@@ -556,7 +561,8 @@ def run_row(spec, dtype, x, k, ref, cfg, rate, threads, quick):
         if pred > cfg["method_skip_s"]:
             fc[m] = Result(t=None, est=pred, note=f"skipped (~{pred:.0f}s predicted)")
             continue
-        fc[m] = measure(fastconv_call(spec, m), x, k, ref, dtype, warm=(m != "direct"), **timing)
+        fc[m] = measure(fastconv_call(spec, m), x, k, ref, dtype, warm=(m != "direct"),
+                        **(timing if m == "direct" else warm))
     if row["method"] == "fft" or (not quick and fc["fft"].get("t") is not None):
         try:
             row["bare_fft"], row["padded"] = bare_fft_time(
