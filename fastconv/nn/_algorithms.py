@@ -211,8 +211,15 @@ def choose(x_shape, w_shape, out_spatial, stride, dilation, groups, dtype):
 _ENGINES = {"direct": direct, "gemm": _gemm.correlate, "fft": fft}
 
 
-def correlate(x, w, out_spatial, stride, dilation, pad, groups, algorithm="auto"):
-    """Forward correlation by ``algorithm`` (contract of ``fastconv._core.correlate``)."""
+def correlate(x, w, out_spatial, stride, dilation, pad, groups, algorithm="auto", xp=np):
+    """Forward correlation by ``algorithm`` (contract of ``fastconv._core.correlate``).
+
+    ``xp`` is the array module the front detected; CuPy arrays go to the GPU engines
+    (:mod:`fastconv.nn._gpu`, with their own, simpler 'auto' choice)."""
+    if xp is not np:
+        from . import _gpu
+        return _gpu.correlate(xp, x, w, out_spatial, stride, dilation, pad, groups,
+                              algorithm)
     if algorithm == "auto":
         algorithm = choose(x.shape, w.shape, out_spatial, stride, dilation, groups, x.dtype)
     return _ENGINES[algorithm](x, w, out_spatial, stride, dilation, pad, groups)
@@ -229,12 +236,18 @@ def transposed_weight(w, groups):
     return np.ascontiguousarray(wt[(Ellipsis, *[slice(None, None, -1)] * nd)])
 
 
-def correlate_adjoint(y, w, x_spatial, stride, dilation, pad, groups, algorithm="auto"):
+def correlate_adjoint(y, w, x_spatial, stride, dilation, pad, groups, algorithm="auto",
+                      xp=np):
     """Adjoint of :func:`correlate` in ``x`` (transposed convolution) by ``algorithm``.
 
     'gemm' is GEMM + col2im; 'direct' and 'fft' correlate the zero-stuffed ``y`` with the
-    flipped, channel-transposed weight.
+    flipped, channel-transposed weight. CuPy arrays (``xp`` not numpy) go to
+    :mod:`fastconv.nn._gpu`.
     """
+    if xp is not np:
+        from . import _gpu
+        return _gpu.correlate_adjoint(xp, y, w, x_spatial, stride, dilation, pad, groups,
+                                      algorithm)
     nd = y.ndim - 2
     kernel = w.shape[2:]
     if algorithm == "auto":

@@ -4,20 +4,26 @@ Each public function validates (:mod:`fastconv.nn._shapes`), applies a non-zero 
 mode explicitly, hands one correlation problem to an engine
 (:mod:`fastconv.nn._algorithms`), adds the bias and casts to the result dtype.
 """
-import numpy as np
-
+from .. import _cupy
 from . import _algorithms, _shapes
 
 _NP_PAD = {"reflect": "reflect", "replicate": "edge", "circular": "wrap"}
 
 
+def array_module(*arrays, names):
+    """numpy, or cupy when the arrays are CuPy arrays (TypeError when they are mixed,
+    naming which argument is where); never imports CuPy for NumPy input."""
+    return _cupy.get_array_module(*arrays, names=names)
+
+
 def _prepare(input, weight, bias, nd, fname):
-    x = _shapes.as_array(input, "input")
-    w = _shapes.as_array(weight, "weight")
-    b = None if bias is None else _shapes.as_array(bias, "bias")
+    xp = array_module(input, weight, bias, names=("input", "weight", "bias"))
+    x = _shapes.as_array(input, "input", xp)
+    w = _shapes.as_array(weight, "weight", xp)
+    b = None if bias is None else _shapes.as_array(bias, "bias", xp)
     cdt, rdt = _shapes.dtypes(x, w, b)
     x, batched = _shapes.check_input(x, nd, fname)
-    return x, w, b, cdt, rdt, batched
+    return xp, x, w, b, cdt, rdt, batched
 
 
 def _finish(out, b, cdt, rdt, batched):
@@ -31,33 +37,34 @@ def _finish(out, b, cdt, rdt, batched):
 def convnd(input, weight, bias, stride, padding, dilation, groups, padding_mode, algorithm,
            nd, fname):
     """Shared body of conv1d/conv2d/conv3d."""
-    x, w, b, cdt, rdt, batched = _prepare(input, weight, bias, nd, fname)
+    xp, x, w, b, cdt, rdt, batched = _prepare(input, weight, bias, nd, fname)
     _shapes.check_algorithm(algorithm)
     stride, dilation, lo, hi, groups, out_spatial = _shapes.conv_params(
         x, w, stride, padding, dilation, groups, padding_mode, nd, fname)
     _shapes.check_bias(b, w.shape[0], fname)
     x = x.astype(cdt, copy=False)
-    w = np.ascontiguousarray(w, dtype=cdt)
+    w = xp.ascontiguousarray(w, dtype=cdt)
     if padding_mode != "zeros" and (any(lo) or any(hi)):
-        x = np.pad(x, [(0, 0), (0, 0)] + list(zip(lo, hi)), mode=_NP_PAD[padding_mode])
+        x = xp.pad(x, [(0, 0), (0, 0)] + list(zip(lo, hi)), mode=_NP_PAD[padding_mode])
         lo = (0,) * nd
-    x = np.ascontiguousarray(x)
-    out = _algorithms.correlate(x, w, out_spatial, stride, dilation, lo, groups, algorithm)
+    x = xp.ascontiguousarray(x)
+    out = _algorithms.correlate(x, w, out_spatial, stride, dilation, lo, groups, algorithm,
+                                xp=xp)
     return _finish(out, b, cdt, rdt, batched)
 
 
 def conv_transposend(input, weight, bias, stride, padding, output_padding, groups, dilation,
                      algorithm, nd, fname):
     """Shared body of conv_transpose1d/2d/3d."""
-    x, w, b, cdt, rdt, batched = _prepare(input, weight, bias, nd, fname)
+    xp, x, w, b, cdt, rdt, batched = _prepare(input, weight, bias, nd, fname)
     _shapes.check_algorithm(algorithm)
     stride, dilation, padding, groups, c_out, out_spatial = _shapes.transpose_params(
         x, w, stride, padding, output_padding, groups, dilation, nd, fname)
     _shapes.check_bias(b, c_out, fname)
-    x = np.ascontiguousarray(x, dtype=cdt)
-    w = np.ascontiguousarray(w, dtype=cdt)
+    x = xp.ascontiguousarray(x, dtype=cdt)
+    w = xp.ascontiguousarray(w, dtype=cdt)
     out = _algorithms.correlate_adjoint(x, w, out_spatial, stride, dilation, padding, groups,
-                                        algorithm)
+                                        algorithm, xp=xp)
     return _finish(out, b, cdt, rdt, batched)
 
 

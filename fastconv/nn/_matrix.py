@@ -18,7 +18,7 @@ def conv_matrix(weight, input_shape, stride=1, padding=0, dilation=1, groups=1):
     Parameters
     ----------
     weight : array_like, shape (C_out, C_in / groups, *kernel)
-        1-D, 2-D or 3-D convolution weight.
+        1-D, 2-D or 3-D convolution weight (host memory: a CuPy array raises TypeError).
     input_shape : tuple of ints
         ``(C_in, *spatial)`` of one sample.
     stride, dilation : int or tuple of ints, default 1
@@ -29,6 +29,11 @@ def conv_matrix(weight, input_shape, stride=1, padding=0, dilation=1, groups=1):
     -------
     scipy.sparse.csr_matrix, shape (C_out * prod(out_spatial), C_in * prod(spatial))
         With the weight's dtype (float64 for integers).
+
+    Raises
+    ------
+    TypeError
+        For a CuPy ``weight`` (the matrix lives in host memory; pass ``weight.get()``).
 
     Notes
     -----
@@ -56,6 +61,10 @@ def conv_matrix(weight, input_shape, stride=1, padding=0, dilation=1, groups=1):
     """
     import scipy.sparse
 
+    from .. import _cupy
+    if _cupy.get_array_module(weight, names=("weight",)) is not np:
+        raise TypeError("conv_matrix builds a scipy.sparse matrix in host memory and does "
+                        "not take CuPy arrays; pass weight.get()")
     w = _shapes.as_array(weight, "weight")
     if w.ndim < 3:
         raise ValueError(f"conv_matrix: weight must be (C_out, C_in/groups, *kernel), got "

@@ -29,9 +29,10 @@ ALGORITHMS = ("auto", "direct", "gemm", "fft")
 # ----------------------------------------------------------------------------------------
 # dtypes
 # ----------------------------------------------------------------------------------------
-def as_array(a, name):
-    """``numpy.asarray`` plus the numeric-dtype check (TypeError otherwise)."""
-    a = np.asarray(a)
+def as_array(a, name, xp=np):
+    """``xp.asarray`` (numpy, or cupy on the GPU path) plus the numeric-dtype check
+    (TypeError otherwise)."""
+    a = xp.asarray(a)
     if a.dtype.kind not in "biufc":
         raise TypeError(f"{name} must have a numeric dtype, got dtype {a.dtype}")
     return a

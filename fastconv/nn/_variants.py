@@ -7,7 +7,7 @@ output of ``N x C_out x H_out x W_out``.
 import numpy as np
 
 from . import _gemm, _shapes
-from ._functional import _finish, _prepare, conv2d
+from ._functional import _finish, _prepare, array_module, conv2d
 
 
 # ----------------------------------------------------------------------------------------
@@ -93,8 +93,8 @@ def conv_transpose_output_shape(input_size, kernel_size, stride=1, padding=0,
 # ----------------------------------------------------------------------------------------
 # pointwise, grouped, shuffled
 # ----------------------------------------------------------------------------------------
-def _as4(w, name):
-    w = _shapes.as_array(w, name)
+def _as4(w, name, xp=np):
+    w = _shapes.as_array(w, name, xp)
     if w.ndim == 2:
         w = w[:, :, None, None]
     if w.ndim != 4 or w.shape[2:] != (1, 1):
@@ -104,15 +104,21 @@ def _as4(w, name):
 
 
 def _pointwise(input, weight, bias, stride, groups, shuffle, fname):
-    w = _as4(weight, "weight")
-    x, w, b, cdt, rdt, batched = _prepare(input, w, bias, 2, fname)
+    xp = array_module(input, weight, bias, names=("input", "weight", "bias"))
+    w = _as4(weight, "weight", xp)
+    xp, x, w, b, cdt, rdt, batched = _prepare(input, w, bias, 2, fname)
     stride, _, _, _, groups, out_spatial = _shapes.conv_params(
         x, w, stride, 0, 1, groups, "zeros", 2, fname)
     _shapes.check_bias(b, w.shape[0], fname)
-    x = np.ascontiguousarray(x, dtype=cdt)
-    w2 = np.ascontiguousarray(w.reshape(w.shape[:2]), dtype=cdt)
     if b is not None and shuffle:
         b = b.reshape(groups, -1).T.ravel()  # bias follows its channel through the shuffle
+    if xp is not np:
+        from . import _gpu
+        out = _gpu.pointwise(xp, x.astype(cdt, copy=False), w.astype(cdt, copy=False),
+                             out_spatial, stride, groups, shuffle=shuffle)
+        return _finish(out, b, cdt, rdt, batched)
+    x = np.ascontiguousarray(x, dtype=cdt)
+    w2 = np.ascontiguousarray(w.reshape(w.shape[:2]), dtype=cdt)
     out = _gemm.pointwise(x, w2, out_spatial, stride, (0, 0), groups, shuffle=shuffle)
     return _finish(out, b, cdt, rdt, batched)
 
@@ -221,7 +227,8 @@ def channel_shuffle(input, groups):
     >>> channel_shuffle(np.arange(6).reshape(1, 6, 1), 2).ravel()
     array([0, 3, 1, 4, 2, 5])
     """
-    x = _shapes.as_array(input, "input")
+    xp = array_module(input, names=("input",))
+    x = _shapes.as_array(input, "input", xp)
     groups = _shapes.check_groups(groups)
     if x.ndim < 3:
         raise ValueError(f"channel_shuffle: expected input with at least 3 dimensions "
@@ -231,7 +238,7 @@ def channel_shuffle(input, groups):
         raise ValueError(f"channel_shuffle: number of channels ({c}) must be divisible by "
                          f"groups ({groups})")
     r = x.reshape((n, groups, c // groups) + x.shape[2:]).swapaxes(1, 2)
-    return np.ascontiguousarray(r).reshape(x.shape)
+    return xp.ascontiguousarray(r).reshape(x.shape)
 
 
 def grouped_conv2d(input, weight, groups, bias=None, stride=1, padding=0, dilation=1,
@@ -294,7 +301,8 @@ def shuffled_group_conv2d(input, weight, groups, bias=None, stride=1, padding=0,
     ...             channel_shuffle(conv2d(x, w, padding=1, groups=3), 3))
     True
     """
-    w = _shapes.as_array(weight, "weight")
+    xp = array_module(input, weight, bias, names=("input", "weight", "bias"))
+    w = _shapes.as_array(weight, "weight", xp)
     if (w.ndim == 4 and w.shape[2:] == (1, 1) and padding in (0, (0, 0), "valid", "same")
             and dilation in (1, (1, 1)) and algorithm in ("auto", "gemm")):
         return grouped_pointwise_conv2d(input, w, groups, bias, stride, shuffle=True)
@@ -337,8 +345,9 @@ def depthwise_conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1,
     >>> depthwise_conv2d(x, np.ones((6, 1, 3, 3)), padding=1).shape
     (1, 6, 4, 4)
     """
-    x = _shapes.as_array(input, "input")
-    w = _shapes.as_array(weight, "weight")
+    xp = array_module(input, weight, bias, names=("input", "weight", "bias"))
+    x = _shapes.as_array(input, "input", xp)
+    w = _shapes.as_array(weight, "weight", xp)
     if w.ndim != 4 or w.shape[1] != 1:
         raise ValueError(f"depthwise_conv2d: weight must have shape (C_in * multiplier, 1, "
                          f"kH, kW), got {w.shape}")
@@ -380,14 +389,17 @@ def depthwise_separable_conv2d(input, depthwise_weight, pointwise_weight,
     >>> depthwise_separable_conv2d(x, np.ones((3, 1, 3, 3)), np.ones((8, 3))).shape
     (1, 8, 3, 3)
     """
+    array_module(input, depthwise_weight, pointwise_weight, depthwise_bias, pointwise_bias,
+                 names=("input", "depthwise_weight", "pointwise_weight", "depthwise_bias",
+                        "pointwise_bias"))  # mixed NumPy/CuPy: TypeError naming them
     mid = depthwise_conv2d(input, depthwise_weight, depthwise_bias, stride, padding, dilation,
                            padding_mode, algorithm)
     return pointwise_conv2d(mid, pointwise_weight, pointwise_bias)
 
 
-def _as_axis_weight(w, axis, name):
+def _as_axis_weight(w, axis, name, xp=np):
     """(C, Cg, k) or (C, Cg, kH, 1)/(C, Cg, 1, kW) -> 4-D weight along ``axis``."""
-    w = _shapes.as_array(w, name)
+    w = _shapes.as_array(w, name, xp)
     if w.ndim == 3:
         w = w[:, :, :, None] if axis == 0 else w[:, :, None, :]
     if w.ndim != 4 or w.shape[3 - axis] != 1:
@@ -441,8 +453,10 @@ def spatially_separable_conv2d(input, column_weight, row_weight, bias=None, stri
     ...             conv2d(x, full, padding=1, groups=2))
     True
     """
-    wc = _as_axis_weight(column_weight, 0, "column_weight")
-    wr = _as_axis_weight(row_weight, 1, "row_weight")
+    xp = array_module(input, column_weight, row_weight, bias,
+                      names=("input", "column_weight", "row_weight", "bias"))
+    wc = _as_axis_weight(column_weight, 0, "column_weight", xp)
+    wr = _as_axis_weight(row_weight, 1, "row_weight", xp)
     stride = _shapes.positive(stride, 2, "stride")
     dilation = _shapes.positive(dilation, 2, "dilation")
     if isinstance(padding, str):
@@ -498,14 +512,17 @@ def flattened_conv2d(input, channel_weight, vertical_weight, horizontal_weight, 
     >>> np.allclose(flattened_conv2d(x, a, v, h), conv2d(x, full))
     True
     """
-    wv = _shapes.as_array(vertical_weight, "vertical_weight")
-    wh = _shapes.as_array(horizontal_weight, "horizontal_weight")
+    xp = array_module(input, channel_weight, vertical_weight, horizontal_weight, bias,
+                      names=("input", "channel_weight", "vertical_weight",
+                             "horizontal_weight", "bias"))
+    wv = _shapes.as_array(vertical_weight, "vertical_weight", xp)
+    wh = _shapes.as_array(horizontal_weight, "horizontal_weight", xp)
     if wv.ndim == 2:
         wv = wv[:, None]
     if wh.ndim == 2:
         wh = wh[:, None]
-    wv = _as_axis_weight(wv, 0, "vertical_weight")
-    wh = _as_axis_weight(wh, 1, "horizontal_weight")
+    wv = _as_axis_weight(wv, 0, "vertical_weight", xp)
+    wh = _as_axis_weight(wh, 1, "horizontal_weight", xp)
     if wv.shape[1] != 1 or wh.shape[1] != 1:
         raise ValueError("vertical_weight and horizontal_weight must be per-channel (C_out, k)")
     mid = pointwise_conv2d(input, channel_weight)

@@ -9,6 +9,7 @@ batch and channels swapped).
 import numpy as np
 
 from . import _algorithms, _gemm, _shapes
+from ._functional import array_module
 
 __all__ = ["conv1d_input", "conv2d_input", "conv3d_input",
            "conv1d_weight", "conv2d_weight", "conv3d_weight"]
@@ -49,8 +50,9 @@ def _check_out(x_shape, w_shape, gy, stride, dilation, padding, groups, nd, fnam
 
 def _input(input_size, weight, grad_output, stride, padding, dilation, groups, algorithm, nd):
     fname = f"conv{nd}d_input"
-    w = _shapes.as_array(weight, "weight")
-    gy = _shapes.as_array(grad_output, "grad_output")
+    xp = array_module(weight, grad_output, names=("weight", "grad_output"))
+    w = _shapes.as_array(weight, "weight", xp)
+    gy = _shapes.as_array(grad_output, "grad_output", xp)
     _shapes.check_algorithm(algorithm)
     cdt, rdt = _shapes.dtypes(w, gy)
     size = _size(input_size, "input_size")
@@ -69,18 +71,19 @@ def _input(input_size, weight, grad_output, stride, padding, dilation, groups, a
     lo = _check_out(size, w.shape, gy, stride, dilation, padding, groups, nd, fname)
     stride = _shapes.positive(stride, nd, "stride")
     dilation = _shapes.positive(dilation, nd, "dilation")
-    gy = np.ascontiguousarray(gy, dtype=cdt)
-    w = np.ascontiguousarray(w, dtype=cdt)
+    gy = xp.ascontiguousarray(gy, dtype=cdt)
+    w = xp.ascontiguousarray(w, dtype=cdt)
     gx = _algorithms.correlate_adjoint(gy, w, size[2:], stride, dilation, lo, groups,
-                                       algorithm)
+                                       algorithm, xp=xp)
     gx = gx.astype(rdt, copy=False)
     return gx if batched else gx[0]
 
 
 def _weight(input, weight_size, grad_output, stride, padding, dilation, groups, algorithm, nd):
     fname = f"conv{nd}d_weight"
-    x = _shapes.as_array(input, "input")
-    gy = _shapes.as_array(grad_output, "grad_output")
+    xp = array_module(input, grad_output, names=("input", "grad_output"))
+    x = _shapes.as_array(input, "input", xp)
+    gy = _shapes.as_array(grad_output, "grad_output", xp)
     _shapes.check_algorithm(algorithm)
     cdt, rdt = _shapes.dtypes(x, gy)
     wsize = _size(weight_size, "weight_size")
@@ -93,9 +96,12 @@ def _weight(input, weight_size, grad_output, stride, padding, dilation, groups, 
     kernel, stride, dilation, lo, groups = _common(gy, wsize, stride, padding, dilation,
                                                    groups, nd, fname)
     _check_out(x.shape, wsize, gy, stride, dilation, padding, groups, nd, fname)
-    x = np.ascontiguousarray(x, dtype=cdt)
-    gy = np.ascontiguousarray(gy, dtype=cdt)
-    if algorithm == "direct" and _algorithms._HAVE_CORE and cdt.kind == "f":
+    x = xp.ascontiguousarray(x, dtype=cdt)
+    gy = xp.ascontiguousarray(gy, dtype=cdt)
+    if xp is not np:
+        from . import _gpu
+        gw = _gpu.correlate_weight(xp, x, gy, kernel, stride, dilation, lo, groups, algorithm)
+    elif algorithm == "direct" and _algorithms._HAVE_CORE and cdt.kind == "f":
         gw = _weight_direct(x, gy, kernel, stride, dilation, lo, groups)
     else:
         gw = _gemm.correlate_weight(x, gy, kernel, stride, dilation, lo, groups)
