@@ -5,6 +5,13 @@ Layout ``(N, C, [D,] H, W)``; weights ``(C_out, C_in/groups, *k)`` for convoluti
 computed in float32 and returned as float16); unbatched inputs (no ``N`` axis) as PyTorch.
 Gradients live in :mod:`fastconv.nn.grad`. See docs/nn.md.
 
+CuPy arrays in, CuPy arrays out: every function except :func:`conv_matrix` (a host
+``scipy.sparse`` matrix: TypeError) also takes ``cupy.ndarray`` arguments and computes on
+their GPU with the engines of ``fastconv._cupy`` (see :mod:`fastconv.nn._gpu` for the
+engine choice), with the same dtype rules and no copy to the host. Mixing NumPy and CuPy
+arrays in one call raises TypeError naming which argument is where. CuPy is never imported
+for NumPy input.
+
 =================================  ==========================================================
 convolutions                       :func:`conv1d`, :func:`conv2d`, :func:`conv3d`
 transposed                         :func:`conv_transpose1d`, :func:`conv_transpose2d`,

@@ -71,7 +71,8 @@ def conv_transposend(input, weight, bias, stride, padding, output_padding, group
 _CONV_DOC = """{d}-D convolution (cross-correlation) with PyTorch semantics.
 
     Same as ``torch.nn.functional.conv{d}d`` (plus ``padding_mode`` as in
-    ``torch.nn.Conv{d}d``) on NumPy arrays.
+    ``torch.nn.Conv{d}d``) on NumPy arrays, or on CuPy arrays (computed on their GPU,
+    CuPy result).
 
     Parameters
     ----------
@@ -94,7 +95,9 @@ _CONV_DOC = """{d}-D convolution (cross-correlation) with PyTorch semantics.
         How the padding is filled (``torch.nn.Conv{d}d`` semantics).
     algorithm : {{'auto', 'direct', 'gemm', 'fft'}}, default 'auto'
         Engine: direct loops (``fastconv._core``), im2col + BLAS GEMM, or FFT. All give the
-        same answer to rounding; 'auto' picks the cheapest by the calibrated cost model.
+        same answer to rounding; 'auto' picks the cheapest by the calibrated cost model
+        (on CuPy arrays: direct CUDA kernels for depthwise and thin layers, im2col + cuBLAS
+        otherwise; see ``fastconv.nn._gpu``).
 
     Returns
     -------
@@ -107,7 +110,7 @@ _CONV_DOC = """{d}-D convolution (cross-correlation) with PyTorch semantics.
     ValueError
         For every configuration PyTorch rejects (naming the argument).
     TypeError
-        For non-numeric arrays.
+        For non-numeric arrays, or NumPy and CuPy arrays mixed in one call.
 
     See Also
     --------
