@@ -90,13 +90,16 @@ def gpu(launcher, monkeypatch):
     fake.asnumpy = asnumpy
     monkeypatch.setitem(sys.modules, "cupy", fake)
     calls = []
-    for name in ("correlate", "gemm_conv"):
-        def spy(*args, _f=getattr(_cupy, name), _n=name, **kw):
+    def spy(name, f):
+        def engine(*args, **kw):
             for a in args[:2]:
-                assert type(a) is ndarray, f"_cupy.{_n} got a {type(a)}"
-            calls.append(_n)
-            return _f(*args, **kw)
-        monkeypatch.setattr(_cupy, name, spy)
+                assert type(a) is ndarray, f"_cupy.{name} got a {type(a)}"
+            calls.append(name)
+            return f(*args, **kw)
+        return engine
+
+    for name in ("correlate", "gemm_conv"):
+        monkeypatch.setattr(_cupy, name, spy(name, getattr(_cupy, name)))
 
     def cpu_engine(*a, **k):
         raise AssertionError("a CPU engine ran on CuPy input")
@@ -197,9 +200,10 @@ def test_complex(gpu):
     for algorithm in ("direct", "gemm", "fft"):
         got = fnn.conv2d(gpu(x.astype(np.complex128)), gpu(w), padding=1, stride=(1, 2),
                          groups=2, algorithm=algorithm)
-        re = lambda a, b: F.conv2d(T(a), T(b), padding=1, stride=(1, 2), groups=2).numpy()  # noqa: E731
-        want = (re(x.real, w.real) - re(x.imag, w.imag)
-                + 1j * (re(x.real, w.imag) + re(x.imag, w.real)))
+        def part(a, b):
+            return F.conv2d(T(a), T(b), padding=1, stride=(1, 2), groups=2).numpy()
+        want = (part(x.real, w.real) - part(x.imag, w.imag)
+                + 1j * (part(x.real, w.imag) + part(x.imag, w.real)))
         gpu.check(got, want, dtype="complex128")
 
 
