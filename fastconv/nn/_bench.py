@@ -18,10 +18,6 @@ import tracemalloc
 
 import numpy as np
 
-if __package__ in (None, ""):  # run as a script from a checkout
-    import os
-    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
 import fastconv  # noqa: E402
 import fastconv.nn as fnn  # noqa: E402
 
