@@ -230,8 +230,9 @@ FN(fc_mk_ch)(const int P, const int CV, const FC_T *restrict p,
     }
 }
 
-/* Gather the panel for input channels [c0, c0 + ccur) of group g, image n. */
-static FC_ATTR void
+/* Gather the panel for input channels [c0, c0 + ccur) of group g, image n.
+ * (Loops stay loops: rows are often short, where memcpy/memset calls cost more.) */
+static FC_ATTR FC_NO_LDP void
 FN(fc_build_panel)(const fc_plan *restrict pl, FC_T *restrict panel, int64_t n,
                    int64_t g, int64_t c0, int64_t ccur, int64_t op, int64_t oh0,
                    int64_t prow, int64_t ow0, int64_t wneed)
@@ -267,7 +268,9 @@ FN(fc_build_panel)(const fc_plan *restrict pl, FC_T *restrict panel, int64_t n,
                 const int64_t ir = oh0 * pl->sH - pl->pH + pr;
                 const FC_T *src;
                 if (!valid || ir < 0 || ir >= H) {
-                    memset(dst, 0, sizeof(FC_T) * (size_t)pl->row_pitch);
+                    int64_t t;
+                    for (t = 0; t < pl->row_pitch; t++)
+                        dst[t] = 0;
                     continue;
                 }
                 src = xc + (poff * H + ir) * W;
@@ -280,18 +283,24 @@ FN(fc_build_panel)(const fc_plan *restrict pl, FC_T *restrict panel, int64_t n,
                     int64_t t;
                     lo = fc_min(lo, wneed);
                     hi = fc_max(lo, fc_min(hi, wneed));
-                    if (lo > 0)
-                        memset(dd, 0, sizeof(FC_T) * (size_t)lo);
+                    /* inline loops (vectorised by the compiler): rows are often short,
+                     * where memcpy/memset call overhead would dominate */
+                    for (t = 0; t < lo; t++)
+                        dd[t] = 0;
                     if (sW == 1) {
-                        if (hi > lo)
-                            memcpy(dd + lo, src + a + lo, sizeof(FC_T) * (size_t)(hi - lo));
+                        const FC_T *restrict sp = src + a;
+                        if (hi - lo >= 512)
+                            memcpy(dd + lo, sp + lo, sizeof(FC_T) * (size_t)(hi - lo));
+                        else
+                            for (t = lo; t < hi; t++)
+                                dd[t] = sp[t];
                     } else {
-                        const FC_T *sp = src + a;
+                        const FC_T *restrict sp = src + a;
                         for (t = lo; t < hi; t++)
                             dd[t] = sp[t * sW];
                     }
-                    if (hi < wneed)
-                        memset(dd + hi, 0, sizeof(FC_T) * (size_t)(wneed - hi));
+                    for (t = hi; t < wneed; t++)
+                        dd[t] = 0;
                 }
             }
         }
