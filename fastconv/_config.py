@@ -138,6 +138,8 @@ def available_memory():
 def check_alloc(nbytes, what):
     """Raise MemoryError (naming the size) if ``nbytes`` cannot fit, before allocating."""
     nbytes = int(nbytes)
+    if nbytes < (1 << 28):      # 256 MiB: not worth reading /proc/meminfo for
+        return
     if nbytes > available_memory() or nbytes >= (1 << 62):
         raise MemoryError(
             f"fastconv: {what} needs {nbytes / 2**30:.3g} GiB, more than the "

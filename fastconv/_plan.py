@@ -40,6 +40,8 @@ DEFAULTS = {
 
 _lock = threading.Lock()
 _loaded = None
+#: memoised choices of choose_signal_method: the model is deterministic per shape
+_choice_cache = {}
 
 
 def _tune_path():
@@ -70,6 +72,7 @@ def _reset():
     with _lock:
         _loaded = None
         _gpu_loaded = None
+        _choice_cache.clear()
 
 
 _gpu_loaded = None
@@ -200,11 +203,21 @@ def choose_signal_method(shape1, shape2, out_shape, dtype, separable=False, nthr
 
     ``device='gpu'`` uses :func:`gpu_constants` (CuPy arrays)."""
     methods = ("direct", "fft", "oa", "separable")
+    key = (tuple(shape1), tuple(shape2), tuple(out_shape), np.dtype(dtype).str, bool(separable),
+           nthreads, device)
+    hit = _choice_cache.get(key)
+    if hit is not None:
+        return hit[0], dict(hit[1])
     c = None
     if device == "gpu":
         c, nthreads = gpu_constants(), 1
     times = predict_signal(shape1, shape2, out_shape, dtype, methods, separable, nthreads, c)
-    return min(times, key=times.get), times
+    best = min(times, key=times.get)
+    with _lock:
+        if len(_choice_cache) >= 4096:
+            _choice_cache.clear()
+        _choice_cache[key] = (best, dict(times))
+    return best, times
 
 
 # ----------------------------------------------------------------------------- tuning
