@@ -415,17 +415,8 @@ def oa_plan(in1_shape, in2_shape, axes, start=None, shape=None, real=True, batch
 # memory guard
 # --------------------------------------------------------------------------------------------
 def _available_bytes():
-    try:
-        with open("/proc/meminfo") as f:
-            for line in f:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except (OSError, ValueError, IndexError):
-        pass
-    try:
-        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-    except (ValueError, OSError, AttributeError):  # pragma: no cover
-        return 1 << 62
+    from ._config import available_memory
+    return available_memory()
 
 
 def _check_memory(nbytes, what, elems=()):
