@@ -502,3 +502,51 @@ def test_small_kernel_pruned_transform(s1, s2, axes, dtype):
         for _ in range(2):  # second call from the cached work set
             res = _fft.convolve(a, b, axes, start, shape, nthreads=2)
             _check(res, _crop(full, axes, start, shape), dtype)
+
+
+@pytest.mark.skipif(not _fft.HAVE_PYFFTW, reason="needs pyFFTW")
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("shapes", [((40, 30), (5, 4)), ((3, 40, 30), (1, 5, 4)), ((12, 10, 9), (3, 2, 2))])
+def test_out_of_place_layout_donation_and_reuse(dtype, shapes):
+    """N-d real work sets transform through the shared real scratch buffer; donating it as the
+    result and re-using the work set (re-allocated scratch, pruned kernel plans, measured
+    re-plan) keeps every result correct and independent."""
+    s1, s2 = shapes
+    k = 2 if len(s1) == 2 or s1[0] == 3 else 3
+    axes = tuple(range(len(s1) - k, len(s1)))
+    L = _fft.padded_shape(s1, s2, axes)
+    assert _fft._layout(np.dtype(dtype), L) == (True, True)
+    rng = np.random.default_rng(11)
+    old = (_fft.MEASURE_AFTER, _fft.MEASURE_MIN_SECONDS)
+    _fft.MEASURE_AFTER, _fft.MEASURE_MIN_SECONDS = 2, 0.0
+    try:
+        _fft.clear_plan_cache()
+        results = []
+        for i in range(4):
+            a = rng.standard_normal(s1).astype(dtype)
+            b = rng.standard_normal(s2).astype(dtype)
+            full = scipy.signal.fftconvolve(a.astype(np.float64), b.astype(np.float64), axes=axes)
+            shape = tuple(full.shape[ax] for ax in axes)
+            r = _fft.convolve(a, b, axes, (0,) * k, shape, nthreads=1 + i % 2)
+            results.append((r, r.copy(), full))
+        for r, keep, full in results:
+            np.testing.assert_array_equal(r, keep)
+            tol = 1e-4 if dtype == np.float32 else 1e-10
+            assert np.abs(r - full).max() <= tol * np.abs(full).max()
+        for i in range(len(results)):
+            for j in range(i):
+                assert not np.shares_memory(results[i][0], results[j][0])
+    finally:
+        _fft.MEASURE_AFTER, _fft.MEASURE_MIN_SECONDS = old
+        _fft.clear_plan_cache()
+
+
+def test_layout_policy():
+    f32, f64, c64 = np.dtype(np.float32), np.dtype(np.float64), np.dtype(np.complex64)
+    assert _fft._layout(c64, (1000,)) == (False, False)
+    assert _fft._layout(c64, (100, 100)) == (False, False)
+    assert _fft._layout(f32, (144, 144, 144)) == (True, True)
+    assert _fft._layout(f32, (1024000,)) == (False, True)
+    assert _fft._layout(f64, (1024000,)) == (False, True)
+    assert _fft._layout(f32, (10125000,)) == (False, False)
+    assert _fft._layout(f64, (2**21,)) == (False, False)
