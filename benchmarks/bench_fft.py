@@ -22,6 +22,7 @@ Run::
 
     python benchmarks/bench_fft.py                 # all problems, float32 and float64
     python benchmarks/bench_fft.py --cases 2d31 --dtypes float64 --reps 5
+    python benchmarks/bench_fft.py --ab 9 --threads 1   # interleaved conv-vs-bare minima only
 """
 import argparse
 import gc
@@ -124,6 +125,41 @@ def bare_pyfftw(L, dtype, threads):
     return oop, inp
 
 
+def ab(args):
+    """Interleaved A/B of ``convolve`` against the bare pyFFTW pair (minimum of ROUNDS each)."""
+    _fft.MEASURE_AFTER = 10**9 if not args.measure else _fft.MEASURE_AFTER
+    nt = args.threads
+    rng = np.random.default_rng(0)
+    print(f"interleaved A/B, {args.ab} rounds, threads={nt}, minima in ms")
+    for name in args.cases:
+        s1, s2, mode = CASES[name]
+        axes = tuple(range(len(s1)))
+        start, shape = window(s1, s2, mode)
+        for dn in args.dtypes:
+            dt = np.dtype(dn)
+            a = rng.standard_normal(s1).astype(dt)
+            b = rng.standard_normal(s2).astype(dt)
+            L = _fft.padded_shape(s1, s2, axes, start, shape)
+            oop, inp = bare_pyfftw(L, dt, nt)
+            fns = {"oop": oop, "inp": inp, "conv": lambda: _fft.convolve(a, b, axes, start, shape, nthreads=nt)}
+            for f in fns.values():
+                f()
+            ts = {key: [] for key in fns}
+            for _ in range(args.ab):
+                for key, f in fns.items():
+                    t = time.perf_counter()
+                    f()
+                    ts[key].append(time.perf_counter() - t)
+            m = {key: min(v) * 1e3 for key, v in ts.items()}
+            print(
+                f"{name:>8} {dn:>7} {str(L):>16} | bare oop {m['oop']:8.2f} in-place {m['inp']:8.2f} | "
+                f"conv {m['conv']:8.2f} | conv/bare {m['conv'] / min(m['oop'], m['inp']):6.3f}",
+                flush=True,
+            )
+            del fns, oop, inp
+            gc.collect()
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--cases", nargs="*", default=list(CASES), choices=list(CASES))
@@ -134,7 +170,16 @@ def main(argv=None):
     ap.add_argument("--no-scipy", action="store_true", help="skip the scipy timings")
     ap.add_argument("--no-mem", action="store_true", help="skip the memory figures")
     ap.add_argument("--min", action="store_true", help="report minima instead of medians (busy machines)")
+    ap.add_argument(
+        "--ab",
+        type=int,
+        default=0,
+        metavar="ROUNDS",
+        help="only conv vs bare: ROUNDS interleaved rounds (out-of-place bare, in-place bare, conv), minima",
+    )
     args = ap.parse_args(argv)
+    if args.ab:
+        return ab(args)
     global STAT
     if args.min:
         STAT = np.min
