@@ -176,9 +176,13 @@ def predict(x_shape, w_shape, out_spatial, stride, dilation, groups, dtype, nthr
         macs *= 2
     over = _RATES["overhead"] * sc["call_overhead_s"]
     # GEMM: efficiency falls when the matrices are thin (few output channels per group, a
-    # short reduction, few output positions); many small calls cost overhead each
+    # short reduction, few output positions); many small calls cost overhead each. A short
+    # reduction (few input channels: stems, C_in*K of a few hundred) costs more than the
+    # BLAS rate alone says: the im2col copy is then as large as the GEMM's work (measured,
+    # quiet 2-core machine, timed interleaved with torch: ResNet stem 3->64 7x7/2 direct
+    # 2.65 ms, GEMM 5.48 ms; AlexNet conv1 a tie)
     red = cg * kk
-    thin = (1 + 8 / cog) * (1 + 16 / red) * (1 + 64 / max(hw, 1))
+    thin = (1 + 8 / cog) * (1 + (16 if kk == 1 else 64) / red) * (1 + 64 / max(hw, 1))
     calls = groups * max(1, n)
     t_gemm = (macs * _RATES["gemm"] * sc["gemm_s_per_mac_float32"] * thin / nt
               + calls * 2e-6 + over)
