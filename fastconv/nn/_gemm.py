@@ -259,6 +259,13 @@ def _correlate_3d_rows(xp, wg, out5, kernel, out_spatial, stride, dilation, nt, 
     return out5.reshape((n, g * cog) + tuple(out_spatial))
 
 
+def _image_blocks(n, parts):
+    """``n`` images in at most ``parts`` contiguous blocks of near-equal size."""
+    parts = max(1, min(n, parts))
+    step = -(-n // parts)
+    return [slice(i, min(n, i + step)) for i in range(0, n, step)]
+
+
 def pointwise(x, w2, out_spatial, stride, pad, groups, out=None, shuffle=False):
     """1x1 convolution: a GEMM per image and group, no im2col.
 
@@ -287,12 +294,15 @@ def pointwise(x, w2, out_spatial, stride, pad, groups, out=None, shuffle=False):
         x4 = x.reshape(n, g, cg, hw)
         w3 = w2.reshape(g, cog, cg)
         nt = _nthreads(n * c_out * hw * cg)
-        jobs = [(i, gi) for i in range(n) for gi in range(g)]
+        # one job per (group, block of images): a batched matmul writes the strided
+        # shuffled rows directly (row stride G*HW); blocks give the pool >= ~2*nt jobs
+        jobs = [(sl, gi) for sl in _image_blocks(n, -(-2 * nt // g) if nt > 1 else 1)
+                for gi in range(g)]
         _run_chunks(lambda j: np.matmul(w3[j[1]], x4[j[0], j[1]], out=o4[j[0], :, j[1]]),
                     jobs, nt)
         return out
     nt = _nthreads(n * c_out * hw * cg)
-    chunks = [slice(i, i + 1) for i in range(n)] if nt > 1 and n > 1 else [slice(None)]
+    chunks = _image_blocks(n, 2 * nt) if nt > 1 and n > 1 else [slice(None)]
     if len(chunks) == 1 and nt > 1 and hw >= 4096:  # one image: split the pixels
         step = -(-hw // (2 * nt))
         cols = [slice(i, min(hw, i + step)) for i in range(0, hw, step)]
