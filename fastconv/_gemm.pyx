@@ -123,3 +123,49 @@ def im2col3d(real_t[:, :, :, :, :] xp, real_t[:, :, ::1] cols, int kd, int kh, i
                             else:
                                 for j in range(ow):
                                     dst[base + j] = src[j * sw]
+
+
+def col2im3d(real_t[:, :, :, :, :] xp, real_t[:, :, ::1] cols, int kd, int kh, int kw,
+             int od, int oh, int ow, int sd, int sh, int sw, int dd, int dh, int dw,
+             int nthreads):
+    """Scatter-add a patch matrix into a zero-padded 3-D batch: the adjoint of
+    :func:`im2col3d` (with ``od0 = 0``).
+
+    ``xp[n, c, o_d*sd + k_d*dd, o_h*sh + k_h*dh, o_w*sw + k_w*dw] += cols[n, c*K + k, o]``;
+    OpenMP over (image, channel), each job owns one channel plane of ``xp``.
+    """
+    cdef Py_ssize_t n_img = xp.shape[0], c = xp.shape[1]
+    cdef Py_ssize_t kk = kd * kh * kw, osz = od * oh * ow
+    cdef Py_ssize_t job, n, ci, a, b, e, pd, ph, j, row, base
+    cdef real_t *dst
+    cdef const real_t *src
+    if xp.strides[4] != sizeof(real_t):
+        raise ValueError("col2im3d: the last axis of xp must be contiguous")
+    if cols.shape[0] != n_img or cols.shape[1] != c * kk or cols.shape[2] != osz:
+        raise ValueError("col2im3d: cols has the wrong shape")
+    if ((od - 1) * sd + (kd - 1) * dd >= xp.shape[2] or
+            (oh - 1) * sh + (kh - 1) * dh >= xp.shape[3] or
+            (ow - 1) * sw + (kw - 1) * dw >= xp.shape[4]):
+        raise ValueError("col2im3d: the padded buffer is too small")
+    if osz == 0 or kk == 0:
+        return
+    if nthreads < 1:
+        nthreads = 1
+    for job in prange(n_img * c, nogil=True, schedule='static', num_threads=nthreads):
+        n = job // c
+        ci = job % c
+        for a in range(kd):
+            for b in range(kh):
+                for e in range(kw):
+                    row = ci * kk + (a * kh + b) * kw + e
+                    src = &cols[n, row, 0]
+                    for pd in range(od):
+                        for ph in range(oh):
+                            dst = &xp[n, ci, pd * sd + a * dd, ph * sh + b * dh, e * dw]
+                            base = (pd * oh + ph) * ow
+                            if sw == 1:
+                                for j in range(ow):
+                                    dst[j] = dst[j] + src[base + j]
+                            else:
+                                for j in range(ow):
+                                    dst[j * sw] = dst[j * sw] + src[base + j]

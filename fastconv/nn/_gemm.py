@@ -367,8 +367,21 @@ def correlate_adjoint(y, w, x_spatial, stride, dilation, pad, groups):
     if nt > 1:
         nb = max(1, min(nb, n // (2 * nt)))
 
+    nd = len(kernel)
+    compiled = (_cgemm is not None and hasattr(_cgemm, "col2im3d") and nd <= 3
+                and y.dtype in (np.float32, np.float64) and wt.dtype == y.dtype)
+    ext = (1,) * (3 - nd)
+    single = nt > 1 and _pool(nt) is not None
+
     def block(i):
         cols = np.matmul(wt, ys[i:i + nb])
+        if compiled:  # scatter-add in C (OpenMP over channels when not on the pool)
+            v5 = view[i:i + nb][(slice(None), slice(None)) + (None,) * (3 - nd)]
+            _cgemm.col2im3d(v5, cols.reshape(cols.shape[0], c * kk, -1),
+                            *(ext + tuple(kernel)), *(ext + tuple(y_spatial)),
+                            *(ext + tuple(stride)), *(ext + tuple(dilation)),
+                            1 if single else nt)
+            return
         cols = cols.reshape((cols.shape[0], c) + tuple(kernel) + tuple(y_spatial))
         col2im_add(view[i:i + nb], cols, kernel, y_spatial, stride, dilation)
     _run_chunks(block, list(range(0, n, nb)), nt)
