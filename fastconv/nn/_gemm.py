@@ -87,13 +87,39 @@ def _nthreads(work_macs):
 
 
 def _run_chunks(fn, chunks, nthreads):
-    """Run ``fn(chunk)`` for every chunk, on the pool when it pays off."""
+    """Run ``fn(chunk)`` for every chunk, on the pool when it pays off.
+
+    The calling thread takes chunks too (with single-threaded BLAS for the while), beside
+    ``nthreads - 1`` pool workers, all pulling from one shared list: only the helpers need
+    waking, and the caller is not left waiting to be woken at the end. (Measured, quiet
+    2-core machine: a sleeping-caller pool lost 1.5-6 ms per call right after another
+    runtime's spinning threads, e.g. torch's OpenMP team.)"""
     pool = _pool(nthreads) if len(chunks) > 1 else None
     if pool is None:
         for ch in chunks:
             fn(ch)
         return
-    for f in [pool.submit(fn, ch) for ch in chunks]:
+    it = iter(chunks)
+    lock = threading.Lock()
+    end = object()
+
+    def drain():
+        while True:
+            with lock:
+                ch = next(it, end)
+            if ch is end:
+                return
+            fn(ch)
+    futs = [pool.submit(drain) for _ in range(min(nthreads, len(chunks)) - 1)]
+    set_local = _find_blas_local()
+    prev = set_local(1)
+    try:
+        drain()
+    finally:
+        set_local(prev)
+        for f in futs:
+            f.exception()  # wait for the helpers whatever happened here
+    for f in futs:
         f.result()
 
 
