@@ -118,6 +118,8 @@ __all__ = [
 USE_PYFFTW = HAVE_PYFFTW
 #: Uses of one plan key after which its plans may be re-made with FFTW_MEASURE ...
 MEASURE_AFTER = 3
+#: measure hot shapes in a background thread (False: inside the call that makes them hot)
+BACKGROUND_MEASURE = True
 #: ... once this many seconds have been spent executing them; FFTW's planning time limit is
 #: then the time already spent (at least MEASURE_MIN_LIMIT, at most MEASURE_MAX_LIMIT).
 MEASURE_MIN_SECONDS = 0.05
@@ -784,12 +786,13 @@ def _real_of(cdt):
 
 
 class _KeyStats:
-    __slots__ = ("calls", "measured", "seconds")
+    __slots__ = ("calls", "measured", "measuring", "seconds")
 
     def __init__(self):
         self.calls = 0
         self.seconds = 0.0
         self.measured = False
+        self.measuring = False
 
 
 _cache_lock = threading.Lock()
@@ -886,18 +889,77 @@ def _release(ws, seconds):
         upgrade = (
             not ws.measured
             and not st.measured
+            and not st.measuring
             and st.calls >= MEASURE_AFTER
             and st.seconds >= MEASURE_MIN_SECONDS
         )
-        if upgrade:
-            st.measured = True  # claimed: one thread measures
+        background = upgrade and BACKGROUND_MEASURE
+        if background:
+            st.measuring = True  # claimed: one background thread measures
+        elif upgrade:
+            st.measured = True  # claimed: this thread measures
         limit = min(MEASURE_MAX_LIMIT, max(MEASURE_MIN_LIMIT, st.seconds))
+    if background:
+        # Measure a *new* work set in the background: this call returns now and later calls
+        # keep using the cached ESTIMATE work set until the measured one is ready (FFTW
+        # plans with the GIL released; planning is serialised by _plan_lock).
+        _cache_ws(ws)
+        threading.Thread(target=_measure_new, args=(key, limit), daemon=True,
+                         name="fastconv-fftw-measure").start()
+        return
     if upgrade:
+        _upgrade(ws, limit)
+        return
+    _cache_ws(ws)
+
+
+def _measure_new(key, limit):
+    """Background: build a FFTW_MEASURE work set for ``key`` and cache it when ready."""
+    global _wisdom_dirty
+    try:
+        ws = _WorkSet(key)
+        _replan(ws, measured=True, timelimit=limit)
+    except Exception:  # noqa: BLE001 - a failed upgrade keeps the ESTIMATE plans
+        with _cache_lock:
+            _key_stats(key).measuring = False
+        return
+    with _cache_lock:
+        st = _key_stats(key)
+        st.measured, st.measuring = True, False
+        _counters["measured"] += 1
+        _counters["worksets_built"] += 1
+        # drop the idle ESTIMATE work sets of this key: the measured one replaces them
+        for old in _idle.pop(key, []):
+            _drop_idle_accounting(old)
+    _wisdom_dirty = True
+    save_wisdom()
+    _cache_ws(ws)
+
+
+def _drop_idle_accounting(ws):
+    global _idle_bytes, _idle_count
+    _idle_bytes -= ws.nbytes
+    _idle_count -= 1
+
+
+def _upgrade(ws, limit):
+    """Re-plan ``ws`` with FFTW_MEASURE (time-limited), save wisdom, then cache it."""
+    global _wisdom_dirty
+    try:
         _replan(ws, measured=True, timelimit=limit)
         with _cache_lock:
             _counters["measured"] += 1
         _wisdom_dirty = True
         save_wisdom()
+    except Exception:  # noqa: BLE001 - a failed upgrade keeps the ESTIMATE plans
+        return
+    _cache_ws(ws)
+
+
+def _cache_ws(ws):
+    """Put an idle work set back into the bounded LRU cache."""
+    global _idle_bytes, _idle_count
+    key = ws.key
     if ws.nbytes > CACHE_BYTES // 2:
         return  # too big to keep around: a later call re-plans (from wisdom)
     with _cache_lock:

@@ -25,16 +25,17 @@ from ._config import get_cache_dir, get_num_threads
 
 __all__ = ["constants", "tune", "predict_signal", "choose_signal_method"]
 
-#: Per-thread constants (seconds per unit) for a 2-core AVX2+FMA machine.
+#: Per-thread constants (seconds per unit), measured by ``tune()`` on a quiet 2-core AVX2+FMA
+#: machine (AMD EPYC, 2 threads) on 2026-11-23.
 DEFAULTS = {
-    "direct_s_per_mac_float32": 1.0e-11,
-    "direct_s_per_mac_float64": 2.0e-11,
-    "direct_s_per_mac_int64": 1.5e-10,
-    "gemm_s_per_mac_float32": 1.4e-11,
-    "gemm_s_per_mac_float64": 2.8e-11,
-    "fft_s_per_flop": 1.5e-10,
-    "fft_s_per_flop_float32": 0.9e-10,
-    "mem_s_per_byte": 1.0e-10,
+    "direct_s_per_mac_float32": 3.2e-11,
+    "direct_s_per_mac_float64": 7.6e-11,
+    "direct_s_per_mac_int64": 3.7e-10,
+    "gemm_s_per_mac_float32": 3.0e-11,
+    "gemm_s_per_mac_float64": 6.2e-11,
+    "fft_s_per_flop": 1.9e-10,
+    "fft_s_per_flop_float32": 1.7e-10,
+    "mem_s_per_byte": 1.1e-10,
     "call_overhead_s": 2.0e-5,
 }
 

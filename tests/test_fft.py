@@ -335,6 +335,7 @@ def test_wisdom_round_trip(tmp_path, monkeypatch):
     monkeypatch.setattr(_fft, "MEASURE_AFTER", 1)
     monkeypatch.setattr(_fft, "MEASURE_MIN_SECONDS", 0.0)
     monkeypatch.setattr(_fft, "MEASURE_MIN_LIMIT", 60.0)  # let FFTW finish measuring
+    monkeypatch.setattr(_fft, "BACKGROUND_MEASURE", False)  # measure inside the call
     _fft.clear_plan_cache()
     pyfftw.forget_wisdom()
     rng = np.random.default_rng(8)
@@ -517,8 +518,8 @@ def test_out_of_place_layout_donation_and_reuse(dtype, shapes):
     L = _fft.padded_shape(s1, s2, axes)
     assert _fft._layout(np.dtype(dtype), L) == (True, True)
     rng = np.random.default_rng(11)
-    old = (_fft.MEASURE_AFTER, _fft.MEASURE_MIN_SECONDS)
-    _fft.MEASURE_AFTER, _fft.MEASURE_MIN_SECONDS = 2, 0.0
+    old = (_fft.MEASURE_AFTER, _fft.MEASURE_MIN_SECONDS, _fft.BACKGROUND_MEASURE)
+    _fft.MEASURE_AFTER, _fft.MEASURE_MIN_SECONDS, _fft.BACKGROUND_MEASURE = 2, 0.0, False
     try:
         _fft.clear_plan_cache()
         results = []
@@ -537,7 +538,7 @@ def test_out_of_place_layout_donation_and_reuse(dtype, shapes):
             for j in range(i):
                 assert not np.shares_memory(results[i][0], results[j][0])
     finally:
-        _fft.MEASURE_AFTER, _fft.MEASURE_MIN_SECONDS = old
+        _fft.MEASURE_AFTER, _fft.MEASURE_MIN_SECONDS, _fft.BACKGROUND_MEASURE = old
         _fft.clear_plan_cache()
 
 
@@ -550,3 +551,33 @@ def test_layout_policy():
     assert _fft._layout(f64, (1024000,)) == (False, True)
     assert _fft._layout(f32, (10125000,)) == (False, False)
     assert _fft._layout(f64, (2**21,)) == (False, False)
+
+
+@pytest.mark.skipif(not _fft.HAVE_PYFFTW, reason="needs pyfftw")
+def test_background_measure_keeps_results_right(tmp_path, monkeypatch):
+    """A hot shape is re-planned with FFTW_MEASURE in a background thread; calls made
+    meanwhile and afterwards stay correct, and the measured work set replaces the old one."""
+    import time
+
+    monkeypatch.setenv("FASTCONV_CACHE_DIR", str(tmp_path))
+    monkeypatch.setattr(_fft, "MEASURE_AFTER", 2)
+    monkeypatch.setattr(_fft, "MEASURE_MIN_SECONDS", 0.0)
+    monkeypatch.setattr(_fft, "BACKGROUND_MEASURE", True)
+    _fft.clear_plan_cache()
+    rng = np.random.default_rng(21)
+    a, b = rng.standard_normal((60, 50)), rng.standard_normal((7, 5))
+    want = scipy.signal.fftconvolve(a, b)
+    before = _fft.plan_cache_info()["measured"]
+    results = []
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        r = _fft.convolve(a, b, (0, 1), (0, 0), want.shape, nthreads=1)
+        results.append(np.array(r))
+        if _fft.plan_cache_info()["measured"] > before and len(results) > 4:
+            break
+        time.sleep(0.01)
+    assert _fft.plan_cache_info()["measured"] == before + 1
+    for r in results:
+        _check(r, want, np.float64)
+    r = _fft.convolve(a, b, (0, 1), (0, 0), want.shape, nthreads=1)
+    _check(r, want, np.float64)

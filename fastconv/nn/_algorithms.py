@@ -43,19 +43,20 @@ _RATES = {
     "fft_flop": 4e-10,          # per modelled flop of the FFT path
     "overhead": 2e-5,
 }
-_PLAN_DEFAULTS = {"direct_s_per_mac_float32": 1.0e-11, "gemm_s_per_mac_float32": 1.4e-11,
-                  "fft_s_per_flop": 1.5e-10, "call_overhead_s": 2.0e-5}
+_PLAN_KEYS = ("direct_s_per_mac_float32", "gemm_s_per_mac_float32", "fft_s_per_flop",
+              "call_overhead_s")
 
 
 def constants():
     """Scale factors from ``fastconv._plan.constants()`` (1.0 each when not available)."""
     try:
         from .. import _plan
-        got = _plan.constants()
+        got, ref = _plan.constants(), _plan.DEFAULTS
     except Exception:  # noqa: BLE001 - planner not available: built-in rates
-        got = {}
+        got, ref = {}, {}
     scale = {}
-    for key, d in _PLAN_DEFAULTS.items():
+    for key in _PLAN_KEYS:
+        d = ref.get(key, 1.0)
         try:
             v = float(got.get(key, d))
         except (TypeError, ValueError):
