@@ -47,7 +47,10 @@ How a call runs
    one module lock.
 6. *Planning policy.*  A first plan uses FFTW wisdom when there is some for the problem
    (``FFTW_MEASURE | FFTW_WISDOM_ONLY``: instant), otherwise ``FFTW_ESTIMATE`` (a few
-   milliseconds), so a one-off call never pays for measuring.  When the same key has been used
+   milliseconds), so a one-off call never pays for measuring.  Only when :data:`AUTO_MEASURE` is on
+   (environment ``FASTCONV_FFTW_MEASURE=1``; off by default, because measuring competes with
+   the caller's own work on small machines) are hot keys measured, in a background thread
+   (:data:`BACKGROUND_MEASURE`): when the same key has been used
    :data:`MEASURE_AFTER` times and has cost at least :data:`MEASURE_MIN_SECONDS`, its plans are
    re-planned with ``FFTW_MEASURE`` under a time limit equal to the time already spent on the key
    (clamped to [:data:`MEASURE_MIN_LIMIT`, :data:`MEASURE_MAX_LIMIT`]), so measuring at most
@@ -118,6 +121,10 @@ __all__ = [
 USE_PYFFTW = HAVE_PYFFTW
 #: Uses of one plan key after which its plans may be re-made with FFTW_MEASURE ...
 MEASURE_AFTER = 3
+#: re-plan hot shapes with FFTW_MEASURE at all (env FASTCONV_FFTW_MEASURE=1). Off by
+#: default: measuring costs seconds of planning that compete with the caller's own work on
+#: small machines, for a modest steady-state gain; wisdom loaded from the cache is always used.
+AUTO_MEASURE = os.environ.get("FASTCONV_FFTW_MEASURE", "0") not in ("", "0")
 #: measure hot shapes in a background thread (False: inside the call that makes them hot)
 BACKGROUND_MEASURE = True
 #: ... once this many seconds have been spent executing them; FFTW's planning time limit is
@@ -887,7 +894,8 @@ def _release(ws, seconds):
         st.calls += 1
         st.seconds += seconds
         upgrade = (
-            not ws.measured
+            AUTO_MEASURE
+            and not ws.measured
             and not st.measured
             and not st.measuring
             and st.calls >= MEASURE_AFTER

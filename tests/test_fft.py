@@ -336,6 +336,7 @@ def test_wisdom_round_trip(tmp_path, monkeypatch):
     monkeypatch.setattr(_fft, "MEASURE_MIN_SECONDS", 0.0)
     monkeypatch.setattr(_fft, "MEASURE_MIN_LIMIT", 60.0)  # let FFTW finish measuring
     monkeypatch.setattr(_fft, "BACKGROUND_MEASURE", False)  # measure inside the call
+    monkeypatch.setattr(_fft, "AUTO_MEASURE", True)
     _fft.clear_plan_cache()
     pyfftw.forget_wisdom()
     rng = np.random.default_rng(8)
@@ -518,8 +519,10 @@ def test_out_of_place_layout_donation_and_reuse(dtype, shapes):
     L = _fft.padded_shape(s1, s2, axes)
     assert _fft._layout(np.dtype(dtype), L) == (True, True)
     rng = np.random.default_rng(11)
-    old = (_fft.MEASURE_AFTER, _fft.MEASURE_MIN_SECONDS, _fft.BACKGROUND_MEASURE)
-    _fft.MEASURE_AFTER, _fft.MEASURE_MIN_SECONDS, _fft.BACKGROUND_MEASURE = 2, 0.0, False
+    old = (_fft.MEASURE_AFTER, _fft.MEASURE_MIN_SECONDS, _fft.BACKGROUND_MEASURE,
+           _fft.AUTO_MEASURE)
+    (_fft.MEASURE_AFTER, _fft.MEASURE_MIN_SECONDS, _fft.BACKGROUND_MEASURE,
+     _fft.AUTO_MEASURE) = 2, 0.0, False, True
     try:
         _fft.clear_plan_cache()
         results = []
@@ -538,7 +541,8 @@ def test_out_of_place_layout_donation_and_reuse(dtype, shapes):
             for j in range(i):
                 assert not np.shares_memory(results[i][0], results[j][0])
     finally:
-        _fft.MEASURE_AFTER, _fft.MEASURE_MIN_SECONDS, _fft.BACKGROUND_MEASURE = old
+        (_fft.MEASURE_AFTER, _fft.MEASURE_MIN_SECONDS, _fft.BACKGROUND_MEASURE,
+         _fft.AUTO_MEASURE) = old
         _fft.clear_plan_cache()
 
 
@@ -563,6 +567,7 @@ def test_background_measure_keeps_results_right(tmp_path, monkeypatch):
     monkeypatch.setattr(_fft, "MEASURE_AFTER", 2)
     monkeypatch.setattr(_fft, "MEASURE_MIN_SECONDS", 0.0)
     monkeypatch.setattr(_fft, "BACKGROUND_MEASURE", True)
+    monkeypatch.setattr(_fft, "AUTO_MEASURE", True)
     _fft.clear_plan_cache()
     rng = np.random.default_rng(21)
     a, b = rng.standard_normal((60, 50)), rng.standard_normal((7, 5))
