@@ -7,9 +7,10 @@ FASTCONV_NO_OPENMP=1   build without OpenMP (kernels then run single-threaded;
 FASTCONV_ONLY=a,b      build only the named extension modules (``_core``, ...);
                        handy while several people work on different kernels.
 
-No ``-march=native``: the kernels are portable x86-64 (and any other ISA)
-code; ISA-specific paths use gcc ``target_clones`` runtime dispatch inside the
-C sources (fastconv/src/), so a wheel built here runs on an older CPU.
+No host-specific ISA flags: the kernels are portable x86-64 (and any other ISA)
+code; the AVX2/FMA paths are selected at run time (gcc ``target`` attributes and
+``__builtin_cpu_supports`` in fastconv/src/), so a wheel built here runs on an
+older CPU.
 """
 import glob
 import os

@@ -449,8 +449,7 @@ def test_concurrent_calls_agree():
 def test_implicit_gemm_engine(nd):
     """The implicit-GEMM engine (no im2col; used when a patch matrix would not fit)."""
     from fastconv.nn import _gemm
-    if not _gemm.have_implicit(np.float64):
-        pytest.skip("fastconv._gemm not built")
+    assert _gemm.have_implicit(np.float64), "the compiled fastconv._gemm extension is missing"
     rng = np.random.default_rng(20 + nd)
     for _ in range(4):
         g = int(rng.choice([1, 2]))
