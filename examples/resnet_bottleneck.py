@@ -4,6 +4,7 @@ fastconv.nn + NumPy, checked against torchvision-style torch modules with the sa
 import numpy as np
 
 import fastconv.nn as fnn
+from _torch_check import max_error_vs_torch  # noqa: E402  (examples run from this folder)
 
 EPS = 1e-5
 
@@ -74,19 +75,7 @@ def main(seed=0):
     p = init_params(rng)
     x = rng.standard_normal((2, 64, 28, 28)).astype(np.float32)
     ours = forward(p, x)
-    try:
-        import torch
-    except ImportError:
-        return None
-    m = torch_model()
-    sd = m.state_dict()
-    sd.update({k: torch.from_numpy(v) for k, v in p.items()})
-    m.load_state_dict(sd)
-    with torch.no_grad():
-        ref = m.eval()(torch.from_numpy(x)).numpy()
-    err = float(np.abs(ours - ref).max())
-    print(f"ResNet bottleneck {ours.shape}: max |fastconv - torch| = {err:.2e}")
-    return err
+    return max_error_vs_torch("ResNet bottleneck", ours, p, x, torch_model)
 
 
 if __name__ == "__main__":

@@ -3,6 +3,7 @@ grouped 1x1 conv, residual, with fastconv.nn + NumPy, checked against a torch mo
 import numpy as np
 
 import fastconv.nn as fnn
+from _torch_check import max_error_vs_torch  # noqa: E402  (examples run from this folder)
 
 from resnet_bottleneck import batch_norm  # noqa: E402  (examples run from this folder)
 
@@ -67,19 +68,7 @@ def main(seed=0):
     p = init_params(rng)
     x = rng.standard_normal((2, 240, 14, 14)).astype(np.float32)
     ours = forward(p, x)
-    try:
-        import torch
-    except ImportError:
-        return None
-    m = torch_model()
-    sd = m.state_dict()
-    sd.update({k: torch.from_numpy(v) for k, v in p.items()})
-    m.load_state_dict(sd)
-    with torch.no_grad():
-        ref = m.eval()(torch.from_numpy(x)).numpy()
-    err = float(np.abs(ours - ref).max())
-    print(f"ShuffleNet unit {ours.shape}: max |fastconv - torch| = {err:.2e}")
-    return err
+    return max_error_vs_torch("ShuffleNet unit", ours, p, x, torch_model)
 
 
 if __name__ == "__main__":
