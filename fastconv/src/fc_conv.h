@@ -195,6 +195,20 @@ static int fc_plan_init(fc_plan *pl, int dtype, int D, const int64_t *xs,
         }
         TW = fc_max(1, fc_min(TW, colmax));
         TW = fc_min(TW, fc_max(pl->OW, 1));
+        {   /* tall kernels: narrow the column tile so one panel holds several times the
+             * kernel's height of rows; otherwise each 4-row task re-gathers KH+3 rows */
+            const int64_t span = (pl->KH - 1) * pl->dH;
+            if (span >= 8) {
+                const int64_t q = ((pl->KW - 1) * pl->dW) / pl->sW;
+                const int64_t nph = fc_min(pl->sW, (pl->KW - 1) * pl->dW + 1);
+                const int64_t want_rows = 4 * span + 1;
+                int64_t maxw = FC_PANEL_BUDGET
+                               / fc_max(1, want_rows * pl->KP * nph * pl->elsize) - q;
+                maxw = (maxw / tile) * tile;
+                if (maxw >= 2 * tile && maxw < TW)
+                    TW = maxw;
+            }
+        }
         pl->TW = TW;
         pl->nct = fc_cdiv(pl->OW, TW);
 
