@@ -198,7 +198,7 @@ static int fc_plan_init(fc_plan *pl, int dtype, int D, const int64_t *xs,
         {   /* tall kernels: narrow the column tile so one panel holds several times the
              * kernel's height of rows; otherwise each 4-row task re-gathers KH+3 rows */
             const int64_t span = (pl->KH - 1) * pl->dH;
-            if (span >= 8) {
+            if (span >= 24) {
                 const int64_t q = ((pl->KW - 1) * pl->dW) / pl->sW;
                 const int64_t nph = fc_min(pl->sW, (pl->KW - 1) * pl->dW + 1);
                 const int64_t want_rows = 4 * span + 1;
