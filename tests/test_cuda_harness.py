@@ -38,14 +38,7 @@ def launcher(tmp_path_factory):
     return h.HarnessLauncher(h.build())
 
 
-def rand(rng, shape, dtype):
-    dtype = np.dtype(dtype)
-    if dtype.kind == "i":
-        return rng.integers(-9, 10, size=shape).astype(dtype)
-    a = rng.standard_normal(shape)
-    if dtype.kind == "c":
-        a = a + 1j * rng.standard_normal(shape)
-    return a.astype(dtype)
+from _helpers import rand  # noqa: E402  (tests/ is on sys.path under pytest)
 
 
 def ref_correlate(x, w, O, stride, dilation, pad, groups):

@@ -34,14 +34,7 @@ def standin(tmp_path_factory):
         yield launcher
 
 
-def rand(rng, shape, dtype):
-    dtype = np.dtype(dtype)
-    if dtype.kind == "i":
-        return rng.integers(-9, 10, size=shape).astype(dtype)
-    a = rng.standard_normal(shape)
-    if dtype.kind == "c":
-        a = a + 1j * rng.standard_normal(shape)
-    return a.astype(dtype)
+from _helpers import rand  # noqa: E402  (tests/ is on sys.path under pytest)
 
 
 def close(got, want, dtype):
@@ -356,9 +349,8 @@ def test_default_constants():
             _cupy.tune_gpu()
 
 
+@pytest.mark.skipif(_cupy.gpu_available(), reason="a GPU is present: this checks the no-GPU exit")
 def test_bench_gpu_without_gpu_says_no_gpu():
-    if _cupy.gpu_available():
-        pytest.skip("a GPU is present")
     import subprocess
     res = subprocess.run([sys.executable, os.path.join(ROOT, "benchmarks", "bench_gpu.py"),
                           "--quick"], capture_output=True, text=True, cwd=ROOT, timeout=120)
