@@ -1,0 +1,430 @@
+/*
+ * fc_cgemm.h — float32 convolution as a GEMM with the im2col fused into the packing.
+ *
+ * For image n and group g:   OUT_g (Cog x P)  =  A_g (Cog x K)  @  B_g (K x P)  (+ bias)
+ *   A_g = the group's weights, K = Cg * KD*KH*KW (order: channel, then taps),
+ *   B_g = the patch ("im2col") matrix of the zero-padded input, P = OD*OH*OW pixels:
+ *         B[k, p] = x[n, g*Cg + c, od*sd + kd*dd, oh*sh + kh*dh, ow*sw + kw*dw]
+ * B is never materialised: BLIS-style blocks of it (KC x NC) are packed straight from the
+ * padded input into micro-panels of FC_NR pixels, the form the micro-kernel reads, and
+ * consumed while they are in cache. A is packed once per call into micro-panels of FC_MR
+ * output channels. The micro-kernel computes an FC_MR x FC_NR tile of OUT in registers
+ * (6 x 16 floats = 12 AVX2 accumulators, one FMA per accumulator per k).
+ *
+ * Loops (per work item = (image, group, block of NC pixels), OpenMP dynamic over items):
+ *   for each KC block of K:  pack B block -> for each MC block of A rows ->
+ *     for each NR micro-panel of B (L1-resident) -> for each MR panel of A -> micro-kernel
+ * Output rows are addressed by (n, g, m) element strides, so a channel shuffle
+ * (ShuffleNet) costs nothing: it is just another row order. Bias is added in registers.
+ *
+ * ISA: the AVX2+FMA micro-kernel and packer are compiled with gcc target attributes and
+ * chosen at run time (__builtin_cpu_supports); other CPUs take portable C loops.
+ */
+#ifndef FASTCONV_FC_CGEMM_H
+#define FASTCONV_FC_CGEMM_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#if defined(_OPENMP)
+#include <omp.h>
+#endif
+
+#if defined(__x86_64__) && defined(__GNUC__)
+#include <immintrin.h>
+#define FCG_X86 1
+#define FCG_AVX2 __attribute__((target("avx2,fma")))
+#else
+#define FCG_X86 0
+#endif
+
+#define FC_MR 6
+#define FC_NR 16
+#define FCG_KC 256       /* K block: an A panel (6 x KC) + a B panel (KC x 16) fit in L1 */
+#define FCG_MC 120       /* rows of A per block: MC x KC floats (~120 KB) stay in L2 */
+#define FCG_NC_MAX 768   /* pixels per work item */
+
+typedef struct {
+    int64_t N, G, Cg, Cog;          /* images, groups, channels per group (in, out) */
+    int64_t D, H, W;                /* padded input extents (3-D; 1-D/2-D use 1s) */
+    int64_t KD, KH, KW;             /* kernel */
+    int64_t OD, OH, OW;             /* output */
+    int64_t sd, sh, sw, dd, dh, dw; /* stride, dilation */
+    int64_t x_sn;                   /* elements between images of x (>= G*Cg*D*H*W) */
+    int64_t o_sn, o_sg, o_sm;       /* output element strides: image, group, channel-in-group */
+} fc_cgeom;
+
+static inline int64_t fcg_cdiv(int64_t a, int64_t b) { return (a + b - 1) / b; }
+static inline int64_t fcg_min(int64_t a, int64_t b) { return a < b ? a : b; }
+static inline int64_t fcg_max(int64_t a, int64_t b) { return a > b ? a : b; }
+
+static int fcg_have_avx2(void)
+{
+#if FCG_X86
+    static int cached = -1;
+    if (cached < 0)
+        cached = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+    return cached;
+#else
+    return 0;
+#endif
+}
+
+/* ---------------------------------------------------------------------------------------
+ * micro-kernels: C[0:6, 0:16] (row stride ldc) = (first ? bias : C) + A_panel @ B_panel
+ * A panel: kc x 6 (k-major), B panel: kc x 16 (k-major, 32-byte aligned)
+ * ------------------------------------------------------------------------------------- */
+static void fcg_ukr_generic(int64_t kc, const float *A, const float *B, float *C,
+                            int64_t ldc, int first, const float *bias)
+{
+    float acc[FC_MR][FC_NR];
+    for (int r = 0; r < FC_MR; r++)
+        for (int j = 0; j < FC_NR; j++)
+            acc[r][j] = first ? (bias ? bias[r] : 0.0f) : C[r * ldc + j];
+    for (int64_t k = 0; k < kc; k++) {
+        const float *a = A + k * FC_MR, *b = B + k * FC_NR;
+        for (int r = 0; r < FC_MR; r++)
+            for (int j = 0; j < FC_NR; j++)
+                acc[r][j] += a[r] * b[j];
+    }
+    for (int r = 0; r < FC_MR; r++)
+        for (int j = 0; j < FC_NR; j++)
+            C[r * ldc + j] = acc[r][j];
+}
+
+#if FCG_X86
+FCG_AVX2 static void fcg_ukr_avx2(int64_t kc, const float *A, const float *B, float *C,
+                                  int64_t ldc, int first, const float *bias)
+{
+    /* accumulators travel through this buffer into ymm0-11 of the assembly loop */
+    float acc[FC_MR * FC_NR] __attribute__((aligned(32)));
+    if (first) {
+        for (int r = 0; r < FC_MR; r++) {
+            __m256 v = bias ? _mm256_set1_ps(bias[r]) : _mm256_setzero_ps();
+            _mm256_store_ps(acc + r * FC_NR, v);
+            _mm256_store_ps(acc + r * FC_NR + 8, v);
+        }
+    } else {
+        for (int r = 0; r < FC_MR; r++) {
+            _mm256_store_ps(acc + r * FC_NR, _mm256_loadu_ps(C + r * ldc));
+            _mm256_store_ps(acc + r * FC_NR + 8, _mm256_loadu_ps(C + r * ldc + 8));
+        }
+    }
+    /* the k loop in inline assembly: gcc's register allocation of the intrinsics version
+     * spilled accumulators to the stack (measured 58-70 GFLOP/s per core) */
+#define FCG_S(o)                                                                    \
+    "vmovaps " #o "*64(%[B]), %%ymm12\n\t"                                          \
+    "vmovaps " #o "*64+32(%[B]), %%ymm13\n\t"                                       \
+    "vbroadcastss " #o "*24+0(%[A]), %%ymm14\n\t"                                   \
+    "vbroadcastss " #o "*24+4(%[A]), %%ymm15\n\t"                                   \
+    "vfmadd231ps %%ymm12, %%ymm14, %%ymm0\n\t"                                      \
+    "vfmadd231ps %%ymm13, %%ymm14, %%ymm1\n\t"                                      \
+    "vfmadd231ps %%ymm12, %%ymm15, %%ymm2\n\t"                                      \
+    "vfmadd231ps %%ymm13, %%ymm15, %%ymm3\n\t"                                      \
+    "vbroadcastss " #o "*24+8(%[A]), %%ymm14\n\t"                                   \
+    "vbroadcastss " #o "*24+12(%[A]), %%ymm15\n\t"                                  \
+    "vfmadd231ps %%ymm12, %%ymm14, %%ymm4\n\t"                                      \
+    "vfmadd231ps %%ymm13, %%ymm14, %%ymm5\n\t"                                      \
+    "vfmadd231ps %%ymm12, %%ymm15, %%ymm6\n\t"                                      \
+    "vfmadd231ps %%ymm13, %%ymm15, %%ymm7\n\t"                                      \
+    "vbroadcastss " #o "*24+16(%[A]), %%ymm14\n\t"                                  \
+    "vbroadcastss " #o "*24+20(%[A]), %%ymm15\n\t"                                  \
+    "vfmadd231ps %%ymm12, %%ymm14, %%ymm8\n\t"                                      \
+    "vfmadd231ps %%ymm13, %%ymm14, %%ymm9\n\t"                                      \
+    "vfmadd231ps %%ymm12, %%ymm15, %%ymm10\n\t"                                     \
+    "vfmadd231ps %%ymm13, %%ymm15, %%ymm11\n\t"
+    int64_t k4 = kc >> 2, kr = kc & 3;
+    __asm__ volatile(
+        "vmovaps 0(%[acc]), %%ymm0\n\t"
+        "vmovaps 32(%[acc]), %%ymm1\n\t"
+        "vmovaps 64(%[acc]), %%ymm2\n\t"
+        "vmovaps 96(%[acc]), %%ymm3\n\t"
+        "vmovaps 128(%[acc]), %%ymm4\n\t"
+        "vmovaps 160(%[acc]), %%ymm5\n\t"
+        "vmovaps 192(%[acc]), %%ymm6\n\t"
+        "vmovaps 224(%[acc]), %%ymm7\n\t"
+        "vmovaps 256(%[acc]), %%ymm8\n\t"
+        "vmovaps 288(%[acc]), %%ymm9\n\t"
+        "vmovaps 320(%[acc]), %%ymm10\n\t"
+        "vmovaps 352(%[acc]), %%ymm11\n\t"
+        "test %[k4], %[k4]\n\t"
+        "jz 2f\n\t"
+        ".p2align 4\n\t"
+        "1:\n\t"
+        "prefetcht0 512(%[B])\n\t"
+        FCG_S(0) FCG_S(1)
+        "prefetcht0 576(%[B])\n\t"
+        FCG_S(2) FCG_S(3)
+        "add $256, %[B]\n\t"
+        "add $96, %[A]\n\t"
+        "dec %[k4]\n\t"
+        "jnz 1b\n\t"
+        "2:\n\t"
+        "test %[kr], %[kr]\n\t"
+        "jz 4f\n\t"
+        "3:\n\t"
+        FCG_S(0)
+        "add $64, %[B]\n\t"
+        "add $24, %[A]\n\t"
+        "dec %[kr]\n\t"
+        "jnz 3b\n\t"
+        "4:\n\t"
+        "vmovaps %%ymm0, 0(%[acc])\n\t"
+        "vmovaps %%ymm1, 32(%[acc])\n\t"
+        "vmovaps %%ymm2, 64(%[acc])\n\t"
+        "vmovaps %%ymm3, 96(%[acc])\n\t"
+        "vmovaps %%ymm4, 128(%[acc])\n\t"
+        "vmovaps %%ymm5, 160(%[acc])\n\t"
+        "vmovaps %%ymm6, 192(%[acc])\n\t"
+        "vmovaps %%ymm7, 224(%[acc])\n\t"
+        "vmovaps %%ymm8, 256(%[acc])\n\t"
+        "vmovaps %%ymm9, 288(%[acc])\n\t"
+        "vmovaps %%ymm10, 320(%[acc])\n\t"
+        "vmovaps %%ymm11, 352(%[acc])\n\t"
+        : [A] "+r"(A), [B] "+r"(B), [k4] "+r"(k4), [kr] "+r"(kr)
+        : [acc] "r"(acc)
+        : "xmm0", "xmm1", "xmm2", "xmm3", "xmm4", "xmm5", "xmm6", "xmm7", "xmm8", "xmm9",
+          "xmm10", "xmm11", "xmm12", "xmm13", "xmm14", "xmm15", "cc", "memory");
+#undef FCG_S
+    for (int r = 0; r < FC_MR; r++) {
+        _mm256_storeu_ps(C + r * ldc, _mm256_load_ps(acc + r * FC_NR));
+        _mm256_storeu_ps(C + r * ldc + 8, _mm256_load_ps(acc + r * FC_NR + 8));
+    }
+}
+#endif
+
+typedef void (*fcg_ukr_fn)(int64_t, const float *, const float *, float *, int64_t, int,
+                           const float *);
+
+/* ---------------------------------------------------------------------------------------
+ * B packing: micro-panel of FC_NR pixels, rows k0 .. k0+kc of B.
+ *   off[j]  : offset of pixel j's tap (0,0,0) in the group's input (for j past the end of
+ *             the pixels: a copy of the last one; those columns are never stored)
+ *   tap[k]  : offset of tap k (channel, kd, kh, kw) relative to that
+ *   contig  : off[j] == off[0] + j for all j (one contiguous run of 16 floats per k)
+ * ------------------------------------------------------------------------------------- */
+static void fcg_pack_generic(const float *x, const int64_t *tap, int64_t kc,
+                             const int64_t *off, int contig, float *dst)
+{
+    (void)contig;
+    for (int64_t k = 0; k < kc; k++) {
+        const float *s = x + tap[k];
+        for (int j = 0; j < FC_NR; j++)
+            dst[k * FC_NR + j] = s[off[j]];
+    }
+}
+
+#if FCG_X86
+FCG_AVX2 static void fcg_pack_avx2(const float *x, const int64_t *tap, int64_t kc,
+                                   const int64_t *off, int contig, float *dst)
+{
+    if (contig) {
+        const float *base = x + off[0];
+        for (int64_t k = 0; k < kc; k++) {
+            const float *s = base + tap[k];
+            _mm256_store_ps(dst + k * FC_NR, _mm256_loadu_ps(s));
+            _mm256_store_ps(dst + k * FC_NR + 8, _mm256_loadu_ps(s + 8));
+        }
+        return;
+    }
+    /* offsets within one group image fit int32 (checked by the caller) */
+    __m256i i0 = _mm256_setr_epi32((int)off[0], (int)off[1], (int)off[2], (int)off[3],
+                                   (int)off[4], (int)off[5], (int)off[6], (int)off[7]);
+    __m256i i1 = _mm256_setr_epi32((int)off[8], (int)off[9], (int)off[10], (int)off[11],
+                                   (int)off[12], (int)off[13], (int)off[14], (int)off[15]);
+    for (int64_t k = 0; k < kc; k++) {
+        const float *s = x + tap[k];
+        _mm256_store_ps(dst + k * FC_NR, _mm256_i32gather_ps(s, i0, 4));
+        _mm256_store_ps(dst + k * FC_NR + 8, _mm256_i32gather_ps(s, i1, 4));
+    }
+}
+#endif
+
+typedef void (*fcg_pack_fn)(const float *, const int64_t *, int64_t, const int64_t *, int,
+                            float *);
+
+/* A packing: rows [m0, m0+6) of the group's weight (Cog x K, row stride K) -> K x 6 */
+static void fcg_pack_a(const float *w, int64_t K, int64_t rows, float *dst)
+{
+    for (int64_t k = 0; k < K; k++) {
+        for (int64_t r = 0; r < FC_MR; r++)
+            dst[k * FC_MR + r] = r < rows ? w[r * K + k] : 0.0f;
+    }
+}
+
+static void *fcg_alloc(size_t bytes)
+{
+    void *p = NULL;
+    if (bytes == 0)
+        bytes = 64;
+    if (posix_memalign(&p, 64, (bytes + 63) & ~(size_t)63) != 0)
+        return NULL;
+    return p;
+}
+
+/* Bytes of scratch a call allocates (packed A, tap table, pixel table, per-thread B). */
+static int64_t fc_cgemm_scratch_bytes(const fc_cgeom *q, int nthreads)
+{
+    int64_t K = q->Cg * q->KD * q->KH * q->KW, P = q->OD * q->OH * q->OW;
+    int64_t npan = fcg_cdiv(q->Cog, FC_MR);
+    return (int64_t)sizeof(float) * q->G * npan * FC_MR * K + 8 * (K + P + FC_NR)
+           + (int64_t)nthreads * (int64_t)sizeof(float) * FCG_KC * FCG_NC_MAX;
+}
+
+/*
+ * out[n, g, m, p] (strides o_sn, o_sg, o_sm; pixels contiguous) = bias[g*Cog+m] +
+ *     sum_k w[g*Cog + m, k] * B_{n,g}[k, p]
+ * x: the zero-padded input, C-contiguous per image (N, G*Cg, D, H, W) with image stride
+ * x_sn; w: (G*Cog, Cg, KD, KH, KW) C-contiguous; bias: G*Cog floats or NULL.
+ * Returns 0, or -1 when scratch memory could not be allocated (nothing written then).
+ */
+static int fc_cgemm_f32(const fc_cgeom *q, const float *x, const float *w,
+                        const float *bias, float *out, int nthreads, int force_generic)
+{
+    const int64_t N = q->N, G = q->G, Cg = q->Cg, Cog = q->Cog;
+    const int64_t KT = q->KD * q->KH * q->KW, K = Cg * KT;
+    const int64_t P = q->OD * q->OH * q->OW;
+    const int64_t HW = q->H * q->W, DHW = q->D * HW;
+    if (N <= 0 || G <= 0 || Cog <= 0 || P <= 0)
+        return 0;
+    const int64_t npan = fcg_cdiv(Cog, FC_MR);
+    int use_avx2 = !force_generic && fcg_have_avx2();
+    fcg_ukr_fn ukr = fcg_ukr_generic;
+    fcg_pack_fn pack = fcg_pack_generic;
+#if FCG_X86
+    if (use_avx2 && Cg * DHW < ((int64_t)1 << 31)) {
+        ukr = fcg_ukr_avx2;
+        pack = fcg_pack_avx2;
+    } else if (use_avx2) {
+        ukr = fcg_ukr_avx2;
+    }
+#endif
+    if (nthreads < 1)
+        nthreads = 1;
+
+    /* K == 0 (no input channels): the result is the bias */
+    if (K == 0) {
+        for (int64_t n = 0; n < N; n++)
+            for (int64_t g = 0; g < G; g++)
+                for (int64_t m = 0; m < Cog; m++) {
+                    float *row = out + n * q->o_sn + g * q->o_sg + m * q->o_sm;
+                    float v = bias ? bias[g * Cog + m] : 0.0f;
+                    for (int64_t p = 0; p < P; p++)
+                        row[p] = v;
+                }
+        return 0;
+    }
+
+    float *Ap = (float *)fcg_alloc(sizeof(float) * (size_t)(G * npan * FC_MR * K));
+    int64_t *tap = (int64_t *)fcg_alloc(sizeof(int64_t) * (size_t)K);
+    int64_t *pix = (int64_t *)fcg_alloc(sizeof(int64_t) * (size_t)P);
+    if (!Ap || !tap || !pix) {
+        free(Ap); free(tap); free(pix);
+        return -1;
+    }
+    for (int64_t g = 0; g < G; g++)
+        for (int64_t ip = 0; ip < npan; ip++)
+            fcg_pack_a(w + (g * Cog + ip * FC_MR) * K, K, fcg_min(FC_MR, Cog - ip * FC_MR),
+                       Ap + (g * npan + ip) * FC_MR * K);
+    {
+        int64_t k = 0;
+        for (int64_t c = 0; c < Cg; c++)
+            for (int64_t a = 0; a < q->KD; a++)
+                for (int64_t b = 0; b < q->KH; b++)
+                    for (int64_t e = 0; e < q->KW; e++)
+                        tap[k++] = c * DHW + a * q->dd * HW + b * q->dh * q->W + e * q->dw;
+        int64_t p = 0;
+        for (int64_t a = 0; a < q->OD; a++)
+            for (int64_t b = 0; b < q->OH; b++)
+                for (int64_t e = 0; e < q->OW; e++)
+                    pix[p++] = a * q->sd * HW + b * q->sh * q->W + e * q->sw;
+    }
+
+    /* pixel blocks: near-equal, at most NC_MAX, and enough work items for every thread */
+    int64_t nc;
+    {
+        int64_t want = 4 * (int64_t)nthreads;
+        int64_t per = fcg_max(fcg_cdiv(want, N * G), fcg_cdiv(P, FCG_NC_MAX));
+        per = fcg_max(1, fcg_min(per, fcg_cdiv(P, 4 * FC_NR)));
+        nc = fcg_cdiv(fcg_cdiv(P, per), FC_NR) * FC_NR;
+    }
+    const int64_t nblk = fcg_cdiv(P, nc);
+    const int64_t items = N * G * nblk;
+    /* K blocks of near-equal size, at most FCG_KC */
+    const int64_t nkb = fcg_cdiv(K, FCG_KC);
+    const int64_t kcs = fcg_cdiv(K, nkb);
+    int failed = 0;
+    if (items < nthreads)
+        nthreads = (int)items;
+
+#if defined(_OPENMP)
+#pragma omp parallel num_threads(nthreads)
+#endif
+    {
+        float *Bp = (float *)fcg_alloc(sizeof(float) * (size_t)(kcs * nc));
+        if (!Bp) {
+#if defined(_OPENMP)
+#pragma omp atomic write
+#endif
+            failed = 1;
+        }
+#if defined(_OPENMP)
+#pragma omp for schedule(dynamic, 1)
+#endif
+        for (int64_t it = 0; it < items; it++) {
+            if (!Bp)
+                continue;
+            const int64_t jb = it % nblk, ng = it / nblk;
+            const int64_t g = ng % G, n = ng / G;
+            const int64_t p0 = jb * nc, pn = fcg_min(nc, P - p0);
+            const int64_t njp = fcg_cdiv(pn, FC_NR);
+            const float *xg = x + n * q->x_sn + g * Cg * DHW;
+            float *og = out + n * q->o_sn + g * q->o_sg + p0;
+            const float *bg = bias ? bias + g * Cog : NULL;
+            for (int64_t k0 = 0; k0 < K; k0 += kcs) {
+                const int64_t kc = fcg_min(kcs, K - k0);
+                /* pack B block */
+                for (int64_t jp = 0; jp < njp; jp++) {
+                    int64_t off[FC_NR];
+                    const int64_t pb = p0 + jp * FC_NR;
+                    for (int j = 0; j < FC_NR; j++)
+                        off[j] = pix[fcg_min(pb + j, P - 1)];
+                    int contig = pb + FC_NR <= P && off[FC_NR - 1] - off[0] == FC_NR - 1;
+                    pack(xg, tap + k0, kc, off, contig, Bp + jp * kc * FC_NR);
+                }
+                const int first = k0 == 0;
+                for (int64_t i0 = 0; i0 < npan; i0 += FCG_MC / FC_MR) {
+                    const int64_t i1 = fcg_min(npan, i0 + FCG_MC / FC_MR);
+                    for (int64_t jp = 0; jp < njp; jp++) {
+                        const int64_t cols = fcg_min(FC_NR, pn - jp * FC_NR);
+                        const float *bpan = Bp + jp * kc * FC_NR;
+                        for (int64_t ip = i0; ip < i1; ip++) {
+                            const int64_t rows = fcg_min(FC_MR, Cog - ip * FC_MR);
+                            const float *apan = Ap + ((g * npan + ip) * K + k0) * FC_MR;
+                            float *c = og + ip * FC_MR * q->o_sm + jp * FC_NR;
+                            const float *bb = bg ? bg + ip * FC_MR : NULL;
+                            if (rows == FC_MR && cols == FC_NR) {
+                                ukr(kc, apan, bpan, c, q->o_sm, first, bb);
+                            } else {
+                                float tmp[FC_MR * FC_NR];
+                                ukr(kc, apan, bpan, tmp, FC_NR, 1, NULL);
+                                for (int64_t r = 0; r < rows; r++)
+                                    for (int64_t j = 0; j < cols; j++) {
+                                        float prev = first ? (bb ? bb[r] : 0.0f)
+                                                           : c[r * q->o_sm + j];
+                                        c[r * q->o_sm + j] = prev + tmp[r * FC_NR + j];
+                                    }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        free(Bp);
+    }
+    free(Ap); free(tap); free(pix);
+    return failed ? -1 : 0;
+}
+
+#endif /* FASTCONV_FC_CGEMM_H */
