@@ -190,23 +190,25 @@ cdef extern from "fc_cgemm.h" nogil:
 
 
 def conv_gemm_f32(const float[:, :, :, :, ::1] xp, const float[:, :, :, :, ::1] w, bias,
-                  float[:, :, ::1] out, int groups, stride, dilation, bint shuffle=False,
-                  int nthreads=1, bint force_generic=False):
+                  float[:, :, :, :, ::1] out, int groups, stride, dilation,
+                  bint shuffle=False, int nthreads=1, bint force_generic=False):
     """Fused im2col + GEMM correlation of a zero-padded float32 batch (fc_cgemm.h).
 
-    ``xp`` (N, C, D, H, W) already padded so every tap lies inside; ``w`` (C_out, C/G, KD,
-    KH, KW); ``bias`` None or (C_out,) float32; ``out`` (N, C_out, OD*OH*OW), written
-    entirely. ``out[n, co, p] = bias[co] + sum_{ci,k} w[co, ci, k] * xp[n, g*Cg + ci,
-    p*stride + k*dilation]``. With ``shuffle`` the rows are written in channel-shuffled
-    order: group ``g``'s channel ``j`` lands at row ``j*G + g`` (ShuffleNet).
+    ``xp`` (N, C, D, H, W) already padded so every tap of every output lies inside;
+    ``w`` (C_out, C/G, KD, KH, KW); ``bias`` None or (C_out,) float32; ``out``
+    (N, C_out, OD, OH, OW), written entirely:
+    ``out[n, co, o] = bias[co] + sum_{ci,k} w[co, ci, k] * xp[n, g*Cg + ci, o*stride +
+    k*dilation]`` (``g = co // (C_out/G)``). With ``shuffle`` the channels are written in
+    channel-shuffled order: group ``g``'s channel ``j`` lands at ``j*G + g`` (ShuffleNet).
+    Raises MemoryError (naming the bytes) when its scratch cannot be allocated.
     """
     cdef fc_cgeom q
     cdef const float[::1] b
+    cdef const float *bptr = NULL
     cdef const float *xptr = NULL
     cdef const float *wptr = NULL
-    cdef const float *bptr = NULL
     cdef int rc
-    cdef Py_ssize_t c = xp.shape[1], c_out = w.shape[0]
+    cdef Py_ssize_t c = xp.shape[1], c_out = w.shape[0], npix
     sd, sh, sw = stride
     dd, dh, dw = dilation
     if groups < 1 or c % groups or c_out % groups or w.shape[1] * groups != c:
@@ -217,38 +219,35 @@ def conv_gemm_f32(const float[:, :, :, :, ::1] xp, const float[:, :, :, :, ::1] 
     q.sd, q.sh, q.sw, q.dd, q.dh, q.dw = sd, sh, sw, dd, dh, dw
     if min(q.sd, q.sh, q.sw, q.dd, q.dh, q.dw) < 1:
         raise ValueError("conv_gemm_f32: stride and dilation must be >= 1")
-    q.OD = (q.D - (q.KD - 1) * q.dd - 1) // q.sd + 1
-    q.OH = (q.H - (q.KH - 1) * q.dh - 1) // q.sh + 1
-    q.OW = (q.W - (q.KW - 1) * q.dw - 1) // q.sw + 1
     if out.shape[0] != q.N or out.shape[1] != c_out:
         raise ValueError("conv_gemm_f32: out has the wrong shape")
-    if min(q.OD, q.OH, q.OW) < 1 or out.shape[2] > q.OD * q.OH * q.OW:
+    q.OD, q.OH, q.OW = out.shape[2], out.shape[3], out.shape[4]
+    npix = q.OD * q.OH * q.OW
+    if q.N == 0 or c_out == 0 or npix == 0:
+        return
+    if min(q.KD, q.KH, q.KW) < 1 or (
+            (q.OD - 1) * q.sd + (q.KD - 1) * q.dd >= q.D or
+            (q.OH - 1) * q.sh + (q.KH - 1) * q.dh >= q.H or
+            (q.OW - 1) * q.sw + (q.KW - 1) * q.dw >= q.W):
         raise ValueError("conv_gemm_f32: the padded input is too small for the output")
-    # the output grid is the first out.shape[2] pixels of (OD, OH, OW): callers pass the
-    # exact output extents, so derive them back from the padded input only as a bound
-    if out.shape[2] != q.OD * q.OH * q.OW:
-        raise ValueError("conv_gemm_f32: out's pixel count does not match the geometry")
     q.x_sn = c * q.D * q.H * q.W
-    q.o_sn = c_out * out.shape[2]
+    q.o_sn = c_out * npix
     if shuffle:
-        q.o_sg, q.o_sm = out.shape[2], groups * out.shape[2]
+        q.o_sg, q.o_sm = npix, groups * npix
     else:
-        q.o_sg, q.o_sm = q.Cog * out.shape[2], out.shape[2]
+        q.o_sg, q.o_sm = q.Cog * npix, npix
     if bias is not None:
         b = bias
         if b.shape[0] != c_out:
             raise ValueError("conv_gemm_f32: bias has the wrong length")
-        bptr = &b[0] if c_out else NULL
-    if q.N == 0 or c_out == 0 or out.shape[2] == 0:
-        return
+        bptr = &b[0]
+    if c:
+        xptr = &xp[0, 0, 0, 0, 0]
+        wptr = &w[0, 0, 0, 0, 0]
     if nthreads < 1:
         nthreads = 1
-    if xp.shape[1] and xp.shape[2] and xp.shape[3] and xp.shape[4]:
-        xptr = &xp[0, 0, 0, 0, 0]
-    if w.shape[1] and w.shape[2] and w.shape[3] and w.shape[4]:
-        wptr = &w[0, 0, 0, 0, 0]
     with nogil:
-        rc = fc_cgemm_f32(&q, xptr, wptr, bptr, &out[0, 0, 0], nthreads, force_generic)
+        rc = fc_cgemm_f32(&q, xptr, wptr, bptr, &out[0, 0, 0, 0, 0], nthreads, force_generic)
     if rc != 0:
         raise MemoryError("conv_gemm_f32: could not allocate %d bytes of scratch"
                           % fc_cgemm_scratch_bytes(&q, nthreads))

@@ -40,6 +40,10 @@ _RATES = {
     "direct_1x1": 25e-11,       # 1x1 kernels: the direct engine has no reuse to exploit
     "direct_depthwise": 11e-11,  # C_in/groups == 1: memory bound
     "gemm": 3.3e-11,            # large, square-ish GEMMs (im2col included)
+    # fused im2col+GEMM (float32, fc_cgemm.h): per MAC of the padded 6-row panels, and per
+    # packed patch element (contiguous runs; strided runs are gathered, ~2x)
+    "fused_mac": 2.6e-11,
+    "fused_pack": 0.5e-9,
     "fft_flop": 4e-10,          # per modelled flop of the FFT path
     "overhead": 2e-5,
 }
@@ -187,13 +191,25 @@ def predict(x_shape, w_shape, out_spatial, stride, dilation, groups, dtype, nthr
     calls = groups * max(1, n)
     t_gemm = (macs * _RATES["gemm"] * sc["gemm_s_per_mac_float32"] * thin / nt
               + calls * 2e-6 + over)
+    if _gemm.have_fused(dt, len(kernel)):
+        # fused engine: every patch element (N*G*P*K of them) is packed once and meets
+        # the output channels of its group, padded to the 6-row micro-panel
+        elems = n * groups * hw * red
+        cogpad = -(-cog // 6) * 6
+        pack = _RATES["fused_pack"] * (2.0 if any(s > 1 for s in stride) else 1.0)
+        per = cogpad * _RATES["fused_mac"] * (1 + 8 / max(1, min(red, 256))) + pack
+        t_gemm = elems * per * sc["gemm_s_per_mac_float32"] / nt + over
+    if any(s > 1 for s in stride):
+        strided = 1.5  # the direct kernel's strided loads (measured: AlexNet conv1, 3x3/2)
+    else:
+        strided = 1.0
     if kk == 1:
         rate = _RATES["direct_1x1"]
     elif cg == 1:
         rate = _RATES["direct_depthwise"]
     else:
         rate = _RATES["direct"]
-    t_direct = macs * rate * sc["direct_s_per_mac_float32"] / nt + over
+    t_direct = macs * rate * strided * sc["direct_s_per_mac_float32"] / nt + over
     if not _HAVE_CORE:
         t_direct *= 4
     # FFT: transforms of input, kernel and output, a complex GEMM per frequency
@@ -216,18 +232,27 @@ def choose(x_shape, w_shape, out_spatial, stride, dilation, groups, dtype):
 _ENGINES = {"direct": direct, "gemm": _gemm.correlate, "fft": fft}
 
 
-def correlate(x, w, out_spatial, stride, dilation, pad, groups, algorithm="auto", xp=np):
-    """Forward correlation by ``algorithm`` (contract of ``fastconv._core.correlate``).
+def correlate(x, w, out_spatial, stride, dilation, pad, groups, algorithm="auto", xp=np,
+              bias=None):
+    """Forward correlation by ``algorithm`` (contract of ``fastconv._core.correlate``), plus
+    ``bias`` (C_out,) of the computation dtype when given (fused into the GEMM engine).
 
     ``xp`` is the array module the front detected; CuPy arrays go to the GPU engines
     (:mod:`fastconv.nn._gpu`, with their own, simpler 'auto' choice)."""
     if xp is not np:
         from . import _gpu
-        return _gpu.correlate(xp, x, w, out_spatial, stride, dilation, pad, groups,
-                              algorithm)
-    if algorithm == "auto":
-        algorithm = choose(x.shape, w.shape, out_spatial, stride, dilation, groups, x.dtype)
-    return _ENGINES[algorithm](x, w, out_spatial, stride, dilation, pad, groups)
+        out = _gpu.correlate(xp, x, w, out_spatial, stride, dilation, pad, groups,
+                             algorithm)
+    else:
+        if algorithm == "auto":
+            algorithm = choose(x.shape, w.shape, out_spatial, stride, dilation, groups,
+                               x.dtype)
+        if algorithm == "gemm":
+            return _gemm.correlate(x, w, out_spatial, stride, dilation, pad, groups, bias)
+        out = _ENGINES[algorithm](x, w, out_spatial, stride, dilation, pad, groups)
+    if bias is not None:
+        out += bias.reshape((-1,) + (1,) * (out.ndim - 2))
+    return out
 
 
 def transposed_weight(w, groups):

@@ -48,9 +48,11 @@ def convnd(input, weight, bias, stride, padding, dilation, groups, padding_mode,
         x = xp.pad(x, [(0, 0), (0, 0)] + list(zip(lo, hi)), mode=_NP_PAD[padding_mode])
         lo = (0,) * nd
     x = xp.ascontiguousarray(x)
+    if b is not None:
+        b = xp.ascontiguousarray(b, dtype=cdt)
     out = _algorithms.correlate(x, w, out_spatial, stride, dilation, lo, groups, algorithm,
-                                xp=xp)
-    return _finish(out, b, cdt, rdt, batched)
+                                xp=xp, bias=b)
+    return _finish(out, None, cdt, rdt, batched)
 
 
 def conv_transposend(input, weight, bias, stride, padding, output_padding, groups, dilation,

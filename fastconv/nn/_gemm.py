@@ -221,8 +221,56 @@ def _im2col_compiled(xp, groups, kernel, out_spatial, stride, dilation, nsl, osl
     return cols.reshape(n, groups, (c // groups) * kk, -1)
 
 
-def correlate(x, w, out_spatial, stride, dilation, pad, groups):
-    """Strided, dilated, grouped cross-correlation by im2col + GEMM (see module docstring)."""
+# ----------------------------------------------------------------------------------------
+# fused im2col + GEMM (fastconv/src/fc_cgemm.h): float32, 1-3 spatial axes
+# ----------------------------------------------------------------------------------------
+def have_fused(dtype, nd):
+    """Whether the fused float32 engine serves this dtype and number of spatial axes."""
+    return (_cgemm is not None and hasattr(_cgemm, "conv_gemm_f32")
+            and np.dtype(dtype) == np.float32 and 1 <= nd <= 3)
+
+
+def correlate_fused(x, w, out_spatial, stride, dilation, pad, groups, bias=None,
+                    shuffle=False, out=None):
+    """:func:`correlate` (plus ``bias``, and ShuffleNet's channel order with ``shuffle``) by
+    the fused engine: no im2col matrix; blocks of it are packed from the padded input into
+    cache-sized panels and consumed at once. Scratch: the packed weight and ~0.8 MiB per
+    thread, besides the zero-padded copy of the input when padding is asked for."""
+    from .._config import get_num_threads
+    nd = x.ndim - 2
+    n, c = x.shape[:2]
+    c_out = w.shape[0]
+    kernel = tuple(w.shape[2:])
+    if out is None:
+        out = np.empty((n, c_out) + tuple(out_spatial), dtype=np.float32)
+    if out.size == 0:
+        return out
+    xp = pad_input(x, out_spatial, kernel, stride, dilation, pad)
+    ext = (1,) * (3 - nd)
+    x5 = xp.reshape(xp.shape[:2] + ext + xp.shape[2:])
+    w5 = np.ascontiguousarray(w, dtype=np.float32).reshape(w.shape[:2] + ext + kernel)
+    o5 = out.reshape(out.shape[:2] + ext + tuple(out_spatial))
+    b = None if bias is None else np.ascontiguousarray(bias, dtype=np.float32).reshape(-1)
+    macs = out.size * _prod(w.shape[1:])
+    nt = max(1, min(get_num_threads(), macs >> 20))  # ~1 M MACs per thread at least
+    _cgemm.conv_gemm_f32(x5, w5, b, o5, groups, ext + tuple(stride), ext + tuple(dilation),
+                         shuffle, nt)
+    return out
+
+
+def correlate(x, w, out_spatial, stride, dilation, pad, groups, bias=None):
+    """Strided, dilated, grouped cross-correlation by im2col + GEMM (see module docstring),
+    plus ``bias`` (C_out,) when given. float32 takes the fused engine."""
+    if have_fused(x.dtype, x.ndim - 2):
+        return correlate_fused(x, w, out_spatial, stride, dilation, pad, groups, bias)
+    out = _correlate_blas(x, w, out_spatial, stride, dilation, pad, groups)
+    if bias is not None:
+        out += bias.reshape((-1,) + (1,) * (out.ndim - 2))
+    return out
+
+
+def _correlate_blas(x, w, out_spatial, stride, dilation, pad, groups):
+    """:func:`correlate` by im2col tiles + BLAS (float64, complex, > 3 spatial axes)."""
     n, c = x.shape[:2]
     c_out = w.shape[0]
     kernel = w.shape[2:]
@@ -292,12 +340,32 @@ def _image_blocks(n, parts):
     return [slice(i, min(n, i + step)) for i in range(0, n, step)]
 
 
-def pointwise(x, w2, out_spatial, stride, pad, groups, out=None, shuffle=False):
+def pointwise(x, w2, out_spatial, stride, pad, groups, out=None, shuffle=False, bias=None):
     """1x1 convolution: a GEMM per image and group, no im2col.
 
     ``w2`` is ``(C_out, C_in/groups)``. With ``shuffle=True`` the result is written directly
-    in channel-shuffled order (ShuffleNet), i.e. channel ``g*Cog + j`` lands at ``j*G + g``.
+    in channel-shuffled order (ShuffleNet), i.e. channel ``g*Cog + j`` lands at ``j*G + g``;
+    ``bias`` (C_out,), in the unshuffled order of ``w2``'s rows, follows its channel.
     """
+    n, c = x.shape[:2]
+    c_out = w2.shape[0]
+    g = groups
+    cg, cog = c // g, c_out // g
+    nd = x.ndim - 2
+    if have_fused(x.dtype, nd) and all(p >= 0 for p in pad):
+        w = w2.reshape(w2.shape + (1,) * nd)
+        return correlate_fused(x, w, out_spatial, stride, (1,) * nd, pad, groups, bias,
+                               shuffle=shuffle, out=out)
+    out = _pointwise_blas(x, w2, out_spatial, stride, pad, groups, out, shuffle)
+    if bias is not None:
+        b = np.asarray(bias).reshape(g, cog)
+        b = (b.T if shuffle else b).reshape((-1,) + (1,) * nd)
+        out += b
+    return out
+
+
+def _pointwise_blas(x, w2, out_spatial, stride, pad, groups, out, shuffle):
+    """:func:`pointwise` on BLAS, one ``matmul`` per chunk of images and group."""
     n, c = x.shape[:2]
     c_out = w2.shape[0]
     g = groups

@@ -110,17 +110,19 @@ def _pointwise(input, weight, bias, stride, groups, shuffle, fname):
     stride, _, _, _, groups, out_spatial = _shapes.conv_params(
         x, w, stride, 0, 1, groups, "zeros", 2, fname)
     _shapes.check_bias(b, w.shape[0], fname)
-    if b is not None and shuffle:
-        b = b.reshape(groups, -1).T.ravel()  # bias follows its channel through the shuffle
     if xp is not np:
         from . import _gpu
+        if b is not None and shuffle:
+            b = b.reshape(groups, -1).T.ravel()  # bias follows its channel through the shuffle
         out = _gpu.pointwise(xp, x.astype(cdt, copy=False), w.astype(cdt, copy=False),
                              out_spatial, stride, groups, shuffle=shuffle)
         return _finish(out, b, cdt, rdt, batched)
     x = np.ascontiguousarray(x, dtype=cdt)
     w2 = np.ascontiguousarray(w.reshape(w.shape[:2]), dtype=cdt)
-    out = _gemm.pointwise(x, w2, out_spatial, stride, (0, 0), groups, shuffle=shuffle)
-    return _finish(out, b, cdt, rdt, batched)
+    if b is not None:
+        b = np.ascontiguousarray(b, dtype=cdt)
+    out = _gemm.pointwise(x, w2, out_spatial, stride, (0, 0), groups, shuffle=shuffle, bias=b)
+    return _finish(out, None, cdt, rdt, batched)
 
 
 def pointwise_conv2d(input, weight, bias=None, stride=1, groups=1):
