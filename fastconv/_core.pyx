@@ -360,3 +360,63 @@ def _correlate_real(x, w, out, stride, dilation, pad, groups, nthreads, isa, int
     fc_plan_free(&pl)
     if rc != 0:
         raise MemoryError("fastconv._core: cannot allocate scratch memory")
+
+
+# ----------------------------------------------------------------------------------------
+# depthwise 2-D, float32 (fastconv/src/fc_depthwise.h)
+# ----------------------------------------------------------------------------------------
+cdef extern from "fc_depthwise.h" nogil:
+    ctypedef struct fc_dwgeom:
+        int64_t N, C, M
+        int64_t H, W
+        int64_t KH, KW, OH, OW
+        int64_t sh, sw, dh, dw, ph, pw
+    int fc_depthwise_f32(const fc_dwgeom *q, const float *x, const float *w,
+                         const float *bias, float *out, int nthreads, int force_generic)
+    int64_t fc_depthwise_scratch_bytes(const fc_dwgeom *q, int nthreads)
+    int FCD_MAXTAPS
+
+
+def depthwise2d_f32(const float[:, :, :, ::1] x, const float[:, :, ::1] w, bias,
+                    float[:, :, :, ::1] out, stride, dilation, pad, int nthreads=1,
+                    bint force_generic=False):
+    """Depthwise 2-D correlation of float32 planes (groups = C_in), into ``out``.
+
+    ``out[n, c*M + m, oh, ow] = bias[c*M + m] + sum_{kh,kw} w[c*M + m, kh, kw] *
+    x[n, c, oh*sh + kh*dh - ph, ow*sw + kw*dw - pw]`` (zeros outside ``x``), ``M`` the
+    channel multiplier ``out.shape[1] // x.shape[1]``; ``pad`` >= 0 on each axis.
+    """
+    cdef fc_dwgeom q
+    cdef const float[::1] b
+    cdef const float *bptr = NULL
+    cdef int rc
+    q.N, q.C, q.H, q.W = x.shape[0], x.shape[1], x.shape[2], x.shape[3]
+    q.KH, q.KW = w.shape[1], w.shape[2]
+    q.OH, q.OW = out.shape[2], out.shape[3]
+    q.sh, q.sw = stride
+    q.dh, q.dw = dilation
+    q.ph, q.pw = pad
+    if q.C == 0 or out.shape[1] % q.C or w.shape[0] != out.shape[1] or out.shape[0] != q.N:
+        raise ValueError("depthwise2d_f32: inconsistent channel counts")
+    q.M = out.shape[1] // q.C
+    if min(q.sh, q.sw, q.dh, q.dw) < 1 or min(q.ph, q.pw) < 0:
+        raise ValueError("depthwise2d_f32: stride/dilation must be >= 1 and pad >= 0")
+    if q.KH < 1 or q.KW < 1 or q.KH * q.KW > FCD_MAXTAPS:
+        raise ValueError("depthwise2d_f32: kernel must have 1 .. %d taps" % FCD_MAXTAPS)
+    if bias is not None:
+        b = bias
+        if b.shape[0] != out.shape[1]:
+            raise ValueError("depthwise2d_f32: bias has the wrong length")
+        bptr = &b[0]
+    if q.N == 0 or q.OH == 0 or q.OW == 0:
+        return out
+    if q.H == 0 or q.W == 0:  # every tap reads zeros
+        np.asarray(out)[...] = 0 if bias is None else np.asarray(bias).reshape(-1, 1, 1)
+        return out
+    with nogil:
+        rc = fc_depthwise_f32(&q, &x[0, 0, 0, 0], &w[0, 0, 0], bptr, &out[0, 0, 0, 0],
+                              nthreads, force_generic)
+    if rc == -1:
+        raise MemoryError("depthwise2d_f32: could not allocate %d bytes of scratch"
+                          % fc_depthwise_scratch_bytes(&q, nthreads))
+    return out

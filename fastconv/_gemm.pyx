@@ -183,6 +183,7 @@ cdef extern from "fc_cgemm.h" nogil:
         int64_t sd, sh, sw, dd, dh, dw
         int64_t x_sn
         int64_t o_sn, o_sg, o_sm
+        int64_t phase
     int fc_cgemm_f32(const fc_cgeom *q, const float *x, const float *w, const float *bias,
                      float *out, int nthreads, int force_generic)
     int64_t fc_cgemm_scratch_bytes(const fc_cgeom *q, int nthreads)
@@ -191,7 +192,8 @@ cdef extern from "fc_cgemm.h" nogil:
 
 def conv_gemm_f32(const float[:, :, :, :, ::1] xp, const float[:, :, :, :, ::1] w, bias,
                   float[:, :, :, :, ::1] out, int groups, stride, dilation,
-                  bint shuffle=False, int nthreads=1, bint force_generic=False):
+                  bint shuffle=False, int nthreads=1, bint force_generic=False,
+                  int phase=-1):
     """Fused im2col + GEMM correlation of a zero-padded float32 batch (fc_cgemm.h).
 
     ``xp`` (N, C, D, H, W) already padded so every tap of every output lies inside;
@@ -200,7 +202,9 @@ def conv_gemm_f32(const float[:, :, :, :, ::1] xp, const float[:, :, :, :, ::1] 
     ``out[n, co, o] = bias[co] + sum_{ci,k} w[co, ci, k] * xp[n, g*Cg + ci, o*stride +
     k*dilation]`` (``g = co // (C_out/G)``). With ``shuffle`` the channels are written in
     channel-shuffled order: group ``g``'s channel ``j`` lands at ``j*G + g`` (ShuffleNet).
-    Raises MemoryError (naming the bytes) when its scratch cannot be allocated.
+    ``phase`` (strided problems): -1 auto, 0 gather the strided taps, 1 pack from a
+    phase-split copy of the input. Raises MemoryError (naming the bytes) when its scratch
+    cannot be allocated.
     """
     cdef fc_cgeom q
     cdef const float[::1] b
@@ -231,6 +235,7 @@ def conv_gemm_f32(const float[:, :, :, :, ::1] xp, const float[:, :, :, :, ::1] 
             (q.OW - 1) * q.sw + (q.KW - 1) * q.dw >= q.W):
         raise ValueError("conv_gemm_f32: the padded input is too small for the output")
     q.x_sn = c * q.D * q.H * q.W
+    q.phase = phase
     q.o_sn = c_out * npix
     if shuffle:
         q.o_sg, q.o_sm = npix, groups * npix

@@ -95,8 +95,17 @@ def _direct_numpy(x, w, out_spatial, stride, dilation, pad, groups):
     return out.reshape((n, c_out) + tuple(out_spatial))
 
 
-def direct(x, w, out_spatial, stride, dilation, pad, groups):
-    """Direct correlation (``fastconv._core`` when built, else the NumPy stand-in)."""
+def _depthwise_fast(x, w, groups):
+    """Whether the dedicated float32 depthwise kernel (fastconv/src/fc_depthwise.h) serves
+    this problem: one input channel per group, 1 or 2 spatial axes."""
+    return (_HAVE_CORE and hasattr(_core, "depthwise2d_f32") and x.dtype == np.float32
+            and x.ndim in (3, 4) and w.shape[1] == 1 and groups == x.shape[1]
+            and groups > 0 and math.prod(w.shape[2:]) <= 1024)
+
+
+def direct(x, w, out_spatial, stride, dilation, pad, groups, bias=None):
+    """Direct correlation (``fastconv._core`` when built, else the NumPy stand-in), plus
+    ``bias`` when given."""
     if _HAVE_CORE and x.dtype in (np.float32, np.float64, np.complex64, np.complex128):
         if any(p < 0 for p in pad):  # contract: pad >= 0; skip leading samples instead
             x = x[(Ellipsis, *[slice(-p, None) if p < 0 else slice(None) for p in pad])]
@@ -104,13 +113,27 @@ def direct(x, w, out_spatial, stride, dilation, pad, groups):
         x = np.ascontiguousarray(x)
         w = np.ascontiguousarray(w)
         out = np.empty(x.shape[:1] + w.shape[:1] + tuple(out_spatial), dtype=x.dtype)
+        if out.size and _depthwise_fast(x, w, groups):
+            one = x.ndim == 3  # 1-D: a plane of one row
+            x4 = x[:, :, None] if one else x
+            w3 = w.reshape(w.shape[0], *((1,) if one else ()), *w.shape[2:])
+            o4 = out[:, :, None] if one else out
+            ext = (1,) if one else ()
+            nt = max(1, min(_config.get_num_threads(), (out.size * w3[0].size) >> 18))
+            b = None if bias is None else np.ascontiguousarray(bias, dtype=np.float32)
+            _core.depthwise2d_f32(x4, w3, b, o4, ext + tuple(stride), ext + tuple(dilation),
+                                  (0,) * len(ext) + tuple(pad), nt)
+            return out
         if out.size:
             # small problems: threads cost more than they save (~1 M MACs each at least)
             macs = out.size * math.prod(w.shape[1:])
             nt = max(1, min(_config.get_num_threads(), macs >> 20))
             _core.correlate(x, w, out, tuple(stride), tuple(dilation), tuple(pad), groups, nt)
-        return out
-    return _direct_numpy(x, w, out_spatial, stride, dilation, pad, groups)
+    else:
+        out = _direct_numpy(x, w, out_spatial, stride, dilation, pad, groups)
+    if bias is not None:
+        out += bias.reshape((-1,) + (1,) * (out.ndim - 2))
+    return out
 
 
 # ----------------------------------------------------------------------------------------
@@ -247,8 +270,9 @@ def correlate(x, w, out_spatial, stride, dilation, pad, groups, algorithm="auto"
         if algorithm == "auto":
             algorithm = choose(x.shape, w.shape, out_spatial, stride, dilation, groups,
                                x.dtype)
-        if algorithm == "gemm":
-            return _gemm.correlate(x, w, out_spatial, stride, dilation, pad, groups, bias)
+        if algorithm in ("gemm", "direct"):  # both add the bias themselves
+            return _ENGINES[algorithm](x, w, out_spatial, stride, dilation, pad, groups,
+                                       bias=bias)
         out = _ENGINES[algorithm](x, w, out_spatial, stride, dilation, pad, groups)
     if bias is not None:
         out += bias.reshape((-1,) + (1,) * (out.ndim - 2))

@@ -465,6 +465,25 @@ def correlate_adjoint(y, w, x_spatial, stride, dilation, pad, groups):
     compiled = (_cgemm is not None and hasattr(_cgemm, "col2im3d") and nd <= 3
                 and y.dtype in (np.float32, np.float64) and wt.dtype == y.dtype)
     ext = (1,) * (3 - nd)
+    if compiled and have_fused(y.dtype, nd):
+        # the patch matrix of blocks of images by the fused engine (a grouped 1x1
+        # correlation of y with W_g^T), scattered by col2im; blocks <= SCRATCH_BYTES / 4
+        from .._config import get_num_threads
+        nt = max(1, min(get_num_threads(), (n * c_out * _prod(y_spatial) * cg * kk) >> 20))
+        nb = max(1, min(n, (SCRATCH_BYTES // 4) // max(per_image, 1)))
+        py = _prod(y_spatial)
+        y5 = np.ascontiguousarray(y).reshape(n, c_out, 1, 1, py)
+        w5 = wt.reshape(g * cg * kk, cog, 1, 1, 1)
+        for i in range(0, n, nb):
+            m = min(nb, n - i)
+            cols = np.empty((m, c * kk, py), dtype=y.dtype)
+            _cgemm.conv_gemm_f32(y5[i:i + m], w5, None, cols.reshape(m, c * kk, 1, 1, py), g,
+                                 (1, 1, 1), (1, 1, 1), False, nt)
+            v5 = view[i:i + m][(slice(None), slice(None)) + (None,) * (3 - nd)]
+            _cgemm.col2im3d(v5, cols, *(ext + tuple(kernel)), *(ext + tuple(y_spatial)),
+                            *(ext + tuple(stride)), *(ext + tuple(dilation)), nt)
+        crop = tuple(slice(a, a + xs) for a, xs in zip(lo, x_spatial))
+        return np.ascontiguousarray(xp[(Ellipsis, *crop)])
     single = nt > 1 and _pool(nt) is not None
 
     def block(i):

@@ -53,7 +53,13 @@ typedef struct {
     int64_t sd, sh, sw, dd, dh, dw; /* stride, dilation */
     int64_t x_sn;                   /* elements between images of x (>= G*Cg*D*H*W) */
     int64_t o_sn, o_sg, o_sm;       /* output element strides: image, group, channel-in-group */
+    int64_t phase;                  /* strided problems: -1 auto, 0 gather, 1 phase split */
 } fc_cgeom;
+
+/* Strided problems are computed on a phase-split copy of the input (each of the
+ * sd*sh*sw phase images holds x[r + s*i]), where every tap reads unit-stride runs again,
+ * unless that copy would exceed this many bytes (then the packer gathers). */
+#define FCG_PHASE_MAX_BYTES ((int64_t)256 << 20)
 
 static inline int64_t fcg_cdiv(int64_t a, int64_t b) { return (a + b - 1) / b; }
 static inline int64_t fcg_min(int64_t a, int64_t b) { return a < b ? a : b; }
@@ -76,37 +82,42 @@ static int fcg_have_avx2(void)
  * A panel: kc x 6 (k-major), B panel: kc x 16 (k-major, 32-byte aligned)
  * ------------------------------------------------------------------------------------- */
 static void fcg_ukr_generic(int64_t kc, const float *A, const float *B, float *C,
-                            int64_t ldc, int first, const float *bias)
+                            int64_t ldc, int first, const float *bias, int rows)
 {
     float acc[FC_MR][FC_NR];
     for (int r = 0; r < FC_MR; r++)
         for (int j = 0; j < FC_NR; j++)
-            acc[r][j] = first ? (bias ? bias[r] : 0.0f) : C[r * ldc + j];
+            acc[r][j] = r >= rows ? 0.0f : first ? (bias ? bias[r] : 0.0f) : C[r * ldc + j];
     for (int64_t k = 0; k < kc; k++) {
         const float *a = A + k * FC_MR, *b = B + k * FC_NR;
         for (int r = 0; r < FC_MR; r++)
             for (int j = 0; j < FC_NR; j++)
                 acc[r][j] += a[r] * b[j];
     }
-    for (int r = 0; r < FC_MR; r++)
+    for (int r = 0; r < rows; r++)
         for (int j = 0; j < FC_NR; j++)
             C[r * ldc + j] = acc[r][j];
 }
 
 #if FCG_X86
 FCG_AVX2 static void fcg_ukr_avx2(int64_t kc, const float *A, const float *B, float *C,
-                                  int64_t ldc, int first, const float *bias)
+                                  int64_t ldc, int first, const float *bias, int rows)
 {
-    /* accumulators travel through this buffer into ymm0-11 of the assembly loop */
+    /* accumulators travel through this buffer into ymm0-11 of the assembly loop; only
+     * the first ``rows`` rows of C are read and written */
     float acc[FC_MR * FC_NR] __attribute__((aligned(32)));
+    for (int r = rows; r < FC_MR; r++) {
+        _mm256_store_ps(acc + r * FC_NR, _mm256_setzero_ps());
+        _mm256_store_ps(acc + r * FC_NR + 8, _mm256_setzero_ps());
+    }
     if (first) {
-        for (int r = 0; r < FC_MR; r++) {
+        for (int r = 0; r < rows; r++) {
             __m256 v = bias ? _mm256_set1_ps(bias[r]) : _mm256_setzero_ps();
             _mm256_store_ps(acc + r * FC_NR, v);
             _mm256_store_ps(acc + r * FC_NR + 8, v);
         }
     } else {
-        for (int r = 0; r < FC_MR; r++) {
+        for (int r = 0; r < rows; r++) {
             _mm256_store_ps(acc + r * FC_NR, _mm256_loadu_ps(C + r * ldc));
             _mm256_store_ps(acc + r * FC_NR + 8, _mm256_loadu_ps(C + r * ldc + 8));
         }
@@ -187,7 +198,7 @@ FCG_AVX2 static void fcg_ukr_avx2(int64_t kc, const float *A, const float *B, fl
         : "xmm0", "xmm1", "xmm2", "xmm3", "xmm4", "xmm5", "xmm6", "xmm7", "xmm8", "xmm9",
           "xmm10", "xmm11", "xmm12", "xmm13", "xmm14", "xmm15", "cc", "memory");
 #undef FCG_S
-    for (int r = 0; r < FC_MR; r++) {
+    for (int r = 0; r < rows; r++) {
         _mm256_storeu_ps(C + r * ldc, _mm256_load_ps(acc + r * FC_NR));
         _mm256_storeu_ps(C + r * ldc + 8, _mm256_load_ps(acc + r * FC_NR + 8));
     }
@@ -195,54 +206,80 @@ FCG_AVX2 static void fcg_ukr_avx2(int64_t kc, const float *A, const float *B, fl
 #endif
 
 typedef void (*fcg_ukr_fn)(int64_t, const float *, const float *, float *, int64_t, int,
-                           const float *);
+                           const float *, int);
 
 /* ---------------------------------------------------------------------------------------
- * B packing: micro-panel of FC_NR pixels, rows k0 .. k0+kc of B.
- *   off[j]  : offset of pixel j's tap (0,0,0) in the group's input (for j past the end of
- *             the pixels: a copy of the last one; those columns are never stored)
- *   tap[k]  : offset of tap k (channel, kd, kh, kw) relative to that
- *   contig  : off[j] == off[0] + j for all j (one contiguous run of 16 floats per k)
+ * B packing: the block of rows k0 .. k0+kc (taps ``tap[0..kc)``) and pixels p0 .. p0+pn
+ * (tap-(0,0,0) offsets ``pix[0..pn)``) of B into micro-panels of FC_NR pixels,
+ * dst[jp][k][j] (panel stride kc*FC_NR). Columns past pn repeat the last pixel (never
+ * stored). A panel whose 16 offsets are consecutive is copied with plain vector loads,
+ * others are gathered. Rows are taken FCG_KCHUNK at a time across all panels, so the
+ * input is read in long runs (prefetcher-friendly when it comes from DRAM).
  * ------------------------------------------------------------------------------------- */
+#define FCG_KCHUNK 8
+#define FCG_MAXPAN (FCG_NC_MAX / FC_NR)
+
 static void fcg_pack_generic(const float *x, const int64_t *tap, int64_t kc,
-                             const int64_t *off, int contig, float *dst)
+                             const int64_t *pix, int64_t pn, float *dst)
 {
-    (void)contig;
-    for (int64_t k = 0; k < kc; k++) {
-        const float *s = x + tap[k];
+    const int64_t njp = fcg_cdiv(pn, FC_NR);
+    for (int64_t jp = 0; jp < njp; jp++) {
+        int64_t off[FC_NR];
         for (int j = 0; j < FC_NR; j++)
-            dst[k * FC_NR + j] = s[off[j]];
+            off[j] = pix[fcg_min(jp * FC_NR + j, pn - 1)];
+        float *d = dst + jp * kc * FC_NR;
+        for (int64_t k = 0; k < kc; k++) {
+            const float *s = x + tap[k];
+            for (int j = 0; j < FC_NR; j++)
+                d[k * FC_NR + j] = s[off[j]];
+        }
     }
 }
 
 #if FCG_X86
 FCG_AVX2 static void fcg_pack_avx2(const float *x, const int64_t *tap, int64_t kc,
-                                   const int64_t *off, int contig, float *dst)
+                                   const int64_t *pix, int64_t pn, float *dst)
 {
-    if (contig) {
-        const float *base = x + off[0];
-        for (int64_t k = 0; k < kc; k++) {
-            const float *s = base + tap[k];
-            _mm256_store_ps(dst + k * FC_NR, _mm256_loadu_ps(s));
-            _mm256_store_ps(dst + k * FC_NR + 8, _mm256_loadu_ps(s + 8));
-        }
-        return;
+    const int64_t njp = fcg_cdiv(pn, FC_NR);
+    int64_t base[FCG_MAXPAN];
+    int contig[FCG_MAXPAN];
+    __m256i i0[FCG_MAXPAN], i1[FCG_MAXPAN];
+    for (int64_t jp = 0; jp < njp; jp++) {
+        int off[FC_NR];
+        const int64_t b0 = pix[jp * FC_NR];
+        /* offsets relative to the panel's first pixel fit int32 (checked by the caller) */
+        for (int j = 0; j < FC_NR; j++)
+            off[j] = (int)(pix[fcg_min(jp * FC_NR + j, pn - 1)] - b0);
+        base[jp] = b0;
+        contig[jp] = jp * FC_NR + FC_NR <= pn && off[FC_NR - 1] == FC_NR - 1;
+        i0[jp] = _mm256_loadu_si256((const __m256i *)off);
+        i1[jp] = _mm256_loadu_si256((const __m256i *)(off + 8));
     }
-    /* offsets within one group image fit int32 (checked by the caller) */
-    __m256i i0 = _mm256_setr_epi32((int)off[0], (int)off[1], (int)off[2], (int)off[3],
-                                   (int)off[4], (int)off[5], (int)off[6], (int)off[7]);
-    __m256i i1 = _mm256_setr_epi32((int)off[8], (int)off[9], (int)off[10], (int)off[11],
-                                   (int)off[12], (int)off[13], (int)off[14], (int)off[15]);
-    for (int64_t k = 0; k < kc; k++) {
-        const float *s = x + tap[k];
-        _mm256_store_ps(dst + k * FC_NR, _mm256_i32gather_ps(s, i0, 4));
-        _mm256_store_ps(dst + k * FC_NR + 8, _mm256_i32gather_ps(s, i1, 4));
+    for (int64_t k0 = 0; k0 < kc; k0 += FCG_KCHUNK) {
+        const int64_t k1 = fcg_min(kc, k0 + FCG_KCHUNK);
+        for (int64_t jp = 0; jp < njp; jp++) {
+            float *d = dst + jp * kc * FC_NR;
+            const float *xb = x + base[jp];
+            if (contig[jp]) {
+                for (int64_t k = k0; k < k1; k++) {
+                    const float *s = xb + tap[k];
+                    _mm256_store_ps(d + k * FC_NR, _mm256_loadu_ps(s));
+                    _mm256_store_ps(d + k * FC_NR + 8, _mm256_loadu_ps(s + 8));
+                }
+            } else {
+                for (int64_t k = k0; k < k1; k++) {
+                    const float *s = xb + tap[k];
+                    _mm256_store_ps(d + k * FC_NR, _mm256_i32gather_ps(s, i0[jp], 4));
+                    _mm256_store_ps(d + k * FC_NR + 8, _mm256_i32gather_ps(s, i1[jp], 4));
+                }
+            }
+        }
     }
 }
 #endif
 
-typedef void (*fcg_pack_fn)(const float *, const int64_t *, int64_t, const int64_t *, int,
-                            float *);
+typedef void (*fcg_pack_fn)(const float *, const int64_t *, int64_t, const int64_t *,
+                            int64_t, float *);
 
 /* A packing: rows [m0, m0+6) of the group's weight (Cog x K, row stride K) -> K x 6 */
 static void fcg_pack_a(const float *w, int64_t K, int64_t rows, float *dst)
@@ -268,8 +305,12 @@ static int64_t fc_cgemm_scratch_bytes(const fc_cgeom *q, int nthreads)
 {
     int64_t K = q->Cg * q->KD * q->KH * q->KW, P = q->OD * q->OH * q->OW;
     int64_t npan = fcg_cdiv(q->Cog, FC_MR);
+    int64_t ph = 0;
+    if (q->sd > 1 || q->sh > 1 || q->sw > 1)
+        ph = (int64_t)sizeof(float) * q->N * q->G * q->Cg * q->sd * q->sh * q->sw
+             * fcg_cdiv(q->D, q->sd) * fcg_cdiv(q->H, q->sh) * fcg_cdiv(q->W, q->sw);
     return (int64_t)sizeof(float) * q->G * npan * FC_MR * K + 8 * (K + P + FC_NR)
-           + (int64_t)nthreads * (int64_t)sizeof(float) * FCG_KC * FCG_NC_MAX;
+           + (int64_t)nthreads * (int64_t)sizeof(float) * FCG_KC * FCG_NC_MAX + ph;
 }
 
 /*
@@ -285,15 +326,25 @@ static int fc_cgemm_f32(const fc_cgeom *q, const float *x, const float *w,
     const int64_t N = q->N, G = q->G, Cg = q->Cg, Cog = q->Cog;
     const int64_t KT = q->KD * q->KH * q->KW, K = Cg * KT;
     const int64_t P = q->OD * q->OH * q->OW;
-    const int64_t HW = q->H * q->W, DHW = q->D * HW;
     if (N <= 0 || G <= 0 || Cog <= 0 || P <= 0)
         return 0;
+    /* input geometry as the packer sees it: unit-stride taps on phase images when split */
+    const int strided = q->sd > 1 || q->sh > 1 || q->sw > 1;
+    const int64_t Dp = fcg_cdiv(q->D, q->sd), Hp = fcg_cdiv(q->H, q->sh),
+                  Wp = fcg_cdiv(q->W, q->sw), nph = q->sd * q->sh * q->sw;
+    const int64_t C = G * Cg;
+    int phased = strided && q->phase != 0;
+    if (phased && q->phase < 0
+        && (int64_t)sizeof(float) * N * C * nph * Dp * Hp * Wp > FCG_PHASE_MAX_BYTES)
+        phased = 0;
+    const int64_t PS = phased ? Dp * Hp * Wp : q->D * q->H * q->W;   /* one (phase) image */
+    const int64_t CS = phased ? nph * PS : PS;                       /* one channel */
     const int64_t npan = fcg_cdiv(Cog, FC_MR);
     int use_avx2 = !force_generic && fcg_have_avx2();
     fcg_ukr_fn ukr = fcg_ukr_generic;
     fcg_pack_fn pack = fcg_pack_generic;
 #if FCG_X86
-    if (use_avx2 && Cg * DHW < ((int64_t)1 << 31)) {
+    if (use_avx2 && Cg * CS < ((int64_t)1 << 31)) {
         ukr = fcg_ukr_avx2;
         pack = fcg_pack_avx2;
     } else if (use_avx2) {
@@ -319,26 +370,68 @@ static int fc_cgemm_f32(const fc_cgeom *q, const float *x, const float *w,
     float *Ap = (float *)fcg_alloc(sizeof(float) * (size_t)(G * npan * FC_MR * K));
     int64_t *tap = (int64_t *)fcg_alloc(sizeof(int64_t) * (size_t)K);
     int64_t *pix = (int64_t *)fcg_alloc(sizeof(int64_t) * (size_t)P);
-    if (!Ap || !tap || !pix) {
-        free(Ap); free(tap); free(pix);
+    float *xph = phased ? (float *)fcg_alloc(sizeof(float) * (size_t)(N * C * CS)) : NULL;
+    if (!Ap || !tap || !pix || (phased && !xph)) {
+        free(Ap); free(tap); free(pix); free(xph);
         return -1;
     }
     for (int64_t g = 0; g < G; g++)
         for (int64_t ip = 0; ip < npan; ip++)
             fcg_pack_a(w + (g * Cog + ip * FC_MR) * K, K, fcg_min(FC_MR, Cog - ip * FC_MR),
                        Ap + (g * npan + ip) * FC_MR * K);
+    int64_t x_sn = q->x_sn;
+    if (phased) {
+        /* xph[n, c, (rd, rh, rw), i, j, l] = x[n, c, rd + sd*i, rh + sh*j, rw + sw*l]
+         * (0 past the input's end: never read by a tap, written for tidiness) */
+        const int64_t rows = N * C * nph * Dp * Hp;
+#if defined(_OPENMP)
+#pragma omp parallel for schedule(static) num_threads(nthreads)
+#endif
+        for (int64_t r = 0; r < rows; r++) {
+            int64_t t = r;
+            const int64_t j = t % Hp; t /= Hp;
+            const int64_t i = t % Dp; t /= Dp;
+            const int64_t ph = t % nph; t /= nph;          /* t = n*C + c */
+            const int64_t rw = ph % q->sw, rh = (ph / q->sw) % q->sh, rd = ph / (q->sw * q->sh);
+            const int64_t zd = rd + q->sd * i, zh = rh + q->sh * j;
+            float *dst = xph + r * Wp;
+            if (zd >= q->D || zh >= q->H) {
+                memset(dst, 0, sizeof(float) * (size_t)Wp);
+                continue;
+            }
+            const float *src = x + (t / C) * q->x_sn + (t % C) * q->D * q->H * q->W
+                               + (zd * q->H + zh) * q->W + rw;
+            const int64_t nl = fcg_min(Wp, fcg_cdiv(q->W - rw, q->sw));
+            int64_t l = 0;
+            for (; l < nl; l++)
+                dst[l] = src[l * q->sw];
+            for (; l < Wp; l++)
+                dst[l] = 0.0f;
+        }
+        x = xph;
+        x_sn = C * CS;
+    }
     {
         int64_t k = 0;
         for (int64_t c = 0; c < Cg; c++)
             for (int64_t a = 0; a < q->KD; a++)
                 for (int64_t b = 0; b < q->KH; b++)
-                    for (int64_t e = 0; e < q->KW; e++)
-                        tap[k++] = c * DHW + a * q->dd * HW + b * q->dh * q->W + e * q->dw;
+                    for (int64_t e = 0; e < q->KW; e++) {
+                        const int64_t ed = a * q->dd, eh = b * q->dh, ew = e * q->dw;
+                        if (phased)
+                            tap[k++] = c * CS
+                                       + (((ed % q->sd) * q->sh + eh % q->sh) * q->sw
+                                          + ew % q->sw) * PS
+                                       + ((ed / q->sd) * Hp + eh / q->sh) * Wp + ew / q->sw;
+                        else
+                            tap[k++] = c * CS + (ed * q->H + eh) * q->W + ew;
+                    }
         int64_t p = 0;
         for (int64_t a = 0; a < q->OD; a++)
             for (int64_t b = 0; b < q->OH; b++)
                 for (int64_t e = 0; e < q->OW; e++)
-                    pix[p++] = a * q->sd * HW + b * q->sh * q->W + e * q->sw;
+                    pix[p++] = phased ? (a * Hp + b) * Wp + e
+                                      : (a * q->sd * q->H + b * q->sh) * q->W + e * q->sw;
     }
 
     /* pixel blocks: near-equal, at most NC_MAX, and enough work items for every thread */
@@ -379,20 +472,12 @@ static int fc_cgemm_f32(const fc_cgeom *q, const float *x, const float *w,
             const int64_t g = ng % G, n = ng / G;
             const int64_t p0 = jb * nc, pn = fcg_min(nc, P - p0);
             const int64_t njp = fcg_cdiv(pn, FC_NR);
-            const float *xg = x + n * q->x_sn + g * Cg * DHW;
+            const float *xg = x + n * x_sn + g * Cg * CS;
             float *og = out + n * q->o_sn + g * q->o_sg + p0;
             const float *bg = bias ? bias + g * Cog : NULL;
             for (int64_t k0 = 0; k0 < K; k0 += kcs) {
                 const int64_t kc = fcg_min(kcs, K - k0);
-                /* pack B block */
-                for (int64_t jp = 0; jp < njp; jp++) {
-                    int64_t off[FC_NR];
-                    const int64_t pb = p0 + jp * FC_NR;
-                    for (int j = 0; j < FC_NR; j++)
-                        off[j] = pix[fcg_min(pb + j, P - 1)];
-                    int contig = pb + FC_NR <= P && off[FC_NR - 1] - off[0] == FC_NR - 1;
-                    pack(xg, tap + k0, kc, off, contig, Bp + jp * kc * FC_NR);
-                }
+                pack(xg, tap + k0, kc, pix + p0, pn, Bp);
                 const int first = k0 == 0;
                 for (int64_t i0 = 0; i0 < npan; i0 += FCG_MC / FC_MR) {
                     const int64_t i1 = fcg_min(npan, i0 + FCG_MC / FC_MR);
@@ -404,11 +489,11 @@ static int fc_cgemm_f32(const fc_cgeom *q, const float *x, const float *w,
                             const float *apan = Ap + ((g * npan + ip) * K + k0) * FC_MR;
                             float *c = og + ip * FC_MR * q->o_sm + jp * FC_NR;
                             const float *bb = bg ? bg + ip * FC_MR : NULL;
-                            if (rows == FC_MR && cols == FC_NR) {
-                                ukr(kc, apan, bpan, c, q->o_sm, first, bb);
+                            if (cols == FC_NR) {
+                                ukr(kc, apan, bpan, c, q->o_sm, first, bb, (int)rows);
                             } else {
                                 float tmp[FC_MR * FC_NR];
-                                ukr(kc, apan, bpan, tmp, FC_NR, 1, NULL);
+                                ukr(kc, apan, bpan, tmp, FC_NR, 1, NULL, FC_MR);
                                 for (int64_t r = 0; r < rows; r++)
                                     for (int64_t j = 0; j < cols; j++) {
                                         float prev = first ? (bb ? bb[r] : 0.0f)
@@ -423,7 +508,7 @@ static int fc_cgemm_f32(const fc_cgeom *q, const float *x, const float *w,
         }
         free(Bp);
     }
-    free(Ap); free(tap); free(pix);
+    free(Ap); free(tap); free(pix); free(xph);
     return failed ? -1 : 0;
 }
 

@@ -1,0 +1,287 @@
+/*
+ * fc_depthwise.h — float32 2-D depthwise convolution (one input channel per group).
+ *
+ *   out[n, c*M + m, oh, ow] = bias[c*M + m]
+ *       + sum_{kh, kw} w[c*M + m, kh, kw] * x[n, c, oh*sh + kh*dh - ph, ow*sw + kw*dw - pw]
+ *
+ * (zeros outside x; M = channel multiplier). Memory bound: every input plane is read
+ * once into a thread-local zero-padded, column-phase-split panel (L1/L2 resident), from
+ * which all M output planes are computed with unit-stride vector loads; large outputs
+ * are written with streaming stores (no read-for-ownership traffic). Work = (image,
+ * channel) planes, OpenMP dynamic. AVX2+FMA by run-time dispatch, portable C otherwise.
+ *
+ * Panel: panel[ph][r][t] = xpad[r][t*sw + ph], r < HP rows of the padded plane, column
+ * phase ph < sw of pitch elements each (pitch >= OW + (KW-1)*dw/sw + 8, a multiple of 8).
+ * Tap (kh, kw) of output (oh, ow) reads panel[(kw*dw) % sw][oh*sh + kh*dh][ow + (kw*dw)/sw].
+ */
+#ifndef FASTCONV_FC_DEPTHWISE_H
+#define FASTCONV_FC_DEPTHWISE_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#if defined(_OPENMP)
+#include <omp.h>
+#endif
+
+#if defined(__x86_64__) && defined(__GNUC__)
+#include <immintrin.h>
+#define FCD_X86 1
+#define FCD_AVX2 __attribute__((target("avx2,fma")))
+#else
+#define FCD_X86 0
+#endif
+
+#define FCD_MAXTAPS 1024
+/* outputs larger than this are written with streaming stores */
+#define FCD_NT_BYTES ((int64_t)8 << 20)
+
+typedef struct {
+    int64_t N, C, M;          /* images, input channels, channel multiplier */
+    int64_t H, W;             /* input plane */
+    int64_t KH, KW, OH, OW;   /* kernel, output plane */
+    int64_t sh, sw, dh, dw, ph, pw;
+} fc_dwgeom;
+
+static int fcd_have_avx2(void)
+{
+#if FCD_X86
+    static int cached = -1;
+    if (cached < 0)
+        cached = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+    return cached;
+#else
+    return 0;
+#endif
+}
+
+typedef struct {
+    int64_t HP, pitch, phase_stride;   /* padded rows, column pitch, elements per phase */
+} fcd_panel;
+
+static fcd_panel fcd_panel_geom(const fc_dwgeom *q)
+{
+    fcd_panel p;
+    p.HP = (q->OH - 1) * q->sh + (q->KH - 1) * q->dh + 1;
+    int64_t cols = q->OW + ((q->KW - 1) * q->dw) / q->sw + 8;
+    p.pitch = (cols + 7) / 8 * 8;
+    p.phase_stride = p.HP * p.pitch;
+    return p;
+}
+
+/* Fill the panel of one input plane (rows/columns outside x are zero). */
+static void fcd_fill(const fc_dwgeom *q, const fcd_panel *pg, const float *src, float *panel)
+{
+    for (int64_t ph = 0; ph < q->sw; ph++) {
+        for (int64_t r = 0; r < pg->HP; r++) {
+            float *d = panel + ph * pg->phase_stride + r * pg->pitch;
+            const int64_t iy = r - q->ph;
+            if (iy < 0 || iy >= q->H) {
+                memset(d, 0, sizeof(float) * (size_t)pg->pitch);
+                continue;
+            }
+            const float *s = src + iy * q->W;
+            /* column t of phase ph is input column t*sw + ph - pw */
+            int64_t t = 0;
+            for (; t < pg->pitch; t++) {
+                int64_t ix = t * q->sw + ph - q->pw;
+                if (ix >= 0)
+                    break;
+                d[t] = 0.0f;
+            }
+            if (q->sw == 1) {
+                int64_t ix0 = t - q->pw, n = q->W - ix0;
+                if (n > pg->pitch - t)
+                    n = pg->pitch - t;
+                if (n > 0) {
+                    memcpy(d + t, s + ix0, sizeof(float) * (size_t)n);
+                    t += n;
+                }
+            } else {
+                for (; t < pg->pitch; t++) {
+                    int64_t ix = t * q->sw + ph - q->pw;
+                    if (ix >= q->W)
+                        break;
+                    d[t] = s[ix];
+                }
+            }
+            for (; t < pg->pitch; t++)
+                d[t] = 0.0f;
+        }
+    }
+}
+
+/* Portable: one output plane from the panel. */
+static void fcd_plane_generic(const fc_dwgeom *q, const fcd_panel *pg, const float *panel,
+                              const float *wk, float b, float *dst, const int64_t *toff, int nt)
+{
+    (void)nt;
+    const int64_t T = q->KH * q->KW;
+    for (int64_t oh = 0; oh < q->OH; oh++) {
+        const float *row = panel + oh * q->sh * pg->pitch;
+        float *d = dst + oh * q->OW;
+        for (int64_t ow = 0; ow < q->OW; ow++) {
+            float acc = b;
+            for (int64_t t = 0; t < T; t++)
+                acc += wk[t] * row[toff[t] + ow];
+            d[ow] = acc;
+        }
+    }
+}
+
+#if FCD_X86
+/* AVX2: rows of the output in blocks of 4 vectors (32 columns), one accumulator each. */
+FCD_AVX2 static void fcd_plane_avx2(const fc_dwgeom *q, const fcd_panel *pg,
+                                    const float *panel, const float *wk, float b, float *dst,
+                                    const int64_t *toff, int nt)
+{
+    const int64_t T = q->KH * q->KW, OW = q->OW;
+    const int64_t nvec = OW / 8, tail = OW % 8;
+    __m256 wv[64];
+    const int small = T <= 64;
+    if (small)
+        for (int64_t t = 0; t < T; t++)
+            wv[t] = _mm256_set1_ps(wk[t]);
+    const __m256 bv = _mm256_set1_ps(b);
+    int32_t mk[16] = {-1, -1, -1, -1, -1, -1, -1, -1, 0, 0, 0, 0, 0, 0, 0, 0};
+    const __m256i tmask = _mm256_loadu_si256((const __m256i *)(mk + 8 - tail));
+    for (int64_t oh = 0; oh < q->OH; oh++) {
+        const float *row = panel + oh * q->sh * pg->pitch;
+        float *d = dst + oh * OW;
+        const int aligned = nt && (((uintptr_t)d) & 31) == 0;
+        int64_t v = 0;
+        for (; v + 4 <= nvec; v += 4) {
+            __m256 a0 = bv, a1 = bv, a2 = bv, a3 = bv;
+            const float *p = row + v * 8;
+            for (int64_t t = 0; t < T; t++) {
+                const __m256 w = small ? wv[t] : _mm256_set1_ps(wk[t]);
+                const float *s = p + toff[t];
+                a0 = _mm256_fmadd_ps(w, _mm256_loadu_ps(s), a0);
+                a1 = _mm256_fmadd_ps(w, _mm256_loadu_ps(s + 8), a1);
+                a2 = _mm256_fmadd_ps(w, _mm256_loadu_ps(s + 16), a2);
+                a3 = _mm256_fmadd_ps(w, _mm256_loadu_ps(s + 24), a3);
+            }
+            if (aligned) {
+                _mm256_stream_ps(d + v * 8, a0); _mm256_stream_ps(d + v * 8 + 8, a1);
+                _mm256_stream_ps(d + v * 8 + 16, a2); _mm256_stream_ps(d + v * 8 + 24, a3);
+            } else {
+                _mm256_storeu_ps(d + v * 8, a0); _mm256_storeu_ps(d + v * 8 + 8, a1);
+                _mm256_storeu_ps(d + v * 8 + 16, a2); _mm256_storeu_ps(d + v * 8 + 24, a3);
+            }
+        }
+        /* remaining whole vectors, two chains at a time */
+        for (; v < nvec; v += 2) {
+            const int two = v + 1 < nvec;
+            __m256 a0 = bv, a1 = bv;
+            const float *p = row + v * 8;
+            for (int64_t t = 0; t < T; t++) {
+                const __m256 w = small ? wv[t] : _mm256_set1_ps(wk[t]);
+                a0 = _mm256_fmadd_ps(w, _mm256_loadu_ps(p + toff[t]), a0);
+                a1 = _mm256_fmadd_ps(w, _mm256_loadu_ps(p + toff[t] + 8), a1);
+            }
+            if (aligned) {
+                _mm256_stream_ps(d + v * 8, a0);
+                if (two)
+                    _mm256_stream_ps(d + v * 8 + 8, a1);
+            } else {
+                _mm256_storeu_ps(d + v * 8, a0);
+                if (two)
+                    _mm256_storeu_ps(d + v * 8 + 8, a1);
+            }
+        }
+        if (tail) {  /* the panel has >= 8 spare columns: full loads, masked store */
+            __m256 a0 = bv;
+            const float *p = row + nvec * 8;
+            for (int64_t t = 0; t < T; t++) {
+                const __m256 w = small ? wv[t] : _mm256_set1_ps(wk[t]);
+                a0 = _mm256_fmadd_ps(w, _mm256_loadu_ps(p + toff[t]), a0);
+            }
+            _mm256_maskstore_ps(d + nvec * 8, tmask, a0);
+        }
+    }
+}
+#endif
+
+typedef void (*fcd_plane_fn)(const fc_dwgeom *, const fcd_panel *, const float *,
+                             const float *, float, float *, const int64_t *, int);
+
+static int64_t fc_depthwise_scratch_bytes(const fc_dwgeom *q, int nthreads)
+{
+    fcd_panel pg = fcd_panel_geom(q);
+    return (int64_t)nthreads * (int64_t)sizeof(float) * (q->sw * pg.phase_stride + 8);
+}
+
+/*
+ * x (N, C, H, W), w (C*M, KH, KW), bias (C*M) or NULL, out (N, C*M, OH, OW); all
+ * C-contiguous float32. Returns 0, -1 when scratch could not be allocated, -2 when the
+ * kernel has more than FCD_MAXTAPS taps.
+ */
+static int fc_depthwise_f32(const fc_dwgeom *q, const float *x, const float *w,
+                            const float *bias, float *out, int nthreads, int force_generic)
+{
+    const int64_t T = q->KH * q->KW;
+    if (q->N <= 0 || q->C <= 0 || q->M <= 0 || q->OH <= 0 || q->OW <= 0)
+        return 0;
+    if (T > FCD_MAXTAPS)
+        return -2;
+    fcd_panel pg = fcd_panel_geom(q);
+    int64_t toff[FCD_MAXTAPS];
+    for (int64_t kh = 0; kh < q->KH; kh++)
+        for (int64_t kw = 0; kw < q->KW; kw++) {
+            const int64_t e = kw * q->dw;
+            toff[kh * q->KW + kw] = (e % q->sw) * pg.phase_stride + kh * q->dh * pg.pitch
+                                    + e / q->sw;
+        }
+    fcd_plane_fn plane = fcd_plane_generic;
+#if FCD_X86
+    if (!force_generic && fcd_have_avx2())
+        plane = fcd_plane_avx2;
+#else
+    (void)force_generic;
+#endif
+    const int64_t planes = q->N * q->C;
+    const int64_t osz = q->OH * q->OW;
+    const int nt_store = (int64_t)sizeof(float) * planes * q->M * osz > FCD_NT_BYTES;
+    if (nthreads < 1)
+        nthreads = 1;
+    if (planes < nthreads)
+        nthreads = (int)planes;
+    int failed = 0;
+#if defined(_OPENMP)
+#pragma omp parallel num_threads(nthreads)
+#endif
+    {
+        float *panel = NULL;
+        if (posix_memalign((void **)&panel, 64,
+                           sizeof(float) * (size_t)(q->sw * pg.phase_stride + 8)) != 0) {
+            panel = NULL;
+#if defined(_OPENMP)
+#pragma omp atomic write
+#endif
+            failed = 1;
+        }
+#if defined(_OPENMP)
+#pragma omp for schedule(dynamic, 4)
+#endif
+        for (int64_t pl = 0; pl < planes; pl++) {
+            if (!panel)
+                continue;
+            const int64_t c = pl % q->C;
+            fcd_fill(q, &pg, x + pl * q->H * q->W, panel);
+            for (int64_t m = 0; m < q->M; m++) {
+                const int64_t co = c * q->M + m;
+                plane(q, &pg, panel, w + co * T, bias ? bias[co] : 0.0f,
+                      out + ((pl / q->C) * q->C * q->M + co) * osz, toff, nt_store);
+            }
+        }
+#if FCD_X86
+        if (nt_store)
+            _mm_sfence();  /* this thread's streaming stores, before the closing barrier */
+#endif
+        free(panel);
+    }
+    return failed ? -1 : 0;
+}
+
+#endif /* FASTCONV_FC_DEPTHWISE_H */
