@@ -1,0 +1,164 @@
+"""The dedicated float32 depthwise kernel (fastconv/src/fc_depthwise.h) against torch.
+
+It serves conv1d/conv2d with groups == C_in (any channel multiplier), algorithm 'direct'
+(and 'auto' where the cost model picks it), with the bias fused."""
+import threading
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+import torch.nn.functional as F  # noqa: E402
+
+import fastconv.nn as fnn  # noqa: E402
+from fastconv import _core  # noqa: E402
+from fastconv.nn import _algorithms  # noqa: E402
+
+
+def _torch2d(x, w, b, stride, padding, dilation, groups):
+    return F.conv2d(torch.from_numpy(x), torch.from_numpy(w),
+                    None if b is None else torch.from_numpy(b), stride, padding, dilation,
+                    groups).numpy()
+
+
+def _tol(w):
+    return 3e-6 * max(1.0, float(np.abs(w).sum(axis=tuple(range(1, w.ndim))).max()))
+
+
+CASES = [
+    # (N, C, H, W, mult, KH, KW, stride, padding, dilation)
+    (2, 3, 9, 13, 1, 3, 3, (1, 1), (1, 1), (1, 1)),
+    (1, 4, 56, 56, 1, 3, 3, (1, 1), (1, 1), (1, 1)),
+    (2, 3, 9, 13, 2, 3, 5, (2, 3), (2, 1), (1, 2)),
+    (1, 4, 17, 33, 3, 7, 7, (1, 2), (3, 3), (2, 2)),
+    (1, 2, 5, 5, 1, 3, 3, (1, 1), (4, 4), (1, 1)),     # padding wider than the kernel
+    (3, 5, 20, 1, 1, 1, 1, (1, 1), (0, 0), (1, 1)),
+    (2, 6, 31, 37, 1, 5, 5, (2, 2), (2, 2), (1, 1)),   # odd widths: masked tail stores
+    (1, 3, 8, 70, 2, 1, 9, (1, 1), (0, 4), (1, 1)),    # 1 x k rows, > 32 columns
+    (2, 2, 40, 8, 1, 9, 1, (3, 1), (4, 0), (1, 3)),
+    (1, 1, 3, 3, 1, 3, 3, (1, 1), (0, 0), (1, 1)),     # one output
+]
+
+
+@pytest.mark.parametrize("generic", [False, True], ids=["simd", "portable"])
+@pytest.mark.parametrize("case", CASES)
+def test_kernel_matches_torch(case, generic):
+    n, c, h, w_, m, kh, kw, stride, pad, dil = case
+    rng = np.random.default_rng(hash(case) % 2**32)
+    x = rng.standard_normal((n, c, h, w_), dtype=np.float32)
+    w = rng.standard_normal((c * m, 1, kh, kw), dtype=np.float32)
+    b = rng.standard_normal(c * m, dtype=np.float32)
+    want = _torch2d(x, w, b, stride, pad, dil, c)
+    out = np.full(want.shape, np.nan, np.float32)
+    x0 = x.copy()
+    _core.depthwise2d_f32(x, w.reshape(c * m, kh, kw), b, out, stride, dil, pad, 2, generic)
+    np.testing.assert_allclose(out, want, rtol=1e-5, atol=_tol(w))
+    np.testing.assert_array_equal(x, x0)
+
+
+@pytest.mark.parametrize("case", CASES[:6])
+def test_public_conv2d_routes_and_matches(case, monkeypatch):
+    n, c, h, w_, m, kh, kw, stride, pad, dil = case
+    rng = np.random.default_rng(7)
+    x = rng.standard_normal((n, c, h, w_), dtype=np.float32)
+    w = rng.standard_normal((c * m, 1, kh, kw), dtype=np.float32)
+    b = rng.standard_normal(c * m, dtype=np.float32)
+    calls = []
+    real = _core.depthwise2d_f32
+    monkeypatch.setattr(_core, "depthwise2d_f32", lambda *a, **k: calls.append(1) or real(*a, **k))
+    got = fnn.conv2d(x, w, b, stride=stride, padding=pad, dilation=dil, groups=c,
+                     algorithm="direct")
+    assert calls, "conv2d(groups=C_in, float32, 'direct') did not use the depthwise kernel"
+    np.testing.assert_allclose(got, _torch2d(x, w, b, stride, pad, dil, c), rtol=1e-5,
+                               atol=_tol(w))
+
+
+def test_conv1d_depthwise_and_padding_modes():
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((3, 4, 50), dtype=np.float32)
+    w = rng.standard_normal((8, 1, 5), dtype=np.float32)
+    b = rng.standard_normal(8, dtype=np.float32)
+    for mode in ("zeros", "reflect", "circular"):
+        got = fnn.conv1d(x, w, b, padding=2, stride=2, groups=4, padding_mode=mode,
+                         algorithm="direct")
+        conv = torch.nn.Conv1d(4, 8, 5, stride=2, padding=2, groups=4, padding_mode=mode)
+        with torch.no_grad():
+            conv.weight.copy_(torch.from_numpy(w))
+            conv.bias.copy_(torch.from_numpy(b))
+            want = conv(torch.from_numpy(x)).numpy()
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=_tol(w))
+
+
+def test_non_contiguous_input_and_no_bias():
+    rng = np.random.default_rng(4)
+    base = rng.standard_normal((2, 6, 30, 40), dtype=np.float32)
+    x = base[:, ::2, ::-1, 1::2]          # strided, reversed view
+    w = rng.standard_normal((3, 1, 3, 3), dtype=np.float32)
+    got = fnn.conv2d(x, w, padding=1, groups=3, algorithm="direct")
+    want = _torch2d(np.ascontiguousarray(x), w, None, 1, 1, 1, 3)
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=_tol(w))
+
+
+def test_threads_and_concurrent_callers():
+    rng = np.random.default_rng(5)
+    xs = [rng.standard_normal((2, 8, 33, 29), dtype=np.float32) for _ in range(8)]
+    w = rng.standard_normal((8, 1, 3, 3), dtype=np.float32)
+    wants = [_torch2d(x, w, None, 1, 1, 1, 8) for x in xs]
+    for nt in (1, 3, 8):
+        out = np.empty_like(wants[0])
+        _core.depthwise2d_f32(xs[0], w.reshape(8, 3, 3), None, out, (1, 1), (1, 1), (1, 1), nt)
+        np.testing.assert_allclose(out, wants[0], rtol=1e-5, atol=_tol(w))
+    got = [None] * len(xs)
+
+    def work(i):
+        for _ in range(5):
+            got[i] = fnn.conv2d(xs[i], w, padding=1, groups=8, algorithm="direct")
+    ts = [threading.Thread(target=work, args=(i,)) for i in range(len(xs))]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join()
+    for g, want in zip(got, wants):
+        np.testing.assert_allclose(g, want, rtol=1e-5, atol=_tol(w))
+
+
+def test_large_output_streaming_stores():
+    # > 8 MiB of output: the kernel writes with streaming stores
+    rng = np.random.default_rng(6)
+    x = rng.standard_normal((4, 64, 96, 96), dtype=np.float32)
+    w = rng.standard_normal((64, 1, 3, 3), dtype=np.float32)
+    b = rng.standard_normal(64, dtype=np.float32)
+    got = fnn.conv2d(x, w, b, padding=1, groups=64, algorithm="direct")
+    np.testing.assert_allclose(got, _torch2d(x, w, b, 1, 1, 1, 64), rtol=1e-5, atol=_tol(w))
+
+
+def test_auto_picks_a_depthwise_engine_for_mobilenet_layer():
+    t = _algorithms.predict((8, 144, 56, 56), (144, 1, 3, 3), (56, 56), (1, 1), (1, 1), 144,
+                            np.float32)
+    assert min(t, key=t.get) == "direct", t
+
+
+@pytest.mark.parametrize("bad", [
+    dict(stride=(0, 1)), dict(dilation=(1, 0)), dict(pad=(-1, 0)),
+])
+def test_kernel_rejects_bad_geometry(bad):
+    x = np.zeros((1, 2, 5, 5), np.float32)
+    w = np.zeros((2, 3, 3), np.float32)
+    out = np.zeros((1, 2, 3, 3), np.float32)
+    kw = dict(stride=(1, 1), dilation=(1, 1), pad=(0, 0))
+    kw.update(bad)
+    with pytest.raises(ValueError):
+        _core.depthwise2d_f32(x, w, None, out, kw["stride"], kw["dilation"], kw["pad"], 1)
+
+
+def test_kernel_rejects_mismatched_channels_and_bias():
+    x = np.zeros((1, 2, 5, 5), np.float32)
+    with pytest.raises(ValueError, match="channel"):
+        _core.depthwise2d_f32(x, np.zeros((3, 3, 3), np.float32), None,
+                              np.zeros((1, 3, 3, 3), np.float32), (1, 1), (1, 1), (0, 0), 1)
+    with pytest.raises(ValueError, match="bias"):
+        _core.depthwise2d_f32(x, np.zeros((2, 3, 3), np.float32), np.zeros(3, np.float32),
+                              np.zeros((1, 2, 3, 3), np.float32), (1, 1), (1, 1), (0, 0), 1)
+    with pytest.raises((ValueError, TypeError)):
+        _core.depthwise2d_f32(x.astype(np.float64), np.zeros((2, 3, 3)), None,
+                              np.zeros((1, 2, 3, 3)), (1, 1), (1, 1), (0, 0), 1)
