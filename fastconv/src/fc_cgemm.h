@@ -240,10 +240,12 @@ static void fcg_pack_generic(const float *x, const int64_t *tap, int64_t kc,
 FCG_AVX2 static void fcg_pack_avx2(const float *x, const int64_t *tap, int64_t kc,
                                    const int64_t *pix, int64_t pn, float *dst)
 {
+    /* per panel: kind 0 = one run of 16 (plain loads), 1 = two runs split at lane a
+     * (masked loads, e.g. a panel crossing an output row), 2 = anything else (gather) */
     const int64_t njp = fcg_cdiv(pn, FC_NR);
-    int64_t base[FCG_MAXPAN];
-    int contig[FCG_MAXPAN];
-    __m256i i0[FCG_MAXPAN], i1[FCG_MAXPAN];
+    int64_t base[FCG_MAXPAN], base2[FCG_MAXPAN];
+    int kind[FCG_MAXPAN];
+    __m256i i0[FCG_MAXPAN], i1[FCG_MAXPAN];   /* gather offsets, or second-run lane masks */
     for (int64_t jp = 0; jp < njp; jp++) {
         int off[FC_NR];
         const int64_t b0 = pix[jp * FC_NR];
@@ -251,20 +253,54 @@ FCG_AVX2 static void fcg_pack_avx2(const float *x, const int64_t *tap, int64_t k
         for (int j = 0; j < FC_NR; j++)
             off[j] = (int)(pix[fcg_min(jp * FC_NR + j, pn - 1)] - b0);
         base[jp] = b0;
-        contig[jp] = jp * FC_NR + FC_NR <= pn && off[FC_NR - 1] == FC_NR - 1;
-        i0[jp] = _mm256_loadu_si256((const __m256i *)off);
-        i1[jp] = _mm256_loadu_si256((const __m256i *)(off + 8));
+        int a = 1;
+        while (a < FC_NR && off[a] == a)
+            a++;
+        int b = a + 1;
+        while (b < FC_NR && off[b] - off[a] == b - a)
+            b++;
+        if (a == FC_NR) {
+            kind[jp] = 0;
+        } else if (b == FC_NR && off[a] > off[a - 1]) {
+            int32_t m[FC_NR];
+            for (int j = 0; j < FC_NR; j++)
+                m[j] = j >= a ? -1 : 0;
+            kind[jp] = 1;
+            base2[jp] = b0 + off[a] - a;
+            i0[jp] = _mm256_loadu_si256((const __m256i *)m);
+            i1[jp] = _mm256_loadu_si256((const __m256i *)(m + 8));
+        } else {
+            kind[jp] = 2;
+            i0[jp] = _mm256_loadu_si256((const __m256i *)off);
+            i1[jp] = _mm256_loadu_si256((const __m256i *)(off + 8));
+        }
     }
+    const __m256i ones = _mm256_set1_epi32(-1);
     for (int64_t k0 = 0; k0 < kc; k0 += FCG_KCHUNK) {
         const int64_t k1 = fcg_min(kc, k0 + FCG_KCHUNK);
         for (int64_t jp = 0; jp < njp; jp++) {
             float *d = dst + jp * kc * FC_NR;
             const float *xb = x + base[jp];
-            if (contig[jp]) {
+            if (kind[jp] == 0) {
                 for (int64_t k = k0; k < k1; k++) {
                     const float *s = xb + tap[k];
                     _mm256_store_ps(d + k * FC_NR, _mm256_loadu_ps(s));
                     _mm256_store_ps(d + k * FC_NR + 8, _mm256_loadu_ps(s + 8));
+                }
+            } else if (kind[jp] == 1) {
+                /* lanes of the first run from xb, of the second from x + base2 (masked
+                 * loads never touch the lanes they skip) */
+                const float *xc = x + base2[jp];
+                const __m256i m0 = i0[jp], m1 = i1[jp];
+                const __m256i n0 = _mm256_xor_si256(m0, ones), n1 = _mm256_xor_si256(m1, ones);
+                for (int64_t k = k0; k < k1; k++) {
+                    const float *s = xb + tap[k], *t = xc + tap[k];
+                    _mm256_store_ps(d + k * FC_NR,
+                                    _mm256_or_ps(_mm256_maskload_ps(s, n0),
+                                                 _mm256_maskload_ps(t, m0)));
+                    _mm256_store_ps(d + k * FC_NR + 8,
+                                    _mm256_or_ps(_mm256_maskload_ps(s + 8, n1),
+                                                 _mm256_maskload_ps(t + 8, m1)));
                 }
             } else {
                 for (int64_t k = k0; k < k1; k++) {
