@@ -184,6 +184,8 @@ cdef extern from "fc_cgemm.h" nogil:
         int64_t x_sn
         int64_t o_sn, o_sg, o_sm
         int64_t phase
+        int64_t kc, nc
+        int64_t pd, ph, pw
     int fc_cgemm_f32(const fc_cgeom *q, const float *x, const float *w, const float *bias,
                      float *out, int nthreads, int force_generic)
     int64_t fc_cgemm_scratch_bytes(const fc_cgeom *q, int nthreads)
@@ -193,7 +195,7 @@ cdef extern from "fc_cgemm.h" nogil:
 def conv_gemm_f32(const float[:, :, :, :, ::1] xp, const float[:, :, :, :, ::1] w, bias,
                   float[:, :, :, :, ::1] out, int groups, stride, dilation,
                   bint shuffle=False, int nthreads=1, bint force_generic=False,
-                  int phase=-1):
+                  int phase=-1, int _kc=0, int _nc=0, pad=None):
     """Fused im2col + GEMM correlation of a zero-padded float32 batch (fc_cgemm.h).
 
     ``xp`` (N, C, D, H, W) already padded so every tap of every output lies inside;
@@ -202,8 +204,10 @@ def conv_gemm_f32(const float[:, :, :, :, ::1] xp, const float[:, :, :, :, ::1] 
     ``out[n, co, o] = bias[co] + sum_{ci,k} w[co, ci, k] * xp[n, g*Cg + ci, o*stride +
     k*dilation]`` (``g = co // (C_out/G)``). With ``shuffle`` the channels are written in
     channel-shuffled order: group ``g``'s channel ``j`` lands at ``j*G + g`` (ShuffleNet).
-    ``phase`` (strided problems): -1 auto, 0 gather the strided taps, 1 pack from a
-    phase-split copy of the input. Raises MemoryError (naming the bytes) when its scratch
+    With ``pad`` (three ints >= 0) ``xp`` is the unpadded input instead: tap positions
+    are shifted by ``-pad`` and read zeros outside ``xp`` (on both sides); the engine
+    builds the zero-padded copy itself, in parallel. ``phase`` (strided problems): -1
+    auto, 0 gather the strided taps, 1 pack from a phase-split copy of the input. Raises MemoryError (naming the bytes) when its scratch
     cannot be allocated.
     """
     cdef fc_cgeom q
@@ -229,13 +233,22 @@ def conv_gemm_f32(const float[:, :, :, :, ::1] xp, const float[:, :, :, :, ::1] 
     npix = q.OD * q.OH * q.OW
     if q.N == 0 or c_out == 0 or npix == 0:
         return
-    if min(q.KD, q.KH, q.KW) < 1 or (
-            (q.OD - 1) * q.sd + (q.KD - 1) * q.dd >= q.D or
-            (q.OH - 1) * q.sh + (q.KH - 1) * q.dh >= q.H or
-            (q.OW - 1) * q.sw + (q.KW - 1) * q.dw >= q.W):
-        raise ValueError("conv_gemm_f32: the padded input is too small for the output")
+    if pad is None:
+        q.pd = q.ph = q.pw = 0
+        if min(q.KD, q.KH, q.KW) < 1 or (
+                (q.OD - 1) * q.sd + (q.KD - 1) * q.dd >= q.D or
+                (q.OH - 1) * q.sh + (q.KH - 1) * q.dh >= q.H or
+                (q.OW - 1) * q.sw + (q.KW - 1) * q.dw >= q.W):
+            raise ValueError("conv_gemm_f32: the padded input is too small for the output")
+    else:
+        q.pd, q.ph, q.pw = pad
+        if min(q.pd, q.ph, q.pw) < 0:
+            raise ValueError(f"conv_gemm_f32: pad must be >= 0, got {pad}")
+        if min(q.KD, q.KH, q.KW) < 1:
+            raise ValueError("conv_gemm_f32: the kernel is empty")
     q.x_sn = c * q.D * q.H * q.W
     q.phase = phase
+    q.kc, q.nc = _kc, _nc  # tuning experiments only (0: the built-in blocking)
     q.o_sn = c_out * npix
     if shuffle:
         q.o_sg, q.o_sm = npix, groups * npix

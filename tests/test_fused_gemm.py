@@ -731,3 +731,40 @@ def test_correlate_fused_pads_bias_shuffle_out(nd, shuffle):
                                   shuffle=shuffle, out=out)
     assert res is out
     _assert_close(out, ref, x, w, b)
+
+
+# ----------------------------------------------------------------------------------------
+# implicit zero padding inside the engine (``pad=``): the unpadded input, any pads
+# ----------------------------------------------------------------------------------------
+@GENERIC
+@PHASE
+@pytest.mark.parametrize("case", [
+    # (N, C, (D, H, W), C_out, groups, kernel, stride, dilation, pad)
+    (2, 3, (1, 9, 13), 7, 1, (1, 3, 3), (1, 1, 1), (1, 1, 1), (0, 1, 1)),
+    (1, 4, (1, 17, 19), 6, 2, (1, 5, 4), (1, 2, 3), (1, 1, 2), (0, 2, 3)),
+    (3, 2, (1, 1, 40), 5, 1, (1, 1, 7), (1, 1, 4), (1, 1, 1), (0, 0, 6)),
+    (1, 3, (5, 6, 7), 4, 1, (3, 3, 3), (2, 1, 2), (1, 2, 1), (1, 2, 1)),
+    (2, 6, (1, 8, 8), 6, 3, (1, 3, 3), (1, 1, 1), (1, 1, 1), (0, 5, 5)),   # pad > kernel
+    (1, 2, (1, 30, 31), 13, 1, (1, 1, 1), (1, 2, 2), (1, 1, 1), (0, 0, 0)),  # 1x1 strided
+])
+def test_engine_padding(case, phase, force_generic):
+    n, c, sp, co, g, k, s, d, p = case
+    rng = np.random.default_rng(sum(sp) + co)
+    x = _rand(rng, (n, c) + sp)
+    w = _rand(rng, (co, c // g) + k)
+    b = _rand(rng, co)
+    ref = _torch_conv(x, w, b, stride=s, padding=p, dilation=d, groups=g)
+    out = np.full(ref.shape, np.nan, np.float32)
+    x0 = x.copy()
+    extra = {} if phase is None else {"phase": phase}
+    conv_gemm_f32(x, w, b, out, g, s, d, False, 2, force_generic, pad=p, **extra)
+    _assert_close(out, ref, x, w, b)
+    np.testing.assert_array_equal(x, x0)
+
+
+def test_engine_padding_rejects_negative_pad():
+    x = np.zeros((1, 1, 1, 5, 5), np.float32)
+    w = np.zeros((1, 1, 1, 3, 3), np.float32)
+    out = np.zeros((1, 1, 1, 3, 3), np.float32)
+    with pytest.raises(ValueError, match="pad"):
+        conv_gemm_f32(x, w, None, out, 1, (1, 1, 1), (1, 1, 1), pad=(0, -1, 0))

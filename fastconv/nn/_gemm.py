@@ -235,7 +235,8 @@ def correlate_fused(x, w, out_spatial, stride, dilation, pad, groups, bias=None,
     """:func:`correlate` (plus ``bias``, and ShuffleNet's channel order with ``shuffle``) by
     the fused engine: no im2col matrix; blocks of it are packed from the padded input into
     cache-sized panels and consumed at once. Scratch: the packed weight and ~0.8 MiB per
-    thread, besides the zero-padded copy of the input when padding is asked for."""
+    thread, besides the engine's zero-padded (strided: phase-split) copy of the input when
+    padding or a stride is asked for."""
     from .._config import get_num_threads
     nd = x.ndim - 2
     n, c = x.shape[:2]
@@ -245,7 +246,10 @@ def correlate_fused(x, w, out_spatial, stride, dilation, pad, groups, bias=None,
         out = np.empty((n, c_out) + tuple(out_spatial), dtype=np.float32)
     if out.size == 0:
         return out
-    xp = pad_input(x, out_spatial, kernel, stride, dilation, pad)
+    if any(p < 0 for p in pad):  # skip leading samples (the engine pads with zeros only)
+        x = x[(Ellipsis, *[slice(-p, None) if p < 0 else slice(None) for p in pad])]
+        pad = tuple(max(p, 0) for p in pad)
+    xp = np.ascontiguousarray(x, dtype=np.float32)
     ext = (1,) * (3 - nd)
     x5 = xp.reshape(xp.shape[:2] + ext + xp.shape[2:])
     w5 = np.ascontiguousarray(w, dtype=np.float32).reshape(w.shape[:2] + ext + kernel)
@@ -254,7 +258,7 @@ def correlate_fused(x, w, out_spatial, stride, dilation, pad, groups, bias=None,
     macs = out.size * _prod(w.shape[1:])
     nt = max(1, min(get_num_threads(), macs >> 20))  # ~1 M MACs per thread at least
     _cgemm.conv_gemm_f32(x5, w5, b, o5, groups, ext + tuple(stride), ext + tuple(dilation),
-                         shuffle, nt)
+                         shuffle, nt, pad=(0,) * (3 - nd) + tuple(pad))
     return out
 
 

@@ -54,6 +54,8 @@ typedef struct {
     int64_t x_sn;                   /* elements between images of x (>= G*Cg*D*H*W) */
     int64_t o_sn, o_sg, o_sm;       /* output element strides: image, group, channel-in-group */
     int64_t phase;                  /* strided problems: -1 auto, 0 gather, 1 phase split */
+    int64_t kc, nc;                 /* K block and pixels per work item; 0: defaults */
+    int64_t pd, ph, pw;             /* zeros before each axis (>= 0); zeros past the end too */
 } fc_cgeom;
 
 /* Strided problems are computed on a phase-split copy of the input (each of the
@@ -341,10 +343,11 @@ static int64_t fc_cgemm_scratch_bytes(const fc_cgeom *q, int nthreads)
 {
     int64_t K = q->Cg * q->KD * q->KH * q->KW, P = q->OD * q->OH * q->OW;
     int64_t npan = fcg_cdiv(q->Cog, FC_MR);
-    int64_t ph = 0;
-    if (q->sd > 1 || q->sh > 1 || q->sw > 1)
-        ph = (int64_t)sizeof(float) * q->N * q->G * q->Cg * q->sd * q->sh * q->sw
-             * fcg_cdiv(q->D, q->sd) * fcg_cdiv(q->H, q->sh) * fcg_cdiv(q->W, q->sw);
+    /* the padded / phase-split copy of the input (an upper bound) */
+    int64_t ph = (int64_t)sizeof(float) * q->N * q->G * q->Cg
+                 * (q->sd * (fcg_cdiv((q->OD - 1) * q->sd + (q->KD - 1) * q->dd + 1, q->sd)))
+                 * (q->sh * (fcg_cdiv((q->OH - 1) * q->sh + (q->KH - 1) * q->dh + 1, q->sh)))
+                 * (q->sw * (fcg_cdiv((q->OW - 1) * q->sw + (q->KW - 1) * q->dw + 1, q->sw)));
     return (int64_t)sizeof(float) * q->G * npan * FC_MR * K + 8 * (K + P + FC_NR)
            + (int64_t)nthreads * (int64_t)sizeof(float) * FCG_KC * FCG_NC_MAX + ph;
 }
@@ -352,8 +355,9 @@ static int64_t fc_cgemm_scratch_bytes(const fc_cgeom *q, int nthreads)
 /*
  * out[n, g, m, p] (strides o_sn, o_sg, o_sm; pixels contiguous) = bias[g*Cog+m] +
  *     sum_k w[g*Cog + m, k] * B_{n,g}[k, p]
- * x: the zero-padded input, C-contiguous per image (N, G*Cg, D, H, W) with image stride
- * x_sn; w: (G*Cog, Cg, KD, KH, KW) C-contiguous; bias: G*Cog floats or NULL.
+ * B reading x[n, g*Cg + c, o*s + k*d - pad] (zero outside x: pd/ph/pw zeros before each
+ * axis, as many as needed after). x: C-contiguous per image (N, G*Cg, D, H, W) with image
+ * stride x_sn; w: (G*Cog, Cg, KD, KH, KW) C-contiguous; bias: G*Cog floats or NULL.
  * Returns 0, or -1 when scratch memory could not be allocated (nothing written then).
  */
 static int fc_cgemm_f32(const fc_cgeom *q, const float *x, const float *w,
@@ -364,17 +368,28 @@ static int fc_cgemm_f32(const fc_cgeom *q, const float *x, const float *w,
     const int64_t P = q->OD * q->OH * q->OW;
     if (N <= 0 || G <= 0 || Cog <= 0 || P <= 0)
         return 0;
-    /* input geometry as the packer sees it: unit-stride taps on phase images when split */
+    /* The packer reads either x itself (unit stride or gathered strides, no padding) or a
+     * copy made here in parallel: zero-padded (pd, ph, pw before; zeros past the end) and,
+     * for strided problems, split into stride phases (fd x fh x fw phase images per
+     * channel, each holding x[r + f*i]) so that every tap reads unit-stride runs again. */
     const int strided = q->sd > 1 || q->sh > 1 || q->sw > 1;
-    const int64_t Dp = fcg_cdiv(q->D, q->sd), Hp = fcg_cdiv(q->H, q->sh),
-                  Wp = fcg_cdiv(q->W, q->sw), nph = q->sd * q->sh * q->sw;
+    const int64_t Ed = (q->OD - 1) * q->sd + (q->KD - 1) * q->dd + 1,
+                  Eh = (q->OH - 1) * q->sh + (q->KH - 1) * q->dh + 1,
+                  Ew = (q->OW - 1) * q->sw + (q->KW - 1) * q->dw + 1;  /* extents read */
     const int64_t C = G * Cg;
     int phased = strided && q->phase != 0;
     if (phased && q->phase < 0
-        && (int64_t)sizeof(float) * N * C * nph * Dp * Hp * Wp > FCG_PHASE_MAX_BYTES)
+        && (int64_t)sizeof(float) * N * C * fcg_cdiv(Ed, q->sd) * fcg_cdiv(Eh, q->sh)
+           * fcg_cdiv(Ew, q->sw) * q->sd * q->sh * q->sw > FCG_PHASE_MAX_BYTES)
         phased = 0;
-    const int64_t PS = phased ? Dp * Hp * Wp : q->D * q->H * q->W;   /* one (phase) image */
-    const int64_t CS = phased ? nph * PS : PS;                       /* one channel */
+    const int padded = q->pd > 0 || q->ph > 0 || q->pw > 0 || Ed > q->D || Eh > q->H
+                       || Ew > q->W;
+    const int copy = phased || padded;
+    const int64_t fd = phased ? q->sd : 1, fh = phased ? q->sh : 1, fw = phased ? q->sw : 1;
+    const int64_t Dp = copy ? fcg_cdiv(Ed, fd) : q->D, Hp = copy ? fcg_cdiv(Eh, fh) : q->H,
+                  Wp = copy ? fcg_cdiv(Ew, fw) : q->W, nph = fd * fh * fw;
+    const int64_t PS = Dp * Hp * Wp;   /* one (phase) image */
+    const int64_t CS = nph * PS;       /* one channel */
     const int64_t npan = fcg_cdiv(Cog, FC_MR);
     int use_avx2 = !force_generic && fcg_have_avx2();
     fcg_ukr_fn ukr = fcg_ukr_generic;
@@ -406,8 +421,8 @@ static int fc_cgemm_f32(const fc_cgeom *q, const float *x, const float *w,
     float *Ap = (float *)fcg_alloc(sizeof(float) * (size_t)(G * npan * FC_MR * K));
     int64_t *tap = (int64_t *)fcg_alloc(sizeof(int64_t) * (size_t)K);
     int64_t *pix = (int64_t *)fcg_alloc(sizeof(int64_t) * (size_t)P);
-    float *xph = phased ? (float *)fcg_alloc(sizeof(float) * (size_t)(N * C * CS)) : NULL;
-    if (!Ap || !tap || !pix || (phased && !xph)) {
+    float *xph = copy ? (float *)fcg_alloc(sizeof(float) * (size_t)(N * C * CS)) : NULL;
+    if (!Ap || !tap || !pix || (copy && !xph)) {
         free(Ap); free(tap); free(pix); free(xph);
         return -1;
     }
@@ -416,10 +431,11 @@ static int fc_cgemm_f32(const fc_cgeom *q, const float *x, const float *w,
             fcg_pack_a(w + (g * Cog + ip * FC_MR) * K, K, fcg_min(FC_MR, Cog - ip * FC_MR),
                        Ap + (g * npan + ip) * FC_MR * K);
     int64_t x_sn = q->x_sn;
-    if (phased) {
-        /* xph[n, c, (rd, rh, rw), i, j, l] = x[n, c, rd + sd*i, rh + sh*j, rw + sw*l]
-         * (0 past the input's end: never read by a tap, written for tidiness) */
+    if (copy) {
+        /* xph[n, c, (rd, rh, rw), i, j, l] = x[n, c, rd + fd*i - pd, rh + fh*j - ph,
+         * rw + fw*l - pw], zero outside x */
         const int64_t rows = N * C * nph * Dp * Hp;
+        const int64_t HWin = q->H * q->W, DHWin = q->D * HWin;
 #if defined(_OPENMP)
 #pragma omp parallel for schedule(static) num_threads(nthreads)
 #endif
@@ -428,20 +444,30 @@ static int fc_cgemm_f32(const fc_cgeom *q, const float *x, const float *w,
             const int64_t j = t % Hp; t /= Hp;
             const int64_t i = t % Dp; t /= Dp;
             const int64_t ph = t % nph; t /= nph;          /* t = n*C + c */
-            const int64_t rw = ph % q->sw, rh = (ph / q->sw) % q->sh, rd = ph / (q->sw * q->sh);
-            const int64_t zd = rd + q->sd * i, zh = rh + q->sh * j;
+            const int64_t rw = ph % fw, rh = (ph / fw) % fh, rd = ph / (fw * fh);
+            const int64_t zd = rd + fd * i - q->pd, zh = rh + fh * j - q->ph;
             float *dst = xph + r * Wp;
-            if (zd >= q->D || zh >= q->H) {
+            if (zd < 0 || zd >= q->D || zh < 0 || zh >= q->H) {
                 memset(dst, 0, sizeof(float) * (size_t)Wp);
                 continue;
             }
-            const float *src = x + (t / C) * q->x_sn + (t % C) * q->D * q->H * q->W
-                               + (zd * q->H + zh) * q->W + rw;
-            const int64_t nl = fcg_min(Wp, fcg_cdiv(q->W - rw, q->sw));
+            const float *src = x + (t / C) * q->x_sn + (t % C) * DHWin + zd * HWin + zh * q->W;
+            /* column l reads input column rw + fw*l - pw */
             int64_t l = 0;
-            for (; l < nl; l++)
-                dst[l] = src[l * q->sw];
-            for (; l < Wp; l++)
+            for (; l < Wp && rw + fw * l - q->pw < 0; l++)
+                dst[l] = 0.0f;
+            int64_t l1 = l;
+            while (l1 < Wp && rw + fw * l1 - q->pw < q->W)
+                l1++;
+            if (fw == 1) {
+                if (l1 > l)
+                    memcpy(dst + l, src + (rw + l - q->pw), sizeof(float) * (size_t)(l1 - l));
+            } else {
+                const float *s0 = src + (rw - q->pw);
+                for (int64_t m = l; m < l1; m++)
+                    dst[m] = s0[m * fw];
+            }
+            for (l = l1; l < Wp; l++)
                 dst[l] = 0.0f;
         }
         x = xph;
@@ -454,34 +480,29 @@ static int fc_cgemm_f32(const fc_cgeom *q, const float *x, const float *w,
                 for (int64_t b = 0; b < q->KH; b++)
                     for (int64_t e = 0; e < q->KW; e++) {
                         const int64_t ed = a * q->dd, eh = b * q->dh, ew = e * q->dw;
-                        if (phased)
-                            tap[k++] = c * CS
-                                       + (((ed % q->sd) * q->sh + eh % q->sh) * q->sw
-                                          + ew % q->sw) * PS
-                                       + ((ed / q->sd) * Hp + eh / q->sh) * Wp + ew / q->sw;
-                        else
-                            tap[k++] = c * CS + (ed * q->H + eh) * q->W + ew;
+                        tap[k++] = c * CS + (((ed % fd) * fh + eh % fh) * fw + ew % fw) * PS
+                                   + ((ed / fd) * Hp + eh / fh) * Wp + ew / fw;
                     }
         int64_t p = 0;
         for (int64_t a = 0; a < q->OD; a++)
             for (int64_t b = 0; b < q->OH; b++)
                 for (int64_t e = 0; e < q->OW; e++)
-                    pix[p++] = phased ? (a * Hp + b) * Wp + e
-                                      : (a * q->sd * q->H + b * q->sh) * q->W + e * q->sw;
+                    pix[p++] = ((a * q->sd / fd) * Hp + b * q->sh / fh) * Wp + e * q->sw / fw;
     }
 
     /* pixel blocks: near-equal, at most NC_MAX, and enough work items for every thread */
     int64_t nc;
+    const int64_t nc_max = q->nc > 0 ? fcg_min(FCG_NC_MAX, fcg_max(FC_NR, q->nc)) : FCG_NC_MAX;
     {
         int64_t want = 4 * (int64_t)nthreads;
-        int64_t per = fcg_max(fcg_cdiv(want, N * G), fcg_cdiv(P, FCG_NC_MAX));
+        int64_t per = fcg_max(fcg_cdiv(want, N * G), fcg_cdiv(P, nc_max));
         per = fcg_max(1, fcg_min(per, fcg_cdiv(P, 4 * FC_NR)));
         nc = fcg_cdiv(fcg_cdiv(P, per), FC_NR) * FC_NR;
     }
     const int64_t nblk = fcg_cdiv(P, nc);
     const int64_t items = N * G * nblk;
     /* K blocks of near-equal size, at most FCG_KC */
-    const int64_t nkb = fcg_cdiv(K, FCG_KC);
+    const int64_t nkb = fcg_cdiv(K, q->kc > 0 ? q->kc : FCG_KC);
     const int64_t kcs = fcg_cdiv(K, nkb);
     int failed = 0;
     if (items < nthreads)
