@@ -3,8 +3,9 @@
 Every row is checked against torch first, then timed (median of repeats, float32, the same
 thread count for both: ``torch.set_num_threads``). Columns: median time, GFLOP/s (2 flops
 per multiply-add), % of the float32 peak (a large float32 numpy matmul measured in the same
-run), speed-up over torch, peak scratch memory of fastconv (tracemalloc: everything numpy
-allocated beyond the output), and GB/s (compulsory input+weight+output bytes over time).
+run), speed-up over torch, peak scratch memory of fastconv (beyond the output: the larger
+of tracemalloc's numpy peak and the VmHWM rise, which sees the compiled engines' buffers),
+and GB/s (compulsory input+weight+output bytes over time).
 
 Run: ``python benchmarks/bench_nn.py [--quick]``; ``run(quick)`` returns the rows as dicts
 (used by ``python -m fastconv bench``).
@@ -112,12 +113,19 @@ def peak_gflops(nthreads, quick=False):
 
 
 def _scratch(fn, out_bytes):
+    """Peak scratch of one call beyond its output: the larger of what NumPy allocated
+    (tracemalloc) and the rise of the resident set (VmHWM, which also sees the compiled
+    engines' own buffers, e.g. the fused GEMM's padded copy and packed panels)."""
+    from .._bench import PeakMemory
     tracemalloc.start()
     tracemalloc.reset_peak()
     fn()
     peak = tracemalloc.get_traced_memory()[1]
     tracemalloc.stop()
-    return max(0, peak - out_bytes)
+    with PeakMemory() as pm:
+        fn()
+    rss = (pm.peak or 0)
+    return max(0, peak - out_bytes, rss - out_bytes)
 
 
 def run(quick=False, threads=2, layers=None, file=sys.stdout):

@@ -131,13 +131,51 @@ static void fcd_plane_generic(const fc_dwgeom *q, const fcd_panel *pg, const flo
 }
 
 #if FCD_X86
-/* AVX2: rows of the output in blocks of 4 vectors (32 columns), one accumulator each. */
+/* AVX2 block: R output rows x V vectors of 8 columns, R*V independent accumulators (the
+ * FMA latency is hidden with >= 8 of them). Columns past OW (the last vector of a row)
+ * are computed from the panel's spare columns and stored masked. */
+#define FCD_BLOCK(R, V)                                                                   \
+FCD_AVX2 static inline __attribute__((always_inline)) void                                 \
+fcd_blk_##R##_##V(const float *p, int64_t rstride, const int64_t *toff, int64_t T,        \
+                  const __m256 *wv, const float *wk, int small, __m256 bv, float *d,       \
+                  int64_t OW, int nvalid_last, __m256i tmask, int nt)                      \
+{                                                                                         \
+    __m256 acc[R][V];                                                                     \
+    for (int r = 0; r < R; r++)                                                           \
+        for (int v = 0; v < V; v++)                                                       \
+            acc[r][v] = bv;                                                               \
+    for (int64_t t = 0; t < T; t++) {                                                     \
+        const __m256 w = small ? wv[t] : _mm256_set1_ps(wk[t]);                           \
+        const float *s = p + toff[t];                                                     \
+        for (int r = 0; r < R; r++)                                                       \
+            for (int v = 0; v < V; v++)                                                   \
+                acc[r][v] = _mm256_fmadd_ps(w, _mm256_loadu_ps(s + r * rstride + v * 8),   \
+                                            acc[r][v]);                                   \
+    }                                                                                     \
+    for (int r = 0; r < R; r++) {                                                         \
+        float *dr = d + r * OW;                                                           \
+        for (int v = 0; v < V; v++) {                                                     \
+            if (v == V - 1 && nvalid_last < 8)                                            \
+                _mm256_maskstore_ps(dr + v * 8, tmask, acc[r][v]);                        \
+            else if (nt)                                                                  \
+                _mm256_stream_ps(dr + v * 8, acc[r][v]);                                  \
+            else                                                                          \
+                _mm256_storeu_ps(dr + v * 8, acc[r][v]);                                  \
+        }                                                                                 \
+    }                                                                                     \
+}
+FCD_BLOCK(1, 1) FCD_BLOCK(1, 2) FCD_BLOCK(1, 3) FCD_BLOCK(1, 4)
+FCD_BLOCK(2, 1) FCD_BLOCK(2, 2) FCD_BLOCK(2, 3) FCD_BLOCK(2, 4)
+FCD_BLOCK(3, 1) FCD_BLOCK(3, 2) FCD_BLOCK(3, 3) FCD_BLOCK(3, 4)
+#undef FCD_BLOCK
+
 FCD_AVX2 static void fcd_plane_avx2(const fc_dwgeom *q, const fcd_panel *pg,
                                     const float *panel, const float *wk, float b, float *dst,
                                     const int64_t *toff, int nt)
 {
     const int64_t T = q->KH * q->KW, OW = q->OW;
-    const int64_t nvec = OW / 8, tail = OW % 8;
+    const int64_t nvec = (OW + 7) / 8;             /* vectors per row, the last maybe partial */
+    const int last = (int)(OW - (nvec - 1) * 8);   /* valid columns of the last vector */
     __m256 wv[64];
     const int small = T <= 64;
     if (small)
@@ -145,59 +183,37 @@ FCD_AVX2 static void fcd_plane_avx2(const fc_dwgeom *q, const fcd_panel *pg,
             wv[t] = _mm256_set1_ps(wk[t]);
     const __m256 bv = _mm256_set1_ps(b);
     int32_t mk[16] = {-1, -1, -1, -1, -1, -1, -1, -1, 0, 0, 0, 0, 0, 0, 0, 0};
-    const __m256i tmask = _mm256_loadu_si256((const __m256i *)(mk + 8 - tail));
-    for (int64_t oh = 0; oh < q->OH; oh++) {
-        const float *row = panel + oh * q->sh * pg->pitch;
+    const __m256i tmask = _mm256_loadu_si256((const __m256i *)(mk + 8 - last));
+    /* streaming stores need 32-byte aligned rows */
+    const int ntok = nt && (((uintptr_t)dst) & 31) == 0 && (OW & 7) == 0;
+    const int64_t rstride = q->sh * pg->pitch;
+    for (int64_t oh = 0; oh < q->OH; oh += 3) {
+        const int R = (int)(q->OH - oh < 3 ? q->OH - oh : 3);
+        const float *row = panel + oh * rstride;
         float *d = dst + oh * OW;
-        const int aligned = nt && (((uintptr_t)d) & 31) == 0;
-        int64_t v = 0;
-        for (; v + 4 <= nvec; v += 4) {
-            __m256 a0 = bv, a1 = bv, a2 = bv, a3 = bv;
+        for (int64_t v = 0; v < nvec; v += 4) {
+            const int V = (int)(nvec - v < 4 ? nvec - v : 4);
+            const int lastv = v + V == nvec ? last : 8;
             const float *p = row + v * 8;
-            for (int64_t t = 0; t < T; t++) {
-                const __m256 w = small ? wv[t] : _mm256_set1_ps(wk[t]);
-                const float *s = p + toff[t];
-                a0 = _mm256_fmadd_ps(w, _mm256_loadu_ps(s), a0);
-                a1 = _mm256_fmadd_ps(w, _mm256_loadu_ps(s + 8), a1);
-                a2 = _mm256_fmadd_ps(w, _mm256_loadu_ps(s + 16), a2);
-                a3 = _mm256_fmadd_ps(w, _mm256_loadu_ps(s + 24), a3);
+            float *dd = d + v * 8;
+#define FCD_CALL(RR, VV)                                                                   \
+            fcd_blk_##RR##_##VV(p, rstride, toff, T, wv, wk, small, bv, dd, OW, lastv, tmask, \
+                                ntok)
+            switch (R * 8 + V) {
+            case 1 * 8 + 1: FCD_CALL(1, 1); break;
+            case 1 * 8 + 2: FCD_CALL(1, 2); break;
+            case 1 * 8 + 3: FCD_CALL(1, 3); break;
+            case 1 * 8 + 4: FCD_CALL(1, 4); break;
+            case 2 * 8 + 1: FCD_CALL(2, 1); break;
+            case 2 * 8 + 2: FCD_CALL(2, 2); break;
+            case 2 * 8 + 3: FCD_CALL(2, 3); break;
+            case 2 * 8 + 4: FCD_CALL(2, 4); break;
+            case 3 * 8 + 1: FCD_CALL(3, 1); break;
+            case 3 * 8 + 2: FCD_CALL(3, 2); break;
+            case 3 * 8 + 3: FCD_CALL(3, 3); break;
+            default: FCD_CALL(3, 4); break;
             }
-            if (aligned) {
-                _mm256_stream_ps(d + v * 8, a0); _mm256_stream_ps(d + v * 8 + 8, a1);
-                _mm256_stream_ps(d + v * 8 + 16, a2); _mm256_stream_ps(d + v * 8 + 24, a3);
-            } else {
-                _mm256_storeu_ps(d + v * 8, a0); _mm256_storeu_ps(d + v * 8 + 8, a1);
-                _mm256_storeu_ps(d + v * 8 + 16, a2); _mm256_storeu_ps(d + v * 8 + 24, a3);
-            }
-        }
-        /* remaining whole vectors, two chains at a time */
-        for (; v < nvec; v += 2) {
-            const int two = v + 1 < nvec;
-            __m256 a0 = bv, a1 = bv;
-            const float *p = row + v * 8;
-            for (int64_t t = 0; t < T; t++) {
-                const __m256 w = small ? wv[t] : _mm256_set1_ps(wk[t]);
-                a0 = _mm256_fmadd_ps(w, _mm256_loadu_ps(p + toff[t]), a0);
-                a1 = _mm256_fmadd_ps(w, _mm256_loadu_ps(p + toff[t] + 8), a1);
-            }
-            if (aligned) {
-                _mm256_stream_ps(d + v * 8, a0);
-                if (two)
-                    _mm256_stream_ps(d + v * 8 + 8, a1);
-            } else {
-                _mm256_storeu_ps(d + v * 8, a0);
-                if (two)
-                    _mm256_storeu_ps(d + v * 8 + 8, a1);
-            }
-        }
-        if (tail) {  /* the panel has >= 8 spare columns: full loads, masked store */
-            __m256 a0 = bv;
-            const float *p = row + nvec * 8;
-            for (int64_t t = 0; t < T; t++) {
-                const __m256 w = small ? wv[t] : _mm256_set1_ps(wk[t]);
-                a0 = _mm256_fmadd_ps(w, _mm256_loadu_ps(p + toff[t]), a0);
-            }
-            _mm256_maskstore_ps(d + nvec * 8, tmask, a0);
+#undef FCD_CALL
         }
     }
 }
