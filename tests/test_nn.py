@@ -507,3 +507,18 @@ def test_complex_inputs():
         got = fnn.conv2d(x, w, padding=1, groups=2, stride=2, algorithm=alg)
         assert got.dtype == np.complex128
         np.testing.assert_allclose(got, want, atol=1e-10)
+
+
+def test_shuffled_group_conv_1x1_strided_same_is_rejected_like_conv2d():
+    x = np.ones((1, 4, 6, 6), np.float32)
+    w = np.ones((4, 2, 1, 1), np.float32)
+    with pytest.raises(ValueError):
+        fnn.conv2d(x, w, None, 2, "same", groups=2)
+    with pytest.raises(ValueError):
+        fnn.shuffled_group_conv2d(x, w, 2, stride=2, padding="same")
+    # stride 1 'same' and 'valid' take the 1x1 shortcut and agree with torch
+    for pad in ("same", "valid", 0):
+        got = fnn.shuffled_group_conv2d(x, w, 2, padding=pad)
+        want = torch.nn.functional.channel_shuffle(
+            torch.nn.functional.conv2d(torch.from_numpy(x), torch.from_numpy(w), groups=2), 2)
+        np.testing.assert_allclose(got, want.numpy(), rtol=1e-6)

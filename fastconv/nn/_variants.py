@@ -305,7 +305,11 @@ def shuffled_group_conv2d(input, weight, groups, bias=None, stride=1, padding=0,
     """
     xp = array_module(input, weight, bias, names=("input", "weight", "bias"))
     w = _shapes.as_array(weight, "weight", xp)
-    if (w.ndim == 4 and w.shape[2:] == (1, 1) and padding in (0, (0, 0), "valid", "same")
+    # 1x1 shortcut; 'same' only at stride 1 (strided 'same' is an error, as in conv2d)
+    no_pad = (isinstance(padding, str) and (padding == "valid"
+                                            or (padding == "same" and stride in (1, (1, 1))))
+              or padding in (0, (0, 0)))
+    if (w.ndim == 4 and w.shape[2:] == (1, 1) and no_pad
             and dilation in (1, (1, 1)) and algorithm in ("auto", "gemm")):
         return grouped_pointwise_conv2d(input, w, groups, bias, stride, shuffle=True)
     out = conv2d(input, w, bias, stride, padding, dilation, groups, "zeros", algorithm)
