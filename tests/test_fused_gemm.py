@@ -768,3 +768,28 @@ def test_engine_padding_rejects_negative_pad():
     out = np.zeros((1, 1, 1, 3, 3), np.float32)
     with pytest.raises(ValueError, match="pad"):
         conv_gemm_f32(x, w, None, out, 1, (1, 1, 1), (1, 1, 1), pad=(0, -1, 0))
+
+
+def test_wrapper_blocks_images_under_the_scratch_budget(monkeypatch):
+    # a tiny budget forces one engine call per image; results still match torch
+    calls = []
+    real = _cgemm.conv_gemm_f32
+    monkeypatch.setattr(nn_gemm, "SCRATCH_BYTES", 4000)
+    monkeypatch.setattr(_cgemm, "conv_gemm_f32",
+                        lambda xp, *a, **k: calls.append(xp.shape[0]) or real(xp, *a, **k))
+    rng = np.random.default_rng(11)
+    x = _rand(rng, (5, 4, 12, 12))
+    w = _rand(rng, (6, 4, 3, 3))
+    b = _rand(rng, 6)
+    got = nn_gemm.correlate_fused(x, w, (6, 6), (2, 2), (1, 1), (1, 1), 1, b)
+    _assert_close(got, _torch_conv(x, w, b, stride=2, padding=1), x, w, b)
+    assert calls == [1] * 5
+
+
+def test_wrapper_refuses_an_image_that_cannot_fit():
+    # four outputs 2**20 samples apart: the padded copy of the one image would be ~16 TB,
+    # refused with a MemoryError naming the size before anything is allocated
+    x = np.zeros((1, 1, 1, 1), np.float32)
+    w = np.zeros((1, 1, 1, 1), np.float32)
+    with pytest.raises(MemoryError, match="GiB"):
+        nn_gemm.correlate_fused(x, w, (2, 2), (1 << 20, 1 << 20), (1, 1), (0, 0), 1)

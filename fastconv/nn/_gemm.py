@@ -257,8 +257,18 @@ def correlate_fused(x, w, out_spatial, stride, dilation, pad, groups, bias=None,
     b = None if bias is None else np.ascontiguousarray(bias, dtype=np.float32).reshape(-1)
     macs = out.size * _prod(w.shape[1:])
     nt = max(1, min(get_num_threads(), macs >> 20))  # ~1 M MACs per thread at least
-    _cgemm.conv_gemm_f32(x5, w5, b, o5, groups, ext + tuple(stride), ext + tuple(dilation),
-                         shuffle, nt, pad=(0,) * (3 - nd) + tuple(pad))
+    # the engine's padded / phase-split copy of the input: at most SCRATCH_BYTES per call
+    # (blocks of images), and refused before allocation when one image alone cannot fit
+    per_image = 4 * c * _prod(-(-((o - 1) * s + d * (k - 1) + 1) // s) * s
+                              for o, s, d, k in zip(out_spatial, stride, dilation, kernel))
+    if per_image > SCRATCH_BYTES:
+        from .._config import check_alloc
+        check_alloc(per_image, "the zero-padded copy of one input image")
+    nb = max(1, min(n, SCRATCH_BYTES // max(per_image, 1)))
+    for i in range(0, n, nb):
+        _cgemm.conv_gemm_f32(x5[i:i + nb], w5, b, o5[i:i + nb], groups, ext + tuple(stride),
+                             ext + tuple(dilation), shuffle, nt,
+                             pad=(0,) * (3 - nd) + tuple(pad))
     return out
 
 
