@@ -138,8 +138,10 @@ CACHE_BYTES = 512 * 2**20
 CACHE_ENTRIES = 64
 #: Element-wise passes smaller than this run on one thread.
 _PAR_MIN = 1 << 16
-#: Predicted cost of the fixed per-block work of oaconvolve, in flop equivalents.
+#: Predicted cost of the fixed per-block work of oaconvolve, in flop equivalents (blocks
+#: looped over in Python); the 1-D unbatched case batches its blocks (``_oa_batched_1d``).
 OA_BLOCK_OVERHEAD = 1.5e5
+OA_BATCHED_BLOCK_OVERHEAD = 5e3
 
 _REAL = {np.dtype(np.float32): np.dtype(np.complex64), np.dtype(np.float64): np.dtype(np.complex128)}
 _COMPLEX = {np.dtype(np.complex64), np.dtype(np.complex128)}
@@ -394,9 +396,11 @@ def oa_plan(in1_shape, in2_shape, axes, start=None, shape=None, real=True, batch
         c.sort(key=lambda L: (L * math.log2(max(L, 2)) + 64) / (L - n2 + 1))
         cands.append(sorted(set(c[:6] + [lmax])))
 
+    over = OA_BATCHED_BLOCK_OVERHEAD if len(axes) == 1 and batch == 1 else OA_BLOCK_OVERHEAD
+
     def cost(Ls):
         nb = math.prod(-(-m // (L - n2 + 1)) for L, n2, m in zip(Ls, n2s, shape))
-        per = flops(Ls, real, batch, 0) + OA_BLOCK_OVERHEAD
+        per = flops(Ls, real, batch, 0) + over
         return nb * per + flops(Ls, real, 0, 1), nb
 
     best = None
@@ -421,7 +425,7 @@ def oa_plan(in1_shape, in2_shape, axes, start=None, shape=None, real=True, batch
         "step": steps,
         "nblocks": tuple(-(-m // s) for m, s in zip(shape, steps)),
         "flops": float(c),
-        "overhead_flops": float(nb * OA_BLOCK_OVERHEAD),
+        "overhead_flops": float(nb * over),
     }
 
 
@@ -1341,6 +1345,8 @@ def oaconvolve(in1, in2, axes, start, shape, nthreads=None):
 
     if not use_fftw:
         return _oa_scipy(p, L, blocks, seg, outc, out, ft)
+    if k == 1 and nb == 0 and total_blocks >= 8:
+        return _oa_batched_1d(p, L[0], steps[0], total_blocks, outc, out)
 
     key = ("oa", p.dtype, p.b1, p.b2, p.b, L, ft, None)
     t_start = time.perf_counter()
@@ -1372,6 +1378,83 @@ def oaconvolve(in1, in2, axes, start, shape, nthreads=None):
                 raise
             finally:
                 if ws is not None and ci != 0:
+                    _release(ws, time.perf_counter() - t)
+
+        _run_parallel(work, list(range(workers)))
+    except BaseException:
+        ws0 = None
+        raise
+    finally:
+        if ws0 is not None:
+            _release(ws0, time.perf_counter() - t_start)
+    return out
+
+
+#: Bytes of block buffer per batched transform of the 1-D overlap-save path (measured on a
+#: 2-core AVX2 machine: 64-256 KiB best; at 4 MiB FFTW's batched plans copy through buffers)
+OA_BATCH_BYTES = 128 << 10
+
+
+def _oa_batched_1d(p, L, step, nblk, outc, out):
+    """1-D overlap-save with the blocks batched: every segment of ``L`` input samples is a
+    row of a strided view of the (once zero-extended) input, copied ``B`` rows at a time
+    into a work set whose FFTW plans transform all ``B`` rows in one call; the products and
+    the valid parts of the inverse transforms are whole-array NumPy operations. Replaces a
+    Python loop over blocks (measured ~40 us per block) by one over batches of ~4 MiB.
+    Threads: the batches are shared among ``workers`` Python threads, each with its own
+    work set (single-threaded plans), so the copies run in parallel too."""
+    n1, n2 = p.n1[0], p.n2[0]
+    start, length = p.start[0], p.shape[0]
+    isz = p.dtype.itemsize
+    B = max(1, min(nblk, OA_BATCH_BYTES // (L * isz)))
+    nbatch = -(-nblk // B)
+    workers = max(1, min(p.nthreads, nbatch))
+    # zero-extended input: segment j starts at g0 + j*step (g0 may be negative)
+    g0 = start - (n2 - 1)
+    span = (nblk - 1) * step + L
+    _check_memory((span + workers * 4 * B * (L // 2 + 1)) * isz + length * isz,
+                  f"overlap-save convolution of {p.in1.shape} by {p.in2.shape} in blocks {L}", ())
+    ext = np.zeros(span, p.dtype)
+    lo, hi = max(g0, 0), min(g0 + span, n1)
+    if hi > lo:
+        ext[lo - g0: hi - g0] = p.in1[lo:hi]
+    segs = np.lib.stride_tricks.as_strided(ext, (nblk, L), (step * isz, isz), writeable=False)
+    scale = 1.0 / L
+    key = ("oa", p.dtype, (B,), (), (B,), (L,), 1, None)
+    t_start = time.perf_counter()
+    ws0 = _acquire(key)
+    try:
+        _fill_k(ws0.r2, p.in2, 1, 1)
+        ws0.f2.execute()
+        kspec = ws0.w2.copy()  # the other work sets only read it
+
+        def work(wi):
+            ws = ws0 if wi == 0 else _acquire(key)
+            t = time.perf_counter()
+            try:
+                for bi in range(wi, nbatch, workers):
+                    j0, j1 = bi * B, min(nblk, (bi + 1) * B)
+                    m = j1 - j0
+                    np.copyto(ws.r1[:m], segs[j0:j1])
+                    if m < B:
+                        ws.r1[m:] = 0
+                    ws.f1.execute()
+                    np.multiply(ws.w1, kspec, out=ws.w1)
+                    ws.inv.execute()
+                    # rows j0..j1-1 give outputs [j*step, j*step + step) (the last: fewer)
+                    full = m if j1 < nblk else m - 1
+                    if full > 0:
+                        dst = outc[j0 * step:(j0 + full) * step].reshape(full, step)
+                        np.multiply(ws.rp[:full, n2 - 1:n2 - 1 + step], scale, out=dst)
+                    if j1 == nblk:
+                        o0 = (nblk - 1) * step
+                        r = length - o0
+                        np.multiply(ws.rp[m - 1, n2 - 1:n2 - 1 + r], scale, out=outc[o0:])
+            except BaseException:
+                ws = None
+                raise
+            finally:
+                if ws is not None and wi != 0:
                     _release(ws, time.perf_counter() - t)
 
         _run_parallel(work, list(range(workers)))

@@ -1,0 +1,77 @@
+"""The batched 1-D overlap-save path of fastconv._fft.oaconvolve (``_oa_batched_1d``):
+many blocks, every mode, real and complex, against scipy.signal (float64 direct sums)."""
+import threading
+
+import numpy as np
+import pytest
+import scipy.signal
+
+import fastconv
+from fastconv import _fft
+
+pytestmark = pytest.mark.skipif(not (_fft.HAVE_PYFFTW and _fft.USE_PYFFTW),
+                                reason="the batched path runs on pyFFTW, which is absent")
+
+
+def _data(rng, n, dtype):
+    a = rng.standard_normal(n)
+    if np.dtype(dtype).kind == "c":
+        a = a + 1j * rng.standard_normal(n)
+    return a.astype(dtype)
+
+
+def _ref(x, w, mode):
+    wide = np.complex128 if x.dtype.kind == "c" or w.dtype.kind == "c" else np.float64
+    return scipy.signal.convolve(x.astype(wide), w.astype(wide), mode, method="direct")
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.complex64, np.complex128])
+@pytest.mark.parametrize("n1,n2", [(20000, 31), (9999, 301), (4097, 3), (30001, 1000),
+                                   (500, 499)])
+@pytest.mark.parametrize("mode", ["full", "same", "valid"])
+def test_many_blocks_match_scipy(n1, n2, mode, dtype, monkeypatch):
+    calls = []
+    real = _fft._oa_batched_1d
+    monkeypatch.setattr(_fft, "_oa_batched_1d", lambda *a: calls.append(1) or real(*a))
+    monkeypatch.setattr(_fft, "OA_BATCH_BYTES", 20000)  # several batches, a partial last
+    rng = np.random.default_rng(n1 + n2)
+    x, w = _data(rng, n1, dtype), _data(rng, n2, dtype)
+    got = fastconv.oaconvolve(x, w, mode)
+    want = _ref(x, w, mode)
+    assert got.dtype == scipy.signal.oaconvolve(x, w, mode).dtype
+    assert got.shape == want.shape
+    tol = 2e-5 if np.dtype(dtype) in (np.float32, np.complex64) else 1e-12
+    scale = np.abs(x).max() * np.abs(w).sum()
+    np.testing.assert_allclose(got, want, rtol=0, atol=tol * scale)
+    plan = _fft.oa_plan((n1,), (n2,), (0,))
+    if np.prod(plan["nblocks"]) >= 8 and mode != "valid":
+        assert calls, "the batched 1-D path was not used"
+
+
+def test_kernel_longer_than_signal_and_threads():
+    rng = np.random.default_rng(5)
+    x, w = _data(rng, 50, np.float64), _data(rng, 40000, np.float64)
+    np.testing.assert_allclose(fastconv.oaconvolve(x, w), _ref(x, w, "full"), atol=1e-9)
+    xs = [_data(rng, 30000 + 7 * i, np.float32) for i in range(8)]
+    k = _data(rng, 257, np.float32)
+    got = [None] * 8
+
+    def run(i):
+        for _ in range(3):
+            got[i] = fastconv.convolve(xs[i], k, "same", method="oa")
+    ts = [threading.Thread(target=run, args=(i,)) for i in range(8)]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join()
+    for x, g in zip(xs, got):
+        np.testing.assert_allclose(g, _ref(x, k, "same"), atol=2e-5 * np.abs(x).max() * 257)
+
+
+def test_inputs_unmodified():
+    rng = np.random.default_rng(6)
+    x, w = _data(rng, 10000, np.float32), _data(rng, 99, np.float32)
+    x0, w0 = x.copy(), w.copy()
+    fastconv.convolve(x, w, method="oa")
+    np.testing.assert_array_equal(x, x0)
+    np.testing.assert_array_equal(w, w0)
