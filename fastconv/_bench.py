@@ -475,9 +475,9 @@ def _peer_estimate(peer, spec, rate):
 # ----------------------------------------------------------------------------- the run
 def _settings(quick):
     if quick:
-        # warm_repeats=1: fastconv's FFT paths are timed on their second call (the engine's
-        # FFTW_MEASURE re-plan from the third call on would cost more than the whole row)
-        return {"repeats": 3, "warm_repeats": 1, "budget_s": 0.3, "slow_s": 0.15,
+        # fastconv's FFT paths: the median of their 2nd-4th calls, as the peers' 3 repeats
+        # (the first call plans; FFTW_MEASURE re-planning is off unless asked for)
+        return {"repeats": 3, "warm_repeats": 3, "budget_s": 0.3, "slow_s": 0.15,
                 "peer_skip_s": 0.6, "method_skip_s": 1.5, "fftw_plan_s": 2.0}
     return {"repeats": 7, "warm_repeats": 7, "budget_s": 5.0, "slow_s": 5.0,
             "peer_skip_s": 120.0, "method_skip_s": 10.0, "fftw_plan_s": 30.0}
