@@ -298,9 +298,10 @@ def correlate_adjoint(y, w, x_spatial, stride, dilation, pad, groups, algorithm=
                       xp=np):
     """Adjoint of :func:`correlate` in ``x`` (transposed convolution) by ``algorithm``.
 
-    'gemm' is GEMM + col2im; 'direct' and 'fft' correlate the zero-stuffed ``y`` with the
-    flipped, channel-transposed weight. CuPy arrays (``xp`` not numpy) go to
-    :mod:`fastconv.nn._gpu`.
+    At unit stride it is the forward correlation of ``y`` with the flipped,
+    channel-transposed weight (any engine, 'auto' choosing as for a forward layer).
+    Strided: 'gemm' is GEMM + col2im; 'direct' and 'fft' correlate the zero-stuffed ``y``
+    with that weight. CuPy arrays (``xp`` not numpy) go to :mod:`fastconv.nn._gpu`.
     """
     if xp is not np:
         from . import _gpu
@@ -308,6 +309,14 @@ def correlate_adjoint(y, w, x_spatial, stride, dilation, pad, groups, algorithm=
                                       algorithm)
     nd = y.ndim - 2
     kernel = w.shape[2:]
+    unit = all(s == 1 for s in stride)
+    if unit:
+        # at unit stride the adjoint is a forward correlation of y with the flipped,
+        # channel-transposed weight: every forward engine serves it at forward speed
+        wt = transposed_weight(w, groups)
+        pad2 = tuple(d * (k - 1) - p for d, k, p in zip(dilation, kernel, pad))
+        return correlate(np.ascontiguousarray(y), wt, tuple(x_spatial), (1,) * nd, dilation,
+                         pad2, groups, algorithm)
     if algorithm == "auto":
         # the zero-stuffed problem costs prod(stride) more; GEMM+col2im does not
         n, c_out = y.shape[:2]
