@@ -374,6 +374,8 @@ cdef extern from "fc_depthwise.h" nogil:
     int fc_depthwise_f32(const fc_dwgeom *q, const float *x, const float *w,
                          const float *bias, float *out, int nthreads, int force_generic)
     int64_t fc_depthwise_scratch_bytes(const fc_dwgeom *q, int nthreads)
+    int fc_depthwise_wgrad_f32(const fc_dwgeom *q, const float *x, const float *gy,
+                               float *gw, int nthreads, int force_generic)
     int FCD_MAXTAPS
 
 
@@ -420,3 +422,37 @@ def depthwise2d_f32(const float[:, :, :, ::1] x, const float[:, :, ::1] w, bias,
         raise MemoryError("depthwise2d_f32: could not allocate %d bytes of scratch"
                           % fc_depthwise_scratch_bytes(&q, nthreads))
     return out
+
+
+def depthwise2d_wgrad_f32(const float[:, :, :, ::1] x, const float[:, :, :, ::1] gy,
+                          float[:, :, ::1] gw, stride, dilation, pad, int nthreads=1,
+                          bint force_generic=False):
+    """Weight gradient of :func:`depthwise2d_f32` into ``gw`` (C*M, KH, KW):
+    ``gw[c*M + m, kh, kw] = sum_{n,oh,ow} gy[n, c*M + m, oh, ow] *
+    x[n, c, oh*sh + kh*dh - ph, ow*sw + kw*dw - pw]`` (zeros outside ``x``), float32 with
+    double sums per image."""
+    cdef fc_dwgeom q
+    cdef int rc
+    q.N, q.C, q.H, q.W = x.shape[0], x.shape[1], x.shape[2], x.shape[3]
+    q.KH, q.KW = gw.shape[1], gw.shape[2]
+    q.OH, q.OW = gy.shape[2], gy.shape[3]
+    q.sh, q.sw = stride
+    q.dh, q.dw = dilation
+    q.ph, q.pw = pad
+    if q.C == 0 or gw.shape[0] % q.C or gy.shape[1] != gw.shape[0] or gy.shape[0] != q.N:
+        raise ValueError("depthwise2d_wgrad_f32: inconsistent channel counts")
+    q.M = gw.shape[0] // q.C
+    if min(q.sh, q.sw, q.dh, q.dw) < 1 or min(q.ph, q.pw) < 0:
+        raise ValueError("depthwise2d_wgrad_f32: stride/dilation must be >= 1 and pad >= 0")
+    if q.KH < 1 or q.KW < 1 or q.KH * q.KW > FCD_MAXTAPS:
+        raise ValueError("depthwise2d_wgrad_f32: kernel must have 1 .. %d taps" % FCD_MAXTAPS)
+    if q.N == 0 or q.OH == 0 or q.OW == 0 or q.H == 0 or q.W == 0:
+        np.asarray(gw)[...] = 0
+        return gw
+    with nogil:
+        rc = fc_depthwise_wgrad_f32(&q, &x[0, 0, 0, 0], &gy[0, 0, 0, 0], &gw[0, 0, 0],
+                                    nthreads, force_generic)
+    if rc == -1:
+        raise MemoryError("depthwise2d_wgrad_f32: could not allocate %d bytes of scratch"
+                          % fc_depthwise_scratch_bytes(&q, nthreads))
+    return gw

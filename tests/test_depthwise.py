@@ -162,3 +162,54 @@ def test_kernel_rejects_mismatched_channels_and_bias():
     with pytest.raises((ValueError, TypeError)):
         _core.depthwise2d_f32(x.astype(np.float64), np.zeros((2, 3, 3)), None,
                               np.zeros((1, 2, 3, 3)), (1, 1), (1, 1), (0, 0), 1)
+
+
+# ----------------------------------------------------------------------------------------
+# weight gradient of the depthwise layer (fastconv._core.depthwise2d_wgrad_f32)
+# ----------------------------------------------------------------------------------------
+def _torch_wgrad(x, wshape, gy, stride, pad, dil, groups):
+    return torch.nn.grad.conv2d_weight(torch.from_numpy(x).double(), wshape,
+                                       torch.from_numpy(gy).double(), stride, pad, dil,
+                                       groups).numpy()
+
+
+@pytest.mark.parametrize("generic", [False, True], ids=["simd", "portable"])
+@pytest.mark.parametrize("case", CASES)
+def test_wgrad_kernel_matches_torch(case, generic):
+    n, c, h, w_, m, kh, kw, stride, pad, dil = case
+    rng = np.random.default_rng(hash(case) % 2**32 + 1)
+    x = rng.standard_normal((n, c, h, w_), dtype=np.float32)
+    oh = (h + 2 * pad[0] - dil[0] * (kh - 1) - 1) // stride[0] + 1
+    ow = (w_ + 2 * pad[1] - dil[1] * (kw - 1) - 1) // stride[1] + 1
+    gy = rng.standard_normal((n, c * m, oh, ow), dtype=np.float32)
+    want = _torch_wgrad(x, (c * m, 1, kh, kw), gy, stride, pad, dil, c)
+    gw = np.full((c * m, kh, kw), np.nan, np.float32)
+    _core.depthwise2d_wgrad_f32(x, gy, gw, stride, dil, pad, 2, generic)
+    scale = np.abs(x).max() * np.abs(gy).max() * np.sqrt(n * oh * ow)
+    np.testing.assert_allclose(gw.reshape(want.shape), want, rtol=1e-5, atol=1e-5 * scale)
+
+
+def test_public_weight_gradient_routes_to_the_kernel(monkeypatch):
+    import fastconv.nn.grad as G
+    rng = np.random.default_rng(9)
+    x = rng.standard_normal((3, 6, 21, 19), dtype=np.float32)
+    gy = rng.standard_normal((3, 12, 11, 10), dtype=np.float32)
+    calls = []
+    real = _core.depthwise2d_wgrad_f32
+    monkeypatch.setattr(_core, "depthwise2d_wgrad_f32",
+                        lambda *a, **k: calls.append(1) or real(*a, **k))
+    got = G.conv2d_weight(x, (12, 1, 3, 3), gy, stride=2, padding=1, groups=6)
+    assert calls, "conv2d_weight(groups=C_in, float32) did not use the depthwise kernel"
+    want = _torch_wgrad(x, (12, 1, 3, 3), gy, 2, 1, 1, 6)
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-4)
+    # 1-D as well
+    got1 = G.conv1d_weight(x[:, :, 0], (6, 1, 5), rng.standard_normal((3, 6, 19)).astype(
+        np.float32), padding=2, groups=6)
+    assert got1.shape == (6, 1, 5)
+
+
+def test_wgrad_rejects_mismatched_shapes():
+    x = np.zeros((1, 2, 5, 5), np.float32)
+    with pytest.raises(ValueError, match="channel"):
+        _core.depthwise2d_wgrad_f32(x, np.zeros((1, 3, 3, 3), np.float32),
+                                    np.zeros((3, 3, 3), np.float32), (1, 1), (1, 1), (0, 0), 1)

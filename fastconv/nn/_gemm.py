@@ -528,6 +528,15 @@ def correlate_weight(x, gy, kernel, stride, dilation, pad, groups):
     gw = np.zeros((g, cog, cg * kk), dtype=x.dtype)
     if n == 0 or hw == 0:
         return gw.reshape((c_out, cg) + tuple(kernel))
+    if (kk == 1 and not any(pad) and all(s == 1 for s in stride)
+            and tuple(x.shape[2:]) == tuple(out_spatial)):
+        # 1x1, unit stride, no padding: the patch matrix is x itself
+        x4 = np.ascontiguousarray(x).reshape(n, g, cg, hw)
+        gy4 = np.ascontiguousarray(gy).reshape(n, g, cog, hw)
+        for i in range(n):  # BLAS reads the transposed operand in place: no copies
+            for gi in range(g):   # (2-D matmul: the stacked one does not reach BLAS here)
+                gw[gi] += gy4[i, gi] @ x4[i, gi].T
+        return gw.reshape((c_out, cg) + tuple(kernel))
     xp = pad_input(x, out_spatial, kernel, stride, dilation, pad)
     per_image = c * kk * hw * x.itemsize
     gy5 = gy.reshape((n, g, cog) + tuple(out_spatial))
@@ -535,12 +544,9 @@ def correlate_weight(x, gy, kernel, stride, dilation, pad, groups):
         cols = im2col(xp, g, kernel, out_spatial, stride, dilation, nsl, osl)
         b, hw = cols.shape[0], cols.shape[3]
         gys = gy5[nsl][:, :, :, osl].reshape(b, g, cog, hw)
-        if b == 1:
-            gw += np.matmul(gys[0], cols[0].transpose(0, 2, 1))
-        else:
-            gyt = gys.transpose(1, 2, 0, 3).reshape(g, cog, b * hw)
-            ct = cols.transpose(1, 0, 3, 2).reshape(g, b * hw, cg * kk)
-            gw += np.matmul(gyt, ct)
+        for i in range(b):  # one GEMM per image and group, the patch matrix read transposed
+            for gi in range(g):
+                gw[gi] += gys[i, gi] @ cols[i, gi].T
     return gw.reshape((c_out, cg) + tuple(kernel))
 
 

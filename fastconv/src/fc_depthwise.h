@@ -300,4 +300,146 @@ static int fc_depthwise_f32(const fc_dwgeom *q, const float *x, const float *w,
     return failed ? -1 : 0;
 }
 
+/* ---------------------------------------------------------------------------------------
+ * Weight gradient of the depthwise correlation:
+ *   gw[c*M + m, kh, kw] = sum_n sum_{oh,ow} gy[n, c*M + m, oh, ow]
+ *                                           * x[n, c, oh*sh + kh*dh - ph, ow*sw + kw*dw - pw]
+ * One task per input channel c (it owns its M output rows, so no reduction across threads):
+ * for every image the x plane is read once into the same panel as the forward kernel, and
+ * each gy row vector feeds one FMA per tap (T vector accumulators, reduced per image into
+ * double sums). gy: (N, C*M, OH, OW), gw: (C*M, KH, KW), both C-contiguous.
+ * ------------------------------------------------------------------------------------- */
+static void fcd_wgrad_plane_generic(const fc_dwgeom *q, const fcd_panel *pg,
+                                    const float *panel, const float *g, const int64_t *toff,
+                                    double *sums)
+{
+    const int64_t T = q->KH * q->KW;
+    const int64_t rstride = q->sh * pg->pitch;
+    for (int64_t t = 0; t < T; t++) {
+        float acc = 0.0f;
+        for (int64_t oh = 0; oh < q->OH; oh++) {
+            const float *pr = panel + toff[t] + oh * rstride;
+            const float *gr = g + oh * q->OW;
+            for (int64_t ow = 0; ow < q->OW; ow++)
+                acc += gr[ow] * pr[ow];
+        }
+        sums[t] += acc;
+    }
+}
+
+#if FCD_X86
+FCD_AVX2 static void fcd_wgrad_plane_avx2(const fc_dwgeom *q, const fcd_panel *pg,
+                                          const float *panel, const float *g,
+                                          const int64_t *toff, double *sums)
+{
+    const int64_t T = q->KH * q->KW, OW = q->OW;
+    const int64_t nvec = (OW + 7) / 8;
+    const int last = (int)(OW - (nvec - 1) * 8);
+    int32_t mk[16] = {-1, -1, -1, -1, -1, -1, -1, -1, 0, 0, 0, 0, 0, 0, 0, 0};
+    const __m256i tmask = _mm256_loadu_si256((const __m256i *)(mk + 8 - last));
+    const int64_t rstride = q->sh * pg->pitch;
+    /* taps in groups of up to 12 register accumulators */
+    for (int64_t t0 = 0; t0 < T; t0 += 12) {
+        const int nt = (int)(T - t0 < 12 ? T - t0 : 12);
+        __m256 acc[12];
+        for (int i = 0; i < 12; i++)
+            acc[i] = _mm256_setzero_ps();
+        for (int64_t oh = 0; oh < q->OH; oh++) {
+            const float *gr = g + oh * OW;
+            const float *pr = panel + oh * rstride;
+            for (int64_t v = 0; v < nvec; v++) {
+                const __m256 gv = v + 1 < nvec ? _mm256_loadu_ps(gr + v * 8)
+                                               : _mm256_maskload_ps(gr + v * 8, tmask);
+                const float *pv = pr + v * 8;
+#define FCD_WG(i) \
+                if (i < nt) acc[i] = _mm256_fmadd_ps(gv, _mm256_loadu_ps(pv + toff[t0 + i]), acc[i])
+                FCD_WG(0); FCD_WG(1); FCD_WG(2); FCD_WG(3); FCD_WG(4); FCD_WG(5);
+                FCD_WG(6); FCD_WG(7); FCD_WG(8); FCD_WG(9); FCD_WG(10); FCD_WG(11);
+#undef FCD_WG
+            }
+        }
+        for (int i = 0; i < nt; i++) {
+            float h[8];
+            _mm256_storeu_ps(h, acc[i]);
+            sums[t0 + i] += ((double)h[0] + h[1]) + ((double)h[2] + h[3])
+                            + (((double)h[4] + h[5]) + ((double)h[6] + h[7]));
+        }
+    }
+}
+#endif
+
+typedef void (*fcd_wgrad_fn)(const fc_dwgeom *, const fcd_panel *, const float *,
+                             const float *, const int64_t *, double *);
+
+/* Returns 0, -1 when scratch could not be allocated, -2 for more than FCD_MAXTAPS taps. */
+static int fc_depthwise_wgrad_f32(const fc_dwgeom *q, const float *x, const float *gy,
+                                  float *gw, int nthreads, int force_generic)
+{
+    const int64_t T = q->KH * q->KW;
+    if (q->C <= 0 || q->M <= 0 || T <= 0)
+        return 0;
+    if (T > FCD_MAXTAPS)
+        return -2;
+    if (q->N <= 0 || q->OH <= 0 || q->OW <= 0) {
+        memset(gw, 0, sizeof(float) * (size_t)(q->C * q->M * T));
+        return 0;
+    }
+    fcd_panel pg = fcd_panel_geom(q);
+    int64_t toff[FCD_MAXTAPS];
+    for (int64_t kh = 0; kh < q->KH; kh++)
+        for (int64_t kw = 0; kw < q->KW; kw++) {
+            const int64_t e = kw * q->dw;
+            toff[kh * q->KW + kw] = (e % q->sw) * pg.phase_stride + kh * q->dh * pg.pitch
+                                    + e / q->sw;
+        }
+    fcd_wgrad_fn plane = fcd_wgrad_plane_generic;
+#if FCD_X86
+    if (!force_generic && fcd_have_avx2())
+        plane = fcd_wgrad_plane_avx2;
+#else
+    (void)force_generic;
+#endif
+    const int64_t osz = q->OH * q->OW;
+    if (nthreads < 1)
+        nthreads = 1;
+    if (q->C < nthreads)
+        nthreads = (int)q->C;
+    int failed = 0;
+#if defined(_OPENMP)
+#pragma omp parallel num_threads(nthreads)
+#endif
+    {
+        float *panel = NULL;
+        double *sums = (double *)malloc(sizeof(double) * (size_t)(q->M * T));
+        if (posix_memalign((void **)&panel, 64,
+                           sizeof(float) * (size_t)(q->sw * pg.phase_stride + 8)) != 0)
+            panel = NULL;
+        if (!panel || !sums) {
+#if defined(_OPENMP)
+#pragma omp atomic write
+#endif
+            failed = 1;
+        }
+#if defined(_OPENMP)
+#pragma omp for schedule(dynamic, 1)
+#endif
+        for (int64_t c = 0; c < q->C; c++) {
+            if (!panel || !sums)
+                continue;
+            memset(sums, 0, sizeof(double) * (size_t)(q->M * T));
+            for (int64_t n = 0; n < q->N; n++) {
+                fcd_fill(q, &pg, x + (n * q->C + c) * q->H * q->W, panel);
+                for (int64_t m = 0; m < q->M; m++)
+                    plane(q, &pg, panel, gy + (n * q->C * q->M + c * q->M + m) * osz, toff,
+                          sums + m * T);
+            }
+            for (int64_t i = 0; i < q->M * T; i++)
+                gw[c * q->M * T + i] = (float)sums[i];
+        }
+        free(panel);
+        free(sums);
+    }
+    return failed ? -1 : 0;
+}
+
 #endif /* FASTCONV_FC_DEPTHWISE_H */
