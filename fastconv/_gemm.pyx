@@ -19,6 +19,7 @@ BLAS (scipy's, ``scipy.linalg.cython_blas``) is called with the GIL released and
 own threads.
 """
 cimport cython
+import numpy as np
 from cython.parallel cimport prange
 from libc.stdint cimport int64_t
 from scipy.linalg.cython_blas cimport dgemm, sgemm
@@ -188,6 +189,8 @@ cdef extern from "fc_cgemm.h" nogil:
         int64_t pd, ph, pw
     int fc_cgemm_f32(const fc_cgeom *q, const float *x, const float *w, const float *bias,
                      float *out, int nthreads, int force_generic)
+    int fc_cgemm_wgrad_f32(const fc_cgeom *q, const float *x, const float *gy, float *gw,
+                           int nthreads, int force_generic)
     int64_t fc_cgemm_scratch_bytes(const fc_cgeom *q, int nthreads)
     int fcg_have_avx2()
 
@@ -268,6 +271,52 @@ def conv_gemm_f32(const float[:, :, :, :, ::1] xp, const float[:, :, :, :, ::1] 
         rc = fc_cgemm_f32(&q, xptr, wptr, bptr, &out[0, 0, 0, 0, 0], nthreads, force_generic)
     if rc != 0:
         raise MemoryError("conv_gemm_f32: could not allocate %d bytes of scratch"
+                          % fc_cgemm_scratch_bytes(&q, nthreads))
+
+
+def conv_wgrad_f32(const float[:, :, :, :, ::1] x, const float[:, :, :, :, ::1] gy,
+                   float[:, :, :, :, ::1] gw, int groups, stride, dilation, pad,
+                   int nthreads=1, bint force_generic=False):
+    """Weight gradient of :func:`conv_gemm_f32` (with ``pad``) by the same engine.
+
+    ``x`` (N, C, D, H, W) unpadded, ``gy`` (N, C_out, OD, OH, OW), ``gw`` (C_out, C/G, KD,
+    KH, KW) overwritten: ``gw[co, ci, k] = sum_{n, o} gy[n, co, o] * x[n, g*C/G + ci,
+    o*stride + k*dilation - pad]`` (zeros outside ``x``) -- one GEMM per group whose
+    columns are the taps and whose reduction runs over every (image, output position).
+    """
+    cdef fc_cgeom q
+    cdef int rc
+    cdef Py_ssize_t c = x.shape[1], c_out = gy.shape[1]
+    if groups < 1 or c % groups or c_out % groups or gw.shape[1] * groups != c \
+            or gw.shape[0] != c_out or gy.shape[0] != x.shape[0]:
+        raise ValueError("conv_wgrad_f32: channels, groups and shapes do not match")
+    q.N, q.G, q.Cg, q.Cog = x.shape[0], groups, c // groups, c_out // groups
+    q.D, q.H, q.W = x.shape[2], x.shape[3], x.shape[4]
+    q.KD, q.KH, q.KW = gw.shape[2], gw.shape[3], gw.shape[4]
+    q.OD, q.OH, q.OW = gy.shape[2], gy.shape[3], gy.shape[4]
+    q.sd, q.sh, q.sw = stride
+    q.dd, q.dh, q.dw = dilation
+    q.pd, q.ph, q.pw = pad
+    if min(q.sd, q.sh, q.sw, q.dd, q.dh, q.dw) < 1 or min(q.pd, q.ph, q.pw) < 0:
+        raise ValueError("conv_wgrad_f32: stride/dilation must be >= 1 and pad >= 0")
+    if min(q.KD, q.KH, q.KW) < 1:
+        raise ValueError("conv_wgrad_f32: the kernel is empty")
+    q.x_sn = c * q.D * q.H * q.W
+    q.o_sn = q.o_sg = q.o_sm = 0
+    q.phase = -1
+    q.kc = q.nc = 0
+    if gw.size == 0:
+        return
+    if q.N == 0 or q.OD * q.OH * q.OW == 0 or c == 0:
+        np.asarray(gw)[...] = 0
+        return
+    if nthreads < 1:
+        nthreads = 1
+    with nogil:
+        rc = fc_cgemm_wgrad_f32(&q, &x[0, 0, 0, 0, 0], &gy[0, 0, 0, 0, 0],
+                                &gw[0, 0, 0, 0, 0], nthreads, force_generic)
+    if rc != 0:
+        raise MemoryError("conv_wgrad_f32: could not allocate %d bytes of scratch"
                           % fc_cgemm_scratch_bytes(&q, nthreads))
 
 

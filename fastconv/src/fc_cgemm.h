@@ -360,14 +360,21 @@ static int64_t fc_cgemm_scratch_bytes(const fc_cgeom *q, int nthreads)
  * stride x_sn; w: (G*Cog, Cg, KD, KH, KW) C-contiguous; bias: G*Cog floats or NULL.
  * Returns 0, or -1 when scratch memory could not be allocated (nothing written then).
  */
-static int fc_cgemm_f32(const fc_cgeom *q, const float *x, const float *w,
-                        const float *bias, float *out, int nthreads, int force_generic)
+static int fc_cgemm_run(const fc_cgeom *q, const float *x, const float *w,
+                        const float *bias, float *out, int nthreads, int force_generic,
+                        int wgrad)
 {
     const int64_t N = q->N, G = q->G, Cg = q->Cg, Cog = q->Cog;
     const int64_t KT = q->KD * q->KH * q->KW, K = Cg * KT;
     const int64_t P = q->OD * q->OH * q->OW;
     if (N <= 0 || G <= 0 || Cog <= 0 || P <= 0)
         return 0;
+    /* The GEMM as the blocked loops see it. Forward: per image, columns = the P pixels,
+     * reduction = the K taps, A = the weights. Weight gradient (wgrad): one "image",
+     * columns = the K taps, reduction = the N*P (image, pixel) pairs, A = grad_output. */
+    const int64_t Kr = wgrad ? N * P : K;      /* reduction length */
+    const int64_t Pc = wgrad ? K : P;          /* output columns */
+    const int64_t Ni = wgrad ? 1 : N;          /* images */
     /* The packer reads either x itself (unit stride or gathered strides, no padding) or a
      * copy made here in parallel: zero-padded (pd, ph, pw before; zeros past the end) and,
      * for strided problems, split into stride phases (fd x fh x fw phase images per
@@ -405,6 +412,8 @@ static int fc_cgemm_f32(const fc_cgeom *q, const float *x, const float *w,
     if (nthreads < 1)
         nthreads = 1;
 
+    if (wgrad && K == 0)
+        return 0;
     /* K == 0 (no input channels): the result is the bias */
     if (K == 0) {
         for (int64_t n = 0; n < N; n++)
@@ -418,18 +427,38 @@ static int fc_cgemm_f32(const fc_cgeom *q, const float *x, const float *w,
         return 0;
     }
 
-    float *Ap = (float *)fcg_alloc(sizeof(float) * (size_t)(G * npan * FC_MR * K));
-    int64_t *tap = (int64_t *)fcg_alloc(sizeof(int64_t) * (size_t)K);
-    int64_t *pix = (int64_t *)fcg_alloc(sizeof(int64_t) * (size_t)P);
+    float *Ap = (float *)fcg_alloc(sizeof(float) * (size_t)(G * npan * FC_MR * Kr));
+    int64_t *tap = (int64_t *)fcg_alloc(sizeof(int64_t) * (size_t)(wgrad ? N * P : K));
+    int64_t *pix = (int64_t *)fcg_alloc(sizeof(int64_t) * (size_t)(wgrad ? K : P));
     float *xph = copy ? (float *)fcg_alloc(sizeof(float) * (size_t)(N * C * CS)) : NULL;
     if (!Ap || !tap || !pix || (copy && !xph)) {
         free(Ap); free(tap); free(pix); free(xph);
         return -1;
     }
-    for (int64_t g = 0; g < G; g++)
-        for (int64_t ip = 0; ip < npan; ip++)
-            fcg_pack_a(w + (g * Cog + ip * FC_MR) * K, K, fcg_min(FC_MR, Cog - ip * FC_MR),
-                       Ap + (g * npan + ip) * FC_MR * K);
+    if (!wgrad) {
+        for (int64_t g = 0; g < G; g++)
+            for (int64_t ip = 0; ip < npan; ip++)
+                fcg_pack_a(w + (g * Cog + ip * FC_MR) * K, K, fcg_min(FC_MR, Cog - ip * FC_MR),
+                           Ap + (g * npan + ip) * FC_MR * K);
+    } else {
+        /* A = grad_output (N, G*Cog, P): row m of group g, reduction index n*P + p */
+#if defined(_OPENMP)
+#pragma omp parallel for schedule(static) num_threads(nthreads)
+#endif
+        for (int64_t gi = 0; gi < G * npan; gi++) {
+            const int64_t g = gi / npan, ip = gi % npan;
+            const int64_t rows = fcg_min(FC_MR, Cog - ip * FC_MR);
+            float *d = Ap + gi * FC_MR * Kr;
+            for (int64_t n = 0; n < N; n++) {
+                const float *src = w + (n * G * Cog + g * Cog + ip * FC_MR) * P;
+                for (int64_t pp = 0; pp < P; pp++) {
+                    float *dd = d + (n * P + pp) * FC_MR;
+                    for (int64_t r = 0; r < FC_MR; r++)
+                        dd[r] = r < rows ? src[r * P + pp] : 0.0f;
+                }
+            }
+        }
+    }
     int64_t x_sn = q->x_sn;
     if (copy) {
         /* xph[n, c, (rd, rh, rw), i, j, l] = x[n, c, rd + fd*i - pd, rh + fh*j - ph,
@@ -474,20 +503,27 @@ static int fc_cgemm_f32(const fc_cgeom *q, const float *x, const float *w,
         x_sn = C * CS;
     }
     {
+        /* forward tables: tap offsets (K) and pixel offsets (P); in wgrad mode the taps
+         * become the columns and the (image, pixel) offsets the reduction */
+        int64_t *ttab = wgrad ? pix : tap, *ptab = wgrad ? tap : pix;
         int64_t k = 0;
         for (int64_t c = 0; c < Cg; c++)
             for (int64_t a = 0; a < q->KD; a++)
                 for (int64_t b = 0; b < q->KH; b++)
                     for (int64_t e = 0; e < q->KW; e++) {
                         const int64_t ed = a * q->dd, eh = b * q->dh, ew = e * q->dw;
-                        tap[k++] = c * CS + (((ed % fd) * fh + eh % fh) * fw + ew % fw) * PS
-                                   + ((ed / fd) * Hp + eh / fh) * Wp + ew / fw;
+                        ttab[k++] = c * CS + (((ed % fd) * fh + eh % fh) * fw + ew % fw) * PS
+                                    + ((ed / fd) * Hp + eh / fh) * Wp + ew / fw;
                     }
         int64_t p = 0;
         for (int64_t a = 0; a < q->OD; a++)
             for (int64_t b = 0; b < q->OH; b++)
                 for (int64_t e = 0; e < q->OW; e++)
-                    pix[p++] = ((a * q->sd / fd) * Hp + b * q->sh / fh) * Wp + e * q->sw / fw;
+                    ptab[p++] = ((a * q->sd / fd) * Hp + b * q->sh / fh) * Wp + e * q->sw / fw;
+        if (wgrad)  /* reduction index n*P + p: image n's pixel p */
+            for (int64_t n = 1; n < N; n++)
+                for (int64_t pp = 0; pp < P; pp++)
+                    ptab[n * P + pp] = n * x_sn + ptab[pp];
     }
 
     /* pixel blocks: near-equal, at most NC_MAX, and enough work items for every thread */
@@ -495,15 +531,15 @@ static int fc_cgemm_f32(const fc_cgeom *q, const float *x, const float *w,
     const int64_t nc_max = q->nc > 0 ? fcg_min(FCG_NC_MAX, fcg_max(FC_NR, q->nc)) : FCG_NC_MAX;
     {
         int64_t want = 4 * (int64_t)nthreads;
-        int64_t per = fcg_max(fcg_cdiv(want, N * G), fcg_cdiv(P, nc_max));
-        per = fcg_max(1, fcg_min(per, fcg_cdiv(P, 4 * FC_NR)));
-        nc = fcg_cdiv(fcg_cdiv(P, per), FC_NR) * FC_NR;
+        int64_t per = fcg_max(fcg_cdiv(want, Ni * G), fcg_cdiv(Pc, nc_max));
+        per = fcg_max(1, fcg_min(per, fcg_cdiv(Pc, 4 * FC_NR)));
+        nc = fcg_cdiv(fcg_cdiv(Pc, per), FC_NR) * FC_NR;
     }
-    const int64_t nblk = fcg_cdiv(P, nc);
-    const int64_t items = N * G * nblk;
+    const int64_t nblk = fcg_cdiv(Pc, nc);
+    const int64_t items = Ni * G * nblk;
     /* K blocks of near-equal size, at most FCG_KC */
-    const int64_t nkb = fcg_cdiv(K, q->kc > 0 ? q->kc : FCG_KC);
-    const int64_t kcs = fcg_cdiv(K, nkb);
+    const int64_t nkb = fcg_cdiv(Kr, q->kc > 0 ? q->kc : FCG_KC);
+    const int64_t kcs = fcg_cdiv(Kr, nkb);
     int failed = 0;
     if (items < nthreads)
         nthreads = (int)items;
@@ -527,13 +563,14 @@ static int fc_cgemm_f32(const fc_cgeom *q, const float *x, const float *w,
                 continue;
             const int64_t jb = it % nblk, ng = it / nblk;
             const int64_t g = ng % G, n = ng / G;
-            const int64_t p0 = jb * nc, pn = fcg_min(nc, P - p0);
+            const int64_t p0 = jb * nc, pn = fcg_min(nc, Pc - p0);
             const int64_t njp = fcg_cdiv(pn, FC_NR);
             const float *xg = x + n * x_sn + g * Cg * CS;
-            float *og = out + n * q->o_sn + g * q->o_sg + p0;
+            float *og = wgrad ? out + g * Cog * K + p0 : out + n * q->o_sn + g * q->o_sg + p0;
+            const int64_t ldo = wgrad ? K : q->o_sm;
             const float *bg = bias ? bias + g * Cog : NULL;
-            for (int64_t k0 = 0; k0 < K; k0 += kcs) {
-                const int64_t kc = fcg_min(kcs, K - k0);
+            for (int64_t k0 = 0; k0 < Kr; k0 += kcs) {
+                const int64_t kc = fcg_min(kcs, Kr - k0);
                 pack(xg, tap + k0, kc, pix + p0, pn, Bp);
                 const int first = k0 == 0;
                 for (int64_t i0 = 0; i0 < npan; i0 += FCG_MC / FC_MR) {
@@ -543,19 +580,19 @@ static int fc_cgemm_f32(const fc_cgeom *q, const float *x, const float *w,
                         const float *bpan = Bp + jp * kc * FC_NR;
                         for (int64_t ip = i0; ip < i1; ip++) {
                             const int64_t rows = fcg_min(FC_MR, Cog - ip * FC_MR);
-                            const float *apan = Ap + ((g * npan + ip) * K + k0) * FC_MR;
-                            float *c = og + ip * FC_MR * q->o_sm + jp * FC_NR;
+                            const float *apan = Ap + ((g * npan + ip) * Kr + k0) * FC_MR;
+                            float *c = og + ip * FC_MR * ldo + jp * FC_NR;
                             const float *bb = bg ? bg + ip * FC_MR : NULL;
                             if (cols == FC_NR) {
-                                ukr(kc, apan, bpan, c, q->o_sm, first, bb, (int)rows);
+                                ukr(kc, apan, bpan, c, ldo, first, bb, (int)rows);
                             } else {
                                 float tmp[FC_MR * FC_NR];
                                 ukr(kc, apan, bpan, tmp, FC_NR, 1, NULL, FC_MR);
                                 for (int64_t r = 0; r < rows; r++)
                                     for (int64_t j = 0; j < cols; j++) {
                                         float prev = first ? (bb ? bb[r] : 0.0f)
-                                                           : c[r * q->o_sm + j];
-                                        c[r * q->o_sm + j] = prev + tmp[r * FC_NR + j];
+                                                           : c[r * ldo + j];
+                                        c[r * ldo + j] = prev + tmp[r * FC_NR + j];
                                     }
                             }
                         }
@@ -567,6 +604,25 @@ static int fc_cgemm_f32(const fc_cgeom *q, const float *x, const float *w,
     }
     free(Ap); free(tap); free(pix); free(xph);
     return failed ? -1 : 0;
+}
+
+/* The forward correlation (see above). */
+static int fc_cgemm_f32(const fc_cgeom *q, const float *x, const float *w,
+                        const float *bias, float *out, int nthreads, int force_generic)
+{
+    return fc_cgemm_run(q, x, w, bias, out, nthreads, force_generic, 0);
+}
+
+/*
+ * Weight gradient of the same correlation: gw[g*Cog + m, k] = sum_{n, p} gy[n, g*Cog + m, p]
+ * * B_{n,g}[k, p], i.e. the GEMM with the roles of taps and pixels swapped (columns = the
+ * K taps, reduction = all N*P (image, pixel) pairs, A = gy packed once). gy: (N, G*Cog, P)
+ * C-contiguous, gw: (G*Cog, K) C-contiguous, overwritten; q->o_* are not used.
+ */
+static int fc_cgemm_wgrad_f32(const fc_cgeom *q, const float *x, const float *gy, float *gw,
+                              int nthreads, int force_generic)
+{
+    return fc_cgemm_run(q, x, gy, NULL, gw, nthreads, force_generic, 1);
 }
 
 #endif /* FASTCONV_FC_CGEMM_H */
