@@ -17,6 +17,10 @@ output laid out on the same padded grid. The caller crops the grid afterwards.
 
 BLAS (scipy's, ``scipy.linalg.cython_blas``) is called with the GIL released and runs its
 own threads.
+
+Also here: ``im2col3d`` / ``col2im3d`` (OpenMP patch-matrix copies for the BLAS route) and
+the fused float32 engine of fastconv/src/fc_cgemm.h: ``conv_gemm_f32`` (forward, bias,
+shuffled channel order, implicit zero padding) and ``conv_wgrad_f32`` (weight gradient).
 """
 cimport cython
 import numpy as np

@@ -1,4 +1,6 @@
-"""GEMM engine: im2col / col2im on BLAS (``numpy.matmul`` on OpenBLAS releases the GIL).
+"""GEMM engines: float32 on the fused im2col+GEMM engine (``fastconv._gemm.conv_gemm_f32`` /
+``conv_wgrad_f32``, fastconv/src/fc_cgemm.h: no patch matrix at all), other dtypes on
+im2col / col2im + BLAS (``numpy.matmul`` on OpenBLAS releases the GIL).
 
 Contracts (the same as ``fastconv._core.correlate``, see docs/internals.md), on C-contiguous
 arrays of one float/complex dtype, any number of spatial axes:
@@ -13,7 +15,9 @@ arrays of one float/complex dtype, any number of spatial axes:
 
 Scratch (the im2col matrix) is tiled over images and, when one image alone is larger, over
 the first output axis, so it never exceeds ``SCRATCH_BYTES`` (256 MiB) beyond the input,
-weight and output (and the zero-padded copy of the input, when padding is asked for).
+weight and output (and the zero-padded copy of the input, when padding is asked for); the
+fused engine's own copies (padded / phase-split input, packed grad_output) are bounded the
+same way by processing blocks of images.
 """
 import math
 import threading

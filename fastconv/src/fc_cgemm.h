@@ -17,6 +17,15 @@
  * Output rows are addressed by (n, g, m) element strides, so a channel shuffle
  * (ShuffleNet) costs nothing: it is just another row order. Bias is added in registers.
  *
+ * Padding and strides: the packer reads x itself when it can (no padding, unit stride),
+ * otherwise a copy built once per call in parallel -- zero-padded and, for strided
+ * problems, split into stride phases so that every tap reads unit-stride runs again.
+ * Panels whose 16 pixels are one run are copied with vector loads, two runs (an output row
+ * boundary) with masked loads, anything else gathered.
+ *
+ * Weight-gradient mode (fc_cgemm_wgrad_f32): the same loops with the tap and pixel tables
+ * swapped -- columns = the K taps, reduction = every (image, pixel) pair, A = grad_output.
+ *
  * ISA: the AVX2+FMA micro-kernel and packer are compiled with gcc target attributes and
  * chosen at run time (__builtin_cpu_supports); other CPUs take portable C loops.
  */
