@@ -163,11 +163,14 @@ class _Problem:
     def check_memory(self):
         """MemoryError naming the size, before anything is allocated or scanned: every engine
         materialises the output and (padded or contiguous) copies of both inputs."""
+        if getattr(self, "_memory_ok", False):
+            return
         cdt = _dtypes.compute_dtype(self.rdt)
         item = max(self.rdt.itemsize, cdt.itemsize)
         n = (np.prod(self.shape, dtype=np.float64) + float(self.a.size) + float(self.b.size))
         check_alloc(n * item, f"a convolution output of shape {self.shape} "
                               f"(inputs {self.a.shape} and {self.b.shape})")
+        self._memory_ok = True
 
     # -- method choice
     def choose(self, nthreads):
@@ -176,11 +179,17 @@ class _Problem:
             return "direct", {}
         x, k = self.kernel_and_signal()
         cdt = _dtypes.compute_dtype(self.rdt)
-        separable = self.xp is np and _rank1_factors(k, cdt) is not None
         gpu = self.xp is not np
+        dev = "gpu" if gpu else "cpu"
+        # the rank-1 test (an SVD of the kernel) only where the model would pick the
+        # separable passes if the kernel were separable (both choices are memoised)
         method, times = _plan.choose_signal_method(
-            x.shape, k.shape, self.shape, cdt, separable, nthreads,
-            device="gpu" if gpu else "cpu")
+            x.shape, k.shape, self.shape, cdt, not gpu and k.ndim == 2, nthreads, device=dev)
+        if method == "separable" and _rank1_factors(k, cdt) is not None:
+            pass
+        elif not gpu and k.ndim == 2:
+            method, times = _plan.choose_signal_method(
+                x.shape, k.shape, self.shape, cdt, False, nthreads, device=dev)
         # An FFT would smear one NaN/Inf over the whole output, direct keeps it local. On
         # CuPy arrays the scan is skipped: it would need a device-to-host synchronisation.
         if method in ("fft", "oa") and not gpu and not _all_finite(self.xp, self.a, self.b):
