@@ -252,8 +252,27 @@ def predict(x_shape, w_shape, out_spatial, stride, dilation, groups, dtype, nthr
 
 
 def choose(x_shape, w_shape, out_spatial, stride, dilation, groups, dtype):
+    """The engine 'auto' takes: the cheapest by :func:`predict`, memoised per problem in
+    ``fastconv._plan``'s choice cache (cleared when the constants change, e.g. by tune)."""
+    try:
+        from .. import _plan
+        cache, lock = _plan._choice_cache, _plan._lock
+    except ImportError:  # pragma: no cover - planner not available
+        cache, lock = None, None
+    key = ("nn", tuple(x_shape), tuple(w_shape), tuple(out_spatial), tuple(stride),
+           tuple(dilation), groups, np.dtype(dtype).str, _config.get_num_threads())
+    if cache is not None:
+        hit = cache.get(key)
+        if hit is not None:
+            return hit
     t = predict(x_shape, w_shape, out_spatial, stride, dilation, groups, dtype)
-    return min(t, key=t.get)
+    best = min(t, key=t.get)
+    if cache is not None:
+        with lock:
+            if len(cache) >= 4096:
+                cache.clear()
+            cache[key] = best
+    return best
 
 
 _ENGINES = {"direct": direct, "gemm": _gemm.correlate, "fft": fft}
