@@ -542,6 +542,16 @@ static int fc_cgemm_run(const fc_cgeom *q, const float *x, const float *w,
         int64_t want = 4 * (int64_t)nthreads;
         int64_t per = fcg_max(fcg_cdiv(want, Ni * G), fcg_cdiv(Pc, nc_max));
         per = fcg_max(1, fcg_min(per, fcg_cdiv(Pc, 4 * FC_NR)));
+        /* few items: make their count a multiple of the threads (17 items on 2 threads
+         * leave one thread idle for a whole item) */
+        const int64_t total = Ni * G * per;
+        if (nthreads > 1 && total < 16 * (int64_t)nthreads && total % nthreads) {
+            int64_t p2 = per;
+            while (p2 < per + nthreads && (Ni * G * p2) % nthreads)
+                p2++;
+            if ((Ni * G * p2) % nthreads == 0 && p2 <= fcg_cdiv(Pc, 2 * FC_NR))
+                per = p2;
+        }
         nc = fcg_cdiv(fcg_cdiv(Pc, per), FC_NR) * FC_NR;
     }
     const int64_t nblk = fcg_cdiv(Pc, nc);
