@@ -379,6 +379,26 @@ cdef extern from "fc_depthwise.h" nogil:
     int FCD_MAXTAPS
 
 
+cdef fc_dwgeom _dw_geometry(str fname, x_shape, Py_ssize_t c_out, Py_ssize_t n_out,
+                             Py_ssize_t kh, Py_ssize_t kw, Py_ssize_t oh, Py_ssize_t ow,
+                             stride, dilation, pad) except *:
+    """The depthwise geometry, validated (ValueError naming ``fname``)."""
+    cdef fc_dwgeom q
+    q.N, q.C, q.H, q.W = x_shape[0], x_shape[1], x_shape[2], x_shape[3]
+    q.KH, q.KW, q.OH, q.OW = kh, kw, oh, ow
+    q.sh, q.sw = stride
+    q.dh, q.dw = dilation
+    q.ph, q.pw = pad
+    if q.C == 0 or c_out % q.C or n_out != q.N:
+        raise ValueError(f"{fname}: inconsistent channel counts")
+    q.M = c_out // q.C
+    if min(q.sh, q.sw, q.dh, q.dw) < 1 or min(q.ph, q.pw) < 0:
+        raise ValueError(f"{fname}: stride/dilation must be >= 1 and pad >= 0")
+    if q.KH < 1 or q.KW < 1 or q.KH * q.KW > FCD_MAXTAPS:
+        raise ValueError(f"{fname}: kernel must have 1 .. {FCD_MAXTAPS} taps")
+    return q
+
+
 def depthwise2d_f32(const float[:, :, :, ::1] x, const float[:, :, ::1] w, bias,
                     float[:, :, :, ::1] out, stride, dilation, pad, int nthreads=1,
                     bint force_generic=False):
@@ -388,23 +408,14 @@ def depthwise2d_f32(const float[:, :, :, ::1] x, const float[:, :, ::1] w, bias,
     x[n, c, oh*sh + kh*dh - ph, ow*sw + kw*dw - pw]`` (zeros outside ``x``), ``M`` the
     channel multiplier ``out.shape[1] // x.shape[1]``; ``pad`` >= 0 on each axis.
     """
-    cdef fc_dwgeom q
     cdef const float[::1] b
     cdef const float *bptr = NULL
     cdef int rc
-    q.N, q.C, q.H, q.W = x.shape[0], x.shape[1], x.shape[2], x.shape[3]
-    q.KH, q.KW = w.shape[1], w.shape[2]
-    q.OH, q.OW = out.shape[2], out.shape[3]
-    q.sh, q.sw = stride
-    q.dh, q.dw = dilation
-    q.ph, q.pw = pad
-    if q.C == 0 or out.shape[1] % q.C or w.shape[0] != out.shape[1] or out.shape[0] != q.N:
+    if w.shape[0] != out.shape[1]:
         raise ValueError("depthwise2d_f32: inconsistent channel counts")
-    q.M = out.shape[1] // q.C
-    if min(q.sh, q.sw, q.dh, q.dw) < 1 or min(q.ph, q.pw) < 0:
-        raise ValueError("depthwise2d_f32: stride/dilation must be >= 1 and pad >= 0")
-    if q.KH < 1 or q.KW < 1 or q.KH * q.KW > FCD_MAXTAPS:
-        raise ValueError("depthwise2d_f32: kernel must have 1 .. %d taps" % FCD_MAXTAPS)
+    cdef fc_dwgeom q = _dw_geometry("depthwise2d_f32", x.shape, out.shape[1], out.shape[0],
+                                    w.shape[1], w.shape[2], out.shape[2], out.shape[3],
+                                    stride, dilation, pad)
     if bias is not None:
         b = bias
         if b.shape[0] != out.shape[1]:
@@ -431,21 +442,12 @@ def depthwise2d_wgrad_f32(const float[:, :, :, ::1] x, const float[:, :, :, ::1]
     ``gw[c*M + m, kh, kw] = sum_{n,oh,ow} gy[n, c*M + m, oh, ow] *
     x[n, c, oh*sh + kh*dh - ph, ow*sw + kw*dw - pw]`` (zeros outside ``x``), float32 with
     double sums per image."""
-    cdef fc_dwgeom q
     cdef int rc
-    q.N, q.C, q.H, q.W = x.shape[0], x.shape[1], x.shape[2], x.shape[3]
-    q.KH, q.KW = gw.shape[1], gw.shape[2]
-    q.OH, q.OW = gy.shape[2], gy.shape[3]
-    q.sh, q.sw = stride
-    q.dh, q.dw = dilation
-    q.ph, q.pw = pad
-    if q.C == 0 or gw.shape[0] % q.C or gy.shape[1] != gw.shape[0] or gy.shape[0] != q.N:
+    if gy.shape[1] != gw.shape[0]:
         raise ValueError("depthwise2d_wgrad_f32: inconsistent channel counts")
-    q.M = gw.shape[0] // q.C
-    if min(q.sh, q.sw, q.dh, q.dw) < 1 or min(q.ph, q.pw) < 0:
-        raise ValueError("depthwise2d_wgrad_f32: stride/dilation must be >= 1 and pad >= 0")
-    if q.KH < 1 or q.KW < 1 or q.KH * q.KW > FCD_MAXTAPS:
-        raise ValueError("depthwise2d_wgrad_f32: kernel must have 1 .. %d taps" % FCD_MAXTAPS)
+    cdef fc_dwgeom q = _dw_geometry("depthwise2d_wgrad_f32", x.shape, gw.shape[0],
+                                    gy.shape[0], gw.shape[1], gw.shape[2], gy.shape[2],
+                                    gy.shape[3], stride, dilation, pad)
     if q.N == 0 or q.OH == 0 or q.OW == 0 or q.H == 0 or q.W == 0:
         np.asarray(gw)[...] = 0
         return gw

@@ -1349,35 +1349,54 @@ def oaconvolve(in1, in2, axes, start, shape, nthreads=None):
         return _oa_batched_1d(p, L[0], steps[0], total_blocks, outc, out)
 
     key = ("oa", p.dtype, p.b1, p.b2, p.b, L, ft, None)
+
+    def prepare(ws0):
+        _fill_k(ws0.r2, p.in2, k, 1)
+        ws0.f2.execute()
+        if ws0.wp is ws0.w2:  # product lands where the kernel spectrum lives: keep a copy
+            return ws0.w2.copy()
+        return ws0.w2
+
+    chunks = [blocks[len(blocks) * i // workers: len(blocks) * (i + 1) // workers]
+              for i in range(workers)]
+
+    def body(ws, ci, kspec):
+        for blk in chunks[ci]:
+            src, dst, osl, vsl = seg(blk)
+            fill(ws.r1, src, dst)
+            ws.f1.execute()
+            if ws.wp is ws.w1:
+                np.multiply(ws.w1, kspec, out=ws.w1)
+            else:
+                np.multiply(ws.w1, kspec, out=ws.wp)
+            ws.inv.execute()
+            np.multiply(ws.rp[pre + tuple(vsl)], scale, out=outc[pre + tuple(osl)])
+
+    _run_worksets(key, workers, prepare, body)
+    return out
+
+
+def _run_worksets(key, workers, prepare, body):
+    """Run ``body(ws, i, shared)`` for ``i`` in ``range(workers)`` on as many Python threads,
+    each with its own work set of ``key`` (FFTW objects never run on two threads); worker 0
+    uses the first one, on which ``shared = prepare(ws)`` ran first. Work sets go back to
+    the cache with the time they were used, except after an exception (their state is
+    then unknown and they are dropped)."""
     t_start = time.perf_counter()
     ws0 = _acquire(key)
     try:
-        _fill_k(ws0.r2, p.in2, k, 1)
-        ws0.f2.execute()
-        kspec = ws0.w2
-        if ws0.wp is ws0.w2:  # product lands where the kernel spectrum lives: keep a copy
-            kspec = ws0.w2.copy()
-        chunks = [blocks[len(blocks) * i // workers : len(blocks) * (i + 1) // workers] for i in range(workers)]
+        shared = prepare(ws0)
 
-        def work(ci):
-            ws = ws0 if ci == 0 else _acquire(key)
+        def work(i):
+            ws = ws0 if i == 0 else _acquire(key)
             t = time.perf_counter()
             try:
-                for blk in chunks[ci]:
-                    src, dst, osl, vsl = seg(blk)
-                    fill(ws.r1, src, dst)
-                    ws.f1.execute()
-                    if ws.wp is ws.w1:
-                        np.multiply(ws.w1, kspec, out=ws.w1)
-                    else:
-                        np.multiply(ws.w1, kspec, out=ws.wp)
-                    ws.inv.execute()
-                    np.multiply(ws.rp[pre + tuple(vsl)], scale, out=outc[pre + tuple(osl)])
+                body(ws, i, shared)
             except BaseException:
                 ws = None
                 raise
             finally:
-                if ws is not None and ci != 0:
+                if ws is not None and i != 0:
                     _release(ws, time.perf_counter() - t)
 
         _run_parallel(work, list(range(workers)))
@@ -1387,7 +1406,6 @@ def oaconvolve(in1, in2, axes, start, shape, nthreads=None):
     finally:
         if ws0 is not None:
             _release(ws0, time.perf_counter() - t_start)
-    return out
 
 
 #: Bytes of block buffer per batched transform of the 1-D overlap-save path (measured on a
@@ -1400,7 +1418,8 @@ def _oa_batched_1d(p, L, step, nblk, outc, out):
     row of a strided view of the (once zero-extended) input, copied ``B`` rows at a time
     into a work set whose FFTW plans transform all ``B`` rows in one call; the products and
     the valid parts of the inverse transforms are whole-array NumPy operations. Replaces a
-    Python loop over blocks (measured ~40 us per block) by one over batches of ~4 MiB.
+    Python loop over blocks (measured ~40 us per block) by one over batches of
+    ``OA_BATCH_BYTES``.
     Threads: the batches are shared among ``workers`` Python threads, each with its own
     work set (single-threaded plans), so the copies run in parallel too."""
     n1, n2 = p.n1[0], p.n2[0]
@@ -1421,49 +1440,32 @@ def _oa_batched_1d(p, L, step, nblk, outc, out):
     segs = np.lib.stride_tricks.as_strided(ext, (nblk, L), (step * isz, isz), writeable=False)
     scale = 1.0 / L
     key = ("oa", p.dtype, (B,), (), (B,), (L,), 1, None)
-    t_start = time.perf_counter()
-    ws0 = _acquire(key)
-    try:
+
+    def prepare(ws0):
         _fill_k(ws0.r2, p.in2, 1, 1)
         ws0.f2.execute()
-        kspec = ws0.w2.copy()  # the other work sets only read it
+        return ws0.w2.copy()  # the other work sets only read it
 
-        def work(wi):
-            ws = ws0 if wi == 0 else _acquire(key)
-            t = time.perf_counter()
-            try:
-                for bi in range(wi, nbatch, workers):
-                    j0, j1 = bi * B, min(nblk, (bi + 1) * B)
-                    m = j1 - j0
-                    np.copyto(ws.r1[:m], segs[j0:j1])
-                    if m < B:
-                        ws.r1[m:] = 0
-                    ws.f1.execute()
-                    np.multiply(ws.w1, kspec, out=ws.w1)
-                    ws.inv.execute()
-                    # rows j0..j1-1 give outputs [j*step, j*step + step) (the last: fewer)
-                    full = m if j1 < nblk else m - 1
-                    if full > 0:
-                        dst = outc[j0 * step:(j0 + full) * step].reshape(full, step)
-                        np.multiply(ws.rp[:full, n2 - 1:n2 - 1 + step], scale, out=dst)
-                    if j1 == nblk:
-                        o0 = (nblk - 1) * step
-                        r = length - o0
-                        np.multiply(ws.rp[m - 1, n2 - 1:n2 - 1 + r], scale, out=outc[o0:])
-            except BaseException:
-                ws = None
-                raise
-            finally:
-                if ws is not None and wi != 0:
-                    _release(ws, time.perf_counter() - t)
+    def body(ws, wi, kspec):
+        for bi in range(wi, nbatch, workers):
+            j0, j1 = bi * B, min(nblk, (bi + 1) * B)
+            m = j1 - j0
+            np.copyto(ws.r1[:m], segs[j0:j1])
+            if m < B:
+                ws.r1[m:] = 0
+            ws.f1.execute()
+            np.multiply(ws.w1, kspec, out=ws.w1)
+            ws.inv.execute()
+            # rows j0..j1-1 give outputs [j*step, j*step + step) (the last: fewer)
+            full = m if j1 < nblk else m - 1
+            if full > 0:
+                dst = outc[j0 * step:(j0 + full) * step].reshape(full, step)
+                np.multiply(ws.rp[:full, n2 - 1:n2 - 1 + step], scale, out=dst)
+            if j1 == nblk:
+                o0 = (nblk - 1) * step
+                np.multiply(ws.rp[m - 1, n2 - 1:n2 - 1 + length - o0], scale, out=outc[o0:])
 
-        _run_parallel(work, list(range(workers)))
-    except BaseException:
-        ws0 = None
-        raise
-    finally:
-        if ws0 is not None:
-            _release(ws0, time.perf_counter() - t_start)
+    _run_worksets(key, workers, prepare, body)
     return out
 
 

@@ -189,73 +189,80 @@ cdef extern from "fc_cgemm.h" nogil:
         int64_t x_sn
         int64_t o_sn, o_sg, o_sm
         int64_t phase
-        int64_t kc, nc
         int64_t pd, ph, pw
     int fc_cgemm_f32(const fc_cgeom *q, const float *x, const float *w, const float *bias,
                      float *out, int nthreads, int force_generic)
     int fc_cgemm_wgrad_f32(const fc_cgeom *q, const float *x, const float *gy, float *gw,
                            int nthreads, int force_generic)
     int64_t fc_cgemm_scratch_bytes(const fc_cgeom *q, int nthreads)
-    int fcg_have_avx2()
+    int fc_cpu_has_avx2_fma()
+
+
+cdef fc_cgeom _geometry(str fname, x_shape, w_shape, y_shape, int groups, stride, dilation,
+                        pad, int phase) except *:
+    """The engine geometry of input ``x_shape``, weight ``w_shape`` (C_out, C/G, *K) and
+    output ``y_shape`` (N, C_out, *O), validated (ValueError naming ``fname``). ``pad`` None:
+    the input is already padded and must cover every tap; else three leading pads >= 0."""
+    cdef fc_cgeom q
+    cdef Py_ssize_t c = x_shape[1], c_out = w_shape[0]
+    if groups < 1 or c % groups or c_out % groups or w_shape[1] * groups != c:
+        raise ValueError(f"{fname}: channels and groups do not match")
+    if y_shape[0] != x_shape[0] or y_shape[1] != c_out:
+        raise ValueError(f"{fname}: the output / grad_output has the wrong shape")
+    q.N, q.G, q.Cg, q.Cog = x_shape[0], groups, c // groups, c_out // groups
+    q.D, q.H, q.W = x_shape[2], x_shape[3], x_shape[4]
+    q.KD, q.KH, q.KW = w_shape[2], w_shape[3], w_shape[4]
+    q.OD, q.OH, q.OW = y_shape[2], y_shape[3], y_shape[4]
+    q.sd, q.sh, q.sw = stride
+    q.dd, q.dh, q.dw = dilation
+    if min(q.sd, q.sh, q.sw, q.dd, q.dh, q.dw) < 1:
+        raise ValueError(f"{fname}: stride and dilation must be >= 1")
+    if min(q.KD, q.KH, q.KW) < 1:
+        raise ValueError(f"{fname}: the kernel is empty")
+    if pad is None:
+        q.pd = q.ph = q.pw = 0
+        if q.OD * q.OH * q.OW and (
+                (q.OD - 1) * q.sd + (q.KD - 1) * q.dd >= q.D or
+                (q.OH - 1) * q.sh + (q.KH - 1) * q.dh >= q.H or
+                (q.OW - 1) * q.sw + (q.KW - 1) * q.dw >= q.W):
+            raise ValueError(f"{fname}: the padded input is too small for the output")
+    else:
+        q.pd, q.ph, q.pw = pad
+        if min(q.pd, q.ph, q.pw) < 0:
+            raise ValueError(f"{fname}: pad must be >= 0, got {pad}")
+    q.x_sn = c * q.D * q.H * q.W
+    q.phase = phase
+    q.o_sn = q.o_sg = q.o_sm = 0
+    return q
 
 
 def conv_gemm_f32(const float[:, :, :, :, ::1] xp, const float[:, :, :, :, ::1] w, bias,
                   float[:, :, :, :, ::1] out, int groups, stride, dilation,
                   bint shuffle=False, int nthreads=1, bint force_generic=False,
-                  int phase=-1, int _kc=0, int _nc=0, pad=None):
-    """Fused im2col + GEMM correlation of a zero-padded float32 batch (fc_cgemm.h).
+                  int phase=-1, pad=None):
+    """Fused im2col + GEMM correlation of a float32 batch (fc_cgemm.h).
 
-    ``xp`` (N, C, D, H, W) already padded so every tap of every output lies inside;
-    ``w`` (C_out, C/G, KD, KH, KW); ``bias`` None or (C_out,) float32; ``out``
-    (N, C_out, OD, OH, OW), written entirely:
+    ``xp`` (N, C, D, H, W); ``w`` (C_out, C/G, KD, KH, KW); ``bias`` None or (C_out,)
+    float32; ``out`` (N, C_out, OD, OH, OW), written entirely:
     ``out[n, co, o] = bias[co] + sum_{ci,k} w[co, ci, k] * xp[n, g*Cg + ci, o*stride +
-    k*dilation]`` (``g = co // (C_out/G)``). With ``shuffle`` the channels are written in
-    channel-shuffled order: group ``g``'s channel ``j`` lands at ``j*G + g`` (ShuffleNet).
-    With ``pad`` (three ints >= 0) ``xp`` is the unpadded input instead: tap positions
-    are shifted by ``-pad`` and read zeros outside ``xp`` (on both sides); the engine
-    builds the zero-padded copy itself, in parallel. ``phase`` (strided problems): -1
-    auto, 0 gather the strided taps, 1 pack from a phase-split copy of the input. Raises MemoryError (naming the bytes) when its scratch
-    cannot be allocated.
+    k*dilation - pad]`` (``g = co // (C_out/G)``). ``pad`` None: ``xp`` is already padded
+    and every tap of every output must lie inside it; three ints >= 0: taps outside ``xp``
+    (either side) read zeros, the engine builds the padded copy itself, in parallel. With
+    ``shuffle`` the channels are written in channel-shuffled order: group ``g``'s channel
+    ``j`` lands at ``j*G + g`` (ShuffleNet). ``phase`` (strided problems): -1 auto, 0 gather
+    the strided taps, 1 pack from a phase-split copy of the input. Raises MemoryError
+    (naming the bytes) when its scratch cannot be allocated.
     """
-    cdef fc_cgeom q
     cdef const float[::1] b
     cdef const float *bptr = NULL
     cdef const float *xptr = NULL
     cdef const float *wptr = NULL
     cdef int rc
-    cdef Py_ssize_t c = xp.shape[1], c_out = w.shape[0], npix
-    sd, sh, sw = stride
-    dd, dh, dw = dilation
-    if groups < 1 or c % groups or c_out % groups or w.shape[1] * groups != c:
-        raise ValueError("conv_gemm_f32: channels and groups do not match")
-    q.N, q.G, q.Cg, q.Cog = xp.shape[0], groups, c // groups, c_out // groups
-    q.D, q.H, q.W = xp.shape[2], xp.shape[3], xp.shape[4]
-    q.KD, q.KH, q.KW = w.shape[2], w.shape[3], w.shape[4]
-    q.sd, q.sh, q.sw, q.dd, q.dh, q.dw = sd, sh, sw, dd, dh, dw
-    if min(q.sd, q.sh, q.sw, q.dd, q.dh, q.dw) < 1:
-        raise ValueError("conv_gemm_f32: stride and dilation must be >= 1")
-    if out.shape[0] != q.N or out.shape[1] != c_out:
-        raise ValueError("conv_gemm_f32: out has the wrong shape")
-    q.OD, q.OH, q.OW = out.shape[2], out.shape[3], out.shape[4]
-    npix = q.OD * q.OH * q.OW
+    cdef fc_cgeom q = _geometry("conv_gemm_f32", xp.shape, w.shape, out.shape, groups,
+                                stride, dilation, pad, phase)
+    cdef Py_ssize_t c_out = w.shape[0], npix = q.OD * q.OH * q.OW
     if q.N == 0 or c_out == 0 or npix == 0:
         return
-    if pad is None:
-        q.pd = q.ph = q.pw = 0
-        if min(q.KD, q.KH, q.KW) < 1 or (
-                (q.OD - 1) * q.sd + (q.KD - 1) * q.dd >= q.D or
-                (q.OH - 1) * q.sh + (q.KH - 1) * q.dh >= q.H or
-                (q.OW - 1) * q.sw + (q.KW - 1) * q.dw >= q.W):
-            raise ValueError("conv_gemm_f32: the padded input is too small for the output")
-    else:
-        q.pd, q.ph, q.pw = pad
-        if min(q.pd, q.ph, q.pw) < 0:
-            raise ValueError(f"conv_gemm_f32: pad must be >= 0, got {pad}")
-        if min(q.KD, q.KH, q.KW) < 1:
-            raise ValueError("conv_gemm_f32: the kernel is empty")
-    q.x_sn = c * q.D * q.H * q.W
-    q.phase = phase
-    q.kc, q.nc = _kc, _nc  # tuning experiments only (0: the built-in blocking)
     q.o_sn = c_out * npix
     if shuffle:
         q.o_sg, q.o_sm = npix, groups * npix
@@ -266,7 +273,7 @@ def conv_gemm_f32(const float[:, :, :, :, ::1] xp, const float[:, :, :, :, ::1] 
         if b.shape[0] != c_out:
             raise ValueError("conv_gemm_f32: bias has the wrong length")
         bptr = &b[0]
-    if c:
+    if xp.shape[1]:
         xptr = &xp[0, 0, 0, 0, 0]
         wptr = &w[0, 0, 0, 0, 0]
     if nthreads < 1:
@@ -288,30 +295,14 @@ def conv_wgrad_f32(const float[:, :, :, :, ::1] x, const float[:, :, :, :, ::1] 
     o*stride + k*dilation - pad]`` (zeros outside ``x``) -- one GEMM per group whose
     columns are the taps and whose reduction runs over every (image, output position).
     """
-    cdef fc_cgeom q
     cdef int rc
-    cdef Py_ssize_t c = x.shape[1], c_out = gy.shape[1]
-    if groups < 1 or c % groups or c_out % groups or gw.shape[1] * groups != c \
-            or gw.shape[0] != c_out or gy.shape[0] != x.shape[0]:
-        raise ValueError("conv_wgrad_f32: channels, groups and shapes do not match")
-    q.N, q.G, q.Cg, q.Cog = x.shape[0], groups, c // groups, c_out // groups
-    q.D, q.H, q.W = x.shape[2], x.shape[3], x.shape[4]
-    q.KD, q.KH, q.KW = gw.shape[2], gw.shape[3], gw.shape[4]
-    q.OD, q.OH, q.OW = gy.shape[2], gy.shape[3], gy.shape[4]
-    q.sd, q.sh, q.sw = stride
-    q.dd, q.dh, q.dw = dilation
-    q.pd, q.ph, q.pw = pad
-    if min(q.sd, q.sh, q.sw, q.dd, q.dh, q.dw) < 1 or min(q.pd, q.ph, q.pw) < 0:
-        raise ValueError("conv_wgrad_f32: stride/dilation must be >= 1 and pad >= 0")
-    if min(q.KD, q.KH, q.KW) < 1:
-        raise ValueError("conv_wgrad_f32: the kernel is empty")
-    q.x_sn = c * q.D * q.H * q.W
-    q.o_sn = q.o_sg = q.o_sm = 0
-    q.phase = -1
-    q.kc = q.nc = 0
+    if pad is None:
+        raise ValueError("conv_wgrad_f32: pad must be three ints >= 0, got None")
+    cdef fc_cgeom q = _geometry("conv_wgrad_f32", x.shape, gw.shape, gy.shape, groups,
+                                stride, dilation, pad, -1)
     if gw.size == 0:
         return
-    if q.N == 0 or q.OD * q.OH * q.OW == 0 or c == 0:
+    if q.N == 0 or q.OD * q.OH * q.OW == 0 or x.shape[1] == 0:
         np.asarray(gw)[...] = 0
         return
     if nthreads < 1:
@@ -326,4 +317,4 @@ def conv_wgrad_f32(const float[:, :, :, :, ::1] x, const float[:, :, :, :, ::1] 
 
 def conv_gemm_avx2():
     """Whether the AVX2+FMA micro-kernel runs on this CPU."""
-    return bool(fcg_have_avx2())
+    return bool(fc_cpu_has_avx2_fma())

@@ -172,7 +172,7 @@ def test_depthwise(launcher, dtype, mult):
 
 
 def test_conv2d_against_torch(launcher):
-    torch = pytest.importorskip("torch")
+    import torch  # the oracle: a test dependency
     rng = np.random.default_rng(3)
     x = rand(rng, (2, 4, 21, 18), "float64")
     w = rand(rng, (6, 2, 3, 5), "float64")
@@ -251,14 +251,17 @@ def _sanitizer_libs():
     return libs
 
 
+_SANITIZER_LIBS = _sanitizer_libs()
+
+
+@pytest.mark.skipif(_SANITIZER_LIBS is None,
+                    reason="needs g++'s AddressSanitizer/UBSan runtimes; not installed here")
 def test_kernels_under_address_sanitizer(tmp_path):
     """Every kernel, launched by the real orchestration, stays inside its buffers and its
     shared memory (AddressSanitizer + UBSan build of the harness, in a subprocess)."""
     import subprocess
     import sys
-    libs = _sanitizer_libs()
-    if libs is None:
-        pytest.skip("g++ sanitizer runtimes not found")
+    libs = _SANITIZER_LIBS
     h = load_harness_module()
     lib = h.build(str(tmp_path), ["-fsanitize=address,undefined", "-fno-sanitize-recover=all",
                                   "-fno-omit-frame-pointer", "-O0"])

@@ -6,13 +6,12 @@ import threading
 
 import numpy as np
 import pytest
+import torch  # the oracle: a test dependency (torch==2.13.0), a failure when missing
+import torch.nn.functional as F
 
-torch = pytest.importorskip("torch")
-import torch.nn.functional as F  # noqa: E402
-
-import fastconv.nn as fnn  # noqa: E402
-from fastconv import _core  # noqa: E402
-from fastconv.nn import _algorithms  # noqa: E402
+import fastconv.nn as fnn
+from fastconv import _core
+from fastconv.nn import _algorithms
 
 
 def _torch2d(x, w, b, stride, padding, dilation, groups):
@@ -202,10 +201,15 @@ def test_public_weight_gradient_routes_to_the_kernel(monkeypatch):
     assert calls, "conv2d_weight(groups=C_in, float32) did not use the depthwise kernel"
     want = _torch_wgrad(x, (12, 1, 3, 3), gy, 2, 1, 1, 6)
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-4)
-    # 1-D as well
-    got1 = G.conv1d_weight(x[:, :, 0], (6, 1, 5), rng.standard_normal((3, 6, 19)).astype(
-        np.float32), padding=2, groups=6)
-    assert got1.shape == (6, 1, 5)
+    # 1-D as well (planes of one row)
+    calls.clear()
+    x1 = np.ascontiguousarray(x[:, :, 0])
+    gy1 = rng.standard_normal((3, 6, 19)).astype(np.float32)
+    got1 = G.conv1d_weight(x1, (6, 1, 5), gy1, padding=2, groups=6)
+    assert calls, "conv1d_weight(groups=C_in, float32) did not use the depthwise kernel"
+    want1 = torch.nn.grad.conv1d_weight(torch.from_numpy(x1).double(), (6, 1, 5),
+                                        torch.from_numpy(gy1).double(), 1, 2, 1, 6).numpy()
+    np.testing.assert_allclose(got1, want1, rtol=1e-5, atol=1e-4)
 
 
 def test_wgrad_rejects_mismatched_shapes():

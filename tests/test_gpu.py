@@ -1,7 +1,9 @@
 """The GPU suite: fastconv on CuPy arrays, on a real NVIDIA GPU (``pytest -m gpu``).
 
 Oracles: the CPU result of the same fastconv call, cupyx.scipy.signal / cupyx.scipy.ndimage
-and torch on CUDA with TF32 disabled.  Skipped without CuPy and a CUDA device.
+and torch (the pinned CPU build of the test extra) in float64 -- complex inputs as four real
+convolutions, int64 inputs as exact float64 sums of small integers.  Skipped without CuPy
+and a CUDA device.
 
 NOTE: as of this writing this file has never been run on a GPU (none was available
 where it was written); see docs/gpu.md.
@@ -17,7 +19,7 @@ def _have_gpu():
     try:
         import cupy
         return cupy.cuda.runtime.getDeviceCount() > 0
-    except Exception:  # noqa: BLE001
+    except Exception:
         return False
 
 
@@ -35,12 +37,8 @@ def cp():
 
 
 @pytest.fixture(scope="module")
-def torch_cuda():
-    torch = pytest.importorskip("torch")
-    if not torch.cuda.is_available():
-        pytest.skip("torch without CUDA")
-    torch.backends.cuda.matmul.allow_tf32 = False
-    torch.backends.cudnn.allow_tf32 = False
+def torch_cpu():
+    import torch  # a test dependency (pinned CPU build): the oracle, not the system under test
     return torch
 
 
@@ -59,7 +57,21 @@ def close(got, want, dtype):
 
 
 def to_torch(torch, a):
-    return torch.from_numpy(np.ascontiguousarray(a)).cuda()
+    """float64 CPU tensor of a real array (the oracle's precision)."""
+    return torch.from_numpy(np.ascontiguousarray(a, dtype=np.float64))
+
+
+def torch_conv(torch, fn, x, w, **kw):
+    """torch's ``fn`` (a torch.nn.functional convolution) on any of DTYPES, in float64:
+    complex as (xr*wr - xi*wi) + i(xr*wi + xi*wr); int64 (small integers, exact in float64)
+    rounded back."""
+    def real(a, b):
+        return fn(to_torch(torch, a), to_torch(torch, b), **kw).numpy()
+    if np.iscomplexobj(x) or np.iscomplexobj(w):
+        return (real(x.real, w.real) - real(x.imag, w.imag)) + 1j * (
+            real(x.real, w.imag) + real(x.imag, w.real))
+    out = real(x, w)
+    return np.rint(out).astype(x.dtype) if x.dtype.kind == "i" else out
 
 
 # ------------------------------------------------------------------------- engines
@@ -96,16 +108,15 @@ def test_correlate_engine_vs_cpu_engine(cp, dtype, case):
     (2, 3, 8, 1, (16, 16, 16), (3, 3, 3), (1, 1, 1), (1, 1, 1), (1, 1, 1)),
     (4, 64, 128, 1, (14, 14), (1, 1), (1, 1), (1, 1), (0, 0)),
 ])
-def test_direct_and_gemm_vs_torch_cuda(cp, torch_cuda, dtype, case):
-    torch = torch_cuda
+def test_direct_and_gemm_vs_torch(cp, torch_cpu, dtype, case):
+    torch = torch_cpu
     N, Cin, Cout, groups, S, K, st, dl, pd = case
     rng = np.random.default_rng(1)
     x = rand(rng, (N, Cin) + S, dtype)
     w = rand(rng, (Cout, Cin // groups) + K, dtype)
     f = [None, torch.nn.functional.conv1d, torch.nn.functional.conv2d,
          torch.nn.functional.conv3d][len(S)]
-    want = f(to_torch(torch, x), to_torch(torch, w), stride=st, padding=pd, dilation=dl,
-             groups=groups).cpu().numpy()
+    want = torch_conv(torch, f, x, w, stride=st, padding=pd, dilation=dl, groups=groups)
     got = _cupy.gemm_conv(cp.asarray(x), cp.asarray(w), st, dl, pd, groups)
     assert isinstance(got, cp.ndarray)
     close(got, want, dtype)
@@ -221,8 +232,8 @@ def test_convolve_vs_cupyx_ndimage(cp):
 
 # ------------------------------------------------------------------------- nn front
 
-def test_nn_conv_vs_torch_cuda(cp, torch_cuda):
-    torch = torch_cuda
+def test_nn_conv_vs_torch(cp, torch_cpu):
+    torch = torch_cpu
     rng = np.random.default_rng(7)
     for nd, f in ((1, "conv1d"), (2, "conv2d"), (3, "conv3d")):
         x = rand(rng, (2, 4) + (9,) * nd, "float32")
@@ -233,13 +244,13 @@ def test_nn_conv_vs_torch_cuda(cp, torch_cuda):
         assert isinstance(got, cp.ndarray)
         want = getattr(torch.nn.functional, f)(to_torch(torch, x), to_torch(torch, w),
                                                to_torch(torch, b), stride=2, padding=1,
-                                               groups=2).cpu().numpy()
+                                               groups=2).numpy()
         close(got, want, "float32")
         close(got, getattr(fastconv.nn, f)(x, w, b, stride=2, padding=1, groups=2), "float32")
 
 
-def test_nn_conv_transpose2d_and_grad_vs_torch_cuda(cp, torch_cuda):
-    torch = torch_cuda
+def test_nn_conv_transpose2d_and_grad_vs_torch(cp, torch_cpu):
+    torch = torch_cpu
     rng = np.random.default_rng(8)
     x = rand(rng, (2, 4, 11, 10), "float64")
     wt = rand(rng, (4, 3, 3, 3), "float64")
@@ -248,7 +259,7 @@ def test_nn_conv_transpose2d_and_grad_vs_torch_cuda(cp, torch_cuda):
     assert isinstance(got, cp.ndarray)
     want = torch.nn.functional.conv_transpose2d(to_torch(torch, x), to_torch(torch, wt),
                                                 stride=2, padding=1, output_padding=1)
-    close(got, want.cpu().numpy(), "float64")
+    close(got, want.numpy(), "float64")
     w = rand(rng, (6, 4, 3, 3), "float64")
     gy = rand(rng, (2, 6, 6, 5), "float64")
     gx = fastconv.nn.grad.conv2d_input(x.shape, cp.asarray(w), cp.asarray(gy), stride=2, padding=1)
@@ -256,9 +267,9 @@ def test_nn_conv_transpose2d_and_grad_vs_torch_cuda(cp, torch_cuda):
                                         padding=1)
     assert isinstance(gx, cp.ndarray) and isinstance(gw, cp.ndarray)
     close(gx, torch.nn.grad.conv2d_input(x.shape, to_torch(torch, w), to_torch(torch, gy),
-                                         stride=2, padding=1).cpu().numpy(), "float64")
+                                         stride=2, padding=1).numpy(), "float64")
     close(gw, torch.nn.grad.conv2d_weight(to_torch(torch, x), w.shape, to_torch(torch, gy),
-                                          stride=2, padding=1).cpu().numpy(), "float64")
+                                          stride=2, padding=1).numpy(), "float64")
 
 
 # ------------------------------------------------------------------------- no host copies

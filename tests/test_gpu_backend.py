@@ -24,8 +24,6 @@ TOL = {"float32": 3e-5, "float64": 1e-11, "complex64": 3e-5, "complex128": 1e-11
 
 @pytest.fixture(scope="module")
 def standin(tmp_path_factory):
-    if not HAVE_GXX:
-        pytest.skip("g++ not installed")
     spec = importlib.util.spec_from_file_location("fastconv_cuda_harness", HARNESS_PY)
     h = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(h)
@@ -47,7 +45,7 @@ def close(got, want, dtype):
 
 
 def torch_conv(x, w, stride, padding, dilation, groups):
-    torch = pytest.importorskip("torch")
+    import torch  # the oracle: a test dependency
     f = [None, torch.nn.functional.conv1d, torch.nn.functional.conv2d,
          torch.nn.functional.conv3d][x.ndim - 2]
     return f(torch.from_numpy(x), torch.from_numpy(w), stride=stride, padding=padding,
@@ -292,7 +290,7 @@ def test_fft_int_input_and_empty(standin):
 class FakeCupyArray:
     """Stands for cupy.ndarray in tests without CuPy."""
 
-    class device:  # noqa: N801
+    class device:
         id = 0
 
     __cuda_array_interface__ = {"shape": (3,), "typestr": "<f8", "data": (0, False),
@@ -520,7 +518,6 @@ def _random_case(rng):
 def test_random_geometries_vs_torch(standin, seed):
     """Random stride/dilation/padding/groups/sizes (tiles larger than the output, stride
     larger than the kernel, padding larger than the input...) through every kernel path."""
-    torch = pytest.importorskip("torch")
     rng = np.random.default_rng(1000 + seed)
     for _ in range(100):        # draw until torch accepts the geometry
         N, Cin, Cout, groups, S, K, st, dl, p = _random_case(rng)

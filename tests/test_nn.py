@@ -1,8 +1,8 @@
 """fastconv.nn forward convolutions against torch.nn.functional (the oracle)."""
 import numpy as np
 import pytest
+import torch  # the oracle: a test dependency (torch==2.13.0), a failure when missing
 
-torch = pytest.importorskip("torch")
 F = torch.nn.functional
 
 import fastconv.nn as fnn  # noqa: E402

@@ -1,12 +1,11 @@
 """fastconv.nn.grad against torch.nn.grad (the oracle) and the adjoint identity."""
 import numpy as np
 import pytest
+import torch  # the oracle: a test dependency (torch==2.13.0), a failure when missing
+import torch.nn.grad as tgrad
 
-torch = pytest.importorskip("torch")
-import torch.nn.grad as tgrad  # noqa: E402
-
-from fastconv.nn import grad  # noqa: E402
-import fastconv.nn as fnn  # noqa: E402
+import fastconv.nn as fnn
+from fastconv.nn import grad
 
 ALGORITHMS = ["auto", "direct", "gemm", "fft"]
 TGIN = {1: tgrad.conv1d_input, 2: tgrad.conv2d_input, 3: tgrad.conv3d_input}

@@ -40,13 +40,7 @@
 #include <omp.h>
 #endif
 
-#if defined(__x86_64__) && defined(__GNUC__)
-#include <immintrin.h>
-#define FCG_X86 1
-#define FCG_AVX2 __attribute__((target("avx2,fma")))
-#else
-#define FCG_X86 0
-#endif
+#include "fc_cpu.h"
 
 #define FC_MR 6
 #define FC_NR 16
@@ -63,7 +57,6 @@ typedef struct {
     int64_t x_sn;                   /* elements between images of x (>= G*Cg*D*H*W) */
     int64_t o_sn, o_sg, o_sm;       /* output element strides: image, group, channel-in-group */
     int64_t phase;                  /* strided problems: -1 auto, 0 gather, 1 phase split */
-    int64_t kc, nc;                 /* K block and pixels per work item; 0: defaults */
     int64_t pd, ph, pw;             /* zeros before each axis (>= 0); zeros past the end too */
 } fc_cgeom;
 
@@ -75,18 +68,6 @@ typedef struct {
 static inline int64_t fcg_cdiv(int64_t a, int64_t b) { return (a + b - 1) / b; }
 static inline int64_t fcg_min(int64_t a, int64_t b) { return a < b ? a : b; }
 static inline int64_t fcg_max(int64_t a, int64_t b) { return a > b ? a : b; }
-
-static int fcg_have_avx2(void)
-{
-#if FCG_X86
-    static int cached = -1;
-    if (cached < 0)
-        cached = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-    return cached;
-#else
-    return 0;
-#endif
-}
 
 /* ---------------------------------------------------------------------------------------
  * micro-kernels: C[0:6, 0:16] (row stride ldc) = (first ? bias : C) + A_panel @ B_panel
@@ -110,8 +91,8 @@ static void fcg_ukr_generic(int64_t kc, const float *A, const float *B, float *C
             C[r * ldc + j] = acc[r][j];
 }
 
-#if FCG_X86
-FCG_AVX2 static void fcg_ukr_avx2(int64_t kc, const float *A, const float *B, float *C,
+#if FC_X86
+FC_ATTR_AVX2 static void fcg_ukr_avx2(int64_t kc, const float *A, const float *B, float *C,
                                   int64_t ldc, int first, const float *bias, int rows)
 {
     /* accumulators travel through this buffer into ymm0-11 of the assembly loop; only
@@ -247,8 +228,8 @@ static void fcg_pack_generic(const float *x, const int64_t *tap, int64_t kc,
     }
 }
 
-#if FCG_X86
-FCG_AVX2 static void fcg_pack_avx2(const float *x, const int64_t *tap, int64_t kc,
+#if FC_X86
+FC_ATTR_AVX2 static void fcg_pack_avx2(const float *x, const int64_t *tap, int64_t kc,
                                    const int64_t *pix, int64_t pn, float *dst)
 {
     /* per panel: kind 0 = one run of 16 (plain loads), 1 = two runs split at lane a
@@ -407,10 +388,10 @@ static int fc_cgemm_run(const fc_cgeom *q, const float *x, const float *w,
     const int64_t PS = Dp * Hp * Wp;   /* one (phase) image */
     const int64_t CS = nph * PS;       /* one channel */
     const int64_t npan = fcg_cdiv(Cog, FC_MR);
-    int use_avx2 = !force_generic && fcg_have_avx2();
+    int use_avx2 = !force_generic && fc_cpu_has_avx2_fma();
     fcg_ukr_fn ukr = fcg_ukr_generic;
     fcg_pack_fn pack = fcg_pack_generic;
-#if FCG_X86
+#if FC_X86
     if (use_avx2 && Cg * CS < ((int64_t)1 << 31)) {
         ukr = fcg_ukr_avx2;
         pack = fcg_pack_avx2;
@@ -537,7 +518,7 @@ static int fc_cgemm_run(const fc_cgeom *q, const float *x, const float *w,
 
     /* pixel blocks: near-equal, at most NC_MAX, and enough work items for every thread */
     int64_t nc;
-    const int64_t nc_max = q->nc > 0 ? fcg_min(FCG_NC_MAX, fcg_max(FC_NR, q->nc)) : FCG_NC_MAX;
+    const int64_t nc_max = FCG_NC_MAX;
     {
         int64_t want = 4 * (int64_t)nthreads;
         int64_t per = fcg_max(fcg_cdiv(want, Ni * G), fcg_cdiv(Pc, nc_max));
@@ -557,7 +538,7 @@ static int fc_cgemm_run(const fc_cgeom *q, const float *x, const float *w,
     const int64_t nblk = fcg_cdiv(Pc, nc);
     const int64_t items = Ni * G * nblk;
     /* K blocks of near-equal size, at most FCG_KC */
-    const int64_t nkb = fcg_cdiv(Kr, q->kc > 0 ? q->kc : FCG_KC);
+    const int64_t nkb = fcg_cdiv(Kr, FCG_KC);
     const int64_t kcs = fcg_cdiv(Kr, nkb);
     int failed = 0;
     if (items < nthreads)

@@ -36,13 +36,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#if defined(__x86_64__) && defined(__GNUC__)
-#include <immintrin.h>
-#define FC_X86 1
-#define FC_ATTR_AVX2 __attribute__((target("avx2,fma")))
-#else
-#define FC_X86 0
-#endif
+#include "fc_cpu.h"
 
 #if defined(__GNUC__) && !defined(__clang__)
 #define FC_NO_LDP __attribute__((optimize("no-tree-loop-distribute-patterns")))
@@ -85,16 +79,6 @@ typedef struct {
     const void *x, *w;
     void *out;
 } fc_plan;
-
-static int fc_cpu_has_avx2_fma(void)
-{
-#if FC_X86
-    __builtin_cpu_init();
-    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-#else
-    return 0;
-#endif
-}
 
 static const char *fc_isa_name(int isa)
 {

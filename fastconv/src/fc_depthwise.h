@@ -25,13 +25,7 @@
 #include <omp.h>
 #endif
 
-#if defined(__x86_64__) && defined(__GNUC__)
-#include <immintrin.h>
-#define FCD_X86 1
-#define FCD_AVX2 __attribute__((target("avx2,fma")))
-#else
-#define FCD_X86 0
-#endif
+#include "fc_cpu.h"
 
 #define FCD_MAXTAPS 1024
 /* outputs larger than this are written with streaming stores */
@@ -43,18 +37,6 @@ typedef struct {
     int64_t KH, KW, OH, OW;   /* kernel, output plane */
     int64_t sh, sw, dh, dw, ph, pw;
 } fc_dwgeom;
-
-static int fcd_have_avx2(void)
-{
-#if FCD_X86
-    static int cached = -1;
-    if (cached < 0)
-        cached = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-    return cached;
-#else
-    return 0;
-#endif
-}
 
 typedef struct {
     int64_t HP, pitch, phase_stride;   /* padded rows, column pitch, elements per phase */
@@ -68,6 +50,27 @@ static fcd_panel fcd_panel_geom(const fc_dwgeom *q)
     p.pitch = (cols + 7) / 8 * 8;
     p.phase_stride = p.HP * p.pitch;
     return p;
+}
+
+/* Panel offset of each tap (kh, kw) for output (0, 0): phase (kw*dw) % sw, row kh*dh,
+ * column (kw*dw) / sw (shared by the forward kernel and the weight gradient). */
+static void fcd_taps(const fc_dwgeom *q, const fcd_panel *pg, int64_t *toff)
+{
+    for (int64_t kh = 0; kh < q->KH; kh++)
+        for (int64_t kw = 0; kw < q->KW; kw++) {
+            const int64_t e = kw * q->dw;
+            toff[kh * q->KW + kw] = (e % q->sw) * pg->phase_stride + kh * q->dh * pg->pitch
+                                    + e / q->sw;
+        }
+}
+
+/* A thread's panel buffer (64-byte aligned; the AVX2 paths read 8 floats past a row). */
+static float *fcd_panel_alloc(const fc_dwgeom *q, const fcd_panel *pg)
+{
+    void *p = NULL;
+    if (posix_memalign(&p, 64, sizeof(float) * (size_t)(q->sw * pg->phase_stride + 8)) != 0)
+        return NULL;
+    return (float *)p;
 }
 
 /* Fill the panel of one input plane (rows/columns outside x are zero). */
@@ -130,12 +133,12 @@ static void fcd_plane_generic(const fc_dwgeom *q, const fcd_panel *pg, const flo
     }
 }
 
-#if FCD_X86
+#if FC_X86
 /* AVX2 block: R output rows x V vectors of 8 columns, R*V independent accumulators (the
  * FMA latency is hidden with >= 8 of them). Columns past OW (the last vector of a row)
  * are computed from the panel's spare columns and stored masked. */
 #define FCD_BLOCK(R, V)                                                                   \
-FCD_AVX2 static inline __attribute__((always_inline)) void                                 \
+FC_ATTR_AVX2 static inline __attribute__((always_inline)) void                                 \
 fcd_blk_##R##_##V(const float *p, int64_t rstride, const int64_t *toff, int64_t T,        \
                   const __m256 *wv, const float *wk, int small, __m256 bv, float *d,       \
                   int64_t OW, int nvalid_last, __m256i tmask, int nt)                      \
@@ -169,7 +172,7 @@ FCD_BLOCK(2, 1) FCD_BLOCK(2, 2) FCD_BLOCK(2, 3) FCD_BLOCK(2, 4)
 FCD_BLOCK(3, 1) FCD_BLOCK(3, 2) FCD_BLOCK(3, 3) FCD_BLOCK(3, 4)
 #undef FCD_BLOCK
 
-FCD_AVX2 static void fcd_plane_avx2(const fc_dwgeom *q, const fcd_panel *pg,
+FC_ATTR_AVX2 static void fcd_plane_avx2(const fc_dwgeom *q, const fcd_panel *pg,
                                     const float *panel, const float *wk, float b, float *dst,
                                     const int64_t *toff, int nt)
 {
@@ -243,15 +246,10 @@ static int fc_depthwise_f32(const fc_dwgeom *q, const float *x, const float *w,
         return -2;
     fcd_panel pg = fcd_panel_geom(q);
     int64_t toff[FCD_MAXTAPS];
-    for (int64_t kh = 0; kh < q->KH; kh++)
-        for (int64_t kw = 0; kw < q->KW; kw++) {
-            const int64_t e = kw * q->dw;
-            toff[kh * q->KW + kw] = (e % q->sw) * pg.phase_stride + kh * q->dh * pg.pitch
-                                    + e / q->sw;
-        }
+    fcd_taps(q, &pg, toff);
     fcd_plane_fn plane = fcd_plane_generic;
-#if FCD_X86
-    if (!force_generic && fcd_have_avx2())
+#if FC_X86
+    if (!force_generic && fc_cpu_has_avx2_fma())
         plane = fcd_plane_avx2;
 #else
     (void)force_generic;
@@ -268,10 +266,8 @@ static int fc_depthwise_f32(const fc_dwgeom *q, const float *x, const float *w,
 #pragma omp parallel num_threads(nthreads)
 #endif
     {
-        float *panel = NULL;
-        if (posix_memalign((void **)&panel, 64,
-                           sizeof(float) * (size_t)(q->sw * pg.phase_stride + 8)) != 0) {
-            panel = NULL;
+        float *panel = fcd_panel_alloc(q, &pg);
+        if (!panel) {
 #if defined(_OPENMP)
 #pragma omp atomic write
 #endif
@@ -291,7 +287,7 @@ static int fc_depthwise_f32(const fc_dwgeom *q, const float *x, const float *w,
                       out + ((pl / q->C) * q->C * q->M + co) * osz, toff, nt_store);
             }
         }
-#if FCD_X86
+#if FC_X86
         if (nt_store)
             _mm_sfence();  /* this thread's streaming stores, before the closing barrier */
 #endif
@@ -327,8 +323,8 @@ static void fcd_wgrad_plane_generic(const fc_dwgeom *q, const fcd_panel *pg,
     }
 }
 
-#if FCD_X86
-FCD_AVX2 static void fcd_wgrad_plane_avx2(const fc_dwgeom *q, const fcd_panel *pg,
+#if FC_X86
+FC_ATTR_AVX2 static void fcd_wgrad_plane_avx2(const fc_dwgeom *q, const fcd_panel *pg,
                                           const float *panel, const float *g,
                                           const int64_t *toff, double *sums)
 {
@@ -386,15 +382,10 @@ static int fc_depthwise_wgrad_f32(const fc_dwgeom *q, const float *x, const floa
     }
     fcd_panel pg = fcd_panel_geom(q);
     int64_t toff[FCD_MAXTAPS];
-    for (int64_t kh = 0; kh < q->KH; kh++)
-        for (int64_t kw = 0; kw < q->KW; kw++) {
-            const int64_t e = kw * q->dw;
-            toff[kh * q->KW + kw] = (e % q->sw) * pg.phase_stride + kh * q->dh * pg.pitch
-                                    + e / q->sw;
-        }
+    fcd_taps(q, &pg, toff);
     fcd_wgrad_fn plane = fcd_wgrad_plane_generic;
-#if FCD_X86
-    if (!force_generic && fcd_have_avx2())
+#if FC_X86
+    if (!force_generic && fc_cpu_has_avx2_fma())
         plane = fcd_wgrad_plane_avx2;
 #else
     (void)force_generic;
@@ -409,11 +400,8 @@ static int fc_depthwise_wgrad_f32(const fc_dwgeom *q, const float *x, const floa
 #pragma omp parallel num_threads(nthreads)
 #endif
     {
-        float *panel = NULL;
+        float *panel = fcd_panel_alloc(q, &pg);
         double *sums = (double *)malloc(sizeof(double) * (size_t)(q->M * T));
-        if (posix_memalign((void **)&panel, 64,
-                           sizeof(float) * (size_t)(q->sw * pg.phase_stride + 8)) != 0)
-            panel = NULL;
         if (!panel || !sums) {
 #if defined(_OPENMP)
 #pragma omp atomic write
