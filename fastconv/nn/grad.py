@@ -140,7 +140,7 @@ def _direct_weight_pays(cg, kernel):
 
 def _weight_depthwise(x, gy, kernel, stride, dilation, pad):
     """Depthwise (groups = C_in) float32 weight gradient on the dedicated kernel
-    (``fastconv._core.depthwise2d_wgrad_f32``: one task per channel, memory speed)."""
+    (``fastconv._core.depthwise2d_wgrad_f32``: one task per channel)."""
     from .. import _config
     one = x.ndim == 3  # 1-D: planes of one row
     ext = (1,) if one else ()
