@@ -92,109 +92,98 @@ static void fcg_ukr_generic(int64_t kc, const float *A, const float *B, float *C
 }
 
 #if FC_X86
-FC_ATTR_AVX2 static void fcg_ukr_avx2(int64_t kc, const float *A, const float *B, float *C,
-                                  int64_t ldc, int first, const float *bias, int rows)
-{
-    /* accumulators travel through this buffer into ymm0-11 of the assembly loop; only
-     * the first ``rows`` rows of C are read and written */
-    float acc[FC_MR * FC_NR] __attribute__((aligned(32)));
-    for (int r = rows; r < FC_MR; r++) {
-        _mm256_store_ps(acc + r * FC_NR, _mm256_setzero_ps());
-        _mm256_store_ps(acc + r * FC_NR + 8, _mm256_setzero_ps());
-    }
-    if (first) {
-        for (int r = 0; r < rows; r++) {
-            __m256 v = bias ? _mm256_set1_ps(bias[r]) : _mm256_setzero_ps();
-            _mm256_store_ps(acc + r * FC_NR, v);
-            _mm256_store_ps(acc + r * FC_NR + 8, v);
-        }
-    } else {
-        for (int r = 0; r < rows; r++) {
-            _mm256_store_ps(acc + r * FC_NR, _mm256_loadu_ps(C + r * ldc));
-            _mm256_store_ps(acc + r * FC_NR + 8, _mm256_loadu_ps(C + r * ldc + 8));
-        }
-    }
-    /* the k loop in inline assembly: gcc's register allocation of the intrinsics version
-     * spilled accumulators to the stack (measured 58-70 GFLOP/s per core) */
-#define FCG_S(o)                                                                    \
+/* One step k of the R-row kernels: B row k (16 floats) in ymm12/13, A[k, r] broadcast
+ * (the A panel keeps its stride of FC_MR floats per k whatever R), accumulator pair
+ * (2r, 2r+1) for row r. */
+#define FCG_B(o)                                                                    \
     "vmovaps " #o "*64(%[B]), %%ymm12\n\t"                                          \
-    "vmovaps " #o "*64+32(%[B]), %%ymm13\n\t"                                       \
-    "vbroadcastss " #o "*24+0(%[A]), %%ymm14\n\t"                                   \
-    "vbroadcastss " #o "*24+4(%[A]), %%ymm15\n\t"                                   \
-    "vfmadd231ps %%ymm12, %%ymm14, %%ymm0\n\t"                                      \
-    "vfmadd231ps %%ymm13, %%ymm14, %%ymm1\n\t"                                      \
-    "vfmadd231ps %%ymm12, %%ymm15, %%ymm2\n\t"                                      \
-    "vfmadd231ps %%ymm13, %%ymm15, %%ymm3\n\t"                                      \
-    "vbroadcastss " #o "*24+8(%[A]), %%ymm14\n\t"                                   \
-    "vbroadcastss " #o "*24+12(%[A]), %%ymm15\n\t"                                  \
-    "vfmadd231ps %%ymm12, %%ymm14, %%ymm4\n\t"                                      \
-    "vfmadd231ps %%ymm13, %%ymm14, %%ymm5\n\t"                                      \
-    "vfmadd231ps %%ymm12, %%ymm15, %%ymm6\n\t"                                      \
-    "vfmadd231ps %%ymm13, %%ymm15, %%ymm7\n\t"                                      \
-    "vbroadcastss " #o "*24+16(%[A]), %%ymm14\n\t"                                  \
-    "vbroadcastss " #o "*24+20(%[A]), %%ymm15\n\t"                                  \
-    "vfmadd231ps %%ymm12, %%ymm14, %%ymm8\n\t"                                      \
-    "vfmadd231ps %%ymm13, %%ymm14, %%ymm9\n\t"                                      \
-    "vfmadd231ps %%ymm12, %%ymm15, %%ymm10\n\t"                                     \
-    "vfmadd231ps %%ymm13, %%ymm15, %%ymm11\n\t"
-    int64_t k4 = kc >> 2, kr = kc & 3;
-    __asm__ volatile(
-        "vmovaps 0(%[acc]), %%ymm0\n\t"
-        "vmovaps 32(%[acc]), %%ymm1\n\t"
-        "vmovaps 64(%[acc]), %%ymm2\n\t"
-        "vmovaps 96(%[acc]), %%ymm3\n\t"
-        "vmovaps 128(%[acc]), %%ymm4\n\t"
-        "vmovaps 160(%[acc]), %%ymm5\n\t"
-        "vmovaps 192(%[acc]), %%ymm6\n\t"
-        "vmovaps 224(%[acc]), %%ymm7\n\t"
-        "vmovaps 256(%[acc]), %%ymm8\n\t"
-        "vmovaps 288(%[acc]), %%ymm9\n\t"
-        "vmovaps 320(%[acc]), %%ymm10\n\t"
-        "vmovaps 352(%[acc]), %%ymm11\n\t"
-        "test %[k4], %[k4]\n\t"
-        "jz 2f\n\t"
-        ".p2align 4\n\t"
-        "1:\n\t"
-        "prefetcht0 512(%[B])\n\t"
-        FCG_S(0) FCG_S(1)
-        "prefetcht0 576(%[B])\n\t"
-        FCG_S(2) FCG_S(3)
-        "add $256, %[B]\n\t"
-        "add $96, %[A]\n\t"
-        "dec %[k4]\n\t"
-        "jnz 1b\n\t"
-        "2:\n\t"
-        "test %[kr], %[kr]\n\t"
-        "jz 4f\n\t"
-        "3:\n\t"
-        FCG_S(0)
-        "add $64, %[B]\n\t"
-        "add $24, %[A]\n\t"
-        "dec %[kr]\n\t"
-        "jnz 3b\n\t"
-        "4:\n\t"
-        "vmovaps %%ymm0, 0(%[acc])\n\t"
-        "vmovaps %%ymm1, 32(%[acc])\n\t"
-        "vmovaps %%ymm2, 64(%[acc])\n\t"
-        "vmovaps %%ymm3, 96(%[acc])\n\t"
-        "vmovaps %%ymm4, 128(%[acc])\n\t"
-        "vmovaps %%ymm5, 160(%[acc])\n\t"
-        "vmovaps %%ymm6, 192(%[acc])\n\t"
-        "vmovaps %%ymm7, 224(%[acc])\n\t"
-        "vmovaps %%ymm8, 256(%[acc])\n\t"
-        "vmovaps %%ymm9, 288(%[acc])\n\t"
-        "vmovaps %%ymm10, 320(%[acc])\n\t"
-        "vmovaps %%ymm11, 352(%[acc])\n\t"
-        : [A] "+r"(A), [B] "+r"(B), [k4] "+r"(k4), [kr] "+r"(kr)
-        : [acc] "r"(acc)
-        : "xmm0", "xmm1", "xmm2", "xmm3", "xmm4", "xmm5", "xmm6", "xmm7", "xmm8", "xmm9",
-          "xmm10", "xmm11", "xmm12", "xmm13", "xmm14", "xmm15", "cc", "memory");
-#undef FCG_S
-    for (int r = 0; r < rows; r++) {
-        _mm256_storeu_ps(C + r * ldc, _mm256_load_ps(acc + r * FC_NR));
-        _mm256_storeu_ps(C + r * ldc + 8, _mm256_load_ps(acc + r * FC_NR + 8));
-    }
+    "vmovaps " #o "*64+32(%[B]), %%ymm13\n\t"
+#define FCG_R2(o, r0, r1, a0, a1, a2, a3)                                           \
+    "vbroadcastss " #o "*24+" #r0 "*4(%[A]), %%ymm14\n\t"                           \
+    "vbroadcastss " #o "*24+" #r1 "*4(%[A]), %%ymm15\n\t"                           \
+    "vfmadd231ps %%ymm12, %%ymm14, %%ymm" #a0 "\n\t"                                \
+    "vfmadd231ps %%ymm13, %%ymm14, %%ymm" #a1 "\n\t"                                \
+    "vfmadd231ps %%ymm12, %%ymm15, %%ymm" #a2 "\n\t"                                \
+    "vfmadd231ps %%ymm13, %%ymm15, %%ymm" #a3 "\n\t"
+#define FCG_S6(o) FCG_B(o) FCG_R2(o, 0, 1, 0, 1, 2, 3) FCG_R2(o, 2, 3, 4, 5, 6, 7)      \
+    FCG_R2(o, 4, 5, 8, 9, 10, 11)
+#define FCG_S4(o) FCG_B(o) FCG_R2(o, 0, 1, 0, 1, 2, 3) FCG_R2(o, 2, 3, 4, 5, 6, 7)
+#define FCG_S2(o) FCG_B(o) FCG_R2(o, 0, 1, 0, 1, 2, 3)
+#define FCG_LD(i) "vmovaps " #i "*32(%[acc]), %%ymm" #i "\n\t"
+#define FCG_ST(i) "vmovaps %%ymm" #i ", " #i "*32(%[acc])\n\t"
+#define FCG_LD4 FCG_LD(0) FCG_LD(1) FCG_LD(2) FCG_LD(3)
+#define FCG_ST4 FCG_ST(0) FCG_ST(1) FCG_ST(2) FCG_ST(3)
+#define FCG_LD8 FCG_LD4 FCG_LD(4) FCG_LD(5) FCG_LD(6) FCG_LD(7)
+#define FCG_ST8 FCG_ST4 FCG_ST(4) FCG_ST(5) FCG_ST(6) FCG_ST(7)
+#define FCG_LD12 FCG_LD8 FCG_LD(8) FCG_LD(9) FCG_LD(10) FCG_LD(11)
+#define FCG_ST12 FCG_ST8 FCG_ST(8) FCG_ST(9) FCG_ST(10) FCG_ST(11)
+
+/* The R-row AVX2 kernel (R = 6, 4 or 2; ``rows`` <= R): C[0:rows, 0:16] as in
+ * fcg_ukr_generic. A tail panel of 1-4 rows thus costs 2 or 4 rows of FMAs, not 6.
+ * The k loop is inline assembly: gcc's register allocation of the intrinsics version
+ * spilled accumulators to the stack (measured 58-70 GFLOP/s per core). Accumulators
+ * travel through ``acc`` into ymm0 .. ymm(2R-1). */
+#define FCG_UKR_AVX2(NAME, R, STEP, LOADS, STORES)                                  \
+FC_ATTR_AVX2 static void NAME(int64_t kc, const float *A, const float *B, float *C,     \
+                              int64_t ldc, int first, const float *bias, int rows)      \
+{                                                                                   \
+    float acc[R * FC_NR] __attribute__((aligned(32)));                              \
+    for (int r = rows; r < R; r++) {                                                \
+        _mm256_store_ps(acc + r * FC_NR, _mm256_setzero_ps());                      \
+        _mm256_store_ps(acc + r * FC_NR + 8, _mm256_setzero_ps());                  \
+    }                                                                               \
+    if (first) {                                                                    \
+        for (int r = 0; r < rows; r++) {                                            \
+            __m256 v = bias ? _mm256_set1_ps(bias[r]) : _mm256_setzero_ps();        \
+            _mm256_store_ps(acc + r * FC_NR, v);                                    \
+            _mm256_store_ps(acc + r * FC_NR + 8, v);                                \
+        }                                                                           \
+    } else {                                                                        \
+        for (int r = 0; r < rows; r++) {                                            \
+            _mm256_store_ps(acc + r * FC_NR, _mm256_loadu_ps(C + r * ldc));         \
+            _mm256_store_ps(acc + r * FC_NR + 8, _mm256_loadu_ps(C + r * ldc + 8)); \
+        }                                                                           \
+    }                                                                               \
+    int64_t k4 = kc >> 2, kr = kc & 3;                                              \
+    __asm__ volatile(                                                               \
+        LOADS                                                                       \
+        "test %[k4], %[k4]\n\t"                                                     \
+        "jz 2f\n\t"                                                                 \
+        ".p2align 4\n\t"                                                            \
+        "1:\n\t"                                                                    \
+        "prefetcht0 512(%[B])\n\t"                                                  \
+        STEP(0) STEP(1)                                                             \
+        "prefetcht0 576(%[B])\n\t"                                                  \
+        STEP(2) STEP(3)                                                             \
+        "add $256, %[B]\n\t"                                                        \
+        "add $96, %[A]\n\t"                                                         \
+        "dec %[k4]\n\t"                                                             \
+        "jnz 1b\n\t"                                                                \
+        "2:\n\t"                                                                    \
+        "test %[kr], %[kr]\n\t"                                                     \
+        "jz 4f\n\t"                                                                 \
+        "3:\n\t"                                                                    \
+        STEP(0)                                                                     \
+        "add $64, %[B]\n\t"                                                         \
+        "add $24, %[A]\n\t"                                                         \
+        "dec %[kr]\n\t"                                                             \
+        "jnz 3b\n\t"                                                                \
+        "4:\n\t"                                                                    \
+        STORES                                                                      \
+        : [A] "+r"(A), [B] "+r"(B), [k4] "+r"(k4), [kr] "+r"(kr)                    \
+        : [acc] "r"(acc)                                                            \
+        : "xmm0", "xmm1", "xmm2", "xmm3", "xmm4", "xmm5", "xmm6", "xmm7", "xmm8",    \
+          "xmm9", "xmm10", "xmm11", "xmm12", "xmm13", "xmm14", "xmm15", "cc",       \
+          "memory");                                                                \
+    for (int r = 0; r < rows; r++) {                                                \
+        _mm256_storeu_ps(C + r * ldc, _mm256_load_ps(acc + r * FC_NR));             \
+        _mm256_storeu_ps(C + r * ldc + 8, _mm256_load_ps(acc + r * FC_NR + 8));     \
+    }                                                                               \
 }
+FCG_UKR_AVX2(fcg_ukr_avx2, 6, FCG_S6, FCG_LD12, FCG_ST12)
+FCG_UKR_AVX2(fcg_ukr_avx2_r4, 4, FCG_S4, FCG_LD8, FCG_ST8)
+FCG_UKR_AVX2(fcg_ukr_avx2_r2, 2, FCG_S2, FCG_LD4, FCG_ST4)
+#undef FCG_UKR_AVX2
 #endif
 
 typedef void (*fcg_ukr_fn)(int64_t, const float *, const float *, float *, int64_t, int,
@@ -389,7 +378,9 @@ static int fc_cgemm_run(const fc_cgeom *q, const float *x, const float *w,
     const int64_t CS = nph * PS;       /* one channel */
     const int64_t npan = fcg_cdiv(Cog, FC_MR);
     int use_avx2 = !force_generic && fc_cpu_has_avx2_fma();
-    fcg_ukr_fn ukr = fcg_ukr_generic;
+    /* ukr_rows[r]: the kernel for a panel of r rows (a tail panel of 1-4 rows runs the
+     * 2- or 4-row kernel) */
+    fcg_ukr_fn ukr = fcg_ukr_generic, ukr_rows[FC_MR + 1];
     fcg_pack_fn pack = fcg_pack_generic;
 #if FC_X86
     if (use_avx2 && Cg * CS < ((int64_t)1 << 31)) {
@@ -397,6 +388,14 @@ static int fc_cgemm_run(const fc_cgeom *q, const float *x, const float *w,
         pack = fcg_pack_avx2;
     } else if (use_avx2) {
         ukr = fcg_ukr_avx2;
+    }
+#endif
+    for (int r = 0; r <= FC_MR; r++)
+        ukr_rows[r] = ukr;
+#if FC_X86
+    if (ukr == fcg_ukr_avx2) {
+        ukr_rows[1] = ukr_rows[2] = fcg_ukr_avx2_r2;
+        ukr_rows[3] = ukr_rows[4] = fcg_ukr_avx2_r4;
     }
 #endif
     if (nthreads < 1)
@@ -455,39 +454,58 @@ static int fc_cgemm_run(const fc_cgeom *q, const float *x, const float *w,
          * rw + fw*l - pw], zero outside x */
         const int64_t rows = N * C * nph * Dp * Hp;
         const int64_t HWin = q->H * q->W, DHWin = q->D * HWin;
+        /* each thread copies one contiguous range of rows, its indices (j, i, phase,
+         * channel) stepped rather than divided out per row */
 #if defined(_OPENMP)
-#pragma omp parallel for schedule(static) num_threads(nthreads)
+#pragma omp parallel num_threads(nthreads)
 #endif
-        for (int64_t r = 0; r < rows; r++) {
-            int64_t t = r;
-            const int64_t j = t % Hp; t /= Hp;
-            const int64_t i = t % Dp; t /= Dp;
-            const int64_t ph = t % nph; t /= nph;          /* t = n*C + c */
-            const int64_t rw = ph % fw, rh = (ph / fw) % fh, rd = ph / (fw * fh);
-            const int64_t zd = rd + fd * i - q->pd, zh = rh + fh * j - q->ph;
-            float *dst = xph + r * Wp;
-            if (zd < 0 || zd >= q->D || zh < 0 || zh >= q->H) {
-                memset(dst, 0, sizeof(float) * (size_t)Wp);
-                continue;
+        {
+            int64_t nt = 1, tid = 0;
+#if defined(_OPENMP)
+            nt = omp_get_num_threads();
+            tid = omp_get_thread_num();
+#endif
+            const int64_t r0 = rows * tid / nt, r1 = rows * (tid + 1) / nt;
+            int64_t t = r0;
+            int64_t j = t % Hp; t /= Hp;
+            int64_t i = t % Dp; t /= Dp;
+            int64_t ph = t % nph; t /= nph;   /* t = n*C + c */
+            for (int64_t r = r0; r < r1; r++) {
+                const int64_t rw = ph % fw, rh = (ph / fw) % fh, rd = ph / (fw * fh);
+                const int64_t zd = rd + fd * i - q->pd, zh = rh + fh * j - q->ph;
+                float *dst = xph + r * Wp;
+                if (zd < 0 || zd >= q->D || zh < 0 || zh >= q->H) {
+                    for (int64_t l = 0; l < Wp; l++)
+                        dst[l] = 0.0f;
+                } else {
+                    const float *src = x + (t / C) * q->x_sn + (t % C) * DHWin + zd * HWin
+                                       + zh * q->W + (rw - q->pw);
+                    /* column l reads src[fw*l]: inside x for l0 <= l < l1 */
+                    const int64_t l0 = fcg_min(Wp, q->pw > rw ? fcg_cdiv(q->pw - rw, fw) : 0);
+                    const int64_t l1 = fcg_max(l0, fcg_min(Wp, fcg_cdiv(q->W + q->pw - rw, fw)));
+                    for (int64_t l = 0; l < l0; l++)
+                        dst[l] = 0.0f;
+                    if (fw == 1) {
+                        for (int64_t l = l0; l < l1; l++)
+                            dst[l] = src[l];
+                    } else {
+                        for (int64_t l = l0; l < l1; l++)
+                            dst[l] = src[l * fw];
+                    }
+                    for (int64_t l = l1; l < Wp; l++)
+                        dst[l] = 0.0f;
+                }
+                if (++j == Hp) {
+                    j = 0;
+                    if (++i == Dp) {
+                        i = 0;
+                        if (++ph == nph) {
+                            ph = 0;
+                            t++;
+                        }
+                    }
+                }
             }
-            const float *src = x + (t / C) * q->x_sn + (t % C) * DHWin + zd * HWin + zh * q->W;
-            /* column l reads input column rw + fw*l - pw */
-            int64_t l = 0;
-            for (; l < Wp && rw + fw * l - q->pw < 0; l++)
-                dst[l] = 0.0f;
-            int64_t l1 = l;
-            while (l1 < Wp && rw + fw * l1 - q->pw < q->W)
-                l1++;
-            if (fw == 1) {
-                if (l1 > l)
-                    memcpy(dst + l, src + (rw + l - q->pw), sizeof(float) * (size_t)(l1 - l));
-            } else {
-                const float *s0 = src + (rw - q->pw);
-                for (int64_t m = l; m < l1; m++)
-                    dst[m] = s0[m * fw];
-            }
-            for (l = l1; l < Wp; l++)
-                dst[l] = 0.0f;
         }
         x = xph;
         x_sn = C * CS;
@@ -518,6 +536,9 @@ static int fc_cgemm_run(const fc_cgeom *q, const float *x, const float *w,
 
     /* pixel blocks: near-equal, at most NC_MAX, and enough work items for every thread */
     int64_t nc;
+    /* K blocks of near-equal size, at most FCG_KC */
+    const int64_t nkb = fcg_cdiv(Kr, FCG_KC);
+    const int64_t kcs = fcg_cdiv(Kr, nkb);
     const int64_t nc_max = FCG_NC_MAX;
     {
         int64_t want = 4 * (int64_t)nthreads;
@@ -537,9 +558,6 @@ static int fc_cgemm_run(const fc_cgeom *q, const float *x, const float *w,
     }
     const int64_t nblk = fcg_cdiv(Pc, nc);
     const int64_t items = Ni * G * nblk;
-    /* K blocks of near-equal size, at most FCG_KC */
-    const int64_t nkb = fcg_cdiv(Kr, FCG_KC);
-    const int64_t kcs = fcg_cdiv(Kr, nkb);
     int failed = 0;
     if (items < nthreads)
         nthreads = (int)items;
@@ -584,10 +602,10 @@ static int fc_cgemm_run(const fc_cgeom *q, const float *x, const float *w,
                             float *c = og + ip * FC_MR * ldo + jp * FC_NR;
                             const float *bb = bg ? bg + ip * FC_MR : NULL;
                             if (cols == FC_NR) {
-                                ukr(kc, apan, bpan, c, ldo, first, bb, (int)rows);
+                                ukr_rows[rows](kc, apan, bpan, c, ldo, first, bb, (int)rows);
                             } else {
                                 float tmp[FC_MR * FC_NR];
-                                ukr(kc, apan, bpan, tmp, FC_NR, 1, NULL, FC_MR);
+                                ukr_rows[rows](kc, apan, bpan, tmp, FC_NR, 1, NULL, (int)rows);
                                 for (int64_t r = 0; r < rows; r++)
                                     for (int64_t j = 0; j < cols; j++) {
                                         float prev = first ? (bb ? bb[r] : 0.0f)
