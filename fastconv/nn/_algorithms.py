@@ -217,9 +217,10 @@ def predict(x_shape, w_shape, out_spatial, stride, dilation, groups, dtype, nthr
               + calls * 2e-6 + over)
     if _gemm.have_fused(dt, len(kernel)):
         # fused engine: every patch element (N*G*P*K of them) is packed once and meets
-        # the output channels of its group, padded to the 6-row micro-panel
+        # the output channels of its group in 6-row micro-panels (a tail of 1-2 or 3-4
+        # rows runs a 2- or 4-row kernel)
         elems = n * groups * hw * red
-        cogpad = -(-cog // 6) * 6
+        cogpad = cog + (-cog % 6 if cog % 6 > 4 else -cog % 2)
         pack = _RATES["fused_pack"] * (1.3 if any(s > 1 for s in stride) else 1.0)
         per = cogpad * _RATES["fused_mac"] * (1 + 8 / max(1, min(red, 256))) + pack
         t_gemm = (elems * per / nt + _RATES["fused_call"]) * sc["gemm_s_per_mac_float32"] \
@@ -232,6 +233,11 @@ def predict(x_shape, w_shape, out_spatial, stride, dilation, groups, dtype, nthr
         rate = _RATES["direct_1x1"]
     elif cg == 1:
         rate = _RATES["direct_depthwise"]
+        if dt == np.float32 and len(kernel) <= 2:
+            # the float32 depthwise kernel serves a channel multiplier's outputs from one
+            # read of the input (measured: LeNet-5 conv1, 1 -> 6 5x5, 0.31 ms where the
+            # multiplier-1 rate predicts 0.43 ms)
+            rate *= 0.6 + 0.4 / cog
     else:
         # few output channels per group leave the register tile partly idle (measured:
         # 8 -> 8 3x3 at ~2x, 16 -> 32 5x5 at ~1.25x the dense rate)
