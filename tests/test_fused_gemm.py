@@ -307,6 +307,29 @@ def test_direct_nthreads(nthreads, force_generic):
         _assert_close(out, _direct_ref(xp, w, b, 2, (1, 2, 3), (1, 1, 1)), xp, w, b)
 
 
+@pytest.mark.parametrize("nthreads", [1, 2, 3, 5, 8])
+@pytest.mark.parametrize("stride,pad,phase", [
+    ((1, 1, 1), (1, 2, 0), -1),    # zero-padded copy, no phase split
+    ((2, 3, 2), (1, 0, 2), 1),     # phase-split copy of a padded input
+    ((1, 2, 1), (0, 0, 0), 1),     # phase split along one axis only, no padding
+    ((2, 3, 2), (1, 0, 2), 0),     # padded copy, strided taps gathered
+])
+def test_engine_copy_threads(nthreads, stride, pad, phase):
+    """The engine's padded / phase-split copy is split between the threads by rows at
+    arbitrary places (inside a row group, a phase, a channel): every split must give
+    torch's answer, with an odd number of images, channels, depths, rows and columns."""
+    rng = np.random.default_rng(31)
+    x = _rand(rng, (3, 5, 7, 9, 13))
+    w = _rand(rng, (11, 5, 2, 3, 2))
+    b = _rand(rng, (11,))
+    dil = (1, 1, 2)
+    ref = _torch_conv(x, w, b, stride=stride, padding=pad, dilation=dil)
+    out = np.full(ref.shape, np.nan, dtype=np.float32)
+    conv_gemm_f32(x, w, b, out, 1, stride, dil, False, nthreads, False, phase=phase,
+                  pad=pad)
+    _assert_close(out, ref, x, w, b)
+
+
 @pytest.mark.parametrize("nthreads", [1, 2, 3, 8])
 def test_public_conv2d_threads(nthreads):
     """~19 M MACs: the wrapper really hands the engine up to 8 threads."""
