@@ -125,12 +125,9 @@ def bare_pyfftw(L, dtype, threads):
     return oop, inp
 
 
-def ab(args):
-    """Interleaved A/B of ``convolve`` against the bare pyFFTW pair (minimum of ROUNDS each)."""
-    _fft.MEASURE_AFTER = 10**9 if not args.measure else _fft.MEASURE_AFTER
-    nt = args.threads
-    rng = np.random.default_rng(0)
-    print(f"interleaved A/B, {args.ab} rounds, threads={nt}, minima in ms")
+def cases(args, rng):
+    """Each (case name, mode, axes, start, shape, dtype, a, b) the command line asks for:
+    random inputs of the case's sizes, the output window of its mode."""
     for name in args.cases:
         s1, s2, mode = CASES[name]
         axes = tuple(range(len(s1)))
@@ -139,25 +136,35 @@ def ab(args):
             dt = np.dtype(dn)
             a = rng.standard_normal(s1).astype(dt)
             b = rng.standard_normal(s2).astype(dt)
-            L = _fft.padded_shape(s1, s2, axes, start, shape)
-            oop, inp = bare_pyfftw(L, dt, nt)
-            fns = {"oop": oop, "inp": inp, "conv": lambda: _fft.convolve(a, b, axes, start, shape, nthreads=nt)}
-            for f in fns.values():
+            yield name, mode, axes, start, shape, dt, a, b
+
+
+def ab(args):
+    """Interleaved A/B of ``convolve`` against the bare pyFFTW pair (minimum of ROUNDS each)."""
+    _fft.MEASURE_AFTER = 10**9 if not args.measure else _fft.MEASURE_AFTER
+    nt = args.threads
+    rng = np.random.default_rng(0)
+    print(f"interleaved A/B, {args.ab} rounds, threads={nt}, minima in ms")
+    for name, mode, axes, start, shape, dt, a, b in cases(args, rng):
+        L = _fft.padded_shape(a.shape, b.shape, axes, start, shape)
+        oop, inp = bare_pyfftw(L, dt, nt)
+        fns = {"oop": oop, "inp": inp, "conv": lambda: _fft.convolve(a, b, axes, start, shape, nthreads=nt)}
+        for f in fns.values():
+            f()
+        ts = {key: [] for key in fns}
+        for _ in range(args.ab):
+            for key, f in fns.items():
+                t = time.perf_counter()
                 f()
-            ts = {key: [] for key in fns}
-            for _ in range(args.ab):
-                for key, f in fns.items():
-                    t = time.perf_counter()
-                    f()
-                    ts[key].append(time.perf_counter() - t)
-            m = {key: min(v) * 1e3 for key, v in ts.items()}
-            print(
-                f"{name:>8} {dn:>7} {str(L):>16} | bare oop {m['oop']:8.2f} in-place {m['inp']:8.2f} | "
-                f"conv {m['conv']:8.2f} | conv/bare {m['conv'] / min(m['oop'], m['inp']):6.3f}",
-                flush=True,
-            )
-            del fns, oop, inp
-            gc.collect()
+                ts[key].append(time.perf_counter() - t)
+        m = {key: min(v) * 1e3 for key, v in ts.items()}
+        print(
+            f"{name:>8} {dt.name:>7} {str(L):>16} | bare oop {m['oop']:8.2f} in-place {m['inp']:8.2f} | "
+            f"conv {m['conv']:8.2f} | conv/bare {m['conv'] / min(m['oop'], m['inp']):6.3f}",
+            flush=True,
+        )
+        del fns, oop, inp
+        gc.collect()
 
 
 def main(argv=None):
@@ -194,59 +201,52 @@ def main(argv=None):
         f"{'MB conv':>7} {'MB sp':>7} | err"
     )
     print(hdr)
-    for name in args.cases:
-        s1, s2, mode = CASES[name]
-        axes = tuple(range(len(s1)))
-        start, shape = window(s1, s2, mode)
-        for dn in args.dtypes:
-            dt = np.dtype(dn)
-            a = rng.standard_normal(s1).astype(dt)
-            b = rng.standard_normal(s2).astype(dt)
-            # correctness first
-            ref = scipy.signal.fftconvolve(a.astype(np.float64), b.astype(np.float64), mode=mode)
-            scale = np.abs(ref).max()
-            errs = []
-            for fn in (_fft.convolve, _fft.oaconvolve):
-                r = fn(a, b, axes, start, shape, nthreads=nt)
-                assert r.shape == ref.shape and r.dtype == dt
-                errs.append(float(np.abs(r - ref).max() / scale))
-            tol = 1e-4 if dt == np.float32 else 1e-10
-            if max(errs) > tol:
-                raise SystemExit(f"{name} {dn}: wrong result, relative errors {errs}")
-            del ref, r
-            L = _fft.padded_shape(s1, s2, axes, start, shape)
-            t = {}
-            if _fft.HAVE_PYFFTW:
-                oop, inp = bare_pyfftw(L, dt, nt)
-                t["bare"] = min(timeit(oop, args.reps), timeit(inp, args.reps))
-                del oop, inp
-            else:
-                t["bare"] = float("nan")
-            gc.collect()
-            t["conv"] = timeit(lambda: _fft.convolve(a, b, axes, start, shape, nthreads=nt), args.reps)
-            t["oa"] = timeit(lambda: _fft.oaconvolve(a, b, axes, start, shape, nthreads=nt), args.reps)
-            if args.no_scipy:
-                t["sp_fft"] = t["sp_oa"] = float("nan")
-            else:
-                with scipy.fft.set_workers(nt):
-                    t["sp_fft"] = timeit(lambda: scipy.signal.fftconvolve(a, b, mode=mode), args.reps)
-                    t["sp_oa"] = timeit(lambda: scipy.signal.oaconvolve(a, b, mode=mode), args.reps)
-            if args.no_mem:
-                mc = ms = float("nan")
-            else:
-                _fft.clear_plan_cache()
-                mc = peak_bytes(lambda: _fft.convolve(a, b, axes, start, shape, nthreads=nt)) / 2**20
-                with scipy.fft.set_workers(nt):
-                    ms = peak_bytes(lambda: scipy.signal.fftconvolve(a, b, mode=mode)) / 2**20
-            best = min(t["conv"], t["oa"])
-            print(
-                f"{name:>8} {dn:>7} {str(L):>14} | "
-                + " ".join(f"{t[k] * 1e3:8.2f}" for k in ("bare", "conv", "oa", "sp_fft", "sp_oa"))
-                + f" | {t['conv'] / t['bare']:9.3f} {t['conv'] / t['sp_fft']:7.3f} "
-                f"{t['oa'] / t['sp_oa']:8.3f} {best / min(t['sp_fft'], t['sp_oa']):7.3f} | "
-                f"{mc:7.1f} {ms:7.1f} | {max(errs):.1e}",
-                flush=True,
-            )
+    for name, mode, axes, start, shape, dt, a, b in cases(args, rng):
+        # correctness first
+        ref = scipy.signal.fftconvolve(a.astype(np.float64), b.astype(np.float64), mode=mode)
+        scale = np.abs(ref).max()
+        errs = []
+        for fn in (_fft.convolve, _fft.oaconvolve):
+            r = fn(a, b, axes, start, shape, nthreads=nt)
+            assert r.shape == ref.shape and r.dtype == dt
+            errs.append(float(np.abs(r - ref).max() / scale))
+        tol = 1e-4 if dt == np.float32 else 1e-10
+        if max(errs) > tol:
+            raise SystemExit(f"{name} {dt.name}: wrong result, relative errors {errs}")
+        del ref, r
+        L = _fft.padded_shape(a.shape, b.shape, axes, start, shape)
+        t = {}
+        if _fft.HAVE_PYFFTW:
+            oop, inp = bare_pyfftw(L, dt, nt)
+            t["bare"] = min(timeit(oop, args.reps), timeit(inp, args.reps))
+            del oop, inp
+        else:
+            t["bare"] = float("nan")
+        gc.collect()
+        t["conv"] = timeit(lambda: _fft.convolve(a, b, axes, start, shape, nthreads=nt), args.reps)
+        t["oa"] = timeit(lambda: _fft.oaconvolve(a, b, axes, start, shape, nthreads=nt), args.reps)
+        if args.no_scipy:
+            t["sp_fft"] = t["sp_oa"] = float("nan")
+        else:
+            with scipy.fft.set_workers(nt):
+                t["sp_fft"] = timeit(lambda: scipy.signal.fftconvolve(a, b, mode=mode), args.reps)
+                t["sp_oa"] = timeit(lambda: scipy.signal.oaconvolve(a, b, mode=mode), args.reps)
+        if args.no_mem:
+            mc = ms = float("nan")
+        else:
+            _fft.clear_plan_cache()
+            mc = peak_bytes(lambda: _fft.convolve(a, b, axes, start, shape, nthreads=nt)) / 2**20
+            with scipy.fft.set_workers(nt):
+                ms = peak_bytes(lambda: scipy.signal.fftconvolve(a, b, mode=mode)) / 2**20
+        best = min(t["conv"], t["oa"])
+        print(
+            f"{name:>8} {dt.name:>7} {str(L):>14} | "
+            + " ".join(f"{t[k] * 1e3:8.2f}" for k in ("bare", "conv", "oa", "sp_fft", "sp_oa"))
+            + f" | {t['conv'] / t['bare']:9.3f} {t['conv'] / t['sp_fft']:7.3f} "
+            f"{t['oa'] / t['sp_oa']:8.3f} {best / min(t['sp_fft'], t['sp_oa']):7.3f} | "
+            f"{mc:7.1f} {ms:7.1f} | {max(errs):.1e}",
+            flush=True,
+        )
     print(f"times in ms ({'minima' if args.min else 'medians'}); ratios < 1 mean fastconv is faster")
 
 

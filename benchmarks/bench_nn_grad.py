@@ -14,7 +14,6 @@ import math
 import os
 import statistics
 import sys
-import time
 
 import numpy as np
 
@@ -23,22 +22,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import fastconv  # noqa: E402
 import fastconv.nn as fnn  # noqa: E402
 import fastconv.nn.grad as G  # noqa: E402
-from fastconv.nn._bench import LAYERS  # noqa: E402
-
-
-def _pair(fa, fb, min_time):
-    fa(), fb()
-    ta, tb = [], []
-    end = time.perf_counter() + 2 * min_time
-    while len(ta) < 5 or (time.perf_counter() < end and len(ta) < 100):
-        t0 = time.perf_counter()
-        fa()
-        t1 = time.perf_counter()
-        fb()
-        t2 = time.perf_counter()
-        ta.append(t1 - t0)
-        tb.append(t2 - t1)
-    return statistics.median(ta), statistics.median(tb)
+from fastconv.nn._bench import LAYERS, _time_pair  # noqa: E402
 
 
 def _check(got, want, scale, what):
@@ -82,10 +66,10 @@ def run(quick=False, threads=2, layers=None, file=sys.stdout):
         sw = float(np.abs(want_w).max())
         _check(fin(xs, w, gy, **kw), want_x, sx, f"{name} input gradient")
         _check(fwt(x, ws, gy, **kw), want_w, sw, f"{name} weight gradient")
-        fx, tx_ = _pair(lambda: fin(xs, w, gy, **kw), lambda: tin(tx.shape, tw, tgy, *targs),
-                        min_time)
-        fw, tw_ = _pair(lambda: fwt(x, ws, gy, **kw), lambda: twt(tx, tw.shape, tgy, *targs),
-                        min_time)
+        fx, tx_ = _time_pair(lambda: fin(xs, w, gy, **kw),
+                             lambda: tin(tx.shape, tw, tgy, *targs), min_time, max_reps=100)
+        fw, tw_ = _time_pair(lambda: fwt(x, ws, gy, **kw),
+                             lambda: twt(tx, tw.shape, tgy, *targs), min_time, max_reps=100)
         rows.append(dict(row=name, layer=desc, dx_ms=fx * 1e3, dx_torch_ms=tx_ * 1e3,
                          dw_ms=fw * 1e3, dw_torch_ms=tw_ * 1e3))
         print(f"{name:4} {desc[:30]:30} {fx * 1e3:8.2f} {tx_ * 1e3:9.2f} {tx_ / fx:5.2f}x "

@@ -13,6 +13,7 @@ import scipy.signal
 import torch  # the oracle: a test dependency (torch==2.13.0), a failure when missing
 
 from fastconv import _core
+import _helpers  # noqa: E402  (tests/ is on sys.path under pytest)
 
 F = torch.nn.functional
 
@@ -26,13 +27,8 @@ EPS = {np.dtype(np.float32): np.finfo(np.float32).eps, np.dtype(np.complex64): n
 # ----------------------------------------------------------------------------- helpers
 
 def rand(rng, shape, dtype):
-    dtype = np.dtype(dtype)
-    if dtype.kind == "i":
-        return rng.integers(-50, 50, size=shape).astype(dtype)
-    a = rng.standard_normal(shape)
-    if dtype.kind == "c":
-        a = a + 1j * rng.standard_normal(shape)
-    return a.astype(dtype)
+    """:func:`_helpers.rand` with integers up to 50 in magnitude (wrapping int8 sums)."""
+    return _helpers.rand(rng, shape, dtype, imax=50)
 
 
 def direct_sum(x, w, O, stride, dilation, pad, groups):

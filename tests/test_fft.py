@@ -9,6 +9,7 @@ import pytest
 import scipy.signal
 
 from fastconv import _fft
+from _helpers import rand  # noqa: E402  (tests/ is on sys.path under pytest)
 
 if _fft.HAVE_PYFFTW:
     import pyfftw
@@ -24,13 +25,6 @@ TOL = {
 }
 DTYPES = [np.float32, np.float64, np.complex64, np.complex128]
 ENGINES = [_fft.convolve, _fft.oaconvolve]
-
-
-def _rand(rng, shape, dtype):
-    x = rng.standard_normal(shape)
-    if np.dtype(dtype).kind == "c":
-        x = x + 1j * rng.standard_normal(shape)
-    return x.astype(dtype)
 
 
 def _oracle_full(a, b, axes):
@@ -164,7 +158,7 @@ CASES = [
 def test_against_scipy_every_window(engine, dtype, case):
     s1, s2, axes = case
     rng = np.random.default_rng(abs(hash((s1, s2, axes))) % 2**32)
-    a, b = _rand(rng, s1, dtype), _rand(rng, s2, dtype)
+    a, b = rand(rng, s1, dtype), rand(rng, s2, dtype)
     full = _oracle_full(a, b, axes)
     per_axis = [_windows(a.shape[x], b.shape[x]) for x in axes]
     combos = list(itertools.product(*per_axis))
@@ -180,7 +174,7 @@ def test_against_scipy_every_window(engine, dtype, case):
 @pytest.mark.parametrize("dtype", [np.float64, np.complex128])
 def test_direct_sum_oracle(dtype):
     rng = np.random.default_rng(1)
-    a, b = _rand(rng, (37,), dtype), _rand(rng, (9,), dtype)
+    a, b = rand(rng, (37,), dtype), rand(rng, (9,), dtype)
     ref = np.zeros(45, dtype=np.complex128 if dtype == np.complex128 else np.float64)
     for t in range(45):
         for j in range(9):
@@ -219,8 +213,8 @@ def test_long_signal_many_blocks():
 
 # ---------------------------------------------------------------------------------------------
 def _odd_layouts(rng, dtype):
-    base1 = _rand(rng, (14, 22, 3), dtype)
-    base2 = _rand(rng, (9, 6, 3), dtype)
+    base1 = rand(rng, (14, 22, 3), dtype)
+    base2 = rand(rng, (9, 6, 3), dtype)
     yield base1[::-1, ::2], base2[::2, ::-1]  # negative and >1 strides
     yield np.asfortranarray(base1), np.asfortranarray(base2)
     yield base1.transpose(1, 0, 2), base2.transpose(1, 0, 2)
@@ -270,7 +264,7 @@ def test_result_not_aliased_to_cache(engine):
 @pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
 def test_scipy_fallback_same_results(engine, dtype, monkeypatch):
     rng = np.random.default_rng(6)
-    a, b = _rand(rng, (40, 3, 33), dtype), _rand(rng, (7, 1, 8), dtype)
+    a, b = rand(rng, (40, 3, 33), dtype), rand(rng, (7, 1, 8), dtype)
     axes = (2, 0)
     full = _oracle_full(a, b, axes)
     start, shape = (3, 2), (35, 40)
@@ -443,7 +437,7 @@ def test_concurrency_eight_threads():
     for i in range(24):
         s1, s2, axes = shapes[i % 3] if i % 4 else shapes[0]  # same and different shapes
         dtype = [np.float64, np.float32, np.complex128][i % 3]
-        a, b = _rand(rng, s1, dtype), _rand(rng, s2, dtype)
+        a, b = rand(rng, s1, dtype), rand(rng, s2, dtype)
         full = _oracle_full(a, b, axes)
         start = tuple((b.shape[x] - 1) // 2 for x in axes)
         shape = tuple(a.shape[x] for x in axes)
@@ -500,7 +494,7 @@ if os.environ.get("FASTCONV_TEST_BIG"):
 def test_small_kernel_pruned_transform(s1, s2, axes, dtype):
     """Kernels much smaller than the transform take the pruned forward path."""
     rng = np.random.default_rng(11)
-    a, b = _rand(rng, s1, dtype), _rand(rng, s2, dtype)
+    a, b = rand(rng, s1, dtype), rand(rng, s2, dtype)
     full = _oracle_full(a, b, axes)
     for start, shape in [((0,) * len(axes), full.shape[-len(axes):] if False else tuple(full.shape[x] for x in axes)),
                          (tuple((min(a.shape[x], b.shape[x]) - 1) // 2 for x in axes), tuple(max(a.shape[x], b.shape[x]) for x in axes))]:

@@ -8,16 +8,10 @@ import scipy.signal
 
 import fastconv
 from fastconv import _fft
+from _helpers import rand  # noqa: E402  (tests/ is on sys.path under pytest)
 
 pytestmark = pytest.mark.skipif(not (_fft.HAVE_PYFFTW and _fft.USE_PYFFTW),
                                 reason="the batched path runs on pyFFTW, which is absent")
-
-
-def _data(rng, n, dtype):
-    a = rng.standard_normal(n)
-    if np.dtype(dtype).kind == "c":
-        a = a + 1j * rng.standard_normal(n)
-    return a.astype(dtype)
 
 
 def _ref(x, w, mode):
@@ -35,7 +29,7 @@ def test_many_blocks_match_scipy(n1, n2, mode, dtype, monkeypatch):
     monkeypatch.setattr(_fft, "_oa_batched_1d", lambda *a: calls.append(1) or real(*a))
     monkeypatch.setattr(_fft, "OA_BATCH_BYTES", 20000)  # several batches, a partial last
     rng = np.random.default_rng(n1 + n2)
-    x, w = _data(rng, n1, dtype), _data(rng, n2, dtype)
+    x, w = rand(rng, n1, dtype), rand(rng, n2, dtype)
     got = fastconv.oaconvolve(x, w, mode)
     want = _ref(x, w, mode)
     assert got.dtype == scipy.signal.oaconvolve(x, w, mode).dtype
@@ -50,10 +44,10 @@ def test_many_blocks_match_scipy(n1, n2, mode, dtype, monkeypatch):
 
 def test_kernel_longer_than_signal_and_threads():
     rng = np.random.default_rng(5)
-    x, w = _data(rng, 50, np.float64), _data(rng, 40000, np.float64)
+    x, w = rand(rng, 50, np.float64), rand(rng, 40000, np.float64)
     np.testing.assert_allclose(fastconv.oaconvolve(x, w), _ref(x, w, "full"), atol=1e-9)
-    xs = [_data(rng, 30000 + 7 * i, np.float32) for i in range(8)]
-    k = _data(rng, 257, np.float32)
+    xs = [rand(rng, 30000 + 7 * i, np.float32) for i in range(8)]
+    k = rand(rng, 257, np.float32)
     got = [None] * 8
 
     def run(i):
@@ -70,7 +64,7 @@ def test_kernel_longer_than_signal_and_threads():
 
 def test_inputs_unmodified():
     rng = np.random.default_rng(6)
-    x, w = _data(rng, 10000, np.float32), _data(rng, 99, np.float32)
+    x, w = rand(rng, 10000, np.float32), rand(rng, 99, np.float32)
     x0, w0 = x.copy(), w.copy()
     fastconv.convolve(x, w, method="oa")
     np.testing.assert_array_equal(x, x0)

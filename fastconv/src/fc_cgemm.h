@@ -307,16 +307,6 @@ static void fcg_pack_a(const float *w, int64_t K, int64_t rows, float *dst)
     }
 }
 
-static void *fcg_alloc(size_t bytes)
-{
-    void *p = NULL;
-    if (bytes == 0)
-        bytes = 64;
-    if (posix_memalign(&p, 64, (bytes + 63) & ~(size_t)63) != 0)
-        return NULL;
-    return p;
-}
-
 /* Bytes of scratch a call allocates (packed A, tap table, pixel table, per-thread B). */
 static int64_t fc_cgemm_scratch_bytes(const fc_cgeom *q, int nthreads)
 {
@@ -416,10 +406,10 @@ static int fc_cgemm_run(const fc_cgeom *q, const float *x, const float *w,
         return 0;
     }
 
-    float *Ap = (float *)fcg_alloc(sizeof(float) * (size_t)(G * npan * FC_MR * Kr));
-    int64_t *tap = (int64_t *)fcg_alloc(sizeof(int64_t) * (size_t)(wgrad ? N * P : K));
-    int64_t *pix = (int64_t *)fcg_alloc(sizeof(int64_t) * (size_t)(wgrad ? K : P));
-    float *xph = copy ? (float *)fcg_alloc(sizeof(float) * (size_t)(N * C * CS)) : NULL;
+    float *Ap = (float *)fc_alloc_aligned(sizeof(float) * (size_t)(G * npan * FC_MR * Kr));
+    int64_t *tap = (int64_t *)fc_alloc_aligned(sizeof(int64_t) * (size_t)(wgrad ? N * P : K));
+    int64_t *pix = (int64_t *)fc_alloc_aligned(sizeof(int64_t) * (size_t)(wgrad ? K : P));
+    float *xph = copy ? (float *)fc_alloc_aligned(sizeof(float) * (size_t)(N * C * CS)) : NULL;
     if (!Ap || !tap || !pix || (copy && !xph)) {
         free(Ap); free(tap); free(pix); free(xph);
         return -1;
@@ -566,12 +556,9 @@ static int fc_cgemm_run(const fc_cgeom *q, const float *x, const float *w,
 #pragma omp parallel num_threads(nthreads)
 #endif
     {
-        float *Bp = (float *)fcg_alloc(sizeof(float) * (size_t)(kcs * nc));
+        float *Bp = (float *)fc_alloc_aligned(sizeof(float) * (size_t)(kcs * nc));
         if (!Bp) {
-#if defined(_OPENMP)
-#pragma omp atomic write
-#endif
-            failed = 1;
+            fc_flag_failure(&failed);
         }
 #if defined(_OPENMP)
 #pragma omp for schedule(dynamic, 1)

@@ -99,13 +99,8 @@ static inline int64_t fc_rup(int64_t a, int64_t b) { return fc_cdiv(a, b) * b; }
 static inline int64_t fc_min(int64_t a, int64_t b) { return a < b ? a : b; }
 static inline int64_t fc_max(int64_t a, int64_t b) { return a > b ? a : b; }
 
-static void *fc_alloc(size_t nbytes)
-{
-    void *p = NULL;
-    if (posix_memalign(&p, 64, nbytes + 64) != 0)
-        return NULL;
-    return p;
-}
+/* aligned scratch with a cache line of slack past its end */
+static void *fc_alloc(size_t nbytes) { return fc_alloc_aligned(nbytes + 64); }
 
 static void fc_free(void *p) { free(p); }
 

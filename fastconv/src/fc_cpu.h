@@ -1,12 +1,17 @@
 /*
- * fc_cpu.h -- what every compiled kernel of fastconv needs to know about the CPU.
+ * fc_cpu.h -- what every compiled kernel of fastconv shares: the CPU and its scratch.
  *
  * FC_X86        1 on x86-64 with a GNU-compatible compiler (AVX2 code can be compiled)
  * FC_ATTR_AVX2  the function attribute that compiles one function for AVX2+FMA
  * fc_cpu_has_avx2_fma()  whether this CPU runs it (run-time dispatch; no -march flags)
+ * fc_alloc_aligned(bytes) 64-byte aligned scratch (whole cache lines), or NULL; free() it
+ * fc_flag_failure(&failed) record, from inside an OpenMP team, that a thread failed
+ *                          (e.g. its scratch could not be allocated)
  */
 #ifndef FASTCONV_FC_CPU_H
 #define FASTCONV_FC_CPU_H
+
+#include <stdlib.h>
 
 #if defined(__x86_64__) && defined(__GNUC__)
 #include <immintrin.h>
@@ -24,6 +29,24 @@ static int fc_cpu_has_avx2_fma(void)
 #else
     return 0;
 #endif
+}
+
+static void *fc_alloc_aligned(size_t bytes)
+{
+    void *p = NULL;
+    if (bytes == 0)
+        bytes = 64;
+    if (posix_memalign(&p, 64, (bytes + 63) & ~(size_t)63) != 0)
+        return NULL;
+    return p;
+}
+
+static inline void fc_flag_failure(int *failed)
+{
+#if defined(_OPENMP)
+#pragma omp atomic write
+#endif
+    *failed = 1;
 }
 
 #endif /* FASTCONV_FC_CPU_H */

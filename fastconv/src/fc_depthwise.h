@@ -67,10 +67,7 @@ static void fcd_taps(const fc_dwgeom *q, const fcd_panel *pg, int64_t *toff)
 /* A thread's panel buffer (64-byte aligned; the AVX2 paths read 8 floats past a row). */
 static float *fcd_panel_alloc(const fc_dwgeom *q, const fcd_panel *pg)
 {
-    void *p = NULL;
-    if (posix_memalign(&p, 64, sizeof(float) * (size_t)(q->sw * pg->phase_stride + 8)) != 0)
-        return NULL;
-    return (float *)p;
+    return (float *)fc_alloc_aligned(sizeof(float) * (size_t)(q->sw * pg->phase_stride + 8));
 }
 
 /* Fill the panel of one input plane (rows/columns outside x are zero). */
@@ -268,10 +265,7 @@ static int fc_depthwise_f32(const fc_dwgeom *q, const float *x, const float *w,
     {
         float *panel = fcd_panel_alloc(q, &pg);
         if (!panel) {
-#if defined(_OPENMP)
-#pragma omp atomic write
-#endif
-            failed = 1;
+            fc_flag_failure(&failed);
         }
 #if defined(_OPENMP)
 #pragma omp for schedule(dynamic, 4)
@@ -403,10 +397,7 @@ static int fc_depthwise_wgrad_f32(const fc_dwgeom *q, const float *x, const floa
         float *panel = fcd_panel_alloc(q, &pg);
         double *sums = (double *)malloc(sizeof(double) * (size_t)(q->M * T));
         if (!panel || !sums) {
-#if defined(_OPENMP)
-#pragma omp atomic write
-#endif
-            failed = 1;
+            fc_flag_failure(&failed);
         }
 #if defined(_OPENMP)
 #pragma omp for schedule(dynamic, 1)
