@@ -282,6 +282,44 @@ def test_tilings_and_thread_counts(nthreads):
         check_direct(x, w, O, (1,) * D, (1,) * D, pa, g, nthreads=nthreads)
 
 
+@pytest.mark.parametrize("nthreads", [1, 8])
+@pytest.mark.parametrize("dtype", REAL)
+def test_panel_free_tiles(dtype, nthreads):
+    """Unit-stride 2-D row tiles with no zero rows read the image itself, with a small panel
+    only for the edge tiles whose reads leave the image: widths around the register-tile
+    widths (8, 12, 16, 24 lanes), every column tap count 1-7 (3 and 5 unrolled), left/right
+    pads from 0 to past the kernel, tall images split into many row tiles, 1-3 channels."""
+    rng = np.random.default_rng(17 + nthreads)
+    for W in (1, 5, 11, 12, 13, 23, 24, 25, 31, 47, 48, 49, 73, 100):
+        for KW in range(1, 8):
+            if KW > W + 2:
+                continue
+            KH = 1 + (W + KW) % 5
+            for pw in sorted({0, KW // 2, KW - 1, KW + 1}):
+                C = 1 + (W + KW + pw) % 3
+                x = rand(rng, (1, C, 29 + KW, W), dtype)
+                w = rand(rng, (2, C, KH, KW), dtype)
+                pad = (KH // 2, pw)
+                O = (x.shape[2] + 2 * pad[0] - KH + 1, W + 2 * pw - KW + 1)
+                if O[1] < 1:
+                    continue
+                check_direct(x, w, O, (1, 1), (1, 1), pad, 1, nthreads=nthreads)
+    # one channel, no padding: the plain scipy 'valid' correlation, many tasks
+    for W, K in [(200, (5, 5)), (301, (3, 3)), (77, (4, 7)), (64, (6, 2))]:
+        x = rand(rng, (1, 1, 400, W), dtype)
+        w = rand(rng, (1, 1) + K, dtype)
+        O = (400 - K[0] + 1, W - K[1] + 1)
+        out = run(x, w, O, (1, 1), (1, 1), (0, 0), 1, nthreads=nthreads)
+        wide = np.int64 if dtype == np.int64 else np.float64   # |sums| < 2**20: exact
+        ref = scipy.signal.correlate(x[0, 0].astype(wide), w[0, 0].astype(wide),
+                                     mode="valid", method="direct")
+        if dtype == np.int64:
+            np.testing.assert_array_equal(out[0, 0], ref)
+        else:
+            np.testing.assert_allclose(out[0, 0], ref, rtol=0,
+                                       atol=50 * EPS[np.dtype(dtype)] * np.abs(ref).max())
+
+
 @pytest.mark.parametrize("dtype", [np.float32, np.float64, np.int64])
 @pytest.mark.parametrize("shape", [(1, 1, 1100, 2048), (2, 3, 700, 1001)])
 def test_large_outputs(dtype, shape):

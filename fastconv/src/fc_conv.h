@@ -280,18 +280,21 @@ static size_t fc_plan_scratch_bytes(const fc_plan *pl)
 #if FC_X86
 #define FC_T float
 #define FC_SFX f32_avx2
+#define FC_ISA_VEC 1
 #define FC_ATTR FC_ATTR_AVX2
 #define FC_FLOAT 1
 #define FC_NT_STORE(p, v) _mm256_stream_ps((float *)(p), (__m256)(v))
 #include "fc_kernel_impl.h"
 #define FC_T double
 #define FC_SFX f64_avx2
+#define FC_ISA_VEC 1
 #define FC_ATTR FC_ATTR_AVX2
 #define FC_FLOAT 1
 #define FC_NT_STORE(p, v) _mm256_stream_pd((double *)(p), (__m256d)(v))
 #include "fc_kernel_impl.h"
 #define FC_T uint64_t
 #define FC_SFX i64_avx2
+#define FC_ISA_VEC 1
 #define FC_ATTR FC_ATTR_AVX2
 #define FC_FLOAT 0
 #define FC_NT_STORE(p, v) _mm256_stream_si256((__m256i *)(p), (__m256i)(v))
@@ -300,16 +303,19 @@ static size_t fc_plan_scratch_bytes(const fc_plan *pl)
 
 #define FC_T float
 #define FC_SFX f32_gen
+#define FC_ISA_VEC 0
 #define FC_ATTR
 #define FC_FLOAT 1
 #include "fc_kernel_impl.h"
 #define FC_T double
 #define FC_SFX f64_gen
+#define FC_ISA_VEC 0
 #define FC_ATTR
 #define FC_FLOAT 1
 #include "fc_kernel_impl.h"
 #define FC_T uint64_t
 #define FC_SFX i64_gen
+#define FC_ISA_VEC 0
 #define FC_ATTR
 #define FC_FLOAT 0
 #include "fc_kernel_impl.h"
