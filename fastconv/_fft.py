@@ -96,6 +96,8 @@ import time
 
 import numpy as np
 
+from . import _pool as _mempool
+
 try:  # pragma: no cover - depends on the environment
     import pyfftw
 
@@ -660,7 +662,12 @@ class _WorkSet:
         """Re-allocate the scratch buffer after it was donated and re-point the plans."""
         if self.scratch is not None or not self.scratch_size:
             return
-        self.scratch = pyfftw.empty_aligned(self.scratch_size, _real_of(self.w1.dtype))
+        dt = _real_of(self.w1.dtype)
+        if self.scratch_size * dt.itemsize >= _mempool.MIN_BYTES:
+            # the last one went out as a result: reuse a released one (page aligned)
+            self.scratch = _mempool.empty(self.scratch_size, dt)
+        else:
+            self.scratch = pyfftw.empty_aligned(self.scratch_size, dt)
         self._views()
         if self.f1 is None:
             return
@@ -1067,7 +1074,7 @@ class _Problem:
             self.b1, self.b2 = self.b2, self.b1
 
     def alloc_out(self):
-        out = np.empty(self.out_shape, self.dtype)
+        out = _mempool.empty(self.out_shape, self.dtype)
         return out, out.transpose(self.perm)
 
     def finish_trivial(self):

@@ -16,7 +16,7 @@ import operator
 
 import numpy as np
 
-from . import _dtypes, _plan, _shapes
+from . import _dtypes, _plan, _pool, _shapes
 from ._config import check_alloc, get_num_threads
 
 __all__ = ["convolve", "correlate", "fftconvolve", "oaconvolve", "convolve2d", "correlate2d",
@@ -114,6 +114,11 @@ def _all_finite(xp, *arrays):
             if not bool(xp.isfinite(s)):
                 return False
     return True
+
+
+def _empty(xp, shape, dtype):
+    """An output buffer: NumPy ones reuse released large buffers (fastconv._pool)."""
+    return _pool.empty(shape, dtype) if xp is np else xp.empty(shape, dtype=dtype)
 
 
 def _rank1_factors(kernel, cdt):
@@ -248,7 +253,7 @@ class _Problem:
     def _direct(self, nthreads):
         xp = self.xp
         x, w, pads = self._prepared()
-        out = xp.empty(self.shape, dtype=x.dtype)
+        out = _empty(xp, self.shape, x.dtype)
         nd = x.ndim
         if x.size == 0:
             out[...] = 0
@@ -269,10 +274,10 @@ class _Problem:
         col = xp.ascontiguousarray(f[0].reshape(-1, 1), dtype=x.dtype)
         row = xp.ascontiguousarray(f[1].reshape(1, -1), dtype=x.dtype)
         eng = _engines(xp)
-        tmp = xp.empty((self.shape[0], x.shape[1]), dtype=x.dtype)
+        tmp = _empty(xp, (self.shape[0], x.shape[1]), x.dtype)
         eng.correlate(x[None, None], col[None, None], tmp[None, None], (1, 1), (1, 1),
                       (pads[0], 0), 1, nthreads)
-        out = xp.empty(self.shape, dtype=x.dtype)
+        out = _empty(xp, self.shape, x.dtype)
         eng.correlate(tmp[None, None], row[None, None], out[None, None], (1, 1), (1, 1),
                       (0, pads[1]), 1, nthreads)
         return out
