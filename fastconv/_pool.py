@@ -17,10 +17,11 @@ a huge page) so shapes that differ a little share them.
 Bounds.  At most :data:`POOL_BYTES` of idle buffers are kept (default: the smaller of 512 MiB
 and 1/8 of physical memory; environment ``FASTCONV_POOL_BYTES``, ``0`` turns the pool off),
 oldest dropped first; :func:`release` frees them all.  Thread-safe: every pool operation holds
-one lock; a buffer released while that lock is busy (a garbage collection inside another
-pool operation) is simply freed.
+one lock.  A buffer released by a garbage collection that runs inside a pool operation of the
+same thread (which already holds the lock) is simply freed instead of pooled.
 """
 import collections
+import contextlib
 import mmap
 import os
 import threading
@@ -53,6 +54,7 @@ def _default_pool_bytes():
 POOL_BYTES = _default_pool_bytes()
 
 _lock = threading.Lock()
+_inside = threading.local()         # .on: this thread holds _lock
 _idle = collections.OrderedDict()   # buffer size -> [anonymous mmaps], oldest key first
 _idle_bytes = 0
 _stats = {"hits": 0, "misses": 0}
@@ -71,14 +73,25 @@ class _Lease(np.ndarray):
                 pass
 
 
+@contextlib.contextmanager
+def _locked():
+    """Hold the pool lock, marking this thread as inside (see :func:`_put`)."""
+    with _lock:
+        _inside.on = True
+        try:
+            yield
+        finally:
+            _inside.on = False
+
+
 def _put(raw):
     global _idle_bytes
-    if not _lock.acquire(blocking=False):   # re-entered from a collection: just free it
+    if getattr(_inside, "on", False):   # a collection inside a pool operation: just free it
         return
-    try:
-        size = len(raw)
-        if size > POOL_BYTES:
-            return
+    size = len(raw)
+    if size > POOL_BYTES:
+        return
+    with _locked():
         _idle.setdefault(size, []).append(raw)
         _idle.move_to_end(size)
         _idle_bytes += size
@@ -87,13 +100,11 @@ def _put(raw):
             _idle_bytes -= len(lst.pop(0))
             if not lst:
                 del _idle[k]
-    finally:
-        _lock.release()
 
 
 def _get(size):
     global _idle_bytes
-    with _lock:
+    with _locked():
         lst = _idle.get(size)
         if lst:
             raw = lst.pop()
@@ -134,14 +145,14 @@ def empty(shape, dtype):
 def release():
     """Free every idle pooled buffer now."""
     global _idle_bytes
-    with _lock:
+    with _locked():
         _idle.clear()
         _idle_bytes = 0
 
 
 def info():
     """``{'idle_bytes', 'idle_buffers', 'hits', 'misses', 'limit'}`` of the pool."""
-    with _lock:
+    with _locked():
         return {"idle_bytes": _idle_bytes,
                 "idle_buffers": sum(len(v) for v in _idle.values()),
                 "hits": _stats["hits"], "misses": _stats["misses"], "limit": POOL_BYTES}

@@ -5,7 +5,6 @@ torch.nn.functional.conv1d/2d/3d in float64 (stride, dilation, groups, padding) 
 float64 / Python-int numpy direct sum written from the contract (4-D, 5-D, int64).
 """
 import itertools
-import threading
 
 import numpy as np
 import pytest
@@ -462,29 +461,15 @@ def test_concurrent_python_threads():
         pad, O = scipy_case(S, K, "same")
         ref = direct_sum(x, w, O, (1,) * D, (1,) * D, pad, 1)
         jobs.append((x, w, O, pad, ref))
-    errors = []
-    barrier = threading.Barrier(8)
 
-    def worker(job):
-        x, w, O, pad, ref = job
+    def worker(i):
+        x, w, O, pad, ref = jobs[i]
         D = len(O)
-        try:
-            barrier.wait()
-            for _ in range(20):
-                out = run(x, w, O, (1,) * D, (1,) * D, pad, 1, nthreads=2)
-                if x.dtype.kind == "i":
-                    ok = np.array_equal(out, ref.astype(np.int64))
-                else:
-                    ok = np.allclose(out, ref, rtol=1e-4, atol=1e-4)
-                if not ok:
-                    errors.append("mismatch")
-                    return
-        except Exception as e:
-            errors.append(repr(e))
+        for _ in range(20):
+            out = run(x, w, O, (1,) * D, (1,) * D, pad, 1, nthreads=2)
+            if x.dtype.kind == "i":
+                np.testing.assert_array_equal(out, ref.astype(np.int64))
+            else:
+                np.testing.assert_allclose(out, ref, rtol=1e-4, atol=1e-4)
 
-    threads = [threading.Thread(target=worker, args=(j,)) for j in jobs]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert not errors, errors
+    _helpers.run_concurrently(worker, len(jobs))

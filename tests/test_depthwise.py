@@ -2,7 +2,6 @@
 
 It serves conv1d/conv2d with groups == C_in (any channel multiplier), algorithm 'direct'
 (and 'auto' where the cost model picks it), with the bias fused."""
-import threading
 
 import numpy as np
 import pytest
@@ -12,6 +11,7 @@ import torch.nn.functional as F
 import fastconv.nn as fnn
 from fastconv import _core
 from fastconv.nn import _algorithms
+from _helpers import run_concurrently  # noqa: E402  (tests/ is on sys.path under pytest)
 
 
 def _torch2d(x, w, b, stride, padding, dilation, groups):
@@ -112,11 +112,7 @@ def test_threads_and_concurrent_callers():
     def work(i):
         for _ in range(5):
             got[i] = fnn.conv2d(xs[i], w, padding=1, groups=8, algorithm="direct")
-    ts = [threading.Thread(target=work, args=(i,)) for i in range(len(xs))]
-    for t in ts:
-        t.start()
-    for t in ts:
-        t.join()
+    run_concurrently(work, len(xs))
     for g, want in zip(got, wants):
         np.testing.assert_allclose(g, want, rtol=1e-5, atol=_tol(w))
 

@@ -2,14 +2,13 @@
 import itertools
 import os
 import pickle
-import threading
 
 import numpy as np
 import pytest
 import scipy.signal
 
 from fastconv import _fft
-from _helpers import rand  # noqa: E402  (tests/ is on sys.path under pytest)
+from _helpers import rand, run_concurrently  # noqa: E402  (tests/ is on sys.path under pytest)
 
 if _fft.HAVE_PYFFTW:
     import pyfftw
@@ -442,27 +441,16 @@ def test_concurrency_eight_threads():
         start = tuple((b.shape[x] - 1) // 2 for x in axes)
         shape = tuple(a.shape[x] for x in axes)
         jobs.append((a, b, axes, start, shape, _crop(full, axes, start, shape), dtype))
-    errors = []
-    barrier = threading.Barrier(8)
 
     def run(tid):
-        try:
-            barrier.wait()
-            for rep in range(3):
-                for j in range(tid, len(jobs), 8):
-                    a, b, axes, start, shape, ref, dtype = jobs[(j + rep) % len(jobs)]
-                    engine = ENGINES[(j + rep + tid) % 2]
-                    res = engine(a, b, axes, start, shape, nthreads=1 + (tid % 2))
-                    _check(res, ref, dtype)
-        except BaseException as e:
-            errors.append(e)
+        for rep in range(3):
+            for j in range(tid, len(jobs), 8):
+                a, b, axes, start, shape, ref, dtype = jobs[(j + rep) % len(jobs)]
+                engine = ENGINES[(j + rep + tid) % 2]
+                res = engine(a, b, axes, start, shape, nthreads=1 + (tid % 2))
+                _check(res, ref, dtype)
 
-    threads = [threading.Thread(target=run, args=(t,)) for t in range(8)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert not errors, errors[0]
+    run_concurrently(run, 8)
 
 
 def test_nthreads_default_and_validation():

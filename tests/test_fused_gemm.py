@@ -13,7 +13,6 @@ or gathered (output rows straddling input rows, strides, dilation).
 """
 import itertools
 import math
-import threading
 import warnings
 
 import numpy as np
@@ -24,6 +23,7 @@ import fastconv
 from fastconv import _gemm as _cgemm  # a build without it is a failure, not a skip
 from fastconv import nn as fnn
 from fastconv.nn import _gemm as nn_gemm
+from _helpers import run_concurrently  # noqa: E402  (tests/ is on sys.path under pytest)
 
 F = torch.nn.functional
 
@@ -356,25 +356,13 @@ def test_concurrent_python_threads():
         kw = dict(stride=(1 + i % 2, 1), padding=(i % 2, 1), groups=g)
         probs.append((x, w, b, kw, _torch_conv(x, w, b, **kw)))
     results = [None] * 8
-    errors = []
-    barrier = threading.Barrier(8)
 
     def work(i):
-        try:
-            x, w, b, kw, _ = probs[i]
-            barrier.wait(timeout=30)
-            with fastconv.threads(1 + i % 3):
-                outs = [fnn.conv2d(x, w, b, algorithm="gemm", **kw) for _ in range(3)]
-            results[i] = outs
-        except Exception as e:
-            errors.append((i, e))
+        x, w, b, kw, _ = probs[i]
+        with fastconv.threads(1 + i % 3):
+            results[i] = [fnn.conv2d(x, w, b, algorithm="gemm", **kw) for _ in range(3)]
 
-    ts = [threading.Thread(target=work, args=(i,)) for i in range(8)]
-    for t in ts:
-        t.start()
-    for t in ts:
-        t.join(timeout=60)
-    assert not errors, errors
+    run_concurrently(work, 8)
     for (x, w, b, _, ref), outs in zip(probs, results):
         assert outs is not None
         for out in outs:

@@ -1,6 +1,5 @@
 """The batched 1-D overlap-save path of fastconv._fft.oaconvolve (``_oa_batched_1d``):
 many blocks, every mode, real and complex, against scipy.signal (float64 direct sums)."""
-import threading
 
 import numpy as np
 import pytest
@@ -8,7 +7,7 @@ import scipy.signal
 
 import fastconv
 from fastconv import _fft
-from _helpers import rand  # noqa: E402  (tests/ is on sys.path under pytest)
+from _helpers import rand, run_concurrently  # noqa: E402  (tests/ is on sys.path under pytest)
 
 pytestmark = pytest.mark.skipif(not (_fft.HAVE_PYFFTW and _fft.USE_PYFFTW),
                                 reason="the batched path runs on pyFFTW, which is absent")
@@ -53,11 +52,7 @@ def test_kernel_longer_than_signal_and_threads():
     def run(i):
         for _ in range(3):
             got[i] = fastconv.convolve(xs[i], k, "same", method="oa")
-    ts = [threading.Thread(target=run, args=(i,)) for i in range(8)]
-    for t in ts:
-        t.start()
-    for t in ts:
-        t.join()
+    run_concurrently(run, 8)
     for x, g in zip(xs, got):
         np.testing.assert_allclose(g, _ref(x, k, "same"), atol=2e-5 * np.abs(x).max() * 257)
 

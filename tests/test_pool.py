@@ -2,7 +2,6 @@
 every array and view that uses it is gone, and results made from pooled memory are right
 (scipy.signal is the oracle)."""
 import gc
-import threading
 
 import numpy as np
 import pytest
@@ -10,6 +9,7 @@ import scipy.signal
 
 import fastconv
 from fastconv import _pool
+from _helpers import run_concurrently  # noqa: E402  (tests/ is on sys.path under pytest)
 
 BIG = (1100, 1024)          # 8.6 MiB of float64: above _pool.MIN_BYTES
 
@@ -90,23 +90,29 @@ def test_many_threads_share_the_pool(fresh_pool):
     xs = [rng.standard_normal((700 + 37 * i, 1500)) for i in range(8)]
     k = rng.standard_normal((3, 4))
     refs = [scipy.signal.convolve(x, k, mode="same", method="direct") for x in xs]
-    errors = []
 
     def work(i):
-        try:
-            for _ in range(3):
-                y = fastconv.convolve(xs[i], k, mode="same", method="direct")
-                z = fastconv.convolve(xs[(i + 1) % 8], k, mode="same", method="direct")
-                assert np.allclose(y, refs[i], rtol=0, atol=1e-12 * np.abs(refs[i]).max())
-                assert np.allclose(z, refs[(i + 1) % 8], rtol=0, atol=1e-11)
-                del y, z
-        except Exception as e:  # noqa: BLE001 - reported below
-            errors.append(e)
+        for _ in range(3):
+            y = fastconv.convolve(xs[i], k, mode="same", method="direct")
+            z = fastconv.convolve(xs[(i + 1) % 8], k, mode="same", method="direct")
+            assert np.allclose(y, refs[i], rtol=0, atol=1e-12 * np.abs(refs[i]).max())
+            assert np.allclose(z, refs[(i + 1) % 8], rtol=0, atol=1e-11)
+            del y, z
 
-    ts = [threading.Thread(target=work, args=(i,)) for i in range(8)]
-    for t in ts:
-        t.start()
-    for t in ts:
-        t.join()
-    assert not errors, errors[0]
+    run_concurrently(work, 8)
     assert _pool.info()["idle_bytes"] <= _pool.POOL_BYTES
+
+
+def test_release_during_a_pool_operation_frees_instead_of_deadlocking(fresh_pool):
+    """A result collected while its own thread holds the pool lock (a garbage collection
+    inside a pool operation) is freed, not pooled, and does not wait for the lock."""
+    def body(_):
+        a = _pool.empty(BIG, np.float64)
+        with _pool._locked():
+            del a                       # last reference: _Lease.__del__ runs here
+        assert _pool.info()["idle_buffers"] == 0
+        b = _pool.empty(BIG, np.float64)
+        del b                           # outside: pooled
+        assert _pool.info()["idle_buffers"] == 1
+
+    run_concurrently(body, 1, timeout=20)

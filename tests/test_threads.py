@@ -12,6 +12,7 @@ import scipy.signal as ss
 
 import fastconv
 from fastconv import _config
+from _helpers import run_concurrently  # noqa: E402  (tests/ is on sys.path under pytest)
 
 N_WORKERS = 8
 
@@ -62,28 +63,15 @@ def _close(got, ref):
 @pytest.mark.parametrize("nthreads", [1, 2])
 def test_concurrent_callers_all_get_the_right_result(method, nthreads, rng):
     probs = _problems(rng, method)
-    barrier = threading.Barrier(N_WORKERS)
-    results, errors = [None] * N_WORKERS, []
+    results = [None] * N_WORKERS
 
     def work(i):
         name, a, b, mode, _ = probs[i]
-        try:
-            with fastconv.threads(nthreads):
-                barrier.wait()
-                out = []
-                for _ in range(3):            # repeat: reuse of cached plans/buffers
-                    out.append(getattr(fastconv, name)(a, b, mode, method))
-                results[i] = out
-        except BaseException as e:            # noqa: BLE001 - reported below
-            errors.append((i, e))
+        with fastconv.threads(nthreads):
+            # repeat: reuse of cached plans/buffers
+            results[i] = [getattr(fastconv, name)(a, b, mode, method) for _ in range(3)]
 
-    ts = [threading.Thread(target=work, args=(i,)) for i in range(N_WORKERS)]
-    for t in ts:
-        t.start()
-    for t in ts:
-        t.join(120)
-    assert not any(t.is_alive() for t in ts), "a worker hangs"
-    assert not errors, errors
+    run_concurrently(work, N_WORKERS)
     for i, (name, a, b, mode, ref) in enumerate(probs):
         for got in results[i]:
             assert _close(got, ref), (i, name, a.shape, b.shape, a.dtype, mode)
@@ -94,22 +82,12 @@ def test_concurrent_fftconvolve_same_shape_shares_plans(rng):
     a = rng.standard_normal((8, 64, 48))
     b = rng.standard_normal((8, 9, 7))
     refs = [ss.fftconvolve(a[i], b[i]) for i in range(8)]
-    barrier = threading.Barrier(N_WORKERS)
-    out, errors = [None] * 8, []
+    out = [None] * 8
 
     def work(i):
-        try:
-            barrier.wait()
-            out[i] = [fastconv.fftconvolve(a[i], b[i]) for _ in range(5)]
-        except BaseException as e:            # noqa: BLE001
-            errors.append(e)
+        out[i] = [fastconv.fftconvolve(a[i], b[i]) for _ in range(5)]
 
-    ts = [threading.Thread(target=work, args=(i,)) for i in range(8)]
-    for t in ts:
-        t.start()
-    for t in ts:
-        t.join(120)
-    assert not errors, errors
+    run_concurrently(work, 8)
     for i in range(8):
         for got in out[i]:
             np.testing.assert_allclose(got, refs[i], rtol=1e-10, atol=1e-10)

@@ -372,17 +372,18 @@ static FC_ATTR void FN(fc_task)(const fc_plan *restrict pl, int64_t t, void *scr
              * rows in this task, a register tile whose columns lie inside the image reads the
              * image itself (row pitch W, channel pitch H*W); only the edge tiles, whose reads
              * leave the image, get a small zero-padded panel each, side by side in the scratch
-             * (eoff).  Saves the full panel copy: ~25% of a 2048^2 5x5 float32 call. */
+             * (eoff).  Saves the full panel copy: ~25% of a 2048^2 5x5 float32 call on one
+             * thread. */
             int direct = !pl->chk && R == 4 && rowshare && pl->sW == 1 && pl->dW == 1
                          && pl->NPD == 0 && oh0 - pl->pH >= 0
                          && oh0 - pl->pH + rows_pad + pl->KH - 2 <= pl->H - 1;
-            int64_t ej0[FC_MAX_EDGE], eoff[FC_MAX_EDGE];
+            int64_t ej0[FC_MAX_EDGE], eoff[FC_MAX_EDGE], ewid[FC_MAX_EDGE];
             int nedge = 0;
             if (direct) {
                 int64_t j0, used = 0;
-                for (j0 = 0; j0 < ncols && direct;) {
+                for (j0 = 0; j0 < ncols;) {
                     const int64_t rem = ncols - j0;
-                    const int64_t V = rem >= 3 * VL ? 3 : rem >= 2 * VL ? 2 : 1;
+                    const int64_t V = fc_tile_vecs(rem, VL);
                     const int64_t cs = ow0 + j0 - pl->pW;
                     if (cs < 0 || cs + V * VL + pl->KW - 1 > pl->W) {
                         const int64_t width = V * VL + pl->qmax;
@@ -391,6 +392,7 @@ static FC_ATTR void FN(fc_task)(const fc_plan *restrict pl, int64_t t, void *scr
                             break;
                         }
                         ej0[nedge] = j0;
+                        ewid[nedge] = width;
                         eoff[nedge++] = used;
                         used += width;
                     }
@@ -399,12 +401,9 @@ static FC_ATTR void FN(fc_task)(const fc_plan *restrict pl, int64_t t, void *scr
             }
             if (direct) {
                 int e;
-                for (e = 0; e < nedge; e++) {
-                    const int64_t rem = ncols - ej0[e];
-                    const int64_t V = rem >= 3 * VL ? 3 : rem >= 2 * VL ? 2 : 1;
+                for (e = 0; e < nedge; e++)
                     FN(fc_build_panel)(pl, panel + eoff[e], n, g, c0, ccur, op, oh0, prow,
-                                       ow0 + ej0[e], V * VL + pl->qmax);
-                }
+                                       ow0 + ej0[e], ewid[e]);
             } else {
                 FN(fc_build_panel)(pl, panel, n, g, c0, ccur, op, oh0, prow, ow0, wneed);
             }
@@ -470,7 +469,7 @@ static FC_ATTR void FN(fc_task)(const fc_plan *restrict pl, int64_t t, void *scr
                         FC_T *dst = obase + r0 * pl->OW + j0;
                         int V, cols;
                         if (R == 4) {
-                            V = rem >= 3 * VL ? 3 : rem >= 2 * VL ? 2 : 1;
+                            V = (int)fc_tile_vecs(rem, VL);
                             cols = (int)fc_min(rem, V * VL);
                             if (rowshare) {
                                 if (V == 3) FC_MKR_CALL(4, 3);
