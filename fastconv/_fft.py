@@ -606,6 +606,17 @@ atexit.register(_save_wisdom_at_exit)
 # --------------------------------------------------------------------------------------------
 # work sets and the plan cache
 # --------------------------------------------------------------------------------------------
+def _buffer(shape, dtype):
+    """A transform buffer: large ones from the result pool (:mod:`fastconv._pool`, page
+    aligned), since any of them may leave as a result (donated) and a buffer the caller has
+    dropped is then reused instead of faulting in fresh pages; small ones SIMD-aligned."""
+    dtype = np.dtype(dtype)
+    if math.prod((shape,) if np.ndim(shape) == 0 else shape) * dtype.itemsize \
+            >= _mempool.MIN_BYTES:
+        return _mempool.empty(shape, dtype)
+    return pyfftw.empty_aligned(shape, dtype)
+
+
 class _WorkSet:
     """In-place transform buffers and the FFTW plans on them (one owner at a time).
 
@@ -625,18 +636,18 @@ class _WorkSet:
         self.b1, self.b2, self.b = b1, b2, b
         self.threads = threads
         self.fwd_oop, self.inv_oop = _layout(dtype, L)
-        self.w1 = pyfftw.empty_aligned(b1 + spec, cdt)
-        self.w2 = pyfftw.empty_aligned(b2 + spec, cdt)
+        self.w1 = _buffer(b1 + spec, cdt)
+        self.w2 = _buffer(b2 + spec, cdt)
         if b1 == b:
             self.wp = self.w1
         elif b2 == b:
             self.wp = self.w2
         else:
-            self.wp = pyfftw.empty_aligned(b + spec, cdt)
+            self.wp = _buffer(b + spec, cdt)
         self.scratch = None
         self.scratch_size = _scratch_elems(b1, b2, b, L, self.fwd_oop, self.inv_oop)
         if self.scratch_size:
-            self.scratch = pyfftw.empty_aligned(self.scratch_size, dtype)
+            self.scratch = _buffer(self.scratch_size, dtype)
         self._views()
         self.nbytes = sum({id(w): w.nbytes for w in (self.w1, self.w2, self.wp)}.values())
         self.nbytes += self.scratch_size * dtype.itemsize
@@ -662,12 +673,8 @@ class _WorkSet:
         """Re-allocate the scratch buffer after it was donated and re-point the plans."""
         if self.scratch is not None or not self.scratch_size:
             return
-        dt = _real_of(self.w1.dtype)
-        if self.scratch_size * dt.itemsize >= _mempool.MIN_BYTES:
-            # the last one went out as a result: reuse a released one (page aligned)
-            self.scratch = _mempool.empty(self.scratch_size, dt)
-        else:
-            self.scratch = pyfftw.empty_aligned(self.scratch_size, dt)
+        # the last one went out as a result: reuse a released one
+        self.scratch = _buffer(self.scratch_size, _real_of(self.w1.dtype))
         self._views()
         if self.f1 is None:
             return
@@ -724,7 +731,7 @@ class _WorkSet:
             self.r1 = self.r2 = self.rp = None
             return
         old = self.wp
-        new = pyfftw.empty_aligned(old.shape, old.dtype)
+        new = _buffer(old.shape, old.dtype)
         rnew = self._rview(new)
         if old is self.w1:
             self.w1 = new

@@ -37,6 +37,25 @@ def test_result_is_plain_contiguous_writable(fresh_pool):
     assert a.ctypes.data % 64 == 0
 
 
+@pytest.mark.skipif(not hasattr(__import__("os"), "fork"), reason="needs os.fork (POSIX)")
+def test_result_memory_is_private_to_the_process(fresh_pool):
+    # numpy's memory is private: after a fork (multiprocessing's default start on Linux) a
+    # child's writes stay in the child. A MAP_SHARED pool buffer would leak them back into
+    # the parent's result.
+    import os
+    a = _pool.empty(BIG, np.float64)
+    a[...] = 1.0
+    pid = os.fork()
+    if pid == 0:  # child: write, then leave without running any Python cleanup
+        try:
+            a[...] = 2.0
+        finally:
+            os._exit(0)
+    _, status = os.waitpid(pid, 0)
+    assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0
+    assert np.all(a == 1.0)
+
+
 def test_buffer_comes_back_only_when_every_view_is_gone(fresh_pool):
     a = _pool.empty(BIG, np.float64)
     a[...] = 3.0
