@@ -314,12 +314,17 @@ def measure(fn, x, k, ref, dtype, *, repeats, budget_s, slow_s, warm):
     if not warm and t_first >= slow_s:
         r["times"] = [t_first]
     else:
-        _pool.release()     # fastconv's idle result buffers: the probe sees a fresh result
-        with PeakMemory() as pm:           # first timed call: probe memory outside the clock
-            t0 = time.perf_counter()
+        # the memory probe: one untimed call that must get its result from fresh memory
+        # (fastconv's idle result buffers are released first). It is not a timing sample:
+        # the samples are repeated calls, where fastconv reuses the buffers that earlier
+        # results gave back as the peers' allocators reuse freed heap memory.
+        _pool.release()
+        with PeakMemory() as pm:
             fn(x, k)
-            r["times"].append(time.perf_counter() - t0)
         r["mem"] = pm.peak if pm.peak is not None else r["mem"]
+        t0 = time.perf_counter()
+        fn(x, k)
+        r["times"].append(time.perf_counter() - t0)
         # an odd count, so that one outlier (an FFT re-plan inside a call) is not averaged in
         while ((len(r["times"]) < repeats and sum(r["times"]) < budget_s)
                or len(r["times"]) == 2 < repeats):
@@ -382,12 +387,16 @@ def float32_peak(n=4096):
     return 2.0 * n ** 3 / min(ts)
 
 
-def bare_fft_time(shape1, shape2, mode, dtype, nthreads, repeats=5, plan_s=30.0):
+def bare_fft_time(shape1, shape2, mode, dtype, nthreads, repeats=5, plan_s=30.0,
+                  effort="FFTW_ESTIMATE"):
     """Seconds of a bare pyFFTW rfftn x2 + irfftn x1 (cached plans) of the transform shape
     fastconv's FFT engine uses for this window; (seconds, padded shape), or (None, reason).
 
-    Plans are FFTW_MEASURE (instant when FFTW wisdom for the shape exists, else measured for
-    at most ``plan_s`` seconds per plan, FFTW's own ``timelimit``)."""
+    ``effort``: the planner flag. FFTW_ESTIMATE is pyFFTW's default (``pyfftw.builders`` and
+    ``pyfftw.interfaces`` plan with ``pyfftw.config.PLANNER_EFFORT``) and fastconv's for a
+    shape it has no wisdom for. FFTW_MEASURE plans are measured for at most ``plan_s``
+    seconds each (FFTW's ``timelimit``); their wisdom then serves every later plan of the
+    shape in this process, so measure the ESTIMATE baseline first."""
     try:
         import pyfftw
     except ImportError:
@@ -409,7 +418,7 @@ def bare_fft_time(shape1, shape2, mode, dtype, nthreads, repeats=5, plan_s=30.0)
     rin = pyfftw.empty_aligned(padded, dtype=dtype)
     cout = pyfftw.empty_aligned(spec_shape, dtype=cdt)
     rback = pyfftw.empty_aligned(padded, dtype=dtype)
-    flags = ("FFTW_MEASURE",)
+    flags = (effort,)
     fwd = pyfftw.FFTW(rin, cout, axes=axes, direction="FFTW_FORWARD", flags=flags,
                       threads=nthreads, planning_timelimit=plan_s)
     inv = pyfftw.FFTW(cout, rback, axes=axes, direction="FFTW_BACKWARD",
@@ -571,8 +580,12 @@ def run_row(spec, dtype, x, k, ref, cfg, rate, threads, quick):
                         **(timing if m == "direct" else warm))
     if row["method"] == "fft" or (not quick and fc["fft"].get("t") is not None):
         try:
+            # pyFFTW's default planner first (MEASURE wisdom would serve it afterwards)
             row["bare_fft"], row["padded"] = bare_fft_time(
                 x.shape, kk.shape, spec.mode, dtype, threads, plan_s=cfg["fftw_plan_s"])
+            row["bare_fft_measure"], _ = bare_fft_time(
+                x.shape, kk.shape, spec.mode, dtype, threads, plan_s=cfg["fftw_plan_s"],
+                effort="FFTW_MEASURE")
         except Exception as e:  # noqa: BLE001
             row["bare_fft"], row["padded"] = None, f"{type(e).__name__}: {e}"
     _finish_row(row, spec)
@@ -593,6 +606,8 @@ def _finish_row(row, spec):
                            if fc.get("direct", {}).get("t") else None)
     if row.get("bare_fft") and fc.get("fft", {}).get("t"):
         row["fft_vs_bare"] = fc["fft"]["t"] / row["bare_fft"]
+    if row.get("bare_fft_measure") and fc.get("fft", {}).get("t"):
+        row["fft_vs_bare_measure"] = fc["fft"]["t"] / row["bare_fft_measure"]
 
 
 def _geomean(v):
@@ -623,7 +638,8 @@ def _summary(rows, extras):
     s["auto_misses"] = [f"{r['workload']} {r['dtype']}" for r in rows
                         if r["auto_within_10pct"] is False]
     fr = [r for r in rows if r.get("fft_vs_bare") and r["method"] == "fft"]
-    s["fft_rows"] = [(r["workload"], r["dtype"], r["bare_fft"], r["fft_vs_bare"]) for r in fr]
+    s["fft_rows"] = [(r["workload"], r["dtype"], r["bare_fft"], r["fft_vs_bare"],
+                      r.get("bare_fft_measure"), r.get("fft_vs_bare_measure")) for r in fr]
     s["fft_vs_bare_max"] = max((r["fft_vs_bare"] for r in fr), default=None)
     mem_bad = []
     for r in rows:
@@ -732,8 +748,12 @@ def print_signal(rows, summary, file=None):
     if s["fft_rows"]:
         p(f"  FFT rows, fastconv fft / bare pyFFTW    : max {s['fft_vs_bare_max']:.2f}x  "
           "(target <= 1.25x)")
-        for w, dt, bare, ratio in s["fft_rows"]:
-            p(f"    {w} {dt}: bare 2 rfftn + 1 irfftn {_fmt_t(bare)}, ratio {ratio:.2f}")
+        for w, dt, bare, ratio, bare_m, ratio_m in s["fft_rows"]:
+            p(f"    {w} {dt}: bare 2 rfftn + 1 irfftn {_fmt_t(bare)} (pyFFTW's default "
+              f"planner, FFTW_ESTIMATE), ratio {ratio:.2f}")
+            if bare_m:
+                p(f"      with FFTW_MEASURE plans (<= the planning limit each): "
+                  f"{_fmt_t(bare_m)}, ratio {ratio_m:.2f}")
     else:
         p("  FFT rows, fastconv fft / bare pyFFTW    : no row chose 'fft'")
     n_ok, n = s["auto_within_10pct"]

@@ -523,6 +523,10 @@ def _copy(out, src):
     np.copyto(out, src)
 
 
+def _zero(out):
+    out[...] = 0
+
+
 def _mul(out, a, b):
     np.multiply(a, b, out=out)
 
@@ -717,11 +721,12 @@ class _WorkSet:
         n = src.shape[-k:]
         rows = pre + tuple(slice(0, x) for x in n[:-1])
         if n[-1] < self.L[-1]:
-            self.r2[rows + (slice(n[-1], None),)] = 0
+            _elementwise(_zero, self.r2[rows + (slice(n[-1], None),)], [], nthreads)
         _elementwise(_scale_copy_fn(scale), self.r2[rows + (slice(0, n[-1]),)], [src], nthreads)
         for zero, plan in self.steps2:
             if zero is not None:
-                self.w2[zero] = 0
+                # the margin the next axis brings in (most of the buffer for the first axis)
+                _elementwise(_zero, self.w2[zero], [], nthreads)
             plan.execute()
 
     def donate_product(self):
@@ -1107,7 +1112,7 @@ def _fill_k(dst_r, src, k, nthreads, scale=None):
     for i in range(k):
         if n[i] < L[i]:
             idx = pre + tuple(slice(0, n[j]) for j in range(i)) + (slice(n[i], None),)
-            dst_r[idx] = 0
+            _elementwise(_zero, dst_r[idx], [], nthreads)
     region = dst_r[pre + tuple(slice(0, x) for x in n)]
     _elementwise(_copy if scale is None else _scale_copy_fn(scale), region, [src], nthreads)
 
