@@ -2,7 +2,9 @@
 
 Each engine's time is modelled as a few features times per-machine constants:
 
-* direct     : ``macs * direct_s_per_mac[dtype] / threads + bytes * mem_s_per_byte + overhead``
+* direct     : ``macs * direct_s_per_mac[dtype] * rel[ndim] / threads + bytes * mem_s_per_byte
+  + overhead``, where ``rel`` is 1 for 2-D problems and ``direct_rel_1d`` /
+  ``direct_rel_3d`` for 1-D / 3-D and more (the register tiles reuse loads less there)
 * FFT        : ``fft_flops(padded shape) * fft_s_per_flop[dtype] / threads + bytes * mem + overhead``
 * overlap-add: the FFT model applied to its block plan (``_fft.oa_plan``)
 * separable  : the direct model with ``sum(kernel lengths)`` taps instead of ``prod``
@@ -29,7 +31,7 @@ __all__ = ["constants", "tune", "predict_signal", "choose_signal_method"]
 #: machine (AMD EPYC, 2 threads) on 2026-11-23.
 DEFAULTS = {
     "direct_s_per_mac_float32": 3.2e-11,
-    "direct_s_per_mac_float64": 7.6e-11,
+    "direct_s_per_mac_float64": 6.2e-11,
     "direct_s_per_mac_int64": 3.7e-10,
     "gemm_s_per_mac_float32": 3.0e-11,
     "gemm_s_per_mac_float64": 6.2e-11,
@@ -37,6 +39,11 @@ DEFAULTS = {
     "fft_s_per_flop_float32": 1.7e-10,
     "mem_s_per_byte": 1.1e-10,
     "call_overhead_s": 2.0e-5,
+    # cost per MAC of 1-D and of 3-D (and higher) direct problems relative to 2-D ones
+    # (measured, 2 threads: 1-D n=1e6 k=31..301 1.5-1.7x float32, 1.5x float64; 3-D 64^3
+    # and 128^3 k=3^3..9^3 1.5-2x)
+    "direct_rel_1d": 1.6,
+    "direct_rel_3d": 1.6,
 }
 
 _lock = threading.Lock()
@@ -109,6 +116,8 @@ def gpu_constants():
             "fft_s_per_flop_float32": per_flop,
             "mem_s_per_byte": 5e-13,
             "call_overhead_s": g["call_overhead_s"],
+            "direct_rel_1d": 1.0,
+            "direct_rel_3d": 1.0,
         }
     return _gpu_loaded
 
@@ -122,12 +131,16 @@ def _kind(dtype):
     return ("float32" if dt.itemsize <= 4 else "float64"), 1
 
 
-def direct_time(out_elems, taps, dtype, in_elems=0, nthreads=None, c=None):
-    """Predicted seconds of the direct engine."""
+def direct_time(out_elems, taps, dtype, in_elems=0, nthreads=None, c=None, ndim=2):
+    """Predicted seconds of the direct engine on an ``ndim``-dimensional problem."""
     c = c or constants()
     t = nthreads or get_num_threads()
     kind, mult = _kind(dtype)
     per_mac = c["direct_s_per_mac_" + kind] * mult
+    if ndim == 1:
+        per_mac *= c.get("direct_rel_1d", 1.0)
+    elif ndim >= 3:
+        per_mac *= c.get("direct_rel_3d", 1.0)
     itemsize = np.dtype(dtype).itemsize
     return (c["call_overhead_s"] + out_elems * taps * per_mac / t
             + (in_elems + out_elems) * itemsize * c["mem_s_per_byte"] / t)
@@ -177,7 +190,7 @@ def predict_signal(shape1, shape2, out_shape, dtype, methods=("direct", "fft", "
     nin = max(n1, n2)
     res = {}
     if "direct" in methods:
-        res["direct"] = direct_time(nout, taps, dtype, nin, nthreads, c)
+        res["direct"] = direct_time(nout, taps, dtype, nin, nthreads, c, len(shape1))
     if separable and "separable" in methods:
         res["separable"] = (direct_time(nout, sum(kshape), dtype, nin, nthreads, c)
                             + direct_time(nin, 0, dtype, 0, nthreads, c))
@@ -284,6 +297,19 @@ def tune(save=True, verbose=False):
         if dt == "float32":
             c["mem_s_per_byte"] = _clamp("mem_s_per_byte", mem)
             c["call_overhead_s"] = _clamp("call_overhead_s", o)
+    # 1-D and 3-D relative to 2-D (float32): what their MACs cost beyond the 2-D rate
+    for key, xs, k in (("direct_rel_1d", (1, 1, 1 << 20), (101,)),
+                       ("direct_rel_3d", (1, 1, 96, 96, 96), (5, 5, 5))):
+        x = rng.standard_normal(xs).astype(np.float32)
+        w = rng.standard_normal((1, 1) + k).astype(np.float32)
+        out = np.empty_like(x)
+        p = tuple(kk // 2 for kk in k)
+        t = _best_time(lambda: _core.correlate(x, w, out, (1,) * len(k), (1,) * len(k), p, 1,
+                                               nt))
+        rest = direct_time(x.size, 0, np.float32, x.size, nt, c)
+        mac = direct_time(x.size, math.prod(k), np.float32, 0, nt, c) \
+            - direct_time(x.size, 0, np.float32, 0, nt, c)
+        c[key] = _clamp(key, max(t - rest, 0.1 * t) / mac)
     xi = rng.integers(-100, 100, (1, 1, 512, 512)).astype(np.int64)
     wi = rng.integers(-100, 100, (1, 1, 7, 7)).astype(np.int64)
     oi = np.empty_like(xi)

@@ -130,6 +130,26 @@ def test_tune_json_is_read_by_a_fresh_load(cache_dir, rng):
                                        rng.standard_normal((3, 3))) != "direct"
 
 
+def test_direct_cost_depends_on_dimensionality(cache_dir, rng):
+    """direct_rel_1d / direct_rel_3d scale only their own problems' direct cost."""
+    cache_dir.mkdir(parents=True)
+    c = dict(_plan.DEFAULTS, direct_rel_1d=1000.0)
+    (cache_dir / "tune.json").write_text(json.dumps({"threads": 2, "constants": c}))
+    _plan._reset()
+    x1, k1 = rng.standard_normal(200_000), rng.standard_normal(31)
+    x2, k2 = rng.standard_normal((512, 512)), rng.standard_normal((3, 3))
+    x3, k3 = rng.standard_normal((40, 40, 40)), rng.standard_normal((3, 3, 3))
+    assert fastconv.choose_conv_method(x1, k1) != "direct"
+    assert fastconv.choose_conv_method(x2, k2) == "direct"
+    assert fastconv.choose_conv_method(x3, k3) == "direct"
+    c = dict(_plan.DEFAULTS, direct_rel_3d=1000.0)
+    (cache_dir / "tune.json").write_text(json.dumps({"threads": 2, "constants": c}))
+    _plan._reset()
+    assert fastconv.choose_conv_method(x1, k1) == "direct"
+    assert fastconv.choose_conv_method(x2, k2) == "direct"
+    assert fastconv.choose_conv_method(x3, k3) != "direct"
+
+
 @pytest.mark.parametrize("content", [
     "{not json",
     "",
