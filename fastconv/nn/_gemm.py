@@ -238,7 +238,7 @@ def correlate_fused(x, w, out_spatial, stride, dilation, pad, groups, bias=None,
                     shuffle=False, out=None):
     """:func:`correlate` (plus ``bias``, and ShuffleNet's channel order with ``shuffle``) by
     the fused engine: no im2col matrix; blocks of it are packed from the padded input into
-    cache-sized panels and consumed at once. Scratch: the packed weight and ~0.8 MiB per
+    cache-sized panels and consumed at once. Scratch: the packed weight and ~0.4 MiB per
     thread, besides the engine's zero-padded (strided: phase-split) copy of the input when
     padding or a stride is asked for."""
     from .._config import get_num_threads

@@ -46,7 +46,7 @@
 #define FC_NR 16
 #define FCG_KC 256       /* K block: an A panel (6 x KC) + a B panel (KC x 16) fit in L1 */
 #define FCG_MC 120       /* rows of A per block: MC x KC floats (~120 KB) stay in L2 */
-#define FCG_NC_MAX 768   /* pixels per work item */
+#define FCG_NC_MAX 384   /* pixels per work item: a KC x NC block of B (<= 384 KiB) stays in L2 */
 
 typedef struct {
     int64_t N, G, Cg, Cog;          /* images, groups, channels per group (in, out) */
