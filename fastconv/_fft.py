@@ -910,7 +910,6 @@ def _replan(ws, measured, timelimit=None):
 
 def _release(ws, seconds):
     """Give a work set back to the cache; re-plan with FFTW_MEASURE when the key is hot."""
-    global _idle_bytes, _idle_count, _wisdom_dirty
     key = ws.key
     with _cache_lock:
         st = _key_stats(key)

@@ -410,7 +410,7 @@ def pointwise(x, w2, out_spatial, stride, pad, groups, out=None, shuffle=False, 
     n, c = x.shape[:2]
     c_out = w2.shape[0]
     g = groups
-    cg, cog = c // g, c_out // g
+    cog = c_out // g
     nd = x.ndim - 2
     if have_fused(x.dtype, nd) and all(p >= 0 for p in pad):
         w = w2.reshape(w2.shape + (1,) * nd)
