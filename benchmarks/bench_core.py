@@ -18,6 +18,7 @@ import numpy as np
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
 from fastconv import _core  # noqa: E402
+from fastconv._bench import float32_peak  # noqa: E402
 
 
 def median_time(fn, repeat, warmup=2):
@@ -47,13 +48,6 @@ def row(name, t_ours, peer_name=None, t_peer=None, extra=""):
     print(s + (" " + extra if extra else ""), flush=True)
 
 
-def matmul_peak(nt, repeat):
-    n = 3072
-    rng = np.random.default_rng(0)
-    a = rng.standard_normal((n, n), dtype=np.float32)
-    b = rng.standard_normal((n, n), dtype=np.float32)
-    t = median_time(lambda: a @ b, max(3, repeat // 3))
-    return 2.0 * n ** 3 / t
 
 
 def main():
@@ -74,8 +68,8 @@ def main():
     rng = np.random.default_rng(12345)
     print(f"fastconv._core: simd={_core.simd_info()} openmp={_core.openmp_enabled()} "
           f"threads={nt} loadavg={os.getloadavg()[0]:.2f} (other load skews timings)")
-    peak = matmul_peak(nt, rep)
-    print(f"float32 peak (numpy matmul 3072^3): {peak / 1e9:.1f} GFLOP/s")
+    peak = float32_peak(3072)
+    print(f"float32 peak (numpy matmul 3072^3, fastest repeat): {peak / 1e9:.1f} GFLOP/s")
 
     # ---- large 2-D single image vs OpenCV filter2D ('same', zero border) ----
     for dt in (np.float32, np.float64):

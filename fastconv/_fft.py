@@ -614,11 +614,7 @@ def _buffer(shape, dtype):
     """A transform buffer: large ones from the result pool (:mod:`fastconv._pool`, page
     aligned), since any of them may leave as a result (donated) and a buffer the caller has
     dropped is then reused instead of faulting in fresh pages; small ones SIMD-aligned."""
-    dtype = np.dtype(dtype)
-    if math.prod((shape,) if np.ndim(shape) == 0 else shape) * dtype.itemsize \
-            >= _mempool.MIN_BYTES:
-        return _mempool.empty(shape, dtype)
-    return pyfftw.empty_aligned(shape, dtype)
+    return _mempool.empty(shape, dtype, small=pyfftw.empty_aligned)
 
 
 class _WorkSet:

@@ -306,9 +306,8 @@ def tune(save=True, verbose=False):
         p = tuple(kk // 2 for kk in k)
         t = _best_time(lambda: _core.correlate(x, w, out, (1,) * len(k), (1,) * len(k), p, 1,
                                                nt))
-        rest = direct_time(x.size, 0, np.float32, x.size, nt, c)
-        mac = direct_time(x.size, math.prod(k), np.float32, 0, nt, c) \
-            - direct_time(x.size, 0, np.float32, 0, nt, c)
+        rest = direct_time(x.size, 0, np.float32, x.size, nt, c)   # overhead + memory
+        mac = x.size * math.prod(k) * c["direct_s_per_mac_float32"] / nt   # at the 2-D rate
         c[key] = _clamp(key, max(t - rest, 0.1 * t) / mac)
     xi = rng.integers(-100, 100, (1, 1, 512, 512)).astype(np.int64)
     wi = rng.integers(-100, 100, (1, 1, 7, 7)).astype(np.int64)

@@ -22,6 +22,7 @@ same thread (which already holds the lock) is simply freed instead of pooled.
 """
 import collections
 import contextlib
+import math
 import mmap
 import os
 import threading
@@ -128,16 +129,16 @@ def _get(size):
     return raw
 
 
-def empty(shape, dtype):
+def empty(shape, dtype, small=np.empty):
     """An uninitialised C-contiguous array, like ``numpy.empty(shape, dtype)``; large ones
-    reuse a released buffer of the pool instead of fresh pages (see the module notes)."""
+    reuse a released buffer of the pool instead of fresh pages (see the module notes).
+    Arrays the pool does not serve come from ``small(shape, dtype)`` (e.g. an allocator
+    with a stricter alignment; pooled buffers are page aligned)."""
     dtype = np.dtype(dtype)
     shape = (int(shape),) if np.ndim(shape) == 0 else tuple(int(s) for s in shape)
-    nbytes = dtype.itemsize
-    for s in shape:
-        nbytes *= s
+    nbytes = dtype.itemsize * math.prod(shape)
     if POOL_BYTES <= 0 or nbytes < MIN_BYTES or nbytes > POOL_BYTES:
-        return np.empty(shape, dtype)
+        return small(shape, dtype)
     size = -(-nbytes // GRANULE) * GRANULE
     raw = _get(size)
     # numpy keeps the mmap itself as the lease's base (not an ndarray), so the result's base

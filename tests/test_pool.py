@@ -90,18 +90,20 @@ def test_pool_is_bounded(fresh_pool, monkeypatch):
 @pytest.mark.parametrize("method", ["direct", "fft", "separable"])
 def test_results_from_reused_buffers_are_right(fresh_pool, method):
     rng = np.random.default_rng(5)
-    x = rng.standard_normal(BIG)
     k = np.outer(rng.standard_normal(5), rng.standard_normal(7))
-    ref = scipy.signal.convolve(x, k, mode="same", method="direct")
+    # a different input every call: a kept result whose memory a later call reused (or an
+    # FFT work set still writing into a result it donated) would then hold the wrong values
+    xs = [rng.standard_normal(BIG) for _ in range(4)]
+    refs = [scipy.signal.convolve(x, k, mode="same", method="direct") for x in xs]
     kept = []
     for i in range(4):                  # results dropped and kept in turn: reuse and no reuse
-        y = fastconv.convolve(x, k, mode="same", method=method)
-        np.testing.assert_allclose(y, ref, rtol=0, atol=1e-12 * np.abs(ref).max())
+        y = fastconv.convolve(xs[i], k, mode="same", method=method)
+        np.testing.assert_allclose(y, refs[i], rtol=0, atol=1e-12 * np.abs(refs[i]).max())
         if i % 2:
-            kept.append(y)
+            kept.append((i, y))
         del y
-    for y in kept:
-        np.testing.assert_allclose(y, ref, rtol=0, atol=1e-12 * np.abs(ref).max())
+    for i, y in kept:
+        np.testing.assert_allclose(y, refs[i], rtol=0, atol=1e-12 * np.abs(refs[i]).max())
 
 
 def test_many_threads_share_the_pool(fresh_pool):

@@ -69,18 +69,6 @@ def _torch_fn(torch, kind, x, w, kw):
     return lambda: F.channel_shuffle(F.conv2d(x, w, **kw), kw["groups"])
 
 
-def _time(fn, min_time, max_reps=200):
-    """Median seconds of ``fn`` over repeats lasting about ``min_time``."""
-    fn()
-    ts = []
-    t_end = time.perf_counter() + min_time
-    while len(ts) < 3 or (time.perf_counter() < t_end and len(ts) < max_reps):
-        t0 = time.perf_counter()
-        fn()
-        ts.append(time.perf_counter() - t0)
-    return statistics.median(ts)
-
-
 def _time_pair(fa, fb, min_time, max_reps=200):
     """Median seconds of ``fa`` and ``fb``, timed in alternation (fair under load)."""
     fa(), fb()
@@ -105,21 +93,11 @@ def _macs(kind, xs, ws, out_shape, kw):
 
 
 def peak_gflops(nthreads, quick=False):
-    """float32 peak estimate: a large float32 numpy matmul (2 flops per MAC), its fastest
-    repeat (a peak is the best rate the machine sustains; on a shared VM the median of a
-    short run once read 94 GFLOP/s against 164 a minute later, putting rows above 100%)."""
-    n = 1536 if quick else 2048
-    a = np.random.default_rng(0).standard_normal((n, n)).astype(np.float32)
-    a @ a
-    best = math.inf
-    t_end = time.perf_counter() + (0.5 if quick else 1.5)
-    reps = 0
-    while reps < 5 or (time.perf_counter() < t_end and reps < 40):
-        t0 = time.perf_counter()
-        a @ a
-        best = min(best, time.perf_counter() - t0)
-        reps += 1
-    return 2 * n ** 3 / best / 1e9
+    """float32 peak estimate in GFLOP/s: :func:`fastconv._bench.float32_peak` (the fastest
+    repeat of a large numpy matmul, as the signal benchmark measures it) on a 1536^2
+    (quick) or 2048^2 matrix."""
+    from .._bench import float32_peak
+    return float32_peak(1536 if quick else 2048) / 1e9
 
 
 def _scratch(fn, out_bytes):

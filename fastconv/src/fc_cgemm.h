@@ -65,9 +65,6 @@ typedef struct {
  * unless that copy would exceed this many bytes (then the packer gathers). */
 #define FCG_PHASE_MAX_BYTES ((int64_t)256 << 20)
 
-static inline int64_t fcg_cdiv(int64_t a, int64_t b) { return (a + b - 1) / b; }
-static inline int64_t fcg_min(int64_t a, int64_t b) { return a < b ? a : b; }
-static inline int64_t fcg_max(int64_t a, int64_t b) { return a > b ? a : b; }
 
 /* ---------------------------------------------------------------------------------------
  * micro-kernels: C[0:6, 0:16] (row stride ldc) = (first ? bias : C) + A_panel @ B_panel
@@ -203,11 +200,11 @@ typedef void (*fcg_ukr_fn)(int64_t, const float *, const float *, float *, int64
 static void fcg_pack_generic(const float *x, const int64_t *tap, int64_t kc,
                              const int64_t *pix, int64_t pn, float *dst)
 {
-    const int64_t njp = fcg_cdiv(pn, FC_NR);
+    const int64_t njp = fc_cdiv(pn, FC_NR);
     for (int64_t jp = 0; jp < njp; jp++) {
         int64_t off[FC_NR];
         for (int j = 0; j < FC_NR; j++)
-            off[j] = pix[fcg_min(jp * FC_NR + j, pn - 1)];
+            off[j] = pix[fc_min(jp * FC_NR + j, pn - 1)];
         float *d = dst + jp * kc * FC_NR;
         for (int64_t k = 0; k < kc; k++) {
             const float *s = x + tap[k];
@@ -223,7 +220,7 @@ FC_ATTR_AVX2 static void fcg_pack_avx2(const float *x, const int64_t *tap, int64
 {
     /* per panel: kind 0 = one run of 16 (plain loads), 1 = two runs split at lane a
      * (masked loads, e.g. a panel crossing an output row), 2 = anything else (gather) */
-    const int64_t njp = fcg_cdiv(pn, FC_NR);
+    const int64_t njp = fc_cdiv(pn, FC_NR);
     int64_t base[FCG_MAXPAN], base2[FCG_MAXPAN];
     int kind[FCG_MAXPAN];
     __m256i i0[FCG_MAXPAN], i1[FCG_MAXPAN];   /* gather offsets, or second-run lane masks */
@@ -232,7 +229,7 @@ FC_ATTR_AVX2 static void fcg_pack_avx2(const float *x, const int64_t *tap, int64
         const int64_t b0 = pix[jp * FC_NR];
         /* offsets relative to the panel's first pixel fit int32 (checked by the caller) */
         for (int j = 0; j < FC_NR; j++)
-            off[j] = (int)(pix[fcg_min(jp * FC_NR + j, pn - 1)] - b0);
+            off[j] = (int)(pix[fc_min(jp * FC_NR + j, pn - 1)] - b0);
         base[jp] = b0;
         int a = 1;
         while (a < FC_NR && off[a] == a)
@@ -258,7 +255,7 @@ FC_ATTR_AVX2 static void fcg_pack_avx2(const float *x, const int64_t *tap, int64
     }
     const __m256i ones = _mm256_set1_epi32(-1);
     for (int64_t k0 = 0; k0 < kc; k0 += FCG_KCHUNK) {
-        const int64_t k1 = fcg_min(kc, k0 + FCG_KCHUNK);
+        const int64_t k1 = fc_min(kc, k0 + FCG_KCHUNK);
         for (int64_t jp = 0; jp < njp; jp++) {
             float *d = dst + jp * kc * FC_NR;
             const float *xb = x + base[jp];
@@ -311,12 +308,12 @@ static void fcg_pack_a(const float *w, int64_t K, int64_t rows, float *dst)
 static int64_t fc_cgemm_scratch_bytes(const fc_cgeom *q, int nthreads)
 {
     int64_t K = q->Cg * q->KD * q->KH * q->KW, P = q->OD * q->OH * q->OW;
-    int64_t npan = fcg_cdiv(q->Cog, FC_MR);
+    int64_t npan = fc_cdiv(q->Cog, FC_MR);
     /* the padded / phase-split copy of the input (an upper bound) */
     int64_t ph = (int64_t)sizeof(float) * q->N * q->G * q->Cg
-                 * (q->sd * (fcg_cdiv((q->OD - 1) * q->sd + (q->KD - 1) * q->dd + 1, q->sd)))
-                 * (q->sh * (fcg_cdiv((q->OH - 1) * q->sh + (q->KH - 1) * q->dh + 1, q->sh)))
-                 * (q->sw * (fcg_cdiv((q->OW - 1) * q->sw + (q->KW - 1) * q->dw + 1, q->sw)));
+                 * (q->sd * (fc_cdiv((q->OD - 1) * q->sd + (q->KD - 1) * q->dd + 1, q->sd)))
+                 * (q->sh * (fc_cdiv((q->OH - 1) * q->sh + (q->KH - 1) * q->dh + 1, q->sh)))
+                 * (q->sw * (fc_cdiv((q->OW - 1) * q->sw + (q->KW - 1) * q->dw + 1, q->sw)));
     return (int64_t)sizeof(float) * q->G * npan * FC_MR * K + 8 * (K + P + FC_NR)
            + (int64_t)nthreads * (int64_t)sizeof(float) * FCG_KC * FCG_NC_MAX + ph;
 }
@@ -355,18 +352,18 @@ static int fc_cgemm_run(const fc_cgeom *q, const float *x, const float *w,
     const int64_t C = G * Cg;
     int phased = strided && q->phase != 0;
     if (phased && q->phase < 0
-        && (int64_t)sizeof(float) * N * C * fcg_cdiv(Ed, q->sd) * fcg_cdiv(Eh, q->sh)
-           * fcg_cdiv(Ew, q->sw) * q->sd * q->sh * q->sw > FCG_PHASE_MAX_BYTES)
+        && (int64_t)sizeof(float) * N * C * fc_cdiv(Ed, q->sd) * fc_cdiv(Eh, q->sh)
+           * fc_cdiv(Ew, q->sw) * q->sd * q->sh * q->sw > FCG_PHASE_MAX_BYTES)
         phased = 0;
     const int padded = q->pd > 0 || q->ph > 0 || q->pw > 0 || Ed > q->D || Eh > q->H
                        || Ew > q->W;
     const int copy = phased || padded;
     const int64_t fd = phased ? q->sd : 1, fh = phased ? q->sh : 1, fw = phased ? q->sw : 1;
-    const int64_t Dp = copy ? fcg_cdiv(Ed, fd) : q->D, Hp = copy ? fcg_cdiv(Eh, fh) : q->H,
-                  Wp = copy ? fcg_cdiv(Ew, fw) : q->W, nph = fd * fh * fw;
+    const int64_t Dp = copy ? fc_cdiv(Ed, fd) : q->D, Hp = copy ? fc_cdiv(Eh, fh) : q->H,
+                  Wp = copy ? fc_cdiv(Ew, fw) : q->W, nph = fd * fh * fw;
     const int64_t PS = Dp * Hp * Wp;   /* one (phase) image */
     const int64_t CS = nph * PS;       /* one channel */
-    const int64_t npan = fcg_cdiv(Cog, FC_MR);
+    const int64_t npan = fc_cdiv(Cog, FC_MR);
     int use_avx2 = !force_generic && fc_cpu_has_avx2_fma();
     /* ukr_rows[r]: the kernel for a panel of r rows (a tail panel of 1-4 rows runs the
      * 2- or 4-row kernel) */
@@ -417,7 +414,7 @@ static int fc_cgemm_run(const fc_cgeom *q, const float *x, const float *w,
     if (!wgrad) {
         for (int64_t g = 0; g < G; g++)
             for (int64_t ip = 0; ip < npan; ip++)
-                fcg_pack_a(w + (g * Cog + ip * FC_MR) * K, K, fcg_min(FC_MR, Cog - ip * FC_MR),
+                fcg_pack_a(w + (g * Cog + ip * FC_MR) * K, K, fc_min(FC_MR, Cog - ip * FC_MR),
                            Ap + (g * npan + ip) * FC_MR * K);
     } else {
         /* A = grad_output (N, G*Cog, P): row m of group g, reduction index n*P + p */
@@ -426,7 +423,7 @@ static int fc_cgemm_run(const fc_cgeom *q, const float *x, const float *w,
 #endif
         for (int64_t gi = 0; gi < G * npan; gi++) {
             const int64_t g = gi / npan, ip = gi % npan;
-            const int64_t rows = fcg_min(FC_MR, Cog - ip * FC_MR);
+            const int64_t rows = fc_min(FC_MR, Cog - ip * FC_MR);
             float *d = Ap + gi * FC_MR * Kr;
             for (int64_t n = 0; n < N; n++) {
                 const float *src = w + (n * G * Cog + g * Cog + ip * FC_MR) * P;
@@ -471,8 +468,8 @@ static int fc_cgemm_run(const fc_cgeom *q, const float *x, const float *w,
                     const float *src = x + (t / C) * q->x_sn + (t % C) * DHWin + zd * HWin
                                        + zh * q->W + (rw - q->pw);
                     /* column l reads src[fw*l]: inside x for l0 <= l < l1 */
-                    const int64_t l0 = fcg_min(Wp, q->pw > rw ? fcg_cdiv(q->pw - rw, fw) : 0);
-                    const int64_t l1 = fcg_max(l0, fcg_min(Wp, fcg_cdiv(q->W + q->pw - rw, fw)));
+                    const int64_t l0 = fc_min(Wp, q->pw > rw ? fc_cdiv(q->pw - rw, fw) : 0);
+                    const int64_t l1 = fc_max(l0, fc_min(Wp, fc_cdiv(q->W + q->pw - rw, fw)));
                     for (int64_t l = 0; l < l0; l++)
                         dst[l] = 0.0f;
                     if (fw == 1) {
@@ -527,13 +524,13 @@ static int fc_cgemm_run(const fc_cgeom *q, const float *x, const float *w,
     /* pixel blocks: near-equal, at most NC_MAX, and enough work items for every thread */
     int64_t nc;
     /* K blocks of near-equal size, at most FCG_KC */
-    const int64_t nkb = fcg_cdiv(Kr, FCG_KC);
-    const int64_t kcs = fcg_cdiv(Kr, nkb);
+    const int64_t nkb = fc_cdiv(Kr, FCG_KC);
+    const int64_t kcs = fc_cdiv(Kr, nkb);
     const int64_t nc_max = FCG_NC_MAX;
     {
         int64_t want = 4 * (int64_t)nthreads;
-        int64_t per = fcg_max(fcg_cdiv(want, Ni * G), fcg_cdiv(Pc, nc_max));
-        per = fcg_max(1, fcg_min(per, fcg_cdiv(Pc, 4 * FC_NR)));
+        int64_t per = fc_max(fc_cdiv(want, Ni * G), fc_cdiv(Pc, nc_max));
+        per = fc_max(1, fc_min(per, fc_cdiv(Pc, 4 * FC_NR)));
         /* few items: make their count a multiple of the threads (17 items on 2 threads
          * leave one thread idle for a whole item) */
         const int64_t total = Ni * G * per;
@@ -541,12 +538,12 @@ static int fc_cgemm_run(const fc_cgeom *q, const float *x, const float *w,
             int64_t p2 = per;
             while (p2 < per + nthreads && (Ni * G * p2) % nthreads)
                 p2++;
-            if ((Ni * G * p2) % nthreads == 0 && p2 <= fcg_cdiv(Pc, 2 * FC_NR))
+            if ((Ni * G * p2) % nthreads == 0 && p2 <= fc_cdiv(Pc, 2 * FC_NR))
                 per = p2;
         }
-        nc = fcg_cdiv(fcg_cdiv(Pc, per), FC_NR) * FC_NR;
+        nc = fc_cdiv(fc_cdiv(Pc, per), FC_NR) * FC_NR;
     }
-    const int64_t nblk = fcg_cdiv(Pc, nc);
+    const int64_t nblk = fc_cdiv(Pc, nc);
     const int64_t items = Ni * G * nblk;
     int failed = 0;
     if (items < nthreads)
@@ -568,23 +565,23 @@ static int fc_cgemm_run(const fc_cgeom *q, const float *x, const float *w,
                 continue;
             const int64_t jb = it % nblk, ng = it / nblk;
             const int64_t g = ng % G, n = ng / G;
-            const int64_t p0 = jb * nc, pn = fcg_min(nc, Pc - p0);
-            const int64_t njp = fcg_cdiv(pn, FC_NR);
+            const int64_t p0 = jb * nc, pn = fc_min(nc, Pc - p0);
+            const int64_t njp = fc_cdiv(pn, FC_NR);
             const float *xg = x + n * x_sn + g * Cg * CS;
             float *og = wgrad ? out + g * Cog * K + p0 : out + n * q->o_sn + g * q->o_sg + p0;
             const int64_t ldo = wgrad ? K : q->o_sm;
             const float *bg = bias ? bias + g * Cog : NULL;
             for (int64_t k0 = 0; k0 < Kr; k0 += kcs) {
-                const int64_t kc = fcg_min(kcs, Kr - k0);
+                const int64_t kc = fc_min(kcs, Kr - k0);
                 pack(xg, tap + k0, kc, pix + p0, pn, Bp);
                 const int first = k0 == 0;
                 for (int64_t i0 = 0; i0 < npan; i0 += FCG_MC / FC_MR) {
-                    const int64_t i1 = fcg_min(npan, i0 + FCG_MC / FC_MR);
+                    const int64_t i1 = fc_min(npan, i0 + FCG_MC / FC_MR);
                     for (int64_t jp = 0; jp < njp; jp++) {
-                        const int64_t cols = fcg_min(FC_NR, pn - jp * FC_NR);
+                        const int64_t cols = fc_min(FC_NR, pn - jp * FC_NR);
                         const float *bpan = Bp + jp * kc * FC_NR;
                         for (int64_t ip = i0; ip < i1; ip++) {
-                            const int64_t rows = fcg_min(FC_MR, Cog - ip * FC_MR);
+                            const int64_t rows = fc_min(FC_MR, Cog - ip * FC_MR);
                             const float *apan = Ap + ((g * npan + ip) * Kr + k0) * FC_MR;
                             float *c = og + ip * FC_MR * ldo + jp * FC_NR;
                             const float *bb = bg ? bg + ip * FC_MR : NULL;

@@ -94,10 +94,6 @@ static int fc_openmp_enabled(void)
 #endif
 }
 
-static inline int64_t fc_cdiv(int64_t a, int64_t b) { return (a + b - 1) / b; }
-static inline int64_t fc_rup(int64_t a, int64_t b) { return fc_cdiv(a, b) * b; }
-static inline int64_t fc_min(int64_t a, int64_t b) { return a < b ? a : b; }
-static inline int64_t fc_max(int64_t a, int64_t b) { return a > b ? a : b; }
 /* Vectors (of L lanes) in the 4-row register tile that starts rem columns before the end
  * of its task's columns: 3, or 2 / 1 for the last ones (the same choice everywhere). */
 static inline int64_t fc_tile_vecs(int64_t rem, int64_t L)

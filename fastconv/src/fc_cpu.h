@@ -7,10 +7,12 @@
  * fc_alloc_aligned(bytes) 64-byte aligned scratch (whole cache lines), or NULL; free() it
  * fc_flag_failure(&failed) record, from inside an OpenMP team, that a thread failed
  *                          (e.g. its scratch could not be allocated)
+ * fc_cdiv / fc_rup / fc_min / fc_max  int64 ceil-division, round-up, min, max
  */
 #ifndef FASTCONV_FC_CPU_H
 #define FASTCONV_FC_CPU_H
 
+#include <stdint.h>
 #include <stdlib.h>
 
 #if defined(__x86_64__) && defined(__GNUC__)
@@ -20,6 +22,11 @@
 #else
 #define FC_X86 0
 #endif
+
+static inline int64_t fc_cdiv(int64_t a, int64_t b) { return (a + b - 1) / b; }
+static inline int64_t fc_rup(int64_t a, int64_t b) { return fc_cdiv(a, b) * b; }
+static inline int64_t fc_min(int64_t a, int64_t b) { return a < b ? a : b; }
+static inline int64_t fc_max(int64_t a, int64_t b) { return a > b ? a : b; }
 
 static int fc_cpu_has_avx2_fma(void)
 {
