@@ -1428,12 +1428,15 @@ OA_BATCH_BYTES = 128 << 10
 
 
 def _oa_batched_1d(p, L, step, nblk, outc, out):
-    """1-D overlap-save with the blocks batched: every segment of ``L`` input samples is a
-    row of a strided view of the (once zero-extended) input, copied ``B`` rows at a time
-    into a work set whose FFTW plans transform all ``B`` rows in one call; the products and
-    the valid parts of the inverse transforms are whole-array NumPy operations. Replaces a
-    Python loop over blocks (measured ~40 us per block) by one over batches of
-    ``OA_BATCH_BYTES``.
+    """1-D overlap-save with the blocks batched: segment ``j`` is the ``L`` input samples
+    from ``g0 + j*step``; ``B`` segments at a time are copied into a work set whose FFTW
+    plans transform all ``B`` rows in one call, and the products and the valid parts of the
+    inverse transforms are whole-array NumPy operations. Replaces a Python loop over blocks
+    (measured ~40 us per block) by one over batches of ``OA_BATCH_BYTES``.
+    The segments inside the input are rows of a strided view of ``in1`` itself; only the
+    few at its ends, which reach past it, are zero-extended one by one (a zero-extended
+    copy of the whole input cost a serial pass plus, on a fresh machine, its page faults).
+    The 1/L of the inverse transform is folded into the kernel's spectrum.
     Threads: the batches are shared among ``workers`` Python threads, each with its own
     work set (single-threaded plans), so the copies run in parallel too."""
     n1, n2 = p.n1[0], p.n2[0]
@@ -1442,29 +1445,45 @@ def _oa_batched_1d(p, L, step, nblk, outc, out):
     B = max(1, min(nblk, OA_BATCH_BYTES // (L * isz)))
     nbatch = -(-nblk // B)
     workers = max(1, min(p.nthreads, nbatch))
-    # zero-extended input: segment j starts at g0 + j*step (g0 may be negative)
-    g0 = start - (n2 - 1)
-    span = (nblk - 1) * step + L
-    _check_memory((span + workers * 4 * B * (L // 2 + 1)) * isz + length * isz,
+    _check_memory(workers * 4 * B * (L // 2 + 1) * isz + length * isz,
                   f"overlap-save convolution of {p.in1.shape} by {p.in2.shape} in blocks {L}", ())
-    ext = np.zeros(span, p.dtype)
-    lo, hi = max(g0, 0), min(g0 + span, n1)
-    if hi > lo:
-        ext[lo - g0: hi - g0] = p.in1[lo:hi]
-    segs = np.lib.stride_tricks.as_strided(ext, (nblk, L), (step * isz, isz), writeable=False)
-    scale = 1.0 / L
+    x1 = p.in1
+    g0 = start - (n2 - 1)                 # segment j: x1[g0 + j*step : g0 + j*step + L]
+    jin0 = min(nblk, max(0, -(-(-g0) // step)))          # first segment inside x1
+    jin1 = max(jin0, min(nblk, (n1 - L - g0) // step + 1)) if n1 >= L else jin0
+    inner = None
+    if jin1 > jin0:
+        s1 = x1.strides[0]
+        inner = np.lib.stride_tricks.as_strided(x1[g0 + jin0 * step:], (jin1 - jin0, L),
+                                                (step * s1, s1), writeable=False)
     key = ("oa", p.dtype, (B,), (), (B,), (L,), 1, None)
+
+    def fill(dst, j0, j1):
+        a, b = max(j0, jin0), min(j1, jin1)
+        if b > a:
+            np.copyto(dst[a - j0:b - j0], inner[a - jin0:b - jin0], casting="unsafe")
+        for j in range(j0, j1):
+            if a <= j < b:
+                continue
+            row, s = dst[j - j0], g0 + j * step
+            lo, hi = max(s, 0), min(s + L, n1)
+            if hi <= lo:
+                row[:] = 0
+                continue
+            row[:lo - s] = 0
+            np.copyto(row[lo - s:hi - s], x1[lo:hi], casting="unsafe")
+            row[hi - s:] = 0
 
     def prepare(ws0):
         _fill_k(ws0.r2, p.in2, 1, 1)
         ws0.f2.execute()
-        return ws0.w2.copy()  # the other work sets only read it
+        return ws0.w2 * (1.0 / L)  # the other work sets only read it
 
     def body(ws, wi, kspec):
         for bi in range(wi, nbatch, workers):
             j0, j1 = bi * B, min(nblk, (bi + 1) * B)
             m = j1 - j0
-            np.copyto(ws.r1[:m], segs[j0:j1])
+            fill(ws.r1[:m], j0, j1)
             if m < B:
                 ws.r1[m:] = 0
             ws.f1.execute()
@@ -1474,10 +1493,10 @@ def _oa_batched_1d(p, L, step, nblk, outc, out):
             full = m if j1 < nblk else m - 1
             if full > 0:
                 dst = outc[j0 * step:(j0 + full) * step].reshape(full, step)
-                np.multiply(ws.rp[:full, n2 - 1:n2 - 1 + step], scale, out=dst)
+                np.copyto(dst, ws.rp[:full, n2 - 1:n2 - 1 + step])
             if j1 == nblk:
                 o0 = (nblk - 1) * step
-                np.multiply(ws.rp[m - 1, n2 - 1:n2 - 1 + length - o0], scale, out=outc[o0:])
+                np.copyto(outc[o0:], ws.rp[m - 1, n2 - 1:n2 - 1 + length - o0])
 
     _run_worksets(key, workers, prepare, body)
     return out

@@ -319,6 +319,38 @@ def test_panel_free_tiles(dtype, nthreads):
                                        atol=50 * EPS[np.dtype(dtype)] * np.abs(ref).max())
 
 
+@pytest.mark.parametrize("dtype,nthreads,isa", [
+    (np.float32, 1, None), (np.float32, 8, "generic"), (np.float64, 8, None),
+    (np.float64, 1, "generic"), (np.complex64, 2, None)])
+def test_diagonal_kernel(dtype, nthreads, isa):
+    """Rows of >= 24 taps at unit column stride and dilation on one-row register tiles (1-D
+    signals, kernels one row high, images under 4 rows) take the diagonal kernel: tap counts
+    around its phase and block lengths (8 or 4 lanes, blocks of 7 taps), outputs around its
+    tile widths and past one column tile (4096), pads from none to past the kernel, several
+    input and output channels (fewer than the channel-vector path needs)."""
+    rng = np.random.default_rng(29 + nthreads)
+    cases = []
+    for K in (24, 25, 31, 47, 48, 49, 56, 57, 63, 100, 301):
+        for S in (K - 3, 65, 200, 4300):
+            for pad in (0, K // 2, K + 3):
+                O = S + 2 * pad - K + 1
+                if O >= 1 and (S < 4300 or (pad == K // 2 and K in (31, 301))):
+                    cases.append(((1 + S % 2, 1 + K % 3) + (S,), (1 + K % 3, 1 + K % 3, K),
+                                  (pad,), (O,)))
+    cases += [
+        ((1, 2, 5, 300), (3, 2, 1, 37), (0, 18), (5, 300)),       # 1 x K on a tall image
+        ((2, 1, 9, 130), (2, 1, 1, 24), (1, 30), (11, 167)),      # output past 'full'
+        ((1, 2, 3, 200), (2, 2, 2, 30), (0, 5), (2, 181)),        # 2 rows: KH taps rows
+        ((1, 1, 1, 100), (1, 1, 1, 64), (0, 63), (1, 163)),
+        ((1, 1, 2, 3, 90), (2, 1, 1, 1, 33), (0, 0, 16), (2, 3, 90)),  # 3-D, 1 x 1 x K
+    ]
+    for xs, ws, pa, O in cases:
+        x = rand(rng, xs, dtype)
+        w = rand(rng, ws, dtype)
+        D = len(xs) - 2
+        check_direct(x, w, O, (1,) * D, (1,) * D, pa, 1, nthreads=nthreads, isa=isa)
+
+
 @pytest.mark.parametrize("dtype", [np.float32, np.float64, np.int64])
 @pytest.mark.parametrize("shape", [(1, 1, 1100, 2048), (2, 3, 700, 1001)])
 def test_large_outputs(dtype, shape):

@@ -376,7 +376,7 @@ def _good():
     xp = np.ones((2, 4, 1, 6, 7), dtype=np.float32)
     w = np.ones((6, 2, 1, 3, 3), dtype=np.float32)
     b = np.ones(6, dtype=np.float32)
-    out = np.empty((2, 6, 1, 4, 5), dtype=np.float32)
+    out = np.zeros((2, 6, 1, 4, 5), dtype=np.float32)  # not np.empty: garbage may hold signalling NaNs (a cast warns)
     return dict(xp=xp, w=w, bias=b, out=out, groups=2, stride=(1, 1, 1), dilation=(1, 1, 1))
 
 

@@ -64,3 +64,42 @@ def test_inputs_unmodified():
     fastconv.convolve(x, w, method="oa")
     np.testing.assert_array_equal(x, x0)
     np.testing.assert_array_equal(w, w0)
+
+
+@pytest.mark.parametrize("layout", ["reversed", "strided", "byteswapped", "readonly"])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_input_layouts(layout, dtype, monkeypatch):
+    """The segments inside the signal are read through a strided view of the input itself:
+    negative and non-unit strides, non-native byte order and read-only inputs."""
+    calls = []
+    real = _fft._oa_batched_1d
+    monkeypatch.setattr(_fft, "_oa_batched_1d", lambda *a: calls.append(1) or real(*a))
+    rng = np.random.default_rng(8)
+    base = rand(rng, 3 * 30011, dtype)
+    x = {"reversed": base[:30011][::-1], "strided": base[1::3],
+         "byteswapped": base[:30011].astype(np.dtype(dtype).newbyteorder()),
+         "readonly": base[:30011].copy()}[layout]
+    if layout == "readonly":
+        x.flags.writeable = False
+    x0 = x.copy()
+    w = rand(rng, 300, dtype)
+    for mode in ("full", "same", "valid"):
+        got = fastconv.oaconvolve(x, w, mode)
+        tol = 2e-5 if dtype == np.float32 else 1e-12
+        np.testing.assert_allclose(got, _ref(x, w, mode), rtol=0,
+                                   atol=tol * np.abs(x).max() * np.abs(w).sum())
+    assert calls, "the batched 1-D path was not used"
+    np.testing.assert_array_equal(x, x0)
+
+
+def test_windows_inside_the_signal():
+    """Windows of the full convolution that start and end anywhere (the first and last
+    segments then lie inside the signal, or reach past either end)."""
+    rng = np.random.default_rng(9)
+    x, w = rand(rng, 20000, np.float64), rand(rng, 333, np.float64)
+    full = _ref(x, w, "full")
+    for start, length in [(0, 20332), (5, 9), (332, 19668), (1000, 17000), (19990, 342),
+                          (20331, 1), (7, 20325), (15000, 4000)]:
+        got = _fft.oaconvolve(x, w, (0,), (start,), (length,))
+        np.testing.assert_allclose(got, full[start:start + length], rtol=0,
+                                   atol=1e-12 * np.abs(x).max() * np.abs(w).sum())

@@ -366,6 +366,23 @@ def test_nonfinite_values_stay_local_under_auto(bad, rng):
     assert fastconv.choose_conv_method(x, k, "same") == "direct"
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.complex64, np.float64])
+def test_large_finite_values_are_finite(dtype, rng):
+    """Finite values whose sum overflows the dtype are still finite: 'auto' chooses as it
+    does for ordinary values (the non-finite check must not take an overflowing sum for a
+    NaN), and a NaN among them still forces the direct sum."""
+    k = rng.standard_normal(3001).astype(dtype)
+    x = rng.standard_normal(20000).astype(dtype)
+    big = np.full(x.shape, np.finfo(dtype).max / 2, dtype)   # its sum overflows
+    with np.errstate(over="ignore"):
+        assert not np.isfinite(big.sum())
+    usual = fastconv.choose_conv_method(x, k, "same")
+    assert usual != "direct"
+    assert fastconv.choose_conv_method(big, k, "same") == usual
+    big[7] = np.nan
+    assert fastconv.choose_conv_method(big, k, "same") == "direct"
+
+
 # ----------------------------------------------------------------------------- fftconvolve/oaconvolve
 FREQ_CASES = [
     # (shape1, shape2, axes)

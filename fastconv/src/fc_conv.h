@@ -52,6 +52,11 @@
  * write-combining flushes made 2048^2 5x5 float32 ~1.6x slower on one thread (no gain on
  * two).  Worth re-enabling once tiles write whole 64-byte lines. */
 #define FC_NT_MIN_BYTES INT64_MAX
+/* Shortest row of taps (and tile width, in vectors: FC_DP) of the diagonal kernel. */
+#ifndef FC_DIAG_MIN_KW
+#define FC_DIAG_MIN_KW 24  /* measured crossover, 2 threads: 20-28 taps (float32 and float64) */
+#endif
+#define FC_DP 8
 /* Widest column tile of one task. */
 #define FC_COLMAX 4096
 
@@ -76,6 +81,8 @@ typedef struct {
     int chk;                 /* channel-vectorised path: 0 (off), 1 or 2 vectors */
     int64_t CB, nblk;        /* channels per block (chk * L), blocks per group    */
     void *wpk;               /* packed weights [g][blk][ci][ktot][CB] (chk only)  */
+    void *wdg;               /* diagonal kernel: weights, each tap row by phase, or NULL */
+    int64_t colq;            /* panel columns are a multiple of this (every tile width) */
     const void *x, *w;
     void *out;
 } fc_plan;
@@ -112,6 +119,8 @@ static void fc_plan_free(fc_plan *pl)
     pl->toff = NULL;
     fc_free(pl->wpk);
     pl->wpk = NULL;
+    fc_free(pl->wdg);
+    pl->wdg = NULL;
 }
 
 /*
@@ -127,6 +136,7 @@ static int fc_plan_init(fc_plan *pl, int dtype, int D, const int64_t *xs,
                         const void *w, void *out)
 {
     int64_t d, kw, i;
+    int diag;
     memset(pl, 0, sizeof(*pl));
     if (D < 1 || D > FC_MAXD || groups < 1)
         return -1;
@@ -159,8 +169,16 @@ static int fc_plan_init(fc_plan *pl, int dtype, int D, const int64_t *xs,
     pl->ktot = pl->KP * pl->KH * pl->KW;
     pl->ntstore = pl->N * pl->Cout * pl->OP * pl->OH * pl->OW * pl->elsize >= FC_NT_MIN_BYTES;
 
-    /* register tile: 4 rows x 3 vectors, or 1 row x 8 vectors for short images */
-    pl->R = pl->OH >= 4 ? 4 : 1;
+    /* the diagonal kernel (fc_kernel_impl.h) for long rows of taps: floating point, unit
+     * column stride and dilation, not the channel-vectorised path; one-row register tiles,
+     * so only for short images or kernels one row high (where the 4-row kernel shares no
+     * loads between rows) */
+    diag = pl->dtype != FC_I64 && pl->sW == 1 && pl->dW == 1 && pl->KW >= FC_DIAG_MIN_KW
+           && (pl->OH < 4 || pl->ktot == pl->KW)
+           && !(pl->Cog >= pl->L && pl->Cig * pl->ktot >= 16);
+
+    /* register tile: 4 rows x 3 vectors, or 1 row x 8 vectors (short images, diagonal) */
+    pl->R = pl->OH >= 4 && !diag ? 4 : 1;
     pl->Vmax = pl->R == 4 ? 3 : 8;
 
     if (nthreads < 1) nthreads = 1;
@@ -195,7 +213,9 @@ static int fc_plan_init(fc_plan *pl, int dtype, int D, const int64_t *xs,
 
         pl->qmax = ((pl->KW - 1) * pl->dW) / pl->sW;
         pl->nph = fc_min(pl->sW, (pl->KW - 1) * pl->dW + 1);
-        TWpad = fc_rup(TW, 24);  /* multiple of every tile width (8, 6, 12, 4 lanes) */
+        /* multiple of every tile width (8, 6, 12, 4 lanes; the diagonal kernel's 8 vectors) */
+        pl->colq = diag ? 24 * FC_DP : 24;
+        TWpad = fc_rup(TW, pl->colq);
         pl->pcols = TWpad + pl->qmax;
         /* 64-byte aligned rows, but never a pitch close to a multiple of 4 KiB: the rows
          * a register tile reads would then share L1 sets (conflict misses). */
@@ -234,6 +254,19 @@ static int fc_plan_init(fc_plan *pl, int dtype, int D, const int64_t *xs,
         pl->slab = prow * pl->row_pitch;
         pl->ci_pitch = pl->KP * pl->slab;
         pl->cc = fc_max(1, fc_min(pl->Cig, FC_PANEL_BUDGET / fc_max(1, pl->ci_pitch * pl->elsize)));
+    }
+
+    if (diag) {  /* each row of KW taps sorted by phase: t = v + L*u in (v, u) order */
+        const int64_t rows = pl->Cout * pl->Cig * pl->ktot / pl->KW, es = pl->elsize;
+        int64_t r, v, t, j;
+        pl->wdg = fc_alloc((size_t)(rows * pl->KW * es));
+        if (pl->wdg == NULL)
+            return -1;
+        for (r = 0; r < rows; r++)
+            for (v = 0, j = 0; v < pl->L; v++)
+                for (t = v; t < pl->KW; t += pl->L, j++)
+                    memcpy((char *)pl->wdg + (r * pl->KW + j) * es,
+                           (const char *)w + (r * pl->KW + t) * es, (size_t)es);
     }
 
     /* Dense convolutions (>= L output channels per group, floating point): vectorise over

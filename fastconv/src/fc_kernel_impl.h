@@ -187,6 +187,83 @@ FN(fc_mk_rows)(const int R, const int V, const int KWC, const FC_T *restrict p, 
     FN(fc_store)(R, V, acc, dst, dp, rows, cols, accum);
 }
 
+/* One block of the diagonal microkernel below: Q taps u0 .. u0+Q-1 of one phase, their
+ * weights wq[0..Q) held in registers; panel vector y_s (s < P+Q-1) feeds acc[p], p = s - u. */
+static inline __attribute__((always_inline)) FC_ATTR void
+FN(fc_diag_blk)(const int P, const int Q, FN(fc_vec) acc[8], const FC_T *restrict b,
+                const FC_T *restrict wq)
+{
+    FN(fc_vec) wr[8];
+    int s, p, q;
+#pragma GCC unroll 8
+    for (q = 0; q < Q; q++) {
+        wr[q] = (FN(fc_vec)){0} + wq[q];
+#if FC_ISA_VEC
+        __asm__("" : "+x"(wr[q]));
+#endif
+    }
+#pragma GCC unroll 16
+    for (s = 0; s < P + Q - 1; s++) {
+        FN(fc_vec) y = FC_LOADU(b + s * FC_VL);
+#if FC_ISA_VEC
+        __asm__("" : "+x"(y));  /* one load per panel vector, not one per FMA */
+#endif
+#pragma GCC unroll 8
+        for (p = 0; p < P; p++) {
+            const int u = s - p;
+            if (u >= 0 && u < Q)
+                acc[p] += y * wr[u];
+        }
+    }
+}
+
+/*
+ * Diagonal microkernel for long rows of taps at unit column stride and dilation (1-D
+ * signals, short images): acc[p] holds output columns [p*VL, (p+1)*VL) of a P*VL-column
+ * tile.  Tap t = v + VL*u (phase v < VL, step u) adds x[VL*(p+u) + v ..] * w[t] to acc[p],
+ * so within one phase the panel vector y_s = x[VL*s + v ..] serves every (p, u) with
+ * p + u = s: DQ weights are held in registers at a time and each loaded vector feeds up
+ * to min(P, DQ) FMAs (fc_mk with one row loads one vector per FMA).  wd holds each tap row's
+ * weights sorted by phase (see fc_plan_init); rowoff[r * KW] is tap row r's panel offset
+ * (the tap table of fc_task).
+ */
+#ifndef FC_DQ
+#define FC_DQ 7  /* 8 accumulators + 7 weights + 1 panel vector = 16 registers */
+#endif
+static __attribute__((noinline)) FC_ATTR void  /* out of line: fc_task's register use */
+FN(fc_mk_diag)(const FC_T *restrict p, const int64_t *restrict rowoff, ptrdiff_t nrows,
+               ptrdiff_t KW, const FC_T *restrict wd, FC_T *restrict dst, int cols, int accum)
+{
+    FN(fc_vec) acc[4][8];
+    ptrdiff_t r, v, u;
+    int i;
+#pragma GCC unroll 8
+    for (i = 0; i < FC_DP; i++)
+        acc[0][i] = (FN(fc_vec)){0};
+    for (r = 0; r < nrows; r++) {
+        const FC_T *b0 = p + rowoff[r * KW];
+        const FC_T *w = wd + r * KW;
+        for (v = 0; v < FC_VL && v < KW; v++) {
+            const ptrdiff_t U = (KW - v + FC_VL - 1) / FC_VL;
+            const FC_T *b = b0 + v;
+            for (u = 0; u + FC_DQ <= U; u += FC_DQ)
+                FN(fc_diag_blk)(FC_DP, FC_DQ, acc[0], b + u * FC_VL, w + u);
+            switch (U - u) {
+            case 7: if (FC_DQ > 7) FN(fc_diag_blk)(FC_DP, 7, acc[0], b + u * FC_VL, w + u); break;
+            case 6: if (FC_DQ > 6) FN(fc_diag_blk)(FC_DP, 6, acc[0], b + u * FC_VL, w + u); break;
+            case 5: FN(fc_diag_blk)(FC_DP, 5, acc[0], b + u * FC_VL, w + u); break;
+            case 4: FN(fc_diag_blk)(FC_DP, 4, acc[0], b + u * FC_VL, w + u); break;
+            case 3: FN(fc_diag_blk)(FC_DP, 3, acc[0], b + u * FC_VL, w + u); break;
+            case 2: FN(fc_diag_blk)(FC_DP, 2, acc[0], b + u * FC_VL, w + u); break;
+            case 1: FN(fc_diag_blk)(FC_DP, 1, acc[0], b + u * FC_VL, w + u); break;
+            default: break;
+            }
+            w += U;
+        }
+    }
+    FN(fc_store)(1, FC_DP, acc, dst, 0, 1, cols, accum);
+}
+
 /*
  * Channel-vectorised microkernel for dense convolutions: the vector lanes hold CV*VL
  * consecutive output channels, P consecutive output pixels of one row are register
@@ -356,7 +433,7 @@ static FC_ATTR void FN(fc_task)(const fc_plan *restrict pl, int64_t t, void *scr
         const int64_t ncols = fc_min(pl->TW, pl->OW - ow0);
         const int64_t rows_pad = fc_rup(nrows, R);
         const int64_t prow = (rows_pad - 1) * pl->sH + (pl->KH - 1) * pl->dH + 1;
-        const int64_t wneed = fc_rup(ncols, 24) + pl->qmax;
+        const int64_t wneed = fc_rup(ncols, pl->colq) + pl->qmax;
         const ptrdiff_t rp = pl->sH * pl->row_pitch, khp = pl->dH * pl->row_pitch;
         const int rowshare = pl->sH == 1 && pl->dH == 1;
         /* unit column stride and dilation with a common width: taps fully unrolled */
@@ -480,6 +557,11 @@ static FC_ATTR void FN(fc_task)(const fc_plan *restrict pl, int64_t t, void *scr
                                 else if (V == 2) FC_MK_CALL(4, 2);
                                 else FC_MK_CALL(4, 1);
                             }
+                        } else if (pl->wdg != NULL) {
+                            cols = (int)fc_min(rem, FC_DP * VL);
+                            FN(fc_mk_diag)(pp, offs, ccur * pl->KP * pl->KH, pl->KW,
+                                           (const FC_T *)pl->wdg
+                                           + (wp0 - Wt), dst, cols, smode);
                         } else {
                             V = rem >= 8 * VL ? 8 : rem >= 4 * VL ? 4 : rem >= 2 * VL ? 2 : 1;
                             cols = (int)fc_min(rem, V * VL);
