@@ -402,6 +402,7 @@ FN(fc_build_panel)(const fc_plan *restrict pl, FC_T *restrict panel, int64_t n,
     do {                                                                         \
         if (kwc == 3) FC_MKR_CALL2(RR, VV, 3);                                   \
         else if (kwc == 5) FC_MKR_CALL2(RR, VV, 5);                              \
+        else if (kwc == 1) FC_MKR_CALL2(RR, VV, 1);                              \
         else FC_MKR_CALL2(RR, VV, 0);                                            \
     } while (0)
 #define FC_MKR_CALL2(RR, VV, KWC)                                              \
@@ -437,7 +438,8 @@ static FC_ATTR void FN(fc_task)(const fc_plan *restrict pl, int64_t t, void *scr
         const ptrdiff_t rp = pl->sH * pl->row_pitch, khp = pl->dH * pl->row_pitch;
         const int rowshare = pl->sH == 1 && pl->dH == 1;
         /* unit column stride and dilation with a common width: taps fully unrolled */
-        const int kwc = (pl->sW == 1 && pl->dW == 1 && (pl->KW == 3 || pl->KW == 5))
+        const int kwc = (pl->sW == 1 && pl->dW == 1
+                         && (pl->KW == 1 || pl->KW == 3 || pl->KW == 5))
                         ? (int)pl->KW : 0;
         for (c0 = 0; c0 < pl->Cig; c0 += pl->cc) {
             const int64_t ccur = fc_min(pl->cc, pl->Cig - c0);
