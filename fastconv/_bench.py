@@ -490,11 +490,10 @@ def _peer_estimate(peer, spec, rate):
 # ----------------------------------------------------------------------------- the run
 def _settings(quick):
     if quick:
-        # up to 5 timed calls per cell within 0.3 s (fast cells: 5, slow ones fewer; 3 let
-        # one slow call on this kind of shared VM move a millisecond row by 20-50%).
-        # fastconv's FFT paths: the median of their timed calls after the first (which
-        # plans; FFTW_MEASURE re-planning is off unless asked for), as for the peers
-        return {"repeats": 5, "warm_repeats": 5, "budget_s": 0.3, "slow_s": 0.15,
+        # fastconv's FFT paths: the median of their 2nd-4th calls, as the peers' 3 repeats
+        # (the first call plans; FFTW_MEASURE re-planning is off unless asked for).
+        # (5 repeats measured 110-118 s for the whole --quick run: too close to its 2 minutes)
+        return {"repeats": 3, "warm_repeats": 3, "budget_s": 0.3, "slow_s": 0.15,
                 "peer_skip_s": 0.6, "method_skip_s": 1.5, "fftw_plan_s": 2.0}
     return {"repeats": 7, "warm_repeats": 7, "budget_s": 5.0, "slow_s": 5.0,
             "peer_skip_s": 120.0, "method_skip_s": 10.0, "fftw_plan_s": 30.0}

@@ -322,19 +322,21 @@ def test_panel_free_tiles(dtype, nthreads):
 @pytest.mark.parametrize("dtype,nthreads,isa", [
     (np.float32, 1, None), (np.float32, 8, "generic"), (np.float64, 8, None),
     (np.float64, 1, "generic"), (np.complex64, 2, None)])
-def test_diagonal_kernel(dtype, nthreads, isa):
-    """Rows of >= 24 taps at unit column stride and dilation on one-row register tiles (1-D
-    signals, kernels one row high, images under 4 rows) take the diagonal kernel: tap counts
-    around its phase and block lengths (8 or 4 lanes, blocks of 7 taps), outputs around its
-    tile widths and past one column tile (4096), pads from none to past the kernel, several
-    input and output channels (fewer than the channel-vector path needs)."""
+def test_one_row_tiles(dtype, nthreads, isa):
+    """One-row register tiles (1-D signals, kernels one row high, images under 4 rows): rows
+    of >= 24 taps at unit column stride and dilation take the diagonal kernel -- tap counts
+    around its phase and block lengths (8 or 4 lanes, blocks of 7 taps) --, shorter ones the
+    one-row fc_mk; with one input channel both read the signal itself and give edge tiles a
+    small panel. Outputs around the tile widths and past one column tile (4096), pads from
+    none to past the kernel, one to three input and output channels (fewer than the
+    channel-vector path needs)."""
     rng = np.random.default_rng(29 + nthreads)
     cases = []
-    for K in (24, 25, 31, 47, 48, 49, 56, 57, 63, 100, 301):
+    for K in (3, 5, 8, 9, 15, 21, 24, 25, 31, 47, 48, 49, 56, 57, 63, 100, 301):
         for S in (K - 3, 65, 200, 4300):
             for pad in (0, K // 2, K + 3):
                 O = S + 2 * pad - K + 1
-                if O >= 1 and (S < 4300 or (pad == K // 2 and K in (31, 301))):
+                if O >= 1 and (S < 4300 or (pad == K // 2 and K in (3, 31, 301))):
                     cases.append(((1 + S % 2, 1 + K % 3) + (S,), (1 + K % 3, 1 + K % 3, K),
                                   (pad,), (O,)))
     cases += [

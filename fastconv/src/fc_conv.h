@@ -108,6 +108,13 @@ static inline int64_t fc_tile_vecs(int64_t rem, int64_t L)
     return rem >= 3 * L ? 3 : rem >= 2 * L ? 2 : 1;
 }
 
+/* Vectors in the one-row register tile of fc_mk that starts rem columns before the end of
+ * its task's columns: 8, 4, 2 or 1 (the same choice everywhere). */
+static inline int64_t fc_row_vecs(int64_t rem, int64_t L)
+{
+    return rem >= 8 * L ? 8 : rem >= 4 * L ? 4 : rem >= 2 * L ? 2 : 1;
+}
+
 /* aligned scratch with a cache line of slack past its end */
 static void *fc_alloc(size_t nbytes) { return fc_alloc_aligned(nbytes + 64); }
 

@@ -452,11 +452,11 @@ static FC_ATTR void FN(fc_task)(const fc_plan *restrict pl, int64_t t, void *scr
              * image itself (row pitch W, channel pitch H*W); only the edge tiles, whose reads
              * leave the image, get a small zero-padded panel each, side by side in the scratch
              * (eoff).  Saves the full panel copy: ~25% of a 2048^2 5x5 float32 call on one
-             * thread.  The diagonal kernel's one-row tiles do the same when they read a
-             * single row of taps (one input channel, a kernel one row high: 1-D signals, the
-             * row pass of a separable filter). */
-            const int diag1 = pl->wdg != NULL && pl->Cig == 1 && pl->KP == 1 && pl->KH == 1;
-            int direct = !pl->chk && (R == 4 || diag1) && rowshare && pl->sW == 1 && pl->dW == 1
+             * thread.  One-row tiles do the same when they read a single row of taps (one
+             * input channel, a kernel one row high: 1-D signals, the row pass of a separable
+             * filter). */
+            const int onerow = R == 1 && pl->Cig == 1 && pl->KP == 1 && pl->KH == 1;
+            int direct = !pl->chk && (R == 4 || onerow) && rowshare && pl->sW == 1 && pl->dW == 1
                          && pl->NPD == 0 && oh0 - pl->pH >= 0
                          && oh0 - pl->pH + rows_pad + pl->KH - 2 <= pl->H - 1;
             int64_t ej0[FC_MAX_EDGE], eoff[FC_MAX_EDGE], ewid[FC_MAX_EDGE];
@@ -465,7 +465,8 @@ static FC_ATTR void FN(fc_task)(const fc_plan *restrict pl, int64_t t, void *scr
                 int64_t j0, used = 0;
                 for (j0 = 0; j0 < ncols;) {
                     const int64_t rem = ncols - j0;
-                    const int64_t V = R == 4 ? fc_tile_vecs(rem, VL) : FC_DP;
+                    const int64_t V = R == 4 ? fc_tile_vecs(rem, VL)
+                                      : pl->wdg != NULL ? FC_DP : fc_row_vecs(rem, VL);
                     const int64_t cs = ow0 + j0 - pl->pW;
                     if (cs < 0 || cs + V * VL + pl->KW - 1 > pl->W) {
                         const int64_t width = V * VL + pl->qmax;
@@ -568,7 +569,7 @@ static FC_ATTR void FN(fc_task)(const fc_plan *restrict pl, int64_t t, void *scr
                                            (const FC_T *)pl->wdg
                                            + (wp0 - Wt), dst, cols, smode);
                         } else {
-                            V = rem >= 8 * VL ? 8 : rem >= 4 * VL ? 4 : rem >= 2 * VL ? 2 : 1;
+                            V = (int)fc_row_vecs(rem, VL);
                             cols = (int)fc_min(rem, V * VL);
                             if (V == 8) FC_MK_CALL(1, 8);
                             else if (V == 4) FC_MK_CALL(1, 4);
