@@ -1449,8 +1449,9 @@ def _oa_batched_1d(p, L, step, nblk, outc, out):
                   f"overlap-save convolution of {p.in1.shape} by {p.in2.shape} in blocks {L}", ())
     x1 = p.in1
     g0 = start - (n2 - 1)                 # segment j: x1[g0 + j*step : g0 + j*step + L]
-    jin0 = min(nblk, max(0, -(-(-g0) // step)))          # first segment inside x1
-    jin1 = max(jin0, min(nblk, (n1 - L - g0) // step + 1)) if n1 >= L else jin0
+    # segments jin0 <= j < jin1 lie inside x1: g0 + j*step >= 0 and g0 + j*step + L <= n1
+    jin0 = min(nblk, max(0, -(g0 // step)))              # ceil(-g0 / step), clipped
+    jin1 = max(jin0, min(nblk, (n1 - L - g0) // step + 1))
     inner = None
     if jin1 > jin0:
         s1 = x1.strides[0]

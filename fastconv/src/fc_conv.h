@@ -52,10 +52,12 @@
  * write-combining flushes made 2048^2 5x5 float32 ~1.6x slower on one thread (no gain on
  * two).  Worth re-enabling once tiles write whole 64-byte lines. */
 #define FC_NT_MIN_BYTES INT64_MAX
-/* Shortest row of taps (and tile width, in vectors: FC_DP) of the diagonal kernel. */
+/* Shortest row of taps that takes the diagonal kernel (fc_kernel_impl.h: fc_mk_diag); the
+ * measured crossover with fc_mk on 2 threads was 20-28 taps, float32 and float64. */
 #ifndef FC_DIAG_MIN_KW
-#define FC_DIAG_MIN_KW 24  /* measured crossover, 2 threads: 20-28 taps (float32 and float64) */
+#define FC_DIAG_MIN_KW 24
 #endif
+/* The diagonal kernel's tile width in vectors (its accumulators). */
 #define FC_DP 8
 /* Widest column tile of one task. */
 #define FC_COLMAX 4096
