@@ -48,8 +48,6 @@ def row(name, t_ours, peer_name=None, t_peer=None, extra=""):
     print(s + (" " + extra if extra else ""), flush=True)
 
 
-
-
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--threads", type=int, default=2)

@@ -1436,7 +1436,7 @@ def _oa_batched_1d(p, L, step, nblk, outc, out):
     The segments inside the input are rows of a strided view of ``in1`` itself; only the
     few at its ends, which reach past it, are zero-extended one by one (a zero-extended
     copy of the whole input cost a serial pass plus, on a fresh machine, its page faults).
-    The 1/L of the inverse transform is folded into the kernel's spectrum.
+    The 1/L of the inverse transform is folded into the kernel (``_fill_k``'s scale).
     Threads: the batches are shared among ``workers`` Python threads, each with its own
     work set (single-threaded plans), so the copies run in parallel too."""
     n1, n2 = p.n1[0], p.n2[0]
@@ -1476,9 +1476,9 @@ def _oa_batched_1d(p, L, step, nblk, outc, out):
             row[hi - s:] = 0
 
     def prepare(ws0):
-        _fill_k(ws0.r2, p.in2, 1, 1)
+        _fill_k(ws0.r2, p.in2, 1, 1, scale=1.0 / L)   # the inverse transform's 1/L
         ws0.f2.execute()
-        return ws0.w2 * (1.0 / L)  # the other work sets only read it
+        return ws0.w2.copy()  # the other work sets only read it
 
     def body(ws, wi, kspec):
         for bi in range(wi, nbatch, workers):

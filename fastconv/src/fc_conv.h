@@ -103,17 +103,17 @@ static int fc_openmp_enabled(void)
 #endif
 }
 
-/* Vectors (of L lanes) in the 4-row register tile that starts rem columns before the end
- * of its task's columns: 3, or 2 / 1 for the last ones (the same choice everywhere). */
-static inline int64_t fc_tile_vecs(int64_t rem, int64_t L)
+/* Vectors (of L lanes) in the register tile that starts rem columns before the end of its
+ * task's columns -- one rule for the kernel call and for finding the edge tiles whose reads
+ * leave the image: 4-row tiles 3 (2 / 1 for the last ones), the diagonal kernel FC_DP,
+ * other one-row tiles 8 (4 / 2 / 1). */
+static inline int64_t fc_tile_vecs(const fc_plan *pl, int64_t rem)
 {
-    return rem >= 3 * L ? 3 : rem >= 2 * L ? 2 : 1;
-}
-
-/* Vectors in the one-row register tile of fc_mk that starts rem columns before the end of
- * its task's columns: 8, 4, 2 or 1 (the same choice everywhere). */
-static inline int64_t fc_row_vecs(int64_t rem, int64_t L)
-{
+    const int64_t L = pl->L;
+    if (pl->R == 4)
+        return rem >= 3 * L ? 3 : rem >= 2 * L ? 2 : 1;
+    if (pl->wdg != NULL)
+        return FC_DP;
     return rem >= 8 * L ? 8 : rem >= 4 * L ? 4 : rem >= 2 * L ? 2 : 1;
 }
 

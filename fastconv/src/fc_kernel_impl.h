@@ -227,9 +227,7 @@ FN(fc_diag_blk)(const int P, const int Q, FN(fc_vec) acc[8], const FC_T *restric
  * weights sorted by phase (see fc_plan_init); rowoff[r * KW] is tap row r's panel offset
  * (the tap table of fc_task).
  */
-#ifndef FC_DQ
 #define FC_DQ 7  /* 8 accumulators + 7 weights + 1 panel vector = 16 registers */
-#endif
 static __attribute__((noinline)) FC_ATTR void  /* out of line: fc_task's register use */
 FN(fc_mk_diag)(const FC_T *restrict p, const int64_t *restrict rowoff, ptrdiff_t nrows,
                ptrdiff_t KW, const FC_T *restrict wd, FC_T *restrict dst, int cols, int accum)
@@ -248,9 +246,8 @@ FN(fc_mk_diag)(const FC_T *restrict p, const int64_t *restrict rowoff, ptrdiff_t
             const FC_T *b = b0 + v;
             for (u = 0; u + FC_DQ <= U; u += FC_DQ)
                 FN(fc_diag_blk)(FC_DP, FC_DQ, acc[0], b + u * FC_VL, w + u);
-            switch (U - u) {
-            case 7: if (FC_DQ > 7) FN(fc_diag_blk)(FC_DP, 7, acc[0], b + u * FC_VL, w + u); break;
-            case 6: if (FC_DQ > 6) FN(fc_diag_blk)(FC_DP, 6, acc[0], b + u * FC_VL, w + u); break;
+            switch (U - u) {   /* the last block: fewer than FC_DQ taps */
+            case 6: FN(fc_diag_blk)(FC_DP, 6, acc[0], b + u * FC_VL, w + u); break;
             case 5: FN(fc_diag_blk)(FC_DP, 5, acc[0], b + u * FC_VL, w + u); break;
             case 4: FN(fc_diag_blk)(FC_DP, 4, acc[0], b + u * FC_VL, w + u); break;
             case 3: FN(fc_diag_blk)(FC_DP, 3, acc[0], b + u * FC_VL, w + u); break;
@@ -465,8 +462,7 @@ static FC_ATTR void FN(fc_task)(const fc_plan *restrict pl, int64_t t, void *scr
                 int64_t j0, used = 0;
                 for (j0 = 0; j0 < ncols;) {
                     const int64_t rem = ncols - j0;
-                    const int64_t V = R == 4 ? fc_tile_vecs(rem, VL)
-                                      : pl->wdg != NULL ? FC_DP : fc_row_vecs(rem, VL);
+                    const int64_t V = fc_tile_vecs(pl, rem);
                     const int64_t cs = ow0 + j0 - pl->pW;
                     if (cs < 0 || cs + V * VL + pl->KW - 1 > pl->W) {
                         const int64_t width = V * VL + pl->qmax;
@@ -550,10 +546,9 @@ static FC_ATTR void FN(fc_task)(const fc_plan *restrict pl, int64_t t, void *scr
                             }
                         }
                         FC_T *dst = obase + r0 * pl->OW + j0;
-                        int V, cols;
+                        const int V = (int)fc_tile_vecs(pl, rem);
+                        const int cols = (int)fc_min(rem, V * VL);
                         if (R == 4) {
-                            V = (int)fc_tile_vecs(rem, VL);
-                            cols = (int)fc_min(rem, V * VL);
                             if (rowshare) {
                                 if (V == 3) FC_MKR_CALL(4, 3);
                                 else if (V == 2) FC_MKR_CALL(4, 2);
@@ -564,13 +559,10 @@ static FC_ATTR void FN(fc_task)(const fc_plan *restrict pl, int64_t t, void *scr
                                 else FC_MK_CALL(4, 1);
                             }
                         } else if (pl->wdg != NULL) {
-                            cols = (int)fc_min(rem, FC_DP * VL);
                             FN(fc_mk_diag)(pp, offs, ccur * pl->KP * pl->KH, pl->KW,
                                            (const FC_T *)pl->wdg
                                            + (wp0 - Wt), dst, cols, smode);
                         } else {
-                            V = (int)fc_row_vecs(rem, VL);
-                            cols = (int)fc_min(rem, V * VL);
                             if (V == 8) FC_MK_CALL(1, 8);
                             else if (V == 4) FC_MK_CALL(1, 4);
                             else if (V == 2) FC_MK_CALL(1, 2);
