@@ -128,9 +128,7 @@ def _bench_gpu(quick):
         return None
     print(f"gpu benchmark ({where}):", flush=True)
     if hasattr(mod, "run"):
-        rows = mod.run(quick=quick)
-        _print_rows(rows)
-        return rows
+        return mod.run(quick=quick)  # prints its table as it goes
     old = sys.argv
     sys.argv = [where] + (["--quick"] if quick else [])
     try:

@@ -3,20 +3,32 @@
     python benchmarks/bench_gpu.py [--quick] [--json FILE]
     python -m fastconv bench --only gpu        (calls run(quick) below)
 
-Workloads (fixed seeds, float32 unless noted): 1-D signal n = 1e6 with kernels 3..30001;
-2-D image 2048^2 with kernels 3..63; 3-D volume 128^3 with kernels 3..9; deep-learning
-layers (ResNet 3x3, 1x1, depthwise, strided, 3-D).  Competitors: cupyx.scipy.signal
-convolve / fftconvolve / oaconvolve / convolve2d, cupyx.scipy.ndimage.convolve, torch CUDA
-(cuDNN, TF32 disabled).  Each timing: 2 warm-up calls (kernel compilation, cuFFT plans,
-cuDNN autotune), then the median of CUDA-event timings around single calls.  A column
-`peak_MiB` gives the CuPy memory pool's growth during the call.  Without a GPU it prints
-'no GPU' and exits 0.
+Workloads: the CPU benchmark's, on the device.
+- signal: ``fastconv._bench.WORKLOADS`` (1-D n=1e6 k=3..30001, 2-D 2048^2 k=3..63, 3-D 128^3
+  k=3..15, 1-D 1e7 * 1000 'full', 2-D correlate 64x64 'valid', separable Gaussian 31x31),
+  float32 and float64.  Peers: cupyx.scipy.signal convolve/correlate (method 'auto' where
+  cupyx has it for that ndim, else 'direct'), fftconvolve, oaconvolve, convolve2d/correlate2d,
+  cupyx.scipy.ndimage.convolve ('same' with odd kernels; the Gaussian as two convolve1d
+  passes, like gaussian_filter), and torch CUDA (cuDNN, informational).
+- nn: ``fastconv.nn._bench.LAYERS`` (L1-L14), float32, against torch.nn.functional on CUDA
+  (cuDNN, TF32 off, cudnn.benchmark on).
+
+Every output is checked before it is timed: signal rows against cupyx.scipy.signal.fftconvolve
+of the float64 inputs (tolerance ``fastconv._bench.TOLERANCE``), nn rows against torch CUDA
+in float64.  A wrong output is reported as WRONG and not timed.  Each timing: 2 warm-up calls
+(kernel compilation, cuFFT plans, cuDNN autotune), then the median of CUDA-event timings
+around single calls (the host-side work of each call is inside the events).  ``peak_MiB`` is
+the CuPy memory pool's growth over the timed calls.  Without a GPU it prints 'no GPU' and
+returns [].
 """
 import argparse
-import functools
 import json
+import math
 import sys
 import time
+
+SLOW_S = 1.0            # a call slower than this is timed once (after its warm-up)
+DIRECT_MACS_MAX = 1e11  # direct peers above this many multiply-adds are not run
 
 
 def _gpu():
@@ -34,8 +46,14 @@ def _gpu():
 
 
 def _time(cp, fn, repeat):
+    """(median ms, pool growth MiB) of ``fn()`` timed with CUDA events, after 2 warm-ups."""
     pool = cp.get_default_memory_pool()
-    for _ in range(2):
+    t0 = time.perf_counter()
+    fn()
+    cp.cuda.Device().synchronize()
+    if time.perf_counter() - t0 > SLOW_S:
+        repeat = 1
+    else:
         fn()
     cp.cuda.Device().synchronize()
     before = pool.total_bytes()
@@ -64,162 +82,238 @@ def _torch():
     return torch
 
 
-def _signal_cases(quick):
-    n1 = 2**18 if quick else 10**6
-    k1 = (3, 301, 30001) if quick else (3, 31, 301, 3001, 30001)
-    n2 = 512 if quick else 2048
-    k2 = (3, 15, 63) if quick else (3, 7, 15, 31, 63)
-    n3 = 64 if quick else 128
-    k3 = (3, 9) if quick else (3, 5, 9)
-    return ([("1d", (n1,), (k,)) for k in k1] + [("2d", (n2, n2), (k, k)) for k in k2]
-            + [("3d", (n3,) * 3, (k,) * 3) for k in k3])
+def _rel_err(cp, out, ref):
+    out = cp.asarray(out)
+    if out.shape != ref.shape:
+        return math.inf
+    scale = float(cp.max(cp.abs(ref))) or 1.0
+    err = float(cp.max(cp.abs(out.astype(ref.dtype) - ref))) / scale
+    return err if math.isfinite(err) else math.inf
 
 
-def _signal_impls(cp, torch, ndim):
+# ----------------------------------------------------------------------------- signal
+def _signal_impls(cp, torch, spec):
+    """[(name, is_cupyx_peer, fn(x, k))] for one workload; ``k`` as the user passes it."""
     import cupyx.scipy.ndimage as ndi
     import cupyx.scipy.signal as cps
 
     import fastconv
 
-    impls = [
-        ("fastconv.convolve(auto)", lambda a, b: fastconv.convolve(a, b, mode="same")),
-        ("fastconv.convolve(direct)",
-         lambda a, b: fastconv.convolve(a, b, mode="same", method="direct")),
-        ("fastconv.fftconvolve", lambda a, b: fastconv.fftconvolve(a, b, mode="same")),
-        ("fastconv.oaconvolve", lambda a, b: fastconv.oaconvolve(a, b, mode="same")),
-        # cupyx's method='auto' raises NotImplementedError for ndim > 1
-        ("cupyx.convolve(auto)" if ndim == 1 else "cupyx.convolve(direct)",
-         lambda a, b: cps.convolve(a, b, mode="same",
-                                   method="auto" if a.ndim == 1 else "direct")),
-        ("cupyx.fftconvolve", lambda a, b: cps.fftconvolve(a, b, mode="same")),
-        ("cupyx.oaconvolve", lambda a, b: cps.oaconvolve(a, b, mode="same")),
-        ("cupyx.ndimage.convolve",
-         lambda a, b: ndi.convolve(a, b, mode="constant")),
-    ]
-    if ndim == 2:
-        impls += [("fastconv.convolve2d", lambda a, b: fastconv.convolve2d(a, b, mode="same")),
-                  ("cupyx.convolve2d", lambda a, b: cps.convolve2d(a, b, mode="same"))]
-    if torch is not None:
-        f = [None, torch.nn.functional.conv1d, torch.nn.functional.conv2d,
-             torch.nn.functional.conv3d][ndim]
+    nd, mode, corr = len(spec.x_shape), spec.mode, spec.op == "correlate"
+    fc = fastconv.correlate if corr else fastconv.convolve
+    sp = cps.correlate if corr else cps.convolve
 
-        def torch_same(a, b):
-            ta = torch.as_tensor(a, device="cuda")[None, None]
-            tb = torch.as_tensor(b, device="cuda")[None, None]
-            return f(ta, tb, padding="same")
-        impls.append(("torch (cuDNN)", torch_same))
+    def flip(k):
+        return k[(slice(None, None, -1),) * k.ndim]
+    kk = flip if corr else (lambda k: k)          # the convolution kernel of the call
+    impls = [("fastconv(auto)", False, lambda x, k: fc(x, k, mode=mode)),
+             ("fastconv(fft)", False, lambda x, k: fc(x, k, mode=mode, method="fft"))]
+    if spec.macs <= DIRECT_MACS_MAX:
+        impls.append(("fastconv(direct)", False,
+                      lambda x, k: fc(x, k, mode=mode, method="direct")))
+    # cupyx's convolve(method='auto') is 1-D only (NotImplementedError otherwise)
+    if nd == 1:
+        impls.append(("cupyx.%s(auto)" % sp.__name__, True,
+                      lambda x, k: sp(x, k, mode=mode, method="auto")))
+    elif spec.macs <= DIRECT_MACS_MAX:
+        impls.append(("cupyx.%s(direct)" % sp.__name__, True,
+                      lambda x, k: sp(x, k, mode=mode, method="direct")))
+    impls += [("cupyx.fftconvolve", True, lambda x, k: cps.fftconvolve(x, kk(k), mode=mode)),
+              ("cupyx.oaconvolve", True, lambda x, k: cps.oaconvolve(x, kk(k), mode=mode))]
+    if nd == 2 and spec.macs <= DIRECT_MACS_MAX:
+        f2 = cps.correlate2d if corr else cps.convolve2d
+        impls.append((f"cupyx.{f2.__name__}", True, lambda x, k: f2(x, k, mode=mode)))
+    odd_same = mode == "same" and all(n % 2 == 1 for n in spec.k_shape)
+    if odd_same and not corr:
+        if spec.kernel == "gauss":
+            def gauss(x, k):
+                # the exact rank-1 factors of the normalised Gaussian outer product
+                c = k.sum(axis=1)
+                r = k.sum(axis=0)
+                r = r / r.sum()
+                return ndi.convolve1d(ndi.convolve1d(x, c, axis=0, mode="constant"),
+                                      r, axis=1, mode="constant")
+            impls.append(("cupyx.ndimage(2x convolve1d)", True, gauss))
+        elif spec.macs <= DIRECT_MACS_MAX:
+            impls.append(("cupyx.ndimage.convolve", True,
+                          lambda x, k: ndi.convolve(x, k, mode="constant")))
+    if torch is not None and odd_same and not corr and nd <= 3:
+        f = [None, torch.nn.functional.conv1d, torch.nn.functional.conv2d,
+             torch.nn.functional.conv3d][nd]
+
+        def torch_same(x, k):
+            # cross-correlation in torch: flip to convolve
+            ta = torch.as_tensor(x, device="cuda")[None, None]
+            tb = torch.as_tensor(flip(k).copy(), device="cuda")[None, None]
+            return cp.asarray(f(ta, tb, padding="same")[0, 0])
+        impls.append(("torch(cuDNN)", False, torch_same))
     return impls
 
 
-def _layer_cases(quick):
-    # (name, N, C_in, C_out, spatial, kernel, stride, padding, groups)
-    cases = [
-        ("resnet 3x3", 32, 64, 64, (56, 56), (3, 3), 1, 1, 1),
-        ("resnet 1x1", 32, 256, 64, (56, 56), (1, 1), 1, 0, 1),
-        ("strided 3x3", 32, 128, 256, (28, 28), (3, 3), 2, 1, 1),
-        ("depthwise 3x3", 32, 128, 128, (112, 112), (3, 3), 1, 1, 128),
-        ("grouped 3x3 g=8", 16, 256, 256, (28, 28), (3, 3), 1, 1, 8),
-        ("conv1d k=9", 32, 128, 128, (4096,), (9,), 1, 4, 1),
-        ("conv3d 3x3x3", 4, 32, 32, (32, 32, 32), (3, 3, 3), 1, 1, 1),
-    ]
-    if quick:
-        cases = [(n, max(1, b // 4), *rest) for n, b, *rest in cases]
-    return cases
+def _signal_rows(cp, torch, spec, dtype, repeat, log):
+    import cupyx.scipy.signal as cps
 
+    from fastconv import _bench
 
-def _timed_row(cp, row, fn, repeat):
-    try:
-        row["ms"], row["peak_MiB"] = _time(cp, fn, repeat)
-    except Exception as e:  # noqa: BLE001 - one failing impl must not stop the rest
-        row["ms"] = f"error: {type(e).__name__}: {str(e)[:60]}"
-    return row
+    import fastconv
 
-
-def _signal_rows(cp, torch, rs, kind, shape, kshape, repeat):
-    a = rs.standard_normal(shape, dtype=cp.float32)
-    b = rs.standard_normal(kshape, dtype=cp.float32)
+    x, k = spec.inputs(dtype, seed=0)
+    xg, kg = cp.asarray(x), cp.asarray(k)
+    kc = kg[(slice(None, None, -1),) * kg.ndim] if spec.op == "correlate" else kg
+    ref = cps.fftconvolve(xg.astype(cp.float64), kc.astype(cp.float64), mode=spec.mode)
+    method = fastconv.choose_conv_method(xg, kc, mode=spec.mode)
     rows = []
-    for name, fn in _signal_impls(cp, torch, len(shape)):
-        row = {"section": "signal", "workload": f"{kind} {shape}*{kshape}", "impl": name}
-        big_direct = "direct" in name or "ndimage" in name or name == "cupyx.convolve2d"
-        if big_direct and a.size * b.size > 3e11:
-            row["ms"] = "skipped (direct too slow)"
-            rows.append(row)
-        else:
-            rows.append(_timed_row(cp, row, functools.partial(fn, a, b), repeat))
+    for name, peer, fn in _signal_impls(cp, torch, spec):
+        row = {"section": "signal", "workload": spec.name, "dtype": dtype, "impl": name,
+               "peer": peer}
+        try:
+            out = fn(xg, kg)
+            row["err"] = _rel_err(cp, out, ref)
+            del out
+            if not row["err"] <= _bench.TOLERANCE[dtype]:
+                row["ms"] = "WRONG"
+            else:
+                row["ms"], row["peak_MiB"] = _time(cp, lambda: fn(xg, kg), repeat)
+        except Exception as e:  # noqa: BLE001 - one failing impl must not stop the rest
+            row["ms"] = f"error: {type(e).__name__}: {str(e)[:80]}"
+        if name == "fastconv(auto)":
+            row["method"] = method
+        rows.append(row)
+    cp.get_default_memory_pool().free_all_blocks()
+    _print_signal_group(rows, log)
     return rows
 
 
-def _layer_rows(cp, torch, rs, case, repeat):
-    import fastconv.nn
-    from fastconv import _cupy
-
-    name, n, cin, cout, sp, k, st, p, g = case
-    x = rs.standard_normal((n, cin) + sp, dtype=cp.float32)
-    w = rs.standard_normal((cout, cin // g) + k, dtype=cp.float32)
-    nd = len(sp)
-    st_, dl_, p_ = (st,) * nd, (1,) * nd, (p,) * nd
-    fconv = getattr(fastconv.nn, f"conv{nd}d")
-    impls = [("fastconv.nn", lambda: fconv(x, w, None, st, p, 1, g)),
-             ("fastconv gemm engine", lambda: _cupy.gemm_conv(x, w, st_, dl_, p_, g))]
-    out = []
-
-    def direct():
-        if not out:  # the output buffer, allocated at the first (warm-up) call
-            out.append(_cupy.gemm_conv(x, w, st_, dl_, p_, g))
-        return _cupy.correlate(x, w, out[0], st_, dl_, p_, g)
-    impls.append(("fastconv direct engine", direct))
-    if torch is not None:
-        tf = getattr(torch.nn.functional, f"conv{nd}d")
-        tx, tw = torch.as_tensor(x, device="cuda"), torch.as_tensor(w, device="cuda")
-        impls.append(("torch (cuDNN)", lambda: tf(tx, tw, None, st, p, 1, g)))
-    return [_timed_row(cp, {"section": "nn", "workload": name, "impl": impl}, fn, repeat)
-            for impl, fn in impls]
+def _print_signal_group(rows, log):
+    ours = rows[0]
+    peers = [r for r in rows if r["peer"] and isinstance(r.get("ms"), float)]
+    best = min(peers, key=lambda r: r["ms"]) if peers else None
+    if isinstance(ours.get("ms"), float) and best is not None:
+        ours["speedup"] = best["ms"] / ours["ms"]
+        ours["best_peer"] = best["impl"]
+    cells = []
+    for r in rows:
+        t = r.get("ms")
+        cells.append(f"{r['impl']}={t:.3f}" if isinstance(t, float) else f"{r['impl']}={t}")
+    sp = f"{ours['speedup']:.2f}x vs {ours['best_peer']}" if "speedup" in ours else "n/a"
+    log(f"{ours['workload']:30} {ours['dtype']:8} {ours.get('method', ''):6} {sp}")
+    log("    " + "  ".join(cells))
 
 
-def run(quick=False):
-    """Rows (dicts) of the GPU benchmark; [] when there is no GPU."""
+# ----------------------------------------------------------------------------- nn
+def _layer_row(cp, torch, layer, log):
+    from fastconv.nn import _bench as nb
+
+    name, desc, xs, ws, kw, kind = layer
+    rs = cp.random.RandomState(0)
+    x = rs.standard_normal(xs, dtype=cp.float32)
+    w = rs.standard_normal(ws, dtype=cp.float32) / math.sqrt(math.prod(ws[1:]))
+    row = {"section": "nn", "row": name, "layer": desc}
+    tx, tw = torch.as_tensor(x, device="cuda"), torch.as_tensor(w, device="cuda")
+    tfn = nb._torch_fn(torch, kind, tx, tw, kw)
+    with torch.no_grad():
+        ref = cp.asarray(nb._torch_fn(torch, kind, tx.double(), tw.double(), kw)())
+        try:
+            out = nb._fc(kind, x, w, kw)
+            row["err"] = _rel_err(cp, out, ref)
+            row["macs"] = nb._macs(kind, xs, ws, out.shape, kw)
+            del out
+            if not row["err"] <= 1e-4:
+                row["fastconv_ms"] = "WRONG"
+            else:
+                row["fastconv_ms"], row["peak_MiB"] = _time(
+                    cp, lambda: nb._fc(kind, x, w, kw), 11)
+        except Exception as e:  # noqa: BLE001
+            row["fastconv_ms"] = f"error: {type(e).__name__}: {str(e)[:80]}"
+        row["torch_ms"], _ = _time(cp, tfn, 11)
+    del ref
+    cp.get_default_memory_pool().free_all_blocks()
+    if isinstance(row["fastconv_ms"], float):
+        row["speedup"] = row["torch_ms"] / row["fastconv_ms"]
+        row["tflops"] = 2 * row["macs"] / row["fastconv_ms"] / 1e9
+        log(f"{name:4} {desc:34} {row['fastconv_ms']:9.3f} {row['torch_ms']:9.3f} "
+            f"{row['tflops']:8.2f} {row['speedup']:7.2f}x {row['peak_MiB']:8.1f}")
+    else:
+        log(f"{name:4} {desc:34} {row['fastconv_ms']}  torch {row['torch_ms']:.3f} ms")
+    return row
+
+
+# ----------------------------------------------------------------------------- driver
+def _geomean(v):
+    return math.exp(sum(math.log(a) for a in v) / len(v)) if v else float("nan")
+
+
+def summary(rows):
+    """The issue's targets as measured: signal speed-up of fastconv(auto) over the fastest
+    cupyx.scipy function per row, nn speed-up over torch CUDA per layer."""
+    sig = [r for r in rows if r["section"] == "signal" and r["impl"] == "fastconv(auto)"]
+    sp = [r["speedup"] for r in sig if "speedup" in r]
+    nn = [r for r in rows if r["section"] == "nn"]
+    nsp = [r["speedup"] for r in nn if "speedup" in r]
+    return {
+        "signal_rows": len(sig), "signal_measured": len(sp),
+        "signal_geomean": _geomean(sp), "signal_min": min(sp) if sp else float("nan"),
+        "signal_below_1": [f"{r['workload']} {r['dtype']} {r['speedup']:.2f}x"
+                           for r in sig if r.get("speedup", 0) < 1.0],
+        "nn_rows": len(nn), "nn_measured": len(nsp), "nn_geomean": _geomean(nsp),
+        "nn_min": min(nsp) if nsp else float("nan"),
+        "nn_beyond_1.5x": [f"{r['row']} {r['speedup']:.2f}x" for r in nn
+                           if r.get("speedup", 0) < 1 / 1.5],
+    }
+
+
+def run(quick=False, log=print, layers=True, signal=True):
+    """Rows (dicts) of the GPU benchmark, printed as they come; [] when there is no GPU."""
     cp, why = _gpu()
     if cp is None:
-        print(f"no GPU ({why})")
+        log(f"no GPU ({why})")
         return []
+    from fastconv import _bench
+    from fastconv.nn import _bench as nb
+
     torch = _torch()
-    repeat = 5 if quick else 11
-    rs = cp.random.RandomState(0)
+    props = cp.cuda.runtime.getDeviceProperties(cp.cuda.Device().id)
+    dev = props["name"].decode() if isinstance(props["name"], bytes) else props["name"]
+    log(f"device: {dev}; CuPy {cp.__version__}"
+        + (f"; torch {torch.__version__} (cuDNN {torch.backends.cudnn.version()}, TF32 off)"
+           if torch is not None else "; torch CUDA not available"))
     rows = []
-    dev = cp.cuda.runtime.getDeviceProperties(cp.cuda.Device().id)["name"]
-    dev = dev.decode() if isinstance(dev, bytes) else dev
-    for kind, shape, kshape in _signal_cases(quick):
-        rows += _signal_rows(cp, torch, rs, kind, shape, kshape, repeat)
-    for case in _layer_cases(quick):
-        rows += _layer_rows(cp, torch, rs, case, repeat)
+    if signal:
+        log("signal: fastconv(auto) speed-up over the fastest cupyx.scipy function; "
+            "then every impl's median ms")
+        for spec in _bench.WORKLOADS:
+            for dtype in (("float32",) if quick else ("float32", "float64")):
+                try:
+                    rows += _signal_rows(cp, torch, spec, dtype, 5 if quick else 11, log)
+                except Exception as e:  # noqa: BLE001 - report, go on with the next row
+                    log(f"{spec.name} {dtype}: error {type(e).__name__}: {e}")
+    if layers and torch is not None:
+        log("nn (float32): fastconv ms, torch ms, fastconv TFLOP/s, speed-up over torch, "
+            "pool MiB")
+        for layer in nb.LAYERS:
+            try:
+                rows.append(_layer_row(cp, torch, layer, log))
+            except Exception as e:  # noqa: BLE001
+                log(f"{layer[0]}: error {type(e).__name__}: {e}")
     for r in rows:
         r["device"] = dev
+    s = summary(rows)
+    log("summary: " + json.dumps(s))
     return rows
 
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--quick", action="store_true", help="smaller sizes, fewer repeats")
+    ap.add_argument("--quick", action="store_true", help="float32 only, fewer repeats")
+    ap.add_argument("--only", choices=["signal", "nn"], help="one section")
     ap.add_argument("--json", help="also write the rows to this file")
     a = ap.parse_args(argv)
     t0 = time.perf_counter()
-    rows = run(a.quick)
-    if not rows:
-        return 0
-    keys = ["section", "workload", "impl", "ms", "peak_MiB"]
-    widths = [max(len(k), *(len(f"{r.get(k, ''):.4g}" if isinstance(r.get(k), float)
-                                else str(r.get(k, ""))) for r in rows)) for k in keys]
-    print(f"device: {rows[0]['device']}")
-    print("  ".join(k.ljust(w) for k, w in zip(keys, widths)))
-    for r in rows:
-        cells = [f"{r.get(k, ''):.4g}" if isinstance(r.get(k), float) else str(r.get(k, ""))
-                 for k in keys]
-        print("  ".join(c.ljust(w) for c, w in zip(cells, widths)))
+    rows = run(a.quick, signal=a.only != "nn", layers=a.only != "signal")
     print(f"gpu benchmark wall time: {time.perf_counter() - t0:.0f}s")
-    if a.json:
+    if a.json and rows:
         with open(a.json, "w") as f:
-            json.dump(rows, f, indent=1)
+            json.dump({"rows": rows, "summary": summary(rows)}, f, indent=1, default=str)
     return 0
 
 
