@@ -57,6 +57,9 @@ _DEPTHWISE_MAX_TAPS = 27
 _BLOCK = 256             # FC_MAX_THREADS in fc_common.cuh
 _MAX_GRID = 2**31 - 1
 _GEMM_WORKSPACE = 256 * 2**20  # bytes of im2col columns per batch chunk
+# fc_depthwise runs its index arithmetic in 32 bits when the sizes allow (tests switch this
+# off to cover the 64-bit path)
+_INDEX32 = True
 
 
 # ------------------------------------------------------------------------------------
@@ -350,7 +353,12 @@ def correlate(x, w, out, stride, dilation, pad, groups, nthreads=None):
                                (x, w, out, g, nblocks), smem)
             return out
         if cin_g == 1:
-            g = _geom(be, [3, *head, *arrays3])
+            # FC_D_INDEX32: 32-bit index arithmetic when every offset fits (with headroom
+            # for the signed tap positions o*stride + k*dilation - pad)
+            small = max(x.size, w.size, out.size) < 2**30 and all(
+                s + o * st + k * d + p < 2**30 for s, o, st, k, d, p in
+                zip(S3, O3, st3, K3, dl3, pd3))
+            g = _geom(be, [3, *head, *arrays3, int(small and _INDEX32)])
             be.launcher.launch("fc_depthwise", dtype, _grid(out.size), _BLOCK,
                                (x, w, out, g, out.size))
             return out
@@ -453,7 +461,7 @@ def gemm_conv(x, w, stride, dilation, pad, groups, out=None):
     KP, P = math.prod(K), math.prod(O)
     wm = xp.ascontiguousarray(w).reshape(groups, cout_g, cin_g * KP)
     if KP == 1 and all(s == 1 for s in stride) and not any(pad) and O == S:
-        xp.matmul(wm, x.reshape(N, groups, cin_g, P), out=out.reshape(N, groups, cout_g, P))
+        _batched_gemm(be, wm, x.reshape(N, groups, cin_g, P), out.reshape(N, groups, cout_g, P))
         return out
     per_image = Cin * KP * P * dtype.itemsize
     nb = max(1, min(N, _GEMM_WORKSPACE // max(1, per_image)))
@@ -466,9 +474,58 @@ def gemm_conv(x, w, stride, dilation, pad, groups, out=None):
             g = _geom(be, [nd, n1 - n0, Cin, Cout, groups, *S, *K, *O, *stride,
                            *dilation, *pad])
         be.launcher.launch("fc_im2col", dtype, _grid(c.size), _BLOCK, (x[n0:n1], c, g, c.size))
-        xp.matmul(wm, c.reshape(n1 - n0, groups, cin_g * KP, P),
-                  out=out[n0:n1].reshape(n1 - n0, groups, cout_g, P))
+        _batched_gemm(be, wm, c.reshape(n1 - n0, groups, cin_g * KP, P),
+                      out[n0:n1].reshape(n1 - n0, groups, cout_g, P))
     return out
+
+
+# cuBLAS strided-batched GEMM per dtype (cupy.cuda.cublas function, alpha, beta)
+_GEMM_STRIDED = {np.dtype(np.float32): ("sgemmStridedBatched", np.float32),
+                 np.dtype(np.float64): ("dgemmStridedBatched", np.float64),
+                 np.dtype(np.complex64): ("cgemmStridedBatched", np.complex64),
+                 np.dtype(np.complex128): ("zgemmStridedBatched", np.complex128)}
+# tests and benchmarks/gpu_micro.py switch this off to compare with cupy.matmul
+_USE_CUBLAS = True
+
+
+def _batched_gemm(be, w3, a4, out4):
+    """``out4[n, g] = w3[g] @ a4[n, g]`` for all n, g: w3 (G, M, K), a4 (N, G, K, P), out4
+    (N, G, M, P), C-contiguous, one dtype.
+
+    On CuPy arrays of a floating dtype: one cuBLAS strided-batched GEMM per group (batch N,
+    weight stride 0), which costs the host a few microseconds; ``cupy.matmul`` would first
+    materialise the broadcast weights.  Elsewhere (int64, NumPy stand-in): ``matmul``.
+    """
+    xp = be.xp
+    spec = _GEMM_STRIDED.get(np.dtype(a4.dtype))
+    if spec is None or not _USE_CUBLAS or xp is np or not hasattr(xp, "cuda"):
+        xp.matmul(w3, a4, out=out4)
+        return
+    from cupy.cuda import cublas, device
+
+    N, G, K, P = a4.shape
+    M = w3.shape[1]
+    if N == 0 or G == 0 or M == 0 or P == 0:
+        return
+    if K == 0:
+        out4.fill(0)
+        return
+    fn = getattr(cublas, spec[0])
+    alpha, beta = np.ones((), spec[1]), np.zeros((), spec[1])
+    isz = a4.dtype.itemsize
+    handle = device.get_cublas_handle()
+    mode = cublas.getPointerMode(handle)
+    if mode != cublas.CUBLAS_POINTER_MODE_HOST:   # alpha and beta live on the host
+        cublas.setPointerMode(handle, cublas.CUBLAS_POINTER_MODE_HOST)
+    # row-major out[n, g] (M x P) = w[g] (M x K) @ a[n, g] (K x P) is, column-major,
+    # out^T (P x M) = a^T (P x K) @ w^T (K x M): m = P, n = M, k = K, no transposes
+    for g in range(G):
+        fn(handle, cublas.CUBLAS_OP_N, cublas.CUBLAS_OP_N, P, M, K,
+           alpha.ctypes.data, a4.data.ptr + g * K * P * isz, P, G * K * P,
+           w3.data.ptr + g * M * K * isz, K, 0,
+           beta.ctypes.data, out4.data.ptr + g * M * P * isz, P, G * M * P, N)
+    if mode != cublas.CUBLAS_POINTER_MODE_HOST:
+        cublas.setPointerMode(handle, mode)
 
 
 # ------------------------------------------------------------------------------------

@@ -82,7 +82,7 @@ def tiled_extra(O, K, st, dl, tile, cob, cic, rw=1):
 
 
 def run_conv(launcher, kernel, x, w, O, stride, dilation, pad, groups, tile=None, cob=4,
-             cic=None, block=128, rw=1):
+             cic=None, block=128, rw=1, index32=1):
     """Launch one conv kernel by hand (geometry built here from fc_common.cuh's layout)."""
     N, Cin = x.shape[:2]
     Cout = w.shape[0]
@@ -102,6 +102,8 @@ def run_conv(launcher, kernel, x, w, O, stride, dilation, pad, groups, tile=None
         grid = max(1, min(nblocks, 5))  # few blocks: exercises the block-stride loop
         launcher.launch(kernel, x.dtype, grid, nthr, (x, w, out, g, nblocks), smem)
     else:
+        if kernel == "fc_depthwise":
+            g = g + [index32]  # FC_D_INDEX32
         g = np.array(g, np.int64)
         grid = max(1, min(3, -(-out.size // block)))  # small grid: grid-stride loop
         launcher.launch(kernel, x.dtype, grid, block, (x, w, out, g, out.size))
@@ -160,14 +162,15 @@ def test_corr_tiled(launcher, dtype, case, tile, cob, cic, rw):
 
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("mult", [1, 3])
-def test_depthwise(launcher, dtype, mult):
+@pytest.mark.parametrize("index32", [0, 1])
+def test_depthwise(launcher, dtype, mult, index32):
     rng = np.random.default_rng(2)
     C = 3
     S, K, st, dl, pd = (1, 10, 9), (1, 3, 4), (1, 2, 1), (1, 2, 1), (0, 3, 2)
     x = rand(rng, (2, C) + S, dtype)
     w = rand(rng, (C * mult, 1) + K, dtype)
     O = out_size(S, K, st, dl, pd, extra_after=2)
-    got = run_conv(launcher, "fc_depthwise", x, w, O, st, dl, pd, C)
+    got = run_conv(launcher, "fc_depthwise", x, w, O, st, dl, pd, C, index32=index32)
     assert_close(got, ref_correlate(x, w, O, st, dl, pd, C), dtype)
 
 

@@ -229,37 +229,44 @@ __global__ void fc_corr_tiled(const T* __restrict__ x, const T* __restrict__ w,
 
 // ---------------------------------------------------------------------------------------
 // Depthwise 3-D (C_in/groups == 1): one output element, reads x through the cache.
-template <typename T>
+// Geometry: the nd == 3 arrays, then g[FC_D_INDEX32]: 1 when every offset and index fits
+// in 32-bit ints (fastconv/_cupy.py checks the sizes), and the index arithmetic (a chain of
+// divisions per output, the bounds tests per tap) then runs in 32 bits, several times
+// cheaper than 64-bit integer division on the GPU.
+#define FC_D_INDEX32 23
+template <typename T, typename I>
 FC_HD inline T fc_depthwise_point(const T* __restrict__ x, const T* __restrict__ w,
-                                  const fc_idx* __restrict__ g, fc_idx i) {
-    const fc_idx Cin = g[FC_G_CIN], Cout = g[FC_G_COUT], G = g[FC_G_GROUPS];
-    const fc_idx* S = g + FC_G_ARRAYS;
-    const fc_idx* K = S + 3;
-    const fc_idx* O = K + 3;
-    const fc_idx* st = O + 3;
-    const fc_idx* dl = st + 3;
-    const fc_idx* pd = dl + 3;
-    const fc_idx ow = i % O[2];
-    fc_idx r = i / O[2];
-    const fc_idx oh = r % O[1]; r /= O[1];
-    const fc_idx od = r % O[0]; r /= O[0];
-    const fc_idx co = r % Cout;
-    const fc_idx n = r / Cout;
-    const fc_idx ci = co / (Cout / G);  // C_in / groups == 1: group index == input channel
-    const T* xc = x + (n * Cin + ci) * S[0] * S[1] * S[2];
-    const T* wc = w + co * K[0] * K[1] * K[2];
+                                  const fc_idx* __restrict__ g, I i) {
+    const I Cin = (I)g[FC_G_CIN], Cout = (I)g[FC_G_COUT], G = (I)g[FC_G_GROUPS];
+    const fc_idx* g3 = g + FC_G_ARRAYS;
+    const I S0 = (I)g3[0], S1 = (I)g3[1], S2 = (I)g3[2];
+    const I K0 = (I)g3[3], K1 = (I)g3[4], K2 = (I)g3[5];
+    const I O0 = (I)g3[6], O1 = (I)g3[7], O2 = (I)g3[8];
+    const I st0 = (I)g3[9], st1 = (I)g3[10], st2 = (I)g3[11];
+    const I dl0 = (I)g3[12], dl1 = (I)g3[13], dl2 = (I)g3[14];
+    const I pd0 = (I)g3[15], pd1 = (I)g3[16], pd2 = (I)g3[17];
+    const I ow = i % O2;
+    I r = i / O2;
+    const I oh = r % O1; r /= O1;
+    const I od = r % O0; r /= O0;
+    const I co = r % Cout;
+    const I n = r / Cout;
+    const I ci = co / (Cout / G);  // C_in / groups == 1: group index == input channel
+    const T* xc = x + (n * Cin + ci) * S0 * S1 * S2;
+    const T* wc = w + co * K0 * K1 * K2;
+    const I iw0 = ow * st2 - pd2;
     T acc = T();
-    for (fc_idx kd = 0; kd < K[0]; ++kd) {
-        const fc_idx id = od * st[0] + kd * dl[0] - pd[0];
-        if (id < 0 || id >= S[0]) continue;
-        for (fc_idx kh = 0; kh < K[1]; ++kh) {
-            const fc_idx ih = oh * st[1] + kh * dl[1] - pd[1];
-            if (ih < 0 || ih >= S[1]) continue;
-            const T* xrow = xc + (id * S[1] + ih) * S[2];
-            const T* wrow = wc + (kd * K[1] + kh) * K[2];
-            for (fc_idx kw = 0; kw < K[2]; ++kw) {
-                const fc_idx iw = ow * st[2] + kw * dl[2] - pd[2];
-                if (iw >= 0 && iw < S[2]) acc = acc + xrow[iw] * wrow[kw];
+    for (I kd = 0; kd < K0; ++kd) {
+        const I id = od * st0 + kd * dl0 - pd0;
+        if (id < 0 || id >= S0) continue;
+        for (I kh = 0; kh < K1; ++kh) {
+            const I ih = oh * st1 + kh * dl1 - pd1;
+            if (ih < 0 || ih >= S1) continue;
+            const T* xrow = xc + (id * S1 + ih) * S2;
+            const T* wrow = wc + (kd * K1 + kh) * K2;
+            for (I kw = 0; kw < K2; ++kw) {
+                const I iw = iw0 + kw * dl2;
+                if (iw >= 0 && iw < S2) acc = acc + xrow[iw] * wrow[kw];
             }
         }
     }
@@ -270,8 +277,14 @@ template <typename T>
 __global__ void fc_depthwise(const T* __restrict__ x, const T* __restrict__ w,
                              T* __restrict__ out, const fc_idx* __restrict__ g, fc_idx total) {
     const fc_idx step = (fc_idx)gridDim.x * blockDim.x;
-    for (fc_idx i = (fc_idx)blockIdx.x * blockDim.x + threadIdx.x; i < total; i += step)
-        out[i] = fc_depthwise_point<T>(x, w, g, i);
+    const fc_idx i0 = (fc_idx)blockIdx.x * blockDim.x + threadIdx.x;
+    if (g[FC_D_INDEX32]) {
+        for (fc_idx i = i0; i < total; i += step)
+            out[i] = fc_depthwise_point<T, int>(x, w, g, (int)i);
+    } else {
+        for (fc_idx i = i0; i < total; i += step)
+            out[i] = fc_depthwise_point<T, fc_idx>(x, w, g, i);
+    }
 }
 
 #ifdef FC_EXPLICIT_INSTANTIATE  // for the nvcc compile test; NVRTC uses name expressions
