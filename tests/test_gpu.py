@@ -5,8 +5,8 @@ and torch (the pinned CPU build of the test extra) in float64 -- complex inputs 
 convolutions, int64 inputs as exact float64 sums of small integers.  Skipped without CuPy
 and a CUDA device.
 
-NOTE: as of this writing this file has never been run on a GPU (none was available
-where it was written); see docs/gpu.md.
+Run with ``bash .ci/gpu``.  First run: NVIDIA H200, 2026-12-04, all 251 tests passed
+(docs/gpu.md).
 """
 import numpy as np
 import pytest
