@@ -8,7 +8,7 @@ same contracts (``_core.correlate``, ``_fft.convolve``, ``_fft.oaconvolve``, GEM
   (``cupy.RawModule``, compiled once per source, dtype and device);
 * :func:`fft_convolve`, :func:`oaconvolve` -- cuFFT through ``cupyx.scipy.fft``
   (real-to-complex for real input, fast lengths, CuPy's per-device plan cache);
-* :func:`gemm_conv` -- im2col kernel + batched ``matmul`` (cuBLAS).
+* :func:`gemm_conv` -- im2col kernel + cuBLAS strided-batched GEMM.
 
 CuPy is optional (the ``[gpu]`` extra): importing this module never imports it.
 
@@ -479,11 +479,11 @@ def gemm_conv(x, w, stride, dilation, pad, groups, out=None):
     return out
 
 
-# cuBLAS strided-batched GEMM per dtype (cupy.cuda.cublas function, alpha, beta)
+# cuBLAS strided-batched GEMM per dtype (cupy.cuda.cublas function, scalar type).  The
+# real dtypes only: those are what fastconv.nn runs and what the GPU suite verified on a
+# device; complex (and int64) go through cupy.matmul.
 _GEMM_STRIDED = {np.dtype(np.float32): ("sgemmStridedBatched", np.float32),
-                 np.dtype(np.float64): ("dgemmStridedBatched", np.float64),
-                 np.dtype(np.complex64): ("cgemmStridedBatched", np.complex64),
-                 np.dtype(np.complex128): ("zgemmStridedBatched", np.complex128)}
+                 np.dtype(np.float64): ("dgemmStridedBatched", np.float64)}
 # tests and benchmarks/gpu_micro.py switch this off to compare with cupy.matmul
 _USE_CUBLAS = True
 
@@ -492,9 +492,10 @@ def _batched_gemm(be, w3, a4, out4):
     """``out4[n, g] = w3[g] @ a4[n, g]`` for all n, g: w3 (G, M, K), a4 (N, G, K, P), out4
     (N, G, M, P), C-contiguous, one dtype.
 
-    On CuPy arrays of a floating dtype: one cuBLAS strided-batched GEMM per group (batch N,
-    weight stride 0), which costs the host a few microseconds; ``cupy.matmul`` would first
-    materialise the broadcast weights.  Elsewhere (int64, NumPy stand-in): ``matmul``.
+    On CuPy float32/float64 arrays: one cuBLAS strided-batched GEMM per group (batch N,
+    weight stride 0); ``cupy.matmul`` with the broadcast weights cost 2-4x more per call on
+    an H200 (benchmarks/gpu_micro.py).  Elsewhere (complex, int64, NumPy stand-in):
+    ``matmul``.
     """
     xp = be.xp
     spec = _GEMM_STRIDED.get(np.dtype(a4.dtype))
@@ -519,13 +520,15 @@ def _batched_gemm(be, w3, a4, out4):
         cublas.setPointerMode(handle, cublas.CUBLAS_POINTER_MODE_HOST)
     # row-major out[n, g] (M x P) = w[g] (M x K) @ a[n, g] (K x P) is, column-major,
     # out^T (P x M) = a^T (P x K) @ w^T (K x M): m = P, n = M, k = K, no transposes
-    for g in range(G):
-        fn(handle, cublas.CUBLAS_OP_N, cublas.CUBLAS_OP_N, P, M, K,
-           alpha.ctypes.data, a4.data.ptr + g * K * P * isz, P, G * K * P,
-           w3.data.ptr + g * M * K * isz, K, 0,
-           beta.ctypes.data, out4.data.ptr + g * M * P * isz, P, G * M * P, N)
-    if mode != cublas.CUBLAS_POINTER_MODE_HOST:
-        cublas.setPointerMode(handle, mode)
+    try:
+        for g in range(G):
+            fn(handle, cublas.CUBLAS_OP_N, cublas.CUBLAS_OP_N, P, M, K,
+               alpha.ctypes.data, a4.data.ptr + g * K * P * isz, P, G * K * P,
+               w3.data.ptr + g * M * K * isz, K, 0,
+               beta.ctypes.data, out4.data.ptr + g * M * P * isz, P, G * M * P, N)
+    finally:
+        if mode != cublas.CUBLAS_POINTER_MODE_HOST:
+            cublas.setPointerMode(handle, mode)
 
 
 # ------------------------------------------------------------------------------------
