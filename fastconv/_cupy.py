@@ -493,7 +493,7 @@ def _batched_gemm(be, w3, a4, out4):
     (N, G, M, P), C-contiguous, one dtype.
 
     On CuPy float32/float64 arrays: one cuBLAS strided-batched GEMM per group (batch N,
-    weight stride 0); ``cupy.matmul`` with the broadcast weights cost 2-4x more per call on
+    weight stride 0); ``cupy.matmul`` with the broadcast weights cost 1.7-3.5x more per call on
     an H200 (benchmarks/gpu_micro.py).  Elsewhere (complex, int64, NumPy stand-in):
     ``matmul``.
     """
