@@ -125,6 +125,33 @@ def test_oa_plan(n1, n2, full):
         assert p["flops"] < _fft.flops(_fft.padded_shape(n1, n2, axes, start, shape))
 
 
+@pytest.mark.parametrize("n1,n2", [((2048, 2048), (15, 15)), ((2048, 2048), (63, 63)),
+                                   ((1000, 3000), (31, 9)), ((96, 100, 90), (9, 9, 9))])
+def test_oa_plan_nd_block_lengths(n1, n2):
+    """N-d blocks: lengths 2**a, 3*2**a or 5*2**a of at most OA_ND_MAX_POINTS points (the
+    FFTW_ESTIMATE-friendly sizes), unless an axis is a single block of the full length."""
+    axes = tuple(range(len(n1)))
+    p = _fft.oa_plan(n1, n2, axes)
+    # a single block along an axis spans the full output plus the kernel's overlap
+    singles = [L == _fft.next_fast_len(a + 2 * (b - 1)) for L, a, b in zip(p["block"], n1, n2)]
+    for L, single in zip(p["block"], singles):
+        assert single or _fft._odd_part(L) in _fft.OA_ND_ODD_PARTS
+    if not all(singles):
+        assert math_prod(p["block"]) <= _fft.OA_ND_MAX_POINTS
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64", "complex128"])
+def test_oa_rectangular_blocks_match_scipy(rng, dtype):
+    """Blocks of different lengths per axis (the N-d rule allows them) against scipy."""
+    a, b = rand(rng, (700, 1300), dtype), rand(rng, (37, 11), dtype)
+    p = _fft.oa_plan(a.shape, b.shape, (0, 1))
+    assert math_prod(p["nblocks"]) > 1
+    got = _fft.oaconvolve(a, b, (0, 1), (0, 0), (736, 1310))
+    want = scipy.signal.fftconvolve(a, b)
+    tol = 2e-4 if dtype == "float32" else 1e-10
+    np.testing.assert_allclose(got, want, rtol=tol, atol=tol * np.abs(want).max())
+
+
 def math_prod(x):
     out = 1
     for v in x:
