@@ -21,6 +21,7 @@ everything except the CuPy calls themselves is exercised without a GPU.
 import contextlib
 import functools
 import math
+import operator
 import os
 import re
 import sys
@@ -81,7 +82,8 @@ _HOST_SCALARS = (int, float, complex, bool, str, bytes, list, tuple, type(None),
 
 
 def _looks_like_gpu_array(a):
-    if type(a).__module__.split(".")[0] in ("cupy", "cupyx"):
+    m = type(a).__module__
+    if m.startswith("cupy") and (m in ("cupy", "cupyx") or m.startswith(("cupy.", "cupyx."))):
         return True
     if isinstance(a, (np.ndarray,) + _HOST_SCALARS):
         return False
@@ -132,14 +134,17 @@ def get_array_module(*arrays, names=None):
     def name(i):
         return names[i] if names is not None and i < len(names) else f"argument {i + 1}"
 
-    host, gpu = [], []
+    gpu_i, host_i = [], []
     for i, a in enumerate(arrays):
         if _looks_like_gpu_array(a):
-            gpu.append((name(i), a))
+            gpu_i.append(i)
         elif isinstance(a, np.ndarray):
-            host.append(name(i))
-    if not gpu:
+            host_i.append(i)
+    if not gpu_i:
         return np
+    # names are only built for the messages below
+    host = [name(i) for i in host_i]
+    gpu = [(name(i), arrays[i]) for i in gpu_i]
     cp = _cupy_module()
     if cp is None:
         n, a = gpu[0]
@@ -152,8 +157,7 @@ def get_array_module(*arrays, names=None):
                   for n, a in gpu]
         raise TypeError("cannot mix NumPy and CuPy arrays: " + ", ".join(where) +
                         "; move them to one device first (cupy.asarray(a) or a.get())")
-    devices = {_device_of(a) for _, a in gpu}
-    if len(devices) > 1:
+    if len(gpu) > 1 and len({_device_of(a) for _, a in gpu}) > 1:
         raise ValueError("arrays are on different GPUs: " +
                          ", ".join(f"{n} on {_device_of(a)}" for n, a in gpu))
     return cp
@@ -287,7 +291,10 @@ def _grid(total, block=_BLOCK):
 # direct engine
 
 def _check_tuple(name, v, nd, lo):
-    v = tuple(int(i) for i in v)
+    try:
+        v = tuple(operator.index(i) for i in v)
+    except TypeError:
+        raise TypeError(f"{name} must be {nd} ints >= {lo}, got {v!r}") from None
     if len(v) != nd or any(i < lo for i in v):
         raise ValueError(f"{name} must be {nd} ints >= {lo}, got {v}")
     return v
@@ -317,23 +324,60 @@ def correlate(x, w, out, stride, dilation, pad, groups, nthreads=None):
     for n, a in (("x", x), ("w", w), ("out", out)):
         if not a.flags.c_contiguous:
             raise ValueError(f"{n} must be C-contiguous")
-    nd = x.ndim - 2
-    N, Cin, S = x.shape[0], x.shape[1], tuple(x.shape[2:])
-    Cout, K, O = w.shape[0], tuple(w.shape[2:]), tuple(out.shape[2:])
+    key = (be.key, dtype, x.shape, w.shape, out.shape, _key_tuple(stride),
+           _key_tuple(dilation), _key_tuple(pad), groups, _INDEX32)
+    try:
+        plan = _launch_plans.get(key)
+    except TypeError:  # unhashable geometry (e.g. nested lists): the plan's checks reject it
+        plan, key = None, None
+    if plan is None:
+        plan = _correlate_plan(be, dtype, x.shape, w.shape, out.shape, stride, dilation, pad,
+                               groups)
+        if key is not None:
+            if len(_launch_plans) >= 1024:
+                _launch_plans.clear()
+            _launch_plans[key] = plan
+    kind = plan[0]
+    if kind == "zero":
+        out.fill(0)
+    elif kind == "launch":
+        _, kernel, grid, block, g, count, smem = plan
+        be.launcher.launch(kernel, dtype, grid, block, (x, w, out, g, count), smem)
+    return out
+
+
+def _key_tuple(v):
+    try:
+        return tuple(v)
+    except TypeError:  # an int where a tuple is expected: the plan's check names it
+        return v
+
+
+# launch plans of correlate(), per (device, dtype, shapes, stride, dilation, pad, groups):
+# the validation, kernel choice and geometry of a call depend on nothing else
+_launch_plans = {}
+
+
+def _correlate_plan(be, dtype, xs, ws, outs, stride, dilation, pad, groups):
+    """("empty",), ("zero",) or ("launch", kernel, grid, block, geometry, count, smem) for
+    correlate() on arrays of these shapes; raises ValueError for invalid geometry."""
+    nd = len(xs) - 2
+    N, Cin, S = xs[0], xs[1], tuple(xs[2:])
+    Cout, K, O = ws[0], tuple(ws[2:]), tuple(outs[2:])
     groups = int(groups)
-    if groups < 1 or Cin % groups or Cout % groups or w.shape[1] != Cin // groups:
+    if groups < 1 or Cin % groups or Cout % groups or ws[1] != Cin // groups:
         raise ValueError(f"groups={groups} does not fit C_in={Cin}, C_out={Cout}, "
-                         f"w.shape[1]={w.shape[1]}")
-    if out.shape[:2] != (N, Cout):
-        raise ValueError(f"out.shape {out.shape} must start with (N, C_out) = {(N, Cout)}")
+                         f"w.shape[1]={ws[1]}")
+    if tuple(outs[:2]) != (N, Cout):
+        raise ValueError(f"out.shape {outs} must start with (N, C_out) = {(N, Cout)}")
     stride = _check_tuple("stride", stride, nd, 1)
     dilation = _check_tuple("dilation", dilation, nd, 1)
     pad = _check_tuple("pad", pad, nd, 0)
-    if out.size == 0:
-        return out
-    if x.size == 0 or w.size == 0:
-        out.fill(0)
-        return out
+    xsize, wsize, osize = math.prod(xs), math.prod(ws), math.prod(outs)
+    if osize == 0:
+        return ("empty",)
+    if xsize == 0 or wsize == 0:
+        return ("zero",)
 
     cin_g, cout_g = Cin // groups, Cout // groups
     head = [N, Cin, Cout, groups]
@@ -349,22 +393,17 @@ def correlate(x, w, out, stride, dilation, pad, groups, nthreads=None):
             extra, nthr, smem = plan
             nblocks = N * groups * extra[11] * extra[8] * extra[9] * extra[10]
             g = _geom(be, [3, *head, *arrays3, *extra])
-            be.launcher.launch("fc_corr_tiled", dtype, min(nblocks, _MAX_GRID), nthr,
-                               (x, w, out, g, nblocks), smem)
-            return out
+            return ("launch", "fc_corr_tiled", min(nblocks, _MAX_GRID), nthr, g, nblocks, smem)
         if cin_g == 1:
             # FC_D_INDEX32: 32-bit index arithmetic when every offset fits (with headroom
             # for the signed tap positions o*stride + k*dilation - pad)
-            small = max(x.size, w.size, out.size) < 2**30 and all(
+            small = max(xsize, wsize, osize) < 2**30 and all(
                 s + o * st + k * d + p < 2**30 for s, o, st, k, d, p in
                 zip(S3, O3, st3, K3, dl3, pd3))
             g = _geom(be, [3, *head, *arrays3, int(small and _INDEX32)])
-            be.launcher.launch("fc_depthwise", dtype, _grid(out.size), _BLOCK,
-                               (x, w, out, g, out.size))
-            return out
+            return ("launch", "fc_depthwise", _grid(osize), _BLOCK, g, osize, 0)
     g = _geom(be, [nd, *head, *S, *K, *O, *stride, *dilation, *pad])
-    be.launcher.launch("fc_corr_nd", dtype, _grid(out.size), _BLOCK, (x, w, out, g, out.size))
-    return out
+    return ("launch", "fc_corr_nd", _grid(osize), _BLOCK, g, osize, 0)
 
 
 def _next_pow2(n):

@@ -12,6 +12,7 @@ Every function here only validates and normalises arguments, then describes the 
 contracts are served by ``_cupy``. Correlation is convolution with the reversed, conjugated
 second input, exactly as scipy defines it.
 """
+import math
 import operator
 
 import numpy as np
@@ -175,7 +176,7 @@ class _Problem:
             return
         cdt = _dtypes.compute_dtype(self.rdt)
         item = max(self.rdt.itemsize, cdt.itemsize)
-        n = (np.prod(self.shape, dtype=np.float64) + float(self.a.size) + float(self.b.size))
+        n = float(math.prod(self.shape)) + float(self.a.size) + float(self.b.size)
         check_alloc(n * item, f"a convolution output of shape {self.shape} "
                               f"(inputs {self.a.shape} and {self.b.shape})")
         self._memory_ok = True
@@ -212,7 +213,7 @@ class _Problem:
             return xp.zeros(self.shape, self.rdt)
         if method == "separable" and self.integer:
             method = "direct"       # rank-1 factors are not integers: the exact sum instead
-        nout = float(np.prod(self.shape, dtype=np.float64))
+        nout = float(math.prod(self.shape))
         _, k = self.kernel_and_signal()
         if method == "direct":
             nthreads = _threads_for(nout * k.size, nthreads)
@@ -472,7 +473,7 @@ def _freq_conv(xp, in1, in2, mode, axes, engine):
         else:
             out_shape.append(max(a.shape[i], b.shape[i]))
     itemsize = np.dtype(fdt if axes else rdt).itemsize
-    nbytes = np.prod(out_shape, dtype=np.float64) * itemsize
+    nbytes = float(math.prod(out_shape)) * itemsize
     check_alloc(nbytes, f"an FFT convolution output of shape {tuple(out_shape)}")
     if not axes:
         return a * b           # as scipy: a plain (broadcast) product, in the inputs' dtype
@@ -480,7 +481,7 @@ def _freq_conv(xp, in1, in2, mode, axes, engine):
     b = b.astype(fdt, copy=False)
     eng = _engines(xp)
     fn = eng.fft_convolve if engine == "fft" else eng.oaconvolve
-    nthreads = _threads_for(_fft_work(a.size, b.size, np.prod(out_shape, dtype=np.float64)),
+    nthreads = _threads_for(_fft_work(a.size, b.size, float(math.prod(out_shape))),
                             get_num_threads())
     return fn(a, b, axes, tuple(starts), tuple(shape), nthreads)
 
@@ -572,7 +573,7 @@ def _conv2d(in1, in2, mode, boundary, fillvalue, correlation):
             pads = ((kh - 1 - same_start[0], same_start[0]),
                     (kw - 1 - same_start[1], same_start[1]))
         padded_shape = tuple(n + p + q for n, (p, q) in zip(a.shape, pads))
-        check_alloc(2.0 * np.prod(padded_shape, dtype=np.float64) * max(rdt.itemsize, 8),
+        check_alloc(2.0 * float(math.prod(padded_shape)) * max(rdt.itemsize, 8),
                     f"a {boundary!r}-padded copy of in1 of shape {padded_shape} and the output")
         if boundary == "fill":
             with np.errstate(over="ignore"):    # 1e40 in float32 is inf, as in scipy

@@ -151,6 +151,28 @@ def test_correlate_empty_and_errors(standin):
                         (1,), (1,), (0,), 1)
 
 
+def test_correlate_launch_plans_are_per_geometry(standin):
+    """correlate() memoises its launch plan per (shapes, stride, dilation, pad, groups):
+    repeated calls with new data and any other geometry are still right, and bad geometry
+    is still refused after a good one was planned (oracle: scipy.signal.correlate)."""
+    rng = np.random.default_rng(11)
+    for stride, pad in [((1,), (2,)), ((1,), (2,)), ((2,), (2,)), ((1,), (0,))]:
+        x, w = rand(rng, (1, 1, 40), "float64"), rand(rng, (1, 1, 5), "float64")
+        full = scipy.signal.correlate(np.pad(x[0, 0], (pad[0], 0)), w[0, 0], mode="valid")
+        want = full[::stride[0]]
+        out = np.full((1, 1, want.size), 9.0)
+        _cupy.correlate(x, w, out, stride, (1,), pad, 1)
+        close(out[0, 0], want, "float64")
+    x, w, out = np.ones((1, 1, 40)), np.ones((1, 1, 5)), np.ones((1, 1, 36))
+    _cupy.correlate(x, w, out, (1,), (1,), (0,), 1)
+    with pytest.raises(ValueError, match="stride"):
+        _cupy.correlate(x, w, out, (0,), (1,), (0,), 1)
+    with pytest.raises(TypeError, match="stride must be 1 ints"):
+        _cupy.correlate(x, w, out, [[1]], (1,), (0,), 1)   # unhashable: not cached, refused
+    with pytest.raises(ValueError, match="groups"):
+        _cupy.correlate(x, w, out, (1,), (1,), (0,), 2)
+
+
 def test_numpy_without_standin_is_refused(monkeypatch):
     monkeypatch.setattr(_cupy, "_standin_modules", ())
     with pytest.raises(TypeError, match="CuPy arrays"):
