@@ -53,7 +53,7 @@ cdef extern from "fc_conv.h" nogil:
     int fc_plan_init(fc_plan *pl, int dtype, int D, const int64_t *xs,
                      const int64_t *ws, const int64_t *os, const int64_t *st,
                      const int64_t *di, const int64_t *pa, int64_t groups,
-                     int nthreads, int force_generic, const void *x,
+                     int nthreads, int isa_cap, const void *x,
                      const void *w, void *out)
     void fc_plan_free(fc_plan *pl)
     int64_t fc_plan_ntasks(const fc_plan *pl)
@@ -62,11 +62,14 @@ cdef extern from "fc_conv.h" nogil:
     void *fc_alloc(size_t nbytes)
     void fc_free(void *p)
     int fc_cpu_has_avx2_fma()
+    int fc_cpu_has_avx512vl()
     const char *fc_isa_name(int isa)
     int fc_openmp_enabled()
 
 __all__ = ["correlate", "openmp_enabled", "simd_info"]
 
+# fc_plan_init's isa_cap (fc_conv.h): None = the best the CPU has
+_ISA_CAPS = {None: 0, "generic": 1, "avx2": 2}
 _REAL_CODES = {
     np.dtype(np.float32): FC_F32,
     np.dtype(np.float64): FC_F64,
@@ -101,15 +104,19 @@ def simd_info():
     Returns
     -------
     str
-        ``'avx2+fma'`` (x86-64 with AVX2 and FMA) or ``'generic'`` (baseline ISA).
+        ``'avx512vl+avx2+fma'`` (x86-64 with AVX-512F/VL/BW/DQ: the 256-bit kernels
+        compiled with 32 vector registers), ``'avx2+fma'`` (x86-64 with AVX2 and FMA) or
+        ``'generic'`` (baseline ISA).  The direct engine's kernels use the first; the
+        depthwise and GEMM kernels the AVX2 path on both x86 cases.
 
     Examples
     --------
     >>> from fastconv import _core
-    >>> _core.simd_info() in ('avx2+fma', 'generic')
+    >>> _core.simd_info() in ('avx512vl+avx2+fma', 'avx2+fma', 'generic')
     True
     """
-    return fc_isa_name(1 if fc_cpu_has_avx2_fma() else 0).decode("ascii")
+    isa = 2 if fc_cpu_has_avx512vl() else 1 if fc_cpu_has_avx2_fma() else 0
+    return fc_isa_name(isa).decode("ascii")
 
 
 def _int_tuple(name, value, D, minimum):
@@ -169,8 +176,9 @@ def correlate(x, w, out, stride, dilation, pad, groups, nthreads, *, _isa=None):
         Divides ``C_in`` and ``C_out``; ``groups == C_in`` is depth-wise.
     nthreads : int
         OpenMP threads (>= 1). Ignored (1) in a build without OpenMP.
-    _isa : {None, 'generic'}, optional
-        Testing hook: ``'generic'`` forces the baseline-ISA kernels.
+    _isa : {None, 'generic', 'avx2'}, optional
+        Testing hook: ``'generic'`` forces the baseline-ISA kernels, ``'avx2'`` the AVX2
+        kernels where the CPU would take the AVX-512VL ones.
 
     Returns
     -------
@@ -251,8 +259,8 @@ def correlate(x, w, out, stride, dilation, pad, groups, nthreads, *, _isa=None):
                          f"{out.shape}")
     if out.size and (np.may_share_memory(out, x) or np.may_share_memory(out, w)):
         raise ValueError("out must not overlap x or w")
-    if _isa not in (None, "generic"):
-        raise ValueError(f"_isa must be None or 'generic', got {_isa!r}")
+    if _isa not in (None, "generic", "avx2"):
+        raise ValueError(f"_isa must be None, 'generic' or 'avx2', got {_isa!r}")
     if out.size == 0:
         return out
     if x.size == 0 or w.size == 0:
@@ -350,7 +358,7 @@ def _correlate_real(x, w, out, stride, dilation, pad, groups, nthreads, isa, int
     if not fc_openmp_enabled():
         nt = 1
     rc = fc_plan_init(&pl, code, D, xs, ws, os, st, di, pa, groups, nt,
-                      1 if isa == "generic" else 0, <const void *>px, <const void *>pw,
+                      _ISA_CAPS[isa], <const void *>px, <const void *>pw,
                       <void *>po)
     if rc != 0:
         fc_plan_free(&pl)

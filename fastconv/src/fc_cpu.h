@@ -19,6 +19,9 @@
 #include <immintrin.h>
 #define FC_X86 1
 #define FC_ATTR_AVX2 __attribute__((target("avx2,fma")))
+/* The same 256-bit kernels compiled for AVX-512VL: 32 vector registers and embedded
+ * broadcasts of the weights (no 512-bit vectors are written in the source). */
+#define FC_ATTR_AVX512 __attribute__((target("avx2,fma,avx512f,avx512vl,avx512bw,avx512dq")))
 #else
 #define FC_X86 0
 #endif
@@ -33,6 +36,18 @@ static int fc_cpu_has_avx2_fma(void)
 #if FC_X86
     __builtin_cpu_init();
     return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+#else
+    return 0;
+#endif
+}
+
+static int fc_cpu_has_avx512vl(void)
+{
+#if FC_X86
+    __builtin_cpu_init();
+    return fc_cpu_has_avx2_fma() && __builtin_cpu_supports("avx512f")
+           && __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512bw")
+           && __builtin_cpu_supports("avx512dq");
 #else
     return 0;
 #endif

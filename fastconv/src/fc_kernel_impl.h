@@ -7,6 +7,7 @@
  *   FC_ATTR  function attribute selecting the ISA (target("avx2,fma") or empty)
  *   FC_FLOAT 1 for floating types (denormals are flushed while running)
  *   FC_ISA_VEC 1 when FC_ATTR enables 256-bit vector registers (AVX2)
+ *   FC_ISA_512 defined when FC_ATTR also enables AVX-512VL (32 registers)
  * No include guard on purpose; the macros are #undef'd at the end.
  *
  * Panel layout (per task and input-channel chunk), in elements:
@@ -24,6 +25,22 @@
 
 typedef FC_T FN(fc_vec) __attribute__((vector_size(32)));
 typedef FC_T FN(fc_vecu) __attribute__((vector_size(32), aligned(sizeof(FC_T)), may_alias));
+
+/* Keep a vector in a register: GCC otherwise folds a load into every FMA that uses it, and
+ * with AVX-512VL a weight broadcast too ({1to8} memory operands: one load per FMA instead
+ * of one per tap). "v": any of the 32 registers where AVX-512VL is enabled. */
+#if FC_ISA_VEC
+#define FC_PIN(x) __asm__("" : "+v"(x))
+#else
+#define FC_PIN(x) ((void)0)
+#endif
+/* Weight broadcasts are pinned only where AVX-512VL's embedded broadcasts would fold them
+ * (pinning them in the AVX2 build measured slower: it constrains GCC's scheduling). */
+#if FC_ISA_VEC && defined(FC_ISA_512)
+#define FC_PIN_W(x) FC_PIN(x)
+#else
+#define FC_PIN_W(x) ((void)0)
+#endif
 
 #define FC_LOADU(p) (*(const FN(fc_vecu) *)(p))
 #define FC_STOREU(p, v) (*(FN(fc_vecu) *)(p) = (v))
@@ -95,7 +112,12 @@ FN(fc_mk)(const int R, const int V, const FC_T *restrict p, ptrdiff_t rp,
             acc[r][v] = (FN(fc_vec)){0};
     for (t = 0; t < ntaps; t++) {
         const FC_T *q = p + offs[t];
+#ifdef FC_ISA_512
+        FN(fc_vec) wk = (FN(fc_vec)){0} + w[t];
+        FC_PIN_W(wk);
+#else
         const FC_T wk = w[t];
+#endif
 #pragma GCC unroll 4
         for (r = 0; r < R; r++)
 #pragma GCC unroll 8
@@ -122,15 +144,17 @@ FN(fc_rows_kw)(const int V, const int LO, const int HI, const int KWC, FN(fc_vec
 #pragma GCC unroll 8
         for (v = 0; v < V; v++) {
             xv[v] = FC_LOADU(q + v * FC_VL);
-#if FC_ISA_VEC
-            /* keep the loaded vector in a register: otherwise GCC folds the load into every
-             * FMA that uses it (one load per output row instead of one per input row) */
-            __asm__("" : "+x"(xv[v]));
-#endif
+            /* one load per input row, not one per output row that uses it */
+            FC_PIN(xv[v]);
         }
 #pragma GCC unroll 4
         for (r = LO; r <= HI; r++) {
+#ifdef FC_ISA_512
+            FN(fc_vec) wk = (FN(fc_vec)){0} + wr[kw - r * KW];
+            FC_PIN_W(wk);
+#else
             const FC_T wk = wr[kw - r * KW];
+#endif
 #pragma GCC unroll 8
             for (v = 0; v < V; v++)
                 acc[r][v] += xv[v] * wk;
@@ -198,16 +222,12 @@ FN(fc_diag_blk)(const int P, const int Q, FN(fc_vec) acc[8], const FC_T *restric
 #pragma GCC unroll 8
     for (q = 0; q < Q; q++) {
         wr[q] = (FN(fc_vec)){0} + wq[q];
-#if FC_ISA_VEC
-        __asm__("" : "+x"(wr[q]));
-#endif
+        FC_PIN(wr[q]);
     }
 #pragma GCC unroll 16
     for (s = 0; s < P + Q - 1; s++) {
         FN(fc_vec) y = FC_LOADU(b + s * FC_VL);
-#if FC_ISA_VEC
-        __asm__("" : "+x"(y));  /* one load per panel vector, not one per FMA */
-#endif
+        FC_PIN(y);  /* one load per panel vector, not one per FMA */
 #pragma GCC unroll 8
         for (p = 0; p < P; p++) {
             const int u = s - p;
@@ -290,7 +310,12 @@ FN(fc_mk_ch)(const int P, const int CV, const FC_T *restrict p,
         wk += CV * FC_VL;
 #pragma GCC unroll 12
         for (i = 0; i < P; i++) {
+#ifdef FC_ISA_512
+            FN(fc_vec) xs = (FN(fc_vec)){0} + q[i];
+            FC_PIN_W(xs);
+#else
             const FC_T xs = q[i];
+#endif
 #pragma GCC unroll 2
             for (v = 0; v < CV; v++)
                 acc[i][v] += wv[v] * xs;
@@ -596,3 +621,6 @@ static FC_ATTR void FN(fc_task)(const fc_plan *restrict pl, int64_t t, void *scr
 #undef FC_FLOAT
 #undef FC_NT_STORE
 #undef FC_ISA_VEC
+#undef FC_PIN
+#undef FC_PIN_W
+#undef FC_ISA_512
