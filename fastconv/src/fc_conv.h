@@ -25,9 +25,9 @@
  * run and each thread owns its scratch buffer.
  *
  * ISA dispatch: the kernels are compiled three times (fc_kernel_impl.h included with
- * different target attributes): "avx2,fma" plus AVX-512VL (the same 256-bit vectors with
- * 32 registers and embedded weight broadcasts), "avx2,fma" and the baseline ISA, chosen at run
- * time with __builtin_cpu_supports.  No -march flags are needed.
+ * different target attributes): "avx2,fma" plus AVX-512VL (the same 256-bit vectors, with
+ * 32 registers; weight broadcasts pinned in registers), "avx2,fma", and the baseline ISA,
+ * chosen at run time with __builtin_cpu_supports.  No -march flags are needed.
  */
 #ifndef FASTCONV_FC_CONV_H
 #define FASTCONV_FC_CONV_H
@@ -195,10 +195,11 @@ static int fc_plan_init(fc_plan *pl, int dtype, int D, const int64_t *xs,
            && (pl->OH < 4 || pl->ktot == pl->KW)
            && !(pl->Cog >= pl->L && pl->Cig * pl->ktot >= 16);
 
-    /* AVX-512VL (32 registers) pays for the diagonal kernel and for small kernels of one
-     * input channel (2048^2 5x5 1.05-1.21x, 1-D k=31/301 1.11-1.20x, 128^3 3^3 1.12x, same
-     * process alternating with the AVX2 build, 2 threads); with many taps per output (11x11:
-     * 0.86-0.91x, 16 channels x 5x5: 0.77-0.81x) the AVX2 build is faster */
+    /* AVX-512VL (32 registers) pays for the diagonal kernel and for small kernels (same
+     * process alternating with the AVX2 build, 2 threads, Zen 4: 128^3 3^3 1.12-1.22x, 1-D
+     * k=31 1.11-1.20x, k=301 1.06-1.20x, 2048^2 5x5 0.99-1.21x, 3x3 1.04-1.08x); with many
+     * taps per output the AVX2 build was as fast or faster (11x11 0.86-0.91x, 16 channels
+     * x 5x5 0.77-0.81x), so those plans keep it */
     if (pl->isa == FC_ISA_AVX512 && !diag && pl->Cig * pl->ktot > FC_AVX512_MAX_TAPS)
         pl->isa = FC_ISA_AVX2;
 
