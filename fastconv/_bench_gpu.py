@@ -239,13 +239,11 @@ def _layer_row(cp, torch, layer, log):
 
 
 # ----------------------------------------------------------------------------- driver
-def _geomean(v):
-    return math.exp(sum(math.log(a) for a in v) / len(v)) if v else float("nan")
-
-
 def summary(rows):
     """The issue's targets as measured: signal speed-up of fastconv(auto) over the fastest
     cupyx.scipy function per row, nn speed-up over torch CUDA per layer."""
+    from fastconv._bench import _geomean
+
     sig = [r for r in rows if r["section"] == "signal" and r["impl"] == "fastconv(auto)"]
     sp = [r["speedup"] for r in sig if "speedup" in r]
     nn = [r for r in rows if r["section"] == "nn"]

@@ -82,8 +82,7 @@ _HOST_SCALARS = (int, float, complex, bool, str, bytes, list, tuple, type(None),
 
 
 def _looks_like_gpu_array(a):
-    m = type(a).__module__
-    if m.startswith("cupy") and (m in ("cupy", "cupyx") or m.startswith(("cupy.", "cupyx."))):
+    if type(a).__module__.split(".")[0] in ("cupy", "cupyx"):
         return True
     if isinstance(a, (np.ndarray,) + _HOST_SCALARS):
         return False
@@ -324,19 +323,19 @@ def correlate(x, w, out, stride, dilation, pad, groups, nthreads=None):
     for n, a in (("x", x), ("w", w), ("out", out)):
         if not a.flags.c_contiguous:
             raise ValueError(f"{n} must be C-contiguous")
-    key = (be.key, dtype, x.shape, w.shape, out.shape, _key_tuple(stride),
-           _key_tuple(dilation), _key_tuple(pad), groups, _INDEX32)
-    try:
-        plan = _launch_plans.get(key)
-    except TypeError:  # unhashable geometry (e.g. nested lists): the plan's checks reject it
-        plan, key = None, None
+    nd = x.ndim - 2
+    stride = _check_tuple("stride", stride, nd, 1)
+    dilation = _check_tuple("dilation", dilation, nd, 1)
+    pad = _check_tuple("pad", pad, nd, 0)
+    key = (be.key, dtype, x.shape, w.shape, out.shape, stride, dilation, pad, int(groups),
+           _INDEX32)
+    plan = _launch_plans.get(key)
     if plan is None:
         plan = _correlate_plan(be, dtype, x.shape, w.shape, out.shape, stride, dilation, pad,
-                               groups)
-        if key is not None:
-            if len(_launch_plans) >= 1024:
-                _launch_plans.clear()
-            _launch_plans[key] = plan
+                               int(groups))
+        if len(_launch_plans) >= 1024:
+            _launch_plans.clear()
+        _launch_plans[key] = plan
     kind = plan[0]
     if kind == "zero":
         out.fill(0)
@@ -346,33 +345,25 @@ def correlate(x, w, out, stride, dilation, pad, groups, nthreads=None):
     return out
 
 
-def _key_tuple(v):
-    try:
-        return tuple(v)
-    except TypeError:  # an int where a tuple is expected: the plan's check names it
-        return v
-
-
-# launch plans of correlate(), per (device, dtype, shapes, stride, dilation, pad, groups):
-# the validation, kernel choice and geometry of a call depend on nothing else
+# launch plans of correlate(), per (device, dtype, shapes, stride, dilation, pad, groups,
+# _INDEX32): the validation, kernel choice and geometry of a call depend on nothing else but
+# this module's tuning constants (_DEPTHWISE_MAX_TAPS, _MAX_SMEM, ...), read when a plan is
+# made -- a test that changes one must clear this dict
 _launch_plans = {}
 
 
 def _correlate_plan(be, dtype, xs, ws, outs, stride, dilation, pad, groups):
     """("empty",), ("zero",) or ("launch", kernel, grid, block, geometry, count, smem) for
-    correlate() on arrays of these shapes; raises ValueError for invalid geometry."""
+    correlate() on arrays of these shapes (stride, dilation, pad: checked tuples); raises
+    ValueError for geometry that does not fit."""
     nd = len(xs) - 2
     N, Cin, S = xs[0], xs[1], tuple(xs[2:])
     Cout, K, O = ws[0], tuple(ws[2:]), tuple(outs[2:])
-    groups = int(groups)
     if groups < 1 or Cin % groups or Cout % groups or ws[1] != Cin // groups:
         raise ValueError(f"groups={groups} does not fit C_in={Cin}, C_out={Cout}, "
                          f"w.shape[1]={ws[1]}")
     if tuple(outs[:2]) != (N, Cout):
         raise ValueError(f"out.shape {outs} must start with (N, C_out) = {(N, Cout)}")
-    stride = _check_tuple("stride", stride, nd, 1)
-    dilation = _check_tuple("dilation", dilation, nd, 1)
-    pad = _check_tuple("pad", pad, nd, 0)
     xsize, wsize, osize = math.prod(xs), math.prod(ws), math.prod(outs)
     if osize == 0:
         return ("empty",)
@@ -529,7 +520,7 @@ _USE_CUBLAS = True
 
 def _batched_gemm(be, w3, a4, out4):
     """``out4[n, g] = w3[g] @ a4[n, g]`` for all n, g: w3 (G, M, K), a4 (N, G, K, P), out4
-    (N, G, M, P), C-contiguous, one dtype.
+    (N, G, M, P), C-contiguous, one dtype, none empty (gemm_conv returns before).
 
     On CuPy float32/float64 arrays: one cuBLAS strided-batched GEMM per group (batch N,
     weight stride 0); ``cupy.matmul`` with the broadcast weights cost 1.7-3.5x more per call on
@@ -545,11 +536,6 @@ def _batched_gemm(be, w3, a4, out4):
 
     N, G, K, P = a4.shape
     M = w3.shape[1]
-    if N == 0 or G == 0 or M == 0 or P == 0:
-        return
-    if K == 0:
-        out4.fill(0)
-        return
     fn = getattr(cublas, spec[0])
     alpha, beta = np.ones((), spec[1]), np.zeros((), spec[1])
     isz = a4.dtype.itemsize

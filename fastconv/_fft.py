@@ -430,24 +430,22 @@ def oa_plan(in1_shape, in2_shape, axes, start=None, shape=None, real=True, batch
         per = flops(Ls, real, batch, 0) + over
         return nb * per + flops(Ls, real, 0, 1), nb
 
-    best = None
+    def rank(Ls):
+        # N-d: blocks within the point cap first, then the least predicted cost (a huge
+        # kernel whose every block exceeds the cap still gets the cheapest one)
+        return (nd_rule and math.prod(Ls) > OA_ND_MAX_POINTS, cost(Ls)[0])
+
     if math.prod(len(c) for c in cands) <= 4096:
         import itertools
 
-        it = list(itertools.product(*cands))
-        if nd_rule:  # blocks that fit the cap, unless none does (huge kernels)
-            it = [Ls for Ls in it if math.prod(Ls) <= OA_ND_MAX_POINTS] or it
+        Ls = min(itertools.product(*cands), key=rank)
     else:  # many axes: coordinate search from the single-block sizes
         cur = [c[-1] for c in cands]
         for _ in range(3):
             for i, c in enumerate(cands):
-                cur[i] = min(c, key=lambda L, i=i: cost(cur[:i] + [L] + cur[i + 1 :])[0])
-        it = [tuple(cur)]
-    for Ls in it:
-        c, nb = cost(Ls)
-        if best is None or c < best[0]:
-            best = (c, Ls, nb)
-    c, Ls, nb = best
+                cur[i] = min(c, key=lambda L, i=i: rank(cur[:i] + [L] + cur[i + 1 :]))
+        Ls = tuple(cur)
+    c, nb = cost(Ls)
     steps = tuple(L - n2 + 1 for L, n2 in zip(Ls, n2s))
     return {
         "block": tuple(Ls),

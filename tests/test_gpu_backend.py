@@ -153,22 +153,29 @@ def test_correlate_empty_and_errors(standin):
 
 def test_correlate_launch_plans_are_per_geometry(standin):
     """correlate() memoises its launch plan per (shapes, stride, dilation, pad, groups):
-    repeated calls with new data and any other geometry are still right, and bad geometry
-    is still refused after a good one was planned (oracle: scipy.signal.correlate)."""
+    with the same array shapes, every change of stride, dilation or pad must still give its
+    own result, repeated calls must follow new data, and bad geometry is still refused after
+    a good one was planned.  Oracle: a float64 direct sum."""
     rng = np.random.default_rng(11)
-    for stride, pad in [((1,), (2,)), ((1,), (2,)), ((2,), (2,)), ((1,), (0,))]:
-        x, w = rand(rng, (1, 1, 40), "float64"), rand(rng, (1, 1, 5), "float64")
-        full = scipy.signal.correlate(np.pad(x[0, 0], (pad[0], 0)), w[0, 0], mode="valid")
-        want = full[::stride[0]]
-        out = np.full((1, 1, want.size), 9.0)
-        _cupy.correlate(x, w, out, stride, (1,), pad, 1)
-        close(out[0, 0], want, "float64")
-    x, w, out = np.ones((1, 1, 40)), np.ones((1, 1, 5)), np.ones((1, 1, 36))
+    x, w = rand(rng, (1, 1, 40), "float64"), rand(rng, (1, 1, 5), "float64")
+
+    def want(stride, dilation, pad, O=12):
+        xp = np.concatenate([np.zeros(pad), x[0, 0], np.zeros(200)])
+        return np.array([sum(xp[o * stride + k * dilation] * w[0, 0, k] for k in range(5))
+                         for o in range(O)])
+
+    for st, dl, pd in [(1, 1, 0), (2, 1, 0), (1, 2, 0), (1, 1, 3), (1, 1, 0), (3, 2, 1)]:
+        out = np.full((1, 1, 12), 9.0)
+        _cupy.correlate(x, w, out, (st,), (dl,), (pd,), 1)
+        close(out[0, 0], want(st, dl, pd), "float64")
+    x[...] = rand(rng, x.shape, "float64")          # same geometry, new data
+    out = np.full((1, 1, 12), 9.0)
     _cupy.correlate(x, w, out, (1,), (1,), (0,), 1)
+    close(out[0, 0], want(1, 1, 0), "float64")
     with pytest.raises(ValueError, match="stride"):
         _cupy.correlate(x, w, out, (0,), (1,), (0,), 1)
     with pytest.raises(TypeError, match="stride must be 1 ints"):
-        _cupy.correlate(x, w, out, [[1]], (1,), (0,), 1)   # unhashable: not cached, refused
+        _cupy.correlate(x, w, out, [[1]], (1,), (0,), 1)
     with pytest.raises(ValueError, match="groups"):
         _cupy.correlate(x, w, out, (1,), (1,), (0,), 2)
 

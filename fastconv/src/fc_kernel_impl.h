@@ -34,12 +34,14 @@ typedef FC_T FN(fc_vecu) __attribute__((vector_size(32), aligned(sizeof(FC_T)), 
 #else
 #define FC_PIN(x) ((void)0)
 #endif
-/* Weight broadcasts are pinned only where AVX-512VL's embedded broadcasts would fold them
- * (pinning them in the AVX2 build measured slower: it constrains GCC's scheduling). */
-#if FC_ISA_VEC && defined(FC_ISA_512)
-#define FC_PIN_W(x) FC_PIN(x)
+/* FC_WSPLAT(name, value): the weight (or input) scalar that multiplies vectors.  In the
+ * AVX-512VL build it is broadcast once into a pinned register, or GCC folds it into every
+ * FMA as a {1to8} memory operand; elsewhere a plain scalar (pinning it in the AVX2 build
+ * measured slower: it constrains GCC's scheduling). */
+#ifdef FC_ISA_512
+#define FC_WSPLAT(name, value) FN(fc_vec) name = (FN(fc_vec)){0} + (value); FC_PIN(name)
 #else
-#define FC_PIN_W(x) ((void)0)
+#define FC_WSPLAT(name, value) const FC_T name = (value)
 #endif
 
 #define FC_LOADU(p) (*(const FN(fc_vecu) *)(p))
@@ -112,12 +114,7 @@ FN(fc_mk)(const int R, const int V, const FC_T *restrict p, ptrdiff_t rp,
             acc[r][v] = (FN(fc_vec)){0};
     for (t = 0; t < ntaps; t++) {
         const FC_T *q = p + offs[t];
-#ifdef FC_ISA_512
-        FN(fc_vec) wk = (FN(fc_vec)){0} + w[t];
-        FC_PIN_W(wk);
-#else
-        const FC_T wk = w[t];
-#endif
+        FC_WSPLAT(wk, w[t]);
 #pragma GCC unroll 4
         for (r = 0; r < R; r++)
 #pragma GCC unroll 8
@@ -149,12 +146,7 @@ FN(fc_rows_kw)(const int V, const int LO, const int HI, const int KWC, FN(fc_vec
         }
 #pragma GCC unroll 4
         for (r = LO; r <= HI; r++) {
-#ifdef FC_ISA_512
-            FN(fc_vec) wk = (FN(fc_vec)){0} + wr[kw - r * KW];
-            FC_PIN_W(wk);
-#else
-            const FC_T wk = wr[kw - r * KW];
-#endif
+            FC_WSPLAT(wk, wr[kw - r * KW]);
 #pragma GCC unroll 8
             for (v = 0; v < V; v++)
                 acc[r][v] += xv[v] * wk;
@@ -310,12 +302,7 @@ FN(fc_mk_ch)(const int P, const int CV, const FC_T *restrict p,
         wk += CV * FC_VL;
 #pragma GCC unroll 12
         for (i = 0; i < P; i++) {
-#ifdef FC_ISA_512
-            FN(fc_vec) xs = (FN(fc_vec)){0} + q[i];
-            FC_PIN_W(xs);
-#else
-            const FC_T xs = q[i];
-#endif
+            FC_WSPLAT(xs, q[i]);
 #pragma GCC unroll 2
             for (v = 0; v < CV; v++)
                 acc[i][v] += wv[v] * xs;
@@ -622,5 +609,5 @@ static FC_ATTR void FN(fc_task)(const fc_plan *restrict pl, int64_t t, void *scr
 #undef FC_NT_STORE
 #undef FC_ISA_VEC
 #undef FC_PIN
-#undef FC_PIN_W
+#undef FC_WSPLAT
 #undef FC_ISA_512
