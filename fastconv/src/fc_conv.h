@@ -197,7 +197,7 @@ static int fc_plan_init(fc_plan *pl, int dtype, int D, const int64_t *xs,
 
     /* AVX-512VL (32 registers) pays for the diagonal kernel and for small kernels (same
      * process alternating with the AVX2 build, 2 threads, Zen 4: 128^3 3^3 1.12-1.22x, 1-D
-     * k=31 1.11-1.20x, k=301 1.06-1.20x, 2048^2 5x5 0.99-1.21x, 3x3 1.04-1.08x); with many
+     * k=31 1.11-1.20x, k=301 1.06-1.19x, 2048^2 5x5 0.99-1.21x, 3x3 0.99-1.06x); with many
      * taps per output the AVX2 build was as fast or faster (11x11 0.86-0.91x, 16 channels
      * x 5x5 0.77-0.81x), so those plans keep it */
     if (pl->isa == FC_ISA_AVX512 && !diag && pl->Cig * pl->ktot > FC_AVX512_MAX_TAPS)
