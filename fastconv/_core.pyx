@@ -106,8 +106,9 @@ def simd_info():
     str
         ``'avx512vl+avx2+fma'`` (x86-64 with AVX-512F/VL/BW/DQ: the 256-bit kernels
         compiled with 32 vector registers), ``'avx2+fma'`` (x86-64 with AVX2 and FMA) or
-        ``'generic'`` (baseline ISA).  The direct engine's kernels use the first; the
-        depthwise and GEMM kernels the AVX2 path on both x86 cases.
+        ``'generic'`` (baseline ISA).  The direct engine takes the first for its diagonal
+        kernel and for plans of at most 32 taps (channels x kernel taps), the AVX2 build for
+        larger plans; the depthwise and GEMM kernels use the AVX2 path on both x86 cases.
 
     Examples
     --------
