@@ -129,16 +129,13 @@ FC_ATTR_AVX2 static void NAME(int64_t kc, const float *A, const float *B, float 
         _mm256_store_ps(acc + r * FC_NR, _mm256_setzero_ps());                      \
         _mm256_store_ps(acc + r * FC_NR + 8, _mm256_setzero_ps());                  \
     }                                                                               \
-    if (first) {                                                                    \
-        for (int r = 0; r < rows; r++) {                                            \
-            __m256 v = bias ? _mm256_set1_ps(bias[r]) : _mm256_setzero_ps();        \
-            _mm256_store_ps(acc + r * FC_NR, v);                                    \
-            _mm256_store_ps(acc + r * FC_NR + 8, v);                                \
-        }                                                                           \
-    } else {                                                                        \
-        for (int r = 0; r < rows; r++) {                                            \
-            _mm256_store_ps(acc + r * FC_NR, _mm256_loadu_ps(C + r * ldc));         \
-            _mm256_store_ps(acc + r * FC_NR + 8, _mm256_loadu_ps(C + r * ldc + 8)); \
+    for (int r = 0; r < rows; r++) {                                                \
+        __m256 v = first && bias ? _mm256_set1_ps(bias[r]) : _mm256_setzero_ps();   \
+        _mm256_store_ps(acc + r * FC_NR, v);                                        \
+        _mm256_store_ps(acc + r * FC_NR + 8, v);                                    \
+        if (!first) {                                                               \
+            _mm_prefetch((const char *)(C + r * ldc), _MM_HINT_T0);                 \
+            _mm_prefetch((const char *)(C + r * ldc + FC_NR - 1), _MM_HINT_T0);     \
         }                                                                           \
     }                                                                               \
     int64_t k4 = kc >> 2, kr = kc & 3;                                              \
@@ -172,9 +169,19 @@ FC_ATTR_AVX2 static void NAME(int64_t kc, const float *A, const float *B, float 
         : "xmm0", "xmm1", "xmm2", "xmm3", "xmm4", "xmm5", "xmm6", "xmm7", "xmm8",    \
           "xmm9", "xmm10", "xmm11", "xmm12", "xmm13", "xmm14", "xmm15", "cc",       \
           "memory");                                                                \
-    for (int r = 0; r < rows; r++) {                                                \
-        _mm256_storeu_ps(C + r * ldc, _mm256_load_ps(acc + r * FC_NR));             \
-        _mm256_storeu_ps(C + r * ldc + 8, _mm256_load_ps(acc + r * FC_NR + 8));     \
+    if (first) {                                                                    \
+        for (int r = 0; r < rows; r++) {                                            \
+            _mm256_storeu_ps(C + r * ldc, _mm256_load_ps(acc + r * FC_NR));         \
+            _mm256_storeu_ps(C + r * ldc + 8, _mm256_load_ps(acc + r * FC_NR + 8)); \
+        }                                                                           \
+    } else {                                                                        \
+        for (int r = 0; r < rows; r++) {                                            \
+            _mm256_storeu_ps(C + r * ldc, _mm256_add_ps(_mm256_loadu_ps(C + r * ldc), \
+                                                        _mm256_load_ps(acc + r * FC_NR))); \
+            _mm256_storeu_ps(C + r * ldc + 8,                                       \
+                             _mm256_add_ps(_mm256_loadu_ps(C + r * ldc + 8),        \
+                                           _mm256_load_ps(acc + r * FC_NR + 8)));   \
+        }                                                                           \
     }                                                                               \
 }
 FCG_UKR_AVX2(fcg_ukr_avx2, 6, FCG_S6, FCG_LD12, FCG_ST12)
@@ -262,6 +269,13 @@ FC_ATTR_AVX2 static void fcg_pack_avx2(const float *x, const int64_t *tap, int64
             if (kind[jp] == 0) {
                 for (int64_t k = k0; k < k1; k++) {
                     const float *s = xb + tap[k];
+                    /* the same pixels of the next chunk's tap: its rows lie in other
+                     * channels, far from this one, and come from L3 unless fetched early */
+                    if (k + FCG_KCHUNK < kc) {
+                        const float *sn = xb + tap[k + FCG_KCHUNK];
+                        _mm_prefetch((const char *)sn, _MM_HINT_T0);
+                        _mm_prefetch((const char *)(sn + FC_NR - 1), _MM_HINT_T0);
+                    }
                     _mm256_store_ps(d + k * FC_NR, _mm256_loadu_ps(s));
                     _mm256_store_ps(d + k * FC_NR + 8, _mm256_loadu_ps(s + 8));
                 }
@@ -295,12 +309,29 @@ FC_ATTR_AVX2 static void fcg_pack_avx2(const float *x, const int64_t *tap, int64
 typedef void (*fcg_pack_fn)(const float *, const int64_t *, int64_t, const int64_t *,
                             int64_t, float *);
 
+/* n zeros; short runs (the padding at a row's ends) as a plain loop, not a memset call */
+__attribute__((optimize("no-tree-loop-distribute-patterns")))
+static void fcg_zero(float *d, int64_t n)
+{
+    if (n > 64) {
+        memset(d, 0, sizeof(float) * (size_t)n);
+        return;
+    }
+    for (int64_t i = 0; i < n; i++)
+        d[i] = 0.0f;
+}
+
 /* A packing: rows [m0, m0+6) of the group's weight (Cog x K, row stride K) -> K x 6 */
 static void fcg_pack_a(const float *w, int64_t K, int64_t rows, float *dst)
 {
-    for (int64_t k = 0; k < K; k++) {
-        for (int64_t r = 0; r < FC_MR; r++)
-            dst[k * FC_MR + r] = r < rows ? w[r * K + k] : 0.0f;
+    for (int64_t r = 0; r < FC_MR; r++) {   /* row by row: contiguous reads of w */
+        const float *src = w + r * K;
+        if (r < rows)
+            for (int64_t k = 0; k < K; k++)
+                dst[k * FC_MR + r] = src[k];
+        else
+            for (int64_t k = 0; k < K; k++)
+                dst[k * FC_MR + r] = 0.0f;
     }
 }
 
@@ -412,10 +443,16 @@ static int fc_cgemm_run(const fc_cgeom *q, const float *x, const float *w,
         return -1;
     }
     if (!wgrad) {
-        for (int64_t g = 0; g < G; g++)
-            for (int64_t ip = 0; ip < npan; ip++)
-                fcg_pack_a(w + (g * Cog + ip * FC_MR) * K, K, fc_min(FC_MR, Cog - ip * FC_MR),
-                           Ap + (g * npan + ip) * FC_MR * K);
+        /* in parallel: a serial pack of a VGG-sized weight (256 x 2304) took ~0.6 ms while
+         * the other threads waited */
+#if defined(_OPENMP)
+#pragma omp parallel for schedule(static) num_threads(nthreads) if (G * npan * K >= 65536)
+#endif
+        for (int64_t gi = 0; gi < G * npan; gi++) {
+            const int64_t g = gi / npan, ip = gi % npan;
+            fcg_pack_a(w + (g * Cog + ip * FC_MR) * K, K, fc_min(FC_MR, Cog - ip * FC_MR),
+                       Ap + gi * FC_MR * K);
+        }
     } else {
         /* A = grad_output (N, G*Cog, P): row m of group g, reduction index n*P + p */
 #if defined(_OPENMP)
@@ -453,25 +490,29 @@ static int fc_cgemm_run(const fc_cgeom *q, const float *x, const float *w,
             tid = omp_get_thread_num();
 #endif
             const int64_t r0 = rows * tid / nt, r1 = rows * (tid + 1) / nt;
+            /* row r = (((n*C + c)*nph + phase)*Dp + i)*Hp + j; every index is stepped, not
+             * divided out per row (divisions dominated the copy of small images) */
             int64_t t = r0;
             int64_t j = t % Hp; t /= Hp;
             int64_t i = t % Dp; t /= Dp;
             int64_t ph = t % nph; t /= nph;   /* t = n*C + c */
+            int64_t c = t % C, n = t / C;
+            int64_t rw = ph % fw, rh = (ph / fw) % fh, rd = ph / (fw * fh);
+            const float *xc = x + n * q->x_sn + c * DHWin;
+            /* columns l0 <= l < l1 read x (column l reads x[.., fw*l + rw - pw]) */
+            int64_t l0 = 0, l1 = 0;
+#define FCG_COLS()                                                                      \
+            l0 = fc_min(Wp, q->pw > rw ? fc_cdiv(q->pw - rw, fw) : 0);                  \
+            l1 = fc_max(l0, fc_min(Wp, fc_cdiv(q->W + q->pw - rw, fw)))
+            FCG_COLS();
             for (int64_t r = r0; r < r1; r++) {
-                const int64_t rw = ph % fw, rh = (ph / fw) % fh, rd = ph / (fw * fh);
                 const int64_t zd = rd + fd * i - q->pd, zh = rh + fh * j - q->ph;
                 float *dst = xph + r * Wp;
                 if (zd < 0 || zd >= q->D || zh < 0 || zh >= q->H) {
-                    for (int64_t l = 0; l < Wp; l++)
-                        dst[l] = 0.0f;
+                    fcg_zero(dst, Wp);
                 } else {
-                    const float *src = x + (t / C) * q->x_sn + (t % C) * DHWin + zd * HWin
-                                       + zh * q->W + (rw - q->pw);
-                    /* column l reads src[fw*l]: inside x for l0 <= l < l1 */
-                    const int64_t l0 = fc_min(Wp, q->pw > rw ? fc_cdiv(q->pw - rw, fw) : 0);
-                    const int64_t l1 = fc_max(l0, fc_min(Wp, fc_cdiv(q->W + q->pw - rw, fw)));
-                    for (int64_t l = 0; l < l0; l++)
-                        dst[l] = 0.0f;
+                    const float *src = xc + zd * HWin + zh * q->W + (rw - q->pw);
+                    fcg_zero(dst, l0);
                     if (fw == 1) {
                         for (int64_t l = l0; l < l1; l++)
                             dst[l] = src[l];
@@ -479,8 +520,7 @@ static int fc_cgemm_run(const fc_cgeom *q, const float *x, const float *w,
                         for (int64_t l = l0; l < l1; l++)
                             dst[l] = src[l * fw];
                     }
-                    for (int64_t l = l1; l < Wp; l++)
-                        dst[l] = 0.0f;
+                    fcg_zero(dst + l1, Wp - l1);
                 }
                 if (++j == Hp) {
                     j = 0;
@@ -488,11 +528,25 @@ static int fc_cgemm_run(const fc_cgeom *q, const float *x, const float *w,
                         i = 0;
                         if (++ph == nph) {
                             ph = 0;
-                            t++;
+                            if (++c == C) {
+                                c = 0;
+                                n++;
+                            }
+                            xc = x + n * q->x_sn + c * DHWin;
                         }
+                        if (++rw == fw) {   /* phase = (rd*fh + rh)*fw + rw */
+                            rw = 0;
+                            if (++rh == fh) {
+                                rh = 0;
+                                if (++rd == fd)
+                                    rd = 0;
+                            }
+                        }
+                        FCG_COLS();
                     }
                 }
             }
+#undef FCG_COLS
         }
         x = xph;
         x_sn = C * CS;
