@@ -1,4 +1,6 @@
 """fastconv.nn forward convolutions against torch.nn.functional (the oracle)."""
+import itertools
+
 import numpy as np
 import pytest
 import torch  # the oracle: a test dependency (torch==2.13.0), a failure when missing
@@ -522,3 +524,66 @@ def test_shuffled_group_conv_1x1_strided_same_is_rejected_like_conv2d():
         want = torch.nn.functional.channel_shuffle(
             torch.nn.functional.conv2d(torch.from_numpy(x), torch.from_numpy(w), groups=2), 2)
         np.testing.assert_allclose(got, want.numpy(), rtol=1e-6)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("case", [
+    # (input shape, weight shape, stride, padding, dilation, groups): strided transposed
+    # convolutions computed as one stride-1 correlation per output phase
+    ((2, 8, 9, 7), (8, 1, 3, 3), (2, 2), (1, 1), (1, 1), 8),      # depthwise: 'auto' phases
+    ((2, 4, 6, 5), (4, 3, 4, 3), (3, 2), (2, 0), (2, 3), 1),      # dilation/stride coprime
+    ((1, 4, 5, 6), (4, 2, 3, 3), (2, 2), (0, 1), (2, 2), 2),      # gcd(d, s) = 2: empty phases
+    ((2, 3, 4, 5, 3), (3, 2, 2, 3, 2), (2, 3, 2), (0, 1, 1), (1, 1, 2), 1),
+    ((3, 6, 11), (6, 2, 5), (4,), (3,), (3,), 3),
+])
+def test_conv_transpose_phases(case, dtype):
+    """The per-phase path ('direct' when strided, and 'auto' where the phases are cheaper)
+    against torch, with output_padding taking every allowed value."""
+    from fastconv.nn import _algorithms
+    xs, ws, stride, pad, dil, g = case
+    nd = len(xs) - 2
+    rng = np.random.default_rng(sum(xs) + sum(ws))
+    x = rng.standard_normal(xs)
+    w = rng.standard_normal(ws)
+    for op in itertools.product(*[range(max(s, d)) for s, d in zip(stride, dil)]):
+        kw = dict(stride=stride, padding=pad, output_padding=op, dilation=dil, groups=g)
+        want = TCONV_T[nd](_t(x), _t(w), **kw).numpy()
+        for alg in ("direct", "auto"):
+            got = CONV_T[nd](x.astype(dtype), w.astype(dtype), algorithm=alg, **kw)
+            assert got.shape == want.shape
+            _close(got, want, dtype, scale=np.sqrt(w.size))
+    # the direct path is the phase decomposition, called once per phase
+    calls = []
+    real = _algorithms.correlate
+
+    def spy(*a, **k):
+        calls.append(a[2])
+        return real(*a, **k)
+    _algorithms.correlate = spy
+    try:
+        CONV_T[nd](x, w, algorithm="direct", stride=stride, padding=pad, dilation=dil,
+                   groups=g)
+    finally:
+        _algorithms.correlate = real
+    assert 0 < len(calls) <= np.prod(stride)
+
+
+def test_conv_transpose_auto_takes_phases_for_depthwise():
+    from fastconv.nn import _algorithms
+    calls = []
+    real = _algorithms._adjoint_phases
+
+    def spy(*a, **k):
+        calls.append(a[-1])
+        return real(*a, **k)
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((4, 32, 24, 24)).astype(np.float32)
+    w = rng.standard_normal((32, 1, 3, 3)).astype(np.float32)
+    _algorithms._adjoint_phases = spy
+    try:
+        got = fnn.conv_transpose2d(x, w, stride=2, padding=1, groups=32)
+    finally:
+        _algorithms._adjoint_phases = real
+    assert calls == ["auto"]
+    want = TCONV_T[2](_t(x), _t(w), stride=2, padding=1, groups=32).numpy()
+    _close(got, want, np.float32, scale=3.0)

@@ -16,6 +16,7 @@ fft
 ``fastconv._plan.constants()`` (calibrated per machine) or, when that is not available, from
 the defaults below.
 """
+import itertools
 import math
 
 import numpy as np
@@ -319,14 +320,90 @@ def transposed_weight(w, groups):
     return np.ascontiguousarray(wt[(Ellipsis, *[slice(None, None, -1)] * nd)])
 
 
+def _axis_phases(x_len, k, s, d, p):
+    """The output phases of one axis of a transposed convolution (stride ``s``).
+
+    The adjoint writes ``x[i*s + t*d - p] += y[i] w[t]``. Output ``o = r + s*a`` of phase
+    ``r`` receives the taps ``t`` with ``(r + p - t*d) % s == 0``, each from
+    ``y[a + e_t]``, ``e_t = (r + p - t*d) // s``. Those taps are ``s/g`` apart
+    (``g = gcd(d, s)``) and their ``e_t`` are ``d/g`` apart, so phase ``r`` is a stride-1
+    correlation of ``y`` with the taps in descending order, dilation ``d/g`` and padding
+    ``-e`` of the last tap. Returns ``[(r, length, taps, dilation, pad)]`` for the phases
+    that have outputs (``taps`` empty: that phase is all zeros)."""
+    g = math.gcd(d, s)
+    out = []
+    for r in range(min(s, x_len)):
+        length = len(range(r, x_len, s))
+        taps = [t for t in range(k - 1, -1, -1) if (r + p - t * d) % s == 0]
+        pad = -((r + p - taps[0] * d) // s) if taps else 0
+        out.append((r, length, taps, d // g, pad))
+    return out
+
+
+#: 'auto' takes the phases only when predicted this much cheaper than the alternatives
+_PHASES_MARGIN = 1.25
+
+
+def _adjoint_phases(y, w, x_spatial, stride, dilation, pad, groups, algorithm):
+    """Strided transposed convolution as ``prod(stride)`` stride-1 correlations of ``y``,
+    one per output phase (sub-pixel decomposition): no zero stuffing, no col2im, every
+    multiply-add one that the transposed convolution needs. Each phase is a forward
+    problem for ``algorithm`` ('auto': the cheapest engine of that phase)."""
+    n, c_out = y.shape[:2]
+    nd = y.ndim - 2
+    kernel = tuple(w.shape[2:])
+    cog, cg = c_out // groups, w.shape[1]
+    # forward-layout weight of the adjoint correlation: (G*cg, cog, *kernel), taps unflipped
+    wsw = w.reshape((groups, cog, cg) + kernel).swapaxes(1, 2).reshape(
+        (groups * cg, cog) + kernel)
+    axes = [_axis_phases(*a) for a in zip(x_spatial, kernel, stride, dilation, pad)]
+    y = np.ascontiguousarray(y)
+    empty = any(not a[2] for ax in axes for a in ax)
+    x = (np.zeros if empty else np.empty)((n, groups * cg) + tuple(x_spatial), dtype=y.dtype)
+    if x.size == 0:
+        return x
+    for combo in itertools.product(*axes):
+        if any(not a[2] for a in combo):
+            continue   # no tap reaches this phase: zeros
+        wr = wsw
+        for i, a in enumerate(combo):
+            wr = np.take(wr, a[2], axis=2 + i)
+        sub = correlate(y, np.ascontiguousarray(wr), tuple(a[1] for a in combo), (1,) * nd,
+                        tuple(a[3] for a in combo), tuple(a[4] for a in combo), groups,
+                        algorithm)
+        x[(Ellipsis, *[slice(a[0], None, st) for a, st in zip(combo, stride)])] = sub
+    return x
+
+
+def _phases_cost(y_shape, w_shape, x_spatial, stride, dilation, pad, groups, dtype):
+    """Predicted seconds of :func:`_adjoint_phases` with each phase's cheapest engine."""
+    n, c_out = y_shape[:2]
+    kernel = tuple(w_shape[2:])
+    cg = w_shape[1]
+    axes = [_axis_phases(*a) for a in zip(x_spatial, kernel, stride, dilation, pad)]
+    total = 0.0
+    for combo in itertools.product(*axes):
+        if any(not a[2] for a in combo):
+            continue
+        ks = tuple(len(a[2]) for a in combo)
+        t = predict((n, c_out) + tuple(y_shape[2:]), (cg * groups, c_out // groups) + ks,
+                    tuple(a[1] for a in combo), (1,) * len(ks), tuple(a[3] for a in combo),
+                    groups, dtype)
+        total += min(t.values())
+    return total
+
+
 def correlate_adjoint(y, w, x_spatial, stride, dilation, pad, groups, algorithm="auto",
                       xp=np):
     """Adjoint of :func:`correlate` in ``x`` (transposed convolution) by ``algorithm``.
 
     At unit stride it is the forward correlation of ``y`` with the flipped,
     channel-transposed weight (any engine, 'auto' choosing as for a forward layer).
-    Strided: 'gemm' is GEMM + col2im; 'direct' and 'fft' correlate the zero-stuffed ``y``
-    with that weight. CuPy arrays (``xp`` not numpy) go to :mod:`fastconv.nn._gpu`.
+    Strided: 'gemm' is GEMM + col2im; 'direct' computes each of the ``prod(stride)``
+    output phases as a stride-1 direct correlation of ``y`` (:func:`_adjoint_phases`);
+    'fft' correlates the zero-stuffed ``y`` with that weight; 'auto' takes the cheapest
+    of those three and the phases with each phase's own cheapest engine. CuPy arrays (``xp`` not numpy) go to
+    :mod:`fastconv.nn._gpu`.
     """
     if xp is not np:
         from . import _gpu
@@ -343,24 +420,31 @@ def correlate_adjoint(y, w, x_spatial, stride, dilation, pad, groups, algorithm=
         return correlate(np.ascontiguousarray(y), wt, tuple(x_spatial), (1,) * nd, dilation,
                          pad2, groups, algorithm)
     if algorithm == "auto":
-        # the zero-stuffed problem costs prod(stride) more; GEMM+col2im does not
+        # GEMM + col2im (as many MACs as the transposed convolution), the zero-stuffed FFT
+        # problem, and the phases each at their cheapest. The phases pay prod(stride) calls
+        # and an interleaving copy: measured (2 threads) they lose to col2im when every
+        # phase is a dense GEMM (L13 0.86x, DCGAN 4x4 -> 8x8 0.53x) and win when their
+        # phases go direct (depthwise 3x3/2 2.45x, 3-D 4^3/2 1.16x), hence the margin.
         n, c_out = y.shape[:2]
         ws = (w.shape[1] * groups, c_out // groups) + tuple(kernel)
         t = predict((n, c_out) + tuple(y.shape[2:]), w.shape, y.shape[2:], (1,) * nd,
                     dilation, groups, y.dtype)
-        t["direct"] *= math.prod(stride)
-        t["fft"] = predict((n, c_out) + tuple(x_spatial), ws, x_spatial, (1,) * nd, dilation,
-                           groups, y.dtype)["fft"]
+        t = {"gemm": t["gemm"],
+             "fft": predict((n, c_out) + tuple(x_spatial), ws, x_spatial, (1,) * nd,
+                            dilation, groups, y.dtype)["fft"],
+             "phases": _PHASES_MARGIN * _phases_cost(y.shape, w.shape, x_spatial, stride,
+                                                     dilation, pad, groups, y.dtype)}
         algorithm = min(t, key=t.get)
+        if algorithm == "phases":
+            return _adjoint_phases(y, w, x_spatial, stride, dilation, pad, groups, "auto")
     if algorithm == "gemm":
         return _gemm.correlate_adjoint(y, w, x_spatial, stride, dilation, pad, groups)
+    if algorithm == "direct":
+        return _adjoint_phases(y, w, x_spatial, stride, dilation, pad, groups, "direct")
     n, c_out = y.shape[:2]
-    if any(s > 1 for s in stride):
-        ys = np.zeros((n, c_out) + tuple((o - 1) * s + 1 for o, s in zip(y.shape[2:], stride)),
-                      dtype=y.dtype)
-        ys[(Ellipsis, *[slice(None, None, s) for s in stride])] = y
-    else:
-        ys = y
+    ys = np.zeros((n, c_out) + tuple((o - 1) * s + 1 for o, s in zip(y.shape[2:], stride)),
+                  dtype=y.dtype)
+    ys[(Ellipsis, *[slice(None, None, s) for s in stride])] = y
     wt = transposed_weight(w, groups)
     pad2 = tuple(d * (k - 1) - p for d, k, p in zip(dilation, kernel, pad))
     return _ENGINES[algorithm](ys, wt, tuple(x_spatial), (1,) * nd, dilation, pad2, groups)

@@ -146,8 +146,11 @@ _T_DOC = """{d}-D transposed convolution ("deconvolution") with PyTorch semantic
         ``output_padding`` must be smaller than ``stride`` or ``dilation``.
     groups : int, default 1
     algorithm : {{'auto', 'direct', 'gemm', 'fft'}}, default 'auto'
-        'gemm' is GEMM + col2im (no zero stuffing); 'direct' and 'fft' correlate the
-        zero-stuffed input with the flipped, transposed weight.
+        'gemm' is GEMM + col2im (no zero stuffing); 'direct' computes each of the
+        ``prod(stride)`` output phases as a stride-1 direct correlation with that phase's
+        taps (sub-pixel decomposition); 'fft' correlates the zero-stuffed input with the
+        flipped, transposed weight. 'auto' also considers the phases with each phase's
+        cheapest engine (it takes them for depthwise transposed layers).
 
     Returns
     -------
