@@ -309,17 +309,9 @@ FC_ATTR_AVX2 static void fcg_pack_avx2(const float *x, const int64_t *tap, int64
 typedef void (*fcg_pack_fn)(const float *, const int64_t *, int64_t, const int64_t *,
                             int64_t, float *);
 
-/* n zeros; short runs (the padding at a row's ends) as a plain loop, not a memset call */
-__attribute__((optimize("no-tree-loop-distribute-patterns")))
-static void fcg_zero(float *d, int64_t n)
-{
-    if (n > 64) {
-        memset(d, 0, sizeof(float) * (size_t)n);
-        return;
-    }
-    for (int64_t i = 0; i < n; i++)
-        d[i] = 0.0f;
-}
+/* A zero the compiler cannot see: loops storing it are not turned into memset calls (a
+ * call per row end cost more than the copy itself on small padded images) */
+static volatile float fcg_zero_value = 0.0f;
 
 /* A packing: rows [m0, m0+6) of the group's weight (Cog x K, row stride K) -> K x 6 */
 static void fcg_pack_a(const float *w, int64_t K, int64_t rows, float *dst)
@@ -501,6 +493,7 @@ static int fc_cgemm_run(const fc_cgeom *q, const float *x, const float *w,
             const float *xc = x + n * q->x_sn + c * DHWin;
             /* columns l0 <= l < l1 read x (column l reads x[.., fw*l + rw - pw]) */
             int64_t l0 = 0, l1 = 0;
+            const float z = fcg_zero_value;
 #define FCG_COLS()                                                                      \
             l0 = fc_min(Wp, q->pw > rw ? fc_cdiv(q->pw - rw, fw) : 0);                  \
             l1 = fc_max(l0, fc_min(Wp, fc_cdiv(q->W + q->pw - rw, fw)))
@@ -509,10 +502,12 @@ static int fc_cgemm_run(const fc_cgeom *q, const float *x, const float *w,
                 const int64_t zd = rd + fd * i - q->pd, zh = rh + fh * j - q->ph;
                 float *dst = xph + r * Wp;
                 if (zd < 0 || zd >= q->D || zh < 0 || zh >= q->H) {
-                    fcg_zero(dst, Wp);
+                    for (int64_t l = 0; l < Wp; l++)
+                        dst[l] = z;
                 } else {
                     const float *src = xc + zd * HWin + zh * q->W + (rw - q->pw);
-                    fcg_zero(dst, l0);
+                    for (int64_t l = 0; l < l0; l++)
+                        dst[l] = z;
                     if (fw == 1) {
                         for (int64_t l = l0; l < l1; l++)
                             dst[l] = src[l];
@@ -520,7 +515,8 @@ static int fc_cgemm_run(const fc_cgeom *q, const float *x, const float *w,
                         for (int64_t l = l0; l < l1; l++)
                             dst[l] = src[l * fw];
                     }
-                    fcg_zero(dst + l1, Wp - l1);
+                    for (int64_t l = l1; l < Wp; l++)
+                        dst[l] = z;
                 }
                 if (++j == Hp) {
                     j = 0;
