@@ -132,48 +132,71 @@ def im2col3d(real_t[:, :, :, :, :] xp, real_t[:, :, ::1] cols, int kd, int kh, i
 
 def col2im3d(real_t[:, :, :, :, :] xp, real_t[:, :, ::1] cols, int kd, int kh, int kw,
              int od, int oh, int ow, int sd, int sh, int sw, int dd, int dh, int dw,
-             int nthreads):
-    """Scatter-add a patch matrix into a zero-padded 3-D batch: the adjoint of
-    :func:`im2col3d` (with ``od0 = 0``).
+             int nthreads, int ld=0, int lh=0, int lw=0, bint zero=False):
+    """Scatter-add a patch matrix into a 3-D batch: the adjoint of :func:`im2col3d`.
 
-    ``xp[n, c, o_d*sd + k_d*dd, o_h*sh + k_h*dh, o_w*sw + k_w*dw] += cols[n, c*K + k, o]``;
-    OpenMP over (image, channel), each job owns one channel plane of ``xp``.
+    ``xp[n, c, o_d*sd + k_d*dd - ld, o_h*sh + k_h*dh - lh, o_w*sw + k_w*dw - lw] +=
+    cols[n, c*K + k, o]`` for the positions inside ``xp`` (others are dropped: ``l*`` is
+    the padding of the forward convolution, so ``xp`` can be the transposed convolution's
+    output itself, with no padded buffer and no crop). With ``zero``, each channel plane is
+    zeroed first by the thread that owns it. OpenMP over (image, channel).
     """
     cdef Py_ssize_t n_img = xp.shape[0], c = xp.shape[1]
+    cdef Py_ssize_t D = xp.shape[2], H = xp.shape[3], W = xp.shape[4]
     cdef Py_ssize_t kk = kd * kh * kw, osz = od * oh * ow
-    cdef Py_ssize_t job, n, ci, a, b, e, pd, ph, j, row, base
+    cdef Py_ssize_t job, n, ci, a, b, e, pd, ph, j, j0, j1, row, base, zd, zh, off
     cdef real_t *dst
     cdef const real_t *src
     if xp.strides[4] != sizeof(real_t):
         raise ValueError("col2im3d: the last axis of xp must be contiguous")
     if cols.shape[0] != n_img or cols.shape[1] != c * kk or cols.shape[2] != osz:
         raise ValueError("col2im3d: cols has the wrong shape")
-    if ((od - 1) * sd + (kd - 1) * dd >= xp.shape[2] or
-            (oh - 1) * sh + (kh - 1) * dh >= xp.shape[3] or
-            (ow - 1) * sw + (kw - 1) * dw >= xp.shape[4]):
-        raise ValueError("col2im3d: the padded buffer is too small")
-    if osz == 0 or kk == 0:
-        return
     if nthreads < 1:
         nthreads = 1
     for job in prange(n_img * c, nogil=True, schedule='static', num_threads=nthreads):
         n = job // c
         ci = job % c
+        if zero:
+            for zd in range(D):
+                for zh in range(H):
+                    dst = &xp[n, ci, zd, zh, 0]
+                    for j in range(W):
+                        dst[j] = 0
+        if osz == 0:
+            continue
         for a in range(kd):
             for b in range(kh):
                 for e in range(kw):
                     row = ci * kk + (a * kh + b) * kw + e
                     src = &cols[n, row, 0]
+                    # columns j0 <= j < j1 land inside: 0 <= j*sw + off < W
+                    off = e * dw - lw
+                    j0 = 0
+                    if off < 0:
+                        j0 = (-off + sw - 1) // sw
+                    j1 = 0
+                    if W - 1 - off >= 0:
+                        j1 = (W - 1 - off) // sw + 1
+                    if j1 > ow:
+                        j1 = ow
+                    if j0 >= j1:
+                        continue
                     for pd in range(od):
+                        zd = pd * sd + a * dd - ld
+                        if zd < 0 or zd >= D:
+                            continue
                         for ph in range(oh):
-                            dst = &xp[n, ci, pd * sd + a * dd, ph * sh + b * dh, e * dw]
+                            zh = ph * sh + b * dh - lh
+                            if zh < 0 or zh >= H:
+                                continue
+                            dst = &xp[n, ci, zd, zh, j0 * sw + off]
                             base = (pd * oh + ph) * ow
                             if sw == 1:
-                                for j in range(ow):
-                                    dst[j] = dst[j] + src[base + j]
+                                for j in range(j1 - j0):
+                                    dst[j] = dst[j] + src[base + j0 + j]
                             else:
-                                for j in range(ow):
-                                    dst[j * sw] = dst[j * sw] + src[base + j]
+                                for j in range(j1 - j0):
+                                    dst[j * sw] = dst[j * sw] + src[base + j0 + j]
 
 
 # ----------------------------------------------------------------------------------------
