@@ -213,6 +213,7 @@ cdef extern from "fc_cgemm.h" nogil:
         int64_t o_sn, o_sg, o_sm
         int64_t phase
         int64_t pd, ph, pw
+        int64_t w_trans
     int fc_cgemm_f32(const fc_cgeom *q, const float *x, const float *w, const float *bias,
                      float *out, int nthreads, int force_generic)
     int fc_cgemm_wgrad_f32(const fc_cgeom *q, const float *x, const float *gy, float *gw,
@@ -256,13 +257,14 @@ cdef fc_cgeom _geometry(str fname, x_shape, w_shape, y_shape, int groups, stride
     q.x_sn = c * q.D * q.H * q.W
     q.phase = phase
     q.o_sn = q.o_sg = q.o_sm = 0
+    q.w_trans = 0
     return q
 
 
 def conv_gemm_f32(const float[:, :, :, :, ::1] xp, const float[:, :, :, :, ::1] w, bias,
                   float[:, :, :, :, ::1] out, int groups, stride, dilation,
                   bint shuffle=False, int nthreads=1, bint force_generic=False,
-                  int phase=-1, pad=None):
+                  int phase=-1, pad=None, bint w_trans=False):
     """Fused im2col + GEMM correlation of a float32 batch (fc_cgemm.h).
 
     ``xp`` (N, C, D, H, W); ``w`` (C_out, C/G, KD, KH, KW); ``bias`` None or (C_out,)
@@ -273,17 +275,26 @@ def conv_gemm_f32(const float[:, :, :, :, ::1] xp, const float[:, :, :, :, ::1] 
     (either side) read zeros, the engine builds the padded copy itself, in parallel. With
     ``shuffle`` the channels are written in channel-shuffled order: group ``g``'s channel
     ``j`` lands at ``j*G + g`` (ShuffleNet). ``phase`` (strided problems): -1 auto, 0 gather
-    the strided taps, 1 pack from a phase-split copy of the input. Raises MemoryError
-    (naming the bytes) when its scratch cannot be allocated.
+    the strided taps, 1 pack from a phase-split copy of the input. ``w_trans`` (1x1 kernels
+    only): ``w`` is given as (G*C/G, C_out/G, 1, 1, 1), each group's weight matrix
+    transposed (``w[g*Cg + ci, m]`` is output channel ``g*Cog + m``'s weight of input
+    channel ``ci``) -- a transposed convolution's ``W_g^T`` read in place. Raises
+    MemoryError (naming the bytes) when its scratch cannot be allocated.
     """
     cdef const float[::1] b
     cdef const float *bptr = NULL
     cdef const float *xptr = NULL
     cdef const float *wptr = NULL
     cdef int rc
-    cdef fc_cgeom q = _geometry("conv_gemm_f32", xp.shape, w.shape, out.shape, groups,
+    wshape = (w.shape[0], w.shape[1], w.shape[2], w.shape[3], w.shape[4])
+    if w_trans:
+        if wshape[2:] != (1, 1, 1) or groups < 1 or wshape[0] % groups:
+            raise ValueError("conv_gemm_f32: w_trans needs a (G*Cg, Cog, 1, 1, 1) weight")
+        wshape = (groups * wshape[1], wshape[0] // groups, 1, 1, 1)
+    cdef fc_cgeom q = _geometry("conv_gemm_f32", xp.shape, wshape, out.shape, groups,
                                 stride, dilation, pad, phase)
-    cdef Py_ssize_t c_out = w.shape[0], npix = q.OD * q.OH * q.OW
+    q.w_trans = 1 if w_trans else 0
+    cdef Py_ssize_t c_out = q.G * q.Cog, npix = q.OD * q.OH * q.OW
     if q.N == 0 or c_out == 0 or npix == 0:
         return
     q.o_sn = c_out * npix

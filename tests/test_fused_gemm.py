@@ -874,3 +874,23 @@ def test_wgrad_rejects_bad_arguments():
         _cgemm.conv_wgrad_f32(x, gy, gw, 1, (1, 0, 1), (1, 1, 1), (0, 0, 0))   # stride 0
     with pytest.raises(ValueError):
         _cgemm.conv_wgrad_f32(x, gy, gw, 1, (1, 1, 1), (1, 1, 1), (0, -1, 0))  # pad < 0
+
+
+@pytest.mark.parametrize("groups", [1, 2, 3])
+def test_w_trans_reads_each_groups_weight_transposed(groups):
+    """``w_trans``: the weight given as (G*Cg, Cog, 1, 1, 1), each group's matrix transposed
+    (how a transposed convolution hands over W_g^T without a copy); float64 oracle."""
+    rng = np.random.default_rng(11 + groups)
+    n, cg, cog, p = 3, 7, 13, 37   # 13 rows: two 6-row panels and a 1-row tail
+    x = rng.standard_normal((n, groups * cg, 1, 1, p)).astype(np.float32)
+    wt = rng.standard_normal((groups * cg, cog, 1, 1, 1)).astype(np.float32)
+    out = np.empty((n, groups * cog, 1, 1, p), dtype=np.float32)
+    _cgemm.conv_gemm_f32(x, wt, None, out, groups, (1, 1, 1), (1, 1, 1), False, 2,
+                         w_trans=True)
+    x64 = x.astype(np.float64).reshape(n, groups, cg, p)
+    w64 = wt.astype(np.float64).reshape(groups, cg, cog)
+    want = np.einsum("gcm,ngcp->ngmp", w64, x64).reshape(out.shape)
+    np.testing.assert_allclose(out, want, rtol=1e-5, atol=1e-5 * np.sqrt(cg))
+    with pytest.raises(ValueError, match="w_trans"):
+        _cgemm.conv_gemm_f32(x, np.zeros((groups * cg, cog, 1, 1, 2), np.float32), None,
+                             out, groups, (1, 1, 1), (1, 1, 1), False, 2, w_trans=True)

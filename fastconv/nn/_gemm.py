@@ -504,8 +504,6 @@ def correlate_adjoint(y, w, x_spatial, stride, dilation, pad, groups):
         wt = np.ascontiguousarray(w.reshape(g, cog, cg).transpose(0, 2, 1))
         out = np.matmul(wt, y.reshape(n, g, cog, -1))
         return out.reshape((n, c) + tuple(x_spatial))
-    # W_g^T (Cg*K, Cog) @ y[n, g] (Cog, O)
-    wt = np.ascontiguousarray(w.reshape(g, cog, cg * kk).transpose(0, 2, 1))
     ys = y.reshape(n, g, cog, _prod(y_spatial))
     per_image = c * kk * _prod(y_spatial) * y.itemsize
     nt = _nthreads(n * c_out * _prod(y_spatial) * cg * kk)
@@ -515,7 +513,7 @@ def correlate_adjoint(y, w, x_spatial, stride, dilation, pad, groups):
 
     nd = len(kernel)
     compiled = (_cgemm is not None and hasattr(_cgemm, "col2im3d") and nd <= 3
-                and y.dtype in (np.float32, np.float64) and wt.dtype == y.dtype)
+                and y.dtype in (np.float32, np.float64) and w.dtype == y.dtype)
     ext = (1,) * (3 - nd)
     if compiled:
         # col2im scatters straight into the output, dropping the taps that land in the
@@ -534,14 +532,17 @@ def correlate_adjoint(y, w, x_spatial, stride, dilation, pad, groups):
         nb = max(1, min(n, (SCRATCH_BYTES // 4) // max(per_image, 1)))
         py = _prod(y_spatial)
         y5 = np.ascontiguousarray(y).reshape(n, c_out, 1, 1, py)
-        w5 = wt.reshape(g * cg * kk, cog, 1, 1, 1)
+        # W_g^T read in place by the engine (w_trans): no serial transposed copy
+        w5 = np.ascontiguousarray(w).reshape(g * cog, cg * kk, 1, 1, 1)
         for i in range(0, n, nb):
             m = min(nb, n - i)
             cols = np.empty((m, c * kk, py), dtype=y.dtype)
             _cgemm.conv_gemm_f32(y5[i:i + m], w5, None, cols.reshape(m, c * kk, 1, 1, py), g,
-                                 (1, 1, 1), (1, 1, 1), False, nt)
+                                 (1, 1, 1), (1, 1, 1), False, nt, w_trans=True)
             _cgemm.col2im3d(out5[i:i + m], cols, *geo, nt, *lo, True)
         return out
+    # W_g^T (Cg*K, Cog) @ y[n, g] (Cog, O) by BLAS
+    wt = np.ascontiguousarray(w.reshape(g, cog, cg * kk).transpose(0, 2, 1))
     single = nt > 1 and _pool(nt) is not None
     if compiled:
         def block(i):  # scatter-add in C (OpenMP over channels when not on the pool)

@@ -58,6 +58,8 @@ typedef struct {
     int64_t o_sn, o_sg, o_sm;       /* output element strides: image, group, channel-in-group */
     int64_t phase;                  /* strided problems: -1 auto, 0 gather, 1 phase split */
     int64_t pd, ph, pw;             /* zeros before each axis (>= 0); zeros past the end too */
+    int64_t w_trans;                /* 1: w is stored (G, K, Cog) -- each group's A transposed
+                                     * (a transposed convolution's W_g^T without a copy) */
 } fc_cgeom;
 
 /* Strided problems are computed on a phase-split copy of the input (each of the
@@ -327,6 +329,16 @@ static void fcg_pack_a(const float *w, int64_t K, int64_t rows, float *dst)
     }
 }
 
+/* The same panel from a transposed weight: row r, column k at w[k * ld + r] */
+static void fcg_pack_a_trans(const float *w, int64_t K, int64_t ld, int64_t rows, float *dst)
+{
+    for (int64_t k = 0; k < K; k++) {
+        const float *src = w + k * ld;
+        for (int64_t r = 0; r < FC_MR; r++)
+            dst[k * FC_MR + r] = r < rows ? src[r] : 0.0f;
+    }
+}
+
 /* Bytes of scratch a call allocates (packed A, tap table, pixel table, per-thread B). */
 static int64_t fc_cgemm_scratch_bytes(const fc_cgeom *q, int nthreads)
 {
@@ -442,8 +454,12 @@ static int fc_cgemm_run(const fc_cgeom *q, const float *x, const float *w,
 #endif
         for (int64_t gi = 0; gi < G * npan; gi++) {
             const int64_t g = gi / npan, ip = gi % npan;
-            fcg_pack_a(w + (g * Cog + ip * FC_MR) * K, K, fc_min(FC_MR, Cog - ip * FC_MR),
-                       Ap + gi * FC_MR * K);
+            if (q->w_trans)
+                fcg_pack_a_trans(w + g * K * Cog + ip * FC_MR, K, Cog,
+                                 fc_min(FC_MR, Cog - ip * FC_MR), Ap + gi * FC_MR * K);
+            else
+                fcg_pack_a(w + (g * Cog + ip * FC_MR) * K, K, fc_min(FC_MR, Cog - ip * FC_MR),
+                           Ap + gi * FC_MR * K);
         }
     } else {
         /* A = grad_output (N, G*Cog, P): row m of group g, reduction index n*P + p */
