@@ -40,8 +40,11 @@ def main(argv=None):
     cases = [
         ("1d 1e6 k=3 same", lambda: fastconv.convolve(x1, k1, mode="same"),
          lambda: ndi.convolve(x1, k1, mode="constant")),
+        ("1d 1e6 k=3 same direct", lambda: fastconv.convolve(x1, k1, "same", "direct"), None),
         ("2d 2048^2 5x5 same", lambda: fastconv.convolve(x2, k2, mode="same"),
          lambda: ndi.convolve(x2, k2, mode="constant")),
+        ("2d 2048^2 5x5 same direct", lambda: fastconv.convolve(x2, k2, "same", "direct"),
+         None),
         ("2d 2048^2 63x63 same", lambda: fastconv.convolve(x2, k63, mode="same"),
          lambda: cps.fftconvolve(x2, k63, mode="same")),
         ("3d 128^3 3^3 same", lambda: fastconv.convolve(x3, k3, mode="same"),
