@@ -45,7 +45,7 @@ _CTYPES = {
 }
 _FILE_KERNELS = {
     "direct.cu": ("fc_corr_nd", "fc_corr_tiled", "fc_depthwise"),
-    "im2col.cu": ("fc_im2col",),
+    "im2col.cu": ("fc_im2col", "fc_col2im"),
 }
 _KERNEL_FILE = {k: f for f, ks in _FILE_KERNELS.items() for k in ks}
 _COB = 4                 # FC_COB in direct.cu
@@ -507,6 +507,63 @@ def gemm_conv(x, w, stride, dilation, pad, groups, out=None):
         _batched_gemm(be, wm, c.reshape(n1 - n0, groups, cin_g * KP, P),
                       out[n0:n1].reshape(n1 - n0, groups, cout_g, P))
     return out
+
+
+def gemm_conv_adjoint(y, w, x_spatial, stride, dilation, pad, groups):
+    """Transposed convolution (the adjoint of :func:`gemm_conv` in ``x``) as one batched
+    GEMM and one col2im launch.
+
+    ``y (N, C_out, *O)``, ``w (C_out, C_in // groups, *K)``; returns ``x (N, C_in,
+    *x_spatial)`` with ``x[n, c, o*stride + k*dilation - pad] += y[n, co, o] w[co, c, k]``
+    (positions outside ``x`` dropped; ``pad`` is the forward padding before each axis, any
+    sign). Per chunk of images: ``cols (n, C_in*K, O) = W_g^T @ y_g`` (cuBLAS), then
+    ``fc_col2im`` gathers each element of ``x`` from its taps (no atomics, every element
+    written once). Columns take at most ~256 MiB at a time.
+    """
+    xp = get_array_module(y, w, names=("y", "w"))
+    be = _backend(xp)
+    nd = y.ndim - 2
+    if nd < 1 or w.ndim != y.ndim:
+        raise ValueError(f"y {y.shape} and w {w.shape} must be (N, C, *spatial)")
+    dtype = np.dtype(y.dtype)
+    if dtype not in _CTYPES or w.dtype != dtype:
+        raise TypeError(f"y and w must share one dtype of {sorted(map(str, _CTYPES))}")
+    stride = _check_tuple("stride", stride, nd, 1)
+    dilation = _check_tuple("dilation", dilation, nd, 1)
+    pad = tuple(operator.index(p) for p in pad)
+    S = tuple(operator.index(s) for s in x_spatial)
+    if len(pad) != nd or len(S) != nd or any(s < 0 for s in S):
+        raise ValueError(f"pad {pad} and x_spatial {S} must be {nd} ints (sizes >= 0)")
+    N, Cout, O = y.shape[0], y.shape[1], tuple(y.shape[2:])
+    Cin_g, K = w.shape[1], tuple(w.shape[2:])
+    groups = int(groups)
+    if groups < 1 or Cout % groups or w.shape[0] != Cout:
+        raise ValueError(f"groups={groups} does not fit C_out={Cout}, w {w.shape}")
+    Cin, cout_g = Cin_g * groups, Cout // groups
+    x = xp.empty((N, Cin) + S, dtype=dtype)
+    if x.size == 0:
+        return x
+    KP, P = math.prod(K), math.prod(O)
+    if P == 0 or KP == 0 or Cout == 0:
+        x.fill(0)
+        return x
+    # W_g^T: (groups, C_in_g*K, C_out_g)
+    wt = xp.ascontiguousarray(xp.ascontiguousarray(w).reshape(groups, cout_g, Cin_g * KP)
+                              .swapaxes(1, 2))
+    y = xp.ascontiguousarray(y)
+    per_image = Cin * KP * P * dtype.itemsize
+    nb = max(1, min(N, _GEMM_WORKSPACE // max(1, per_image)))
+    cols = xp.empty((nb, Cin, KP, P), dtype=dtype)
+    for n0 in range(0, N, nb):
+        n1 = min(N, n0 + nb)
+        c = cols[: n1 - n0]
+        _batched_gemm(be, wt, y[n0:n1].reshape(n1 - n0, groups, cout_g, P),
+                      c.reshape(n1 - n0, groups, Cin_g * KP, P))
+        xs = x[n0:n1]
+        g = _geom(be, [nd, n1 - n0, Cin, Cout, groups, *S, *K, *O, *stride, *dilation,
+                       *pad])
+        be.launcher.launch("fc_col2im", dtype, _grid(xs.size), _BLOCK, (c, xs, g, xs.size))
+    return x
 
 
 # cuBLAS strided-batched GEMM per dtype (cupy.cuda.cublas function, scalar type).  The

@@ -224,6 +224,33 @@ def test_im2col(launcher, dtype):
         assert_close(got.reshape((N, Cout) + O), ref_correlate(x, w, O, st, dl, pd, 1), dtype)
 
 
+@pytest.mark.parametrize("dtype", ["float32", "complex128", "int64"])
+def test_col2im(launcher, dtype):
+    """fc_col2im against a scatter-add written out in NumPy: every tap of every column
+    lands at o*stride + k*dilation - pad, dropped outside x; negative pads included."""
+    rng = np.random.default_rng(6)
+    for S, K, O, st, dl, pd in [((11,), (3,), (6,), (2,), (2,), (1,)),
+                                ((9, 8), (2, 3), (4, 4), (2, 2), (2, 1), (1, -1)),
+                                ((4, 5, 3), (2, 2, 2), (4, 3, 2), (1, 2, 2), (1, 2, 1),
+                                 (0, 1, 1)),
+                                ((6,), (4,), (5,), (3,), (1,), (-2,))]:
+        N, Cin = 2, 3
+        KP, P = int(np.prod(K)), int(np.prod(O))
+        cols = rand(rng, (N, Cin, KP, P), dtype)
+        x = np.full((N, Cin) + S, 7, dtype=cols.dtype)
+        g = np.array(base_geom(len(S), N, Cin, 1, 1, S, K, O, st, dl, pd), np.int64)
+        launcher.launch("fc_col2im", cols.dtype, 3, 64, (cols, x, g, x.size))
+        want = np.zeros_like(x)
+        c6 = cols.reshape((N, Cin) + K + O)
+        for k in np.ndindex(*K):
+            for o in np.ndindex(*O):
+                pos = tuple(oi * s + ki * d - p for oi, ki, s, d, p in zip(o, k, st, dl, pd))
+                if all(0 <= q < n for q, n in zip(pos, S)):
+                    want[(slice(None), slice(None)) + pos] += c6[(slice(None), slice(None))
+                                                                 + k + o]
+        assert_close(x, want, dtype)
+
+
 def test_launch_limits_are_enforced(launcher):
     x = np.ones((1, 1, 1, 1, 8), np.float32)
     w = np.ones((1, 1, 1, 1, 3), np.float32)
@@ -274,3 +301,4 @@ def test_kernels_under_address_sanitizer(tmp_path):
                          capture_output=True, text=True, env=env, timeout=300)
     assert res.returncode == 0 and "asan ok" in res.stdout, res.stdout + res.stderr[-4000:]
     assert "fc_corr_tiled fc_depthwise fc_im2col" in res.stdout and "fc_corr_nd" in res.stdout
+    assert "fc_col2im" in res.stdout

@@ -96,7 +96,7 @@ def gpu(launcher, monkeypatch):
             return f(*args, **kw)
         return engine
 
-    for name in ("correlate", "gemm_conv"):
+    for name in ("correlate", "gemm_conv", "gemm_conv_adjoint"):
         monkeypatch.setattr(_cupy, name, spy(name, getattr(_cupy, name)))
 
     def cpu_engine(*a, **k):
@@ -241,6 +241,8 @@ def test_conv_transpose_vs_torch(gpu, case, algorithm):
     gpu.check(got, want.numpy(), dtype="float64")
     if algorithm == "direct":
         assert set(gpu.calls) == {"correlate"}
+    if algorithm == "gemm":
+        assert "gemm_conv_adjoint" in gpu.calls
 
 
 # ---------------------------------------------------------------------------- gradients

@@ -50,9 +50,58 @@ __global__ void fc_im2col(const T* __restrict__ x, T* __restrict__ cols,
         cols[i] = fc_im2col_point<T>(x, g, i);
 }
 
+// The adjoint of fc_im2col (col2im), as a gather so that no two threads write one element:
+//   x[n, c, s] = sum over taps k of cols[n, c, k, o]  where  o*stride + k*dilation - pad = s
+// (taps whose o is not an integer in [0, O) contribute nothing). `x` is (N, C, *S), every
+// element written; `pad` may be negative (the first -pad samples of a padded axis are cut).
+template <typename T>
+__global__ void fc_col2im(const T* __restrict__ cols, T* __restrict__ x,
+                          const fc_idx* __restrict__ g, fc_idx total) {
+    const int nd = (int)g[FC_G_ND];
+    const fc_idx* S = g + FC_G_ARRAYS;
+    const fc_idx* K = S + nd;
+    const fc_idx* O = K + nd;
+    const fc_idx* st = O + nd;
+    const fc_idx* dl = st + nd;
+    const fc_idx* pd = dl + nd;
+    fc_idx P = 1, KP = 1, SP = 1;
+    for (int d = 0; d < nd; ++d) {
+        P *= O[d];
+        KP *= K[d];
+        SP *= S[d];
+    }
+    const fc_idx step = (fc_idx)gridDim.x * blockDim.x;
+    for (fc_idx i = (fc_idx)blockIdx.x * blockDim.x + threadIdx.x; i < total; i += step) {
+        const fc_idx nc = i / SP;               // n * C + c
+        const fc_idx srem = i % SP;
+        const T* src = cols + nc * KP * P;
+        T acc = T();
+        for (fc_idx k = 0; k < KP; ++k) {
+            fc_idx kr = k, sr = srem, ooff = 0, mult = 1;
+            bool hit = true;
+            for (int d = nd - 1; d >= 0; --d) {
+                const fc_idx kd = kr % K[d];
+                kr /= K[d];
+                const fc_idx sd = sr % S[d];
+                sr /= S[d];
+                const fc_idx q = sd + pd[d] - kd * dl[d];   // = o * stride
+                if (q < 0 || q % st[d] != 0 || q / st[d] >= O[d]) {
+                    hit = false;
+                    break;
+                }
+                ooff += (q / st[d]) * mult;
+                mult *= O[d];
+            }
+            if (hit) acc = acc + src[k * P + ooff];
+        }
+        x[i] = acc;
+    }
+}
+
 #ifdef FC_EXPLICIT_INSTANTIATE
 #define FC_INST_IM2COL(T) \
-    template __global__ void fc_im2col<T>(const T*, T*, const fc_idx*, fc_idx);
+    template __global__ void fc_im2col<T>(const T*, T*, const fc_idx*, fc_idx); \
+    template __global__ void fc_col2im<T>(const T*, T*, const fc_idx*, fc_idx);
 FC_INST_IM2COL(float)
 FC_INST_IM2COL(double)
 FC_INST_IM2COL(fc_complex<float>)

@@ -8,7 +8,7 @@ direct
     ``fastconv._cupy.correlate`` (CUDA kernels: depthwise, shared-memory tiles, N-D).
 gemm
     ``fastconv._cupy.gemm_conv`` (im2col kernel + cuBLAS); transposed convolutions are
-    ``xp.matmul`` (cuBLAS) + a col2im of ``prod(kernel)`` strided adds.
+    ``fastconv._cupy.gemm_conv_adjoint`` (cuBLAS ``W_g^T @ y`` + one col2im kernel).
 fft
     ``xp``-side port of the CPU FFT path: ``rfftn`` by cuFFT (``cupyx.scipy.fft``), a
     per-frequency channel ``matmul``, ``irfftn``.
@@ -151,38 +151,12 @@ def transposed_weight(xp, w, groups):
 
 
 def adjoint_gemm(xp, y, w, x_spatial, stride, dilation, pad, groups):
-    """Transposed convolution by ``xp.matmul`` (cuBLAS) + col2im (strided adds per tap)."""
-    n, c_out = y.shape[:2]
-    kernel = tuple(w.shape[2:])
-    g = groups
-    cog, cg = c_out // g, w.shape[1]
-    c = cg * g
-    y_spatial = tuple(y.shape[2:])
-    kk = math.prod(kernel)
-    x_spatial = tuple(x_spatial)
-    if n == 0 or c == 0:
-        return xp.zeros((n, c) + x_spatial, dtype=y.dtype)
-    lo = [max(p, 0) for p in pad]
-    size = [max(xs + a, (yo - 1) * s + d * (k - 1) + 1 + max(-p, 0))
-            for xs, a, yo, s, d, k, p in zip(x_spatial, lo, y_spatial, stride, dilation,
-                                             kernel, pad)]
-    shift = [max(-p, 0) for p in pad]
-    xpad = xp.zeros((n, c) + tuple(size), dtype=y.dtype)
-    view = xpad[(Ellipsis, *[slice(sh, None) for sh in shift])] if any(shift) else xpad
-    wt = xp.ascontiguousarray(w.reshape(g, cog, cg * kk).swapaxes(1, 2))  # (g, Cg*K, Cog)
-    ys = xp.ascontiguousarray(y).reshape(n, g, cog, math.prod(y_spatial))
-    per_image = c * kk * max(1, math.prod(y_spatial)) * y.dtype.itemsize
-    nb = max(1, min(n, WORKSPACE_BYTES // per_image))
-    for i in range(0, n, nb):
-        cols = xp.matmul(wt, ys[i:i + nb])                       # (b, g, Cg*K, Y)
-        cols = cols.reshape((cols.shape[0], c) + kernel + y_spatial)
-        v = view[i:i + nb]
-        for k in np.ndindex(*kernel):
-            idx = tuple(slice(ki * d, ki * d + (yo - 1) * s + 1, s)
-                        for ki, d, yo, s in zip(k, dilation, y_spatial, stride))
-            v[(Ellipsis, *idx)] += cols[(slice(None), slice(None), *k)]
-    crop = tuple(slice(a, a + xs) for a, xs in zip(lo, x_spatial))
-    return xp.ascontiguousarray(xpad[(Ellipsis, *crop)])
+    """Transposed convolution by ``_cupy.gemm_conv_adjoint``: one batched cuBLAS GEMM
+    (``W_g^T @ y``) and one col2im kernel that gathers every output element from its taps
+    (before: a strided add per tap, prod(kernel) launches, plus a padded buffer and a
+    crop)."""
+    return _cupy.gemm_conv_adjoint(y, w, tuple(x_spatial), tuple(stride), tuple(dilation),
+                                   tuple(pad), groups)
 
 
 def correlate_adjoint(xp, y, w, x_spatial, stride, dilation, pad, groups, algorithm="auto"):

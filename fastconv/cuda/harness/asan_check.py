@@ -1,5 +1,5 @@
 """Run every kernel through fastconv._cupy's orchestration on an AddressSanitizer build
-of the harness: any read or write outside x, w, out, the im2col columns or the launch's
+of the harness: any read or write outside x, w, out, the im2col columns (both directions) or the launch's
 shared memory aborts with a report.  Used by tests/test_cuda_harness.py as
 
     LD_PRELOAD=libasan.so python asan_check.py ROOT HARNESS_SO
@@ -44,6 +44,7 @@ def main(root, lib):
                 out = np.empty((n, cout) + O, dt)
                 _cupy.correlate(x, w, out, st, dl, pd, g)
                 _cupy.gemm_conv(x, w, st, dl, pd, g, out=out)
+                _cupy.gemm_conv_adjoint(out, w, S, st, dl, pd, g)
     kernels = sorted({k[0] for k in launcher.launches})
     print("asan ok", len(launcher.launches), " ".join(kernels))
 

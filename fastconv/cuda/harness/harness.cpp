@@ -87,11 +87,18 @@ int run_blocks(const long long* L, F f) {
             fc_im2col<T>((const T*)p[0], (T*)p[1], (const fc_idx*)p[2], iv[0]);          \
         });                                                                             \
     }
+#define FCH_COL2IM(T, TAG)                                                             \
+    extern "C" int fch_col2im_##TAG(const long long* L, void** p, const long long* iv) { \
+        return run_threads(L, [&] {                                                     \
+            fc_col2im<T>((const T*)p[0], (T*)p[1], (const fc_idx*)p[2], iv[0]);          \
+        });                                                                             \
+    }
 #define FCH_ALL(T, TAG)                         \
     FCH_CONV(corr_nd, run_threads, T, TAG)      \
     FCH_CONV(corr_tiled, run_blocks, T, TAG)    \
     FCH_CONV(depthwise, run_threads, T, TAG)    \
-    FCH_IM2COL(T, TAG)
+    FCH_IM2COL(T, TAG)                          \
+    FCH_COL2IM(T, TAG)
 
 FCH_ALL(float, float32)
 FCH_ALL(double, float64)
