@@ -30,7 +30,6 @@ are Python ints.
 """
 import math
 
-import numpy as np
 
 from .. import _cupy
 
