@@ -30,7 +30,6 @@ are Python ints.
 """
 import math
 
-
 from .. import _cupy
 
 #: bytes of GEMM scratch (col2im columns) per batch chunk, as ``_cupy._GEMM_WORKSPACE``
