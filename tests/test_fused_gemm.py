@@ -369,6 +369,39 @@ def test_concurrent_python_threads():
             _assert_close(out, ref, x, w, b)
 
 
+def test_concurrent_transposed_convolutions():
+    """8 Python threads at once on strided transposed convolutions: the GEMM path (weight
+    read transposed in place, col2im into the output with OpenMP inside) and the per-phase
+    path ('direct'), each thread on its own shapes; torch is the oracle."""
+    rng = np.random.default_rng(9)
+    probs = []
+    for i in range(8):
+        g = 1 + i % 2
+        x = _rand(rng, (1 + i % 3, 4 * g, 9 + i, 11 - i % 4))
+        w = _rand(rng, (4 * g, 3 + i % 3, 2 + i % 3, 3))
+        kw = dict(stride=(2, 1 + i % 3), padding=(i % 2, 1), output_padding=(1, 0),
+                  groups=g, dilation=(1, 1 + i % 2))
+        want = torch.nn.functional.conv_transpose2d(torch.from_numpy(x.astype(np.float64)),
+                                                    torch.from_numpy(w.astype(np.float64)),
+                                                    **kw).numpy()
+        probs.append((x, w, kw, want))
+    results = [None] * 8
+
+    def work(i):
+        x, w, kw, _ = probs[i]
+        alg = "gemm" if i % 2 else "direct"
+        with fastconv.threads(1 + i % 2):
+            results[i] = [fnn.conv_transpose2d(x, w, algorithm=alg, **kw) for _ in range(3)]
+
+    run_concurrently(work, 8)
+    for (x, w, kw, want), outs in zip(probs, results):
+        assert outs is not None
+        for out in outs:
+            assert out.shape == want.shape
+            np.testing.assert_allclose(out, want, rtol=1e-4,
+                                       atol=1e-4 * np.sqrt(w[0].size) * np.abs(want).max())
+
+
 # ----------------------------------------------------------------------------------------
 # bad arguments
 # ----------------------------------------------------------------------------------------
