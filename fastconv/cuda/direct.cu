@@ -22,20 +22,11 @@
 template <typename T>
 FC_HD inline T fc_corr_nd_point(const T* __restrict__ x, const T* __restrict__ w,
                                 const fc_idx* __restrict__ g, fc_idx i) {
-    const int nd = (int)g[FC_G_ND];
     const fc_idx Cin = g[FC_G_CIN], Cout = g[FC_G_COUT], G = g[FC_G_GROUPS];
-    const fc_idx* S = g + FC_G_ARRAYS;
-    const fc_idx* K = S + nd;
-    const fc_idx* O = K + nd;
-    const fc_idx* st = O + nd;
-    const fc_idx* dl = st + nd;
-    const fc_idx* pd = dl + nd;
-    fc_idx P = 1, KP = 1, SP = 1;
-    for (int d = 0; d < nd; ++d) {
-        P *= O[d];
-        KP *= K[d];
-        SP *= S[d];
-    }
+    const fc_geom_nd q = fc_read_geom_nd(g);
+    const int nd = q.nd;
+    const fc_idx *S = q.S, *K = q.K, *O = q.O, *st = q.st, *dl = q.dl, *pd = q.pd;
+    const fc_idx P = q.P, KP = q.KP, SP = q.SP;
     const fc_idx op = i % P;
     const fc_idx t = i / P;
     const fc_idx co = t % Cout;

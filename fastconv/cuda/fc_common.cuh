@@ -84,4 +84,30 @@ FC_HD inline fc_complex<R> operator*(fc_complex<R> a, fc_complex<R> b) {
 #define FC_G_GROUPS 4
 #define FC_G_ARRAYS 5
 
+// The N-d part of a geometry: pointers to its six arrays and the products the kernels need
+// (P output positions, KP kernel taps, SP input positions per image and channel).
+struct fc_geom_nd {
+    int nd;
+    const fc_idx *S, *K, *O, *st, *dl, *pd;
+    fc_idx P, KP, SP;
+};
+
+FC_HD inline fc_geom_nd fc_read_geom_nd(const fc_idx* __restrict__ g) {
+    fc_geom_nd q;
+    q.nd = (int)g[FC_G_ND];
+    q.S = g + FC_G_ARRAYS;
+    q.K = q.S + q.nd;
+    q.O = q.K + q.nd;
+    q.st = q.O + q.nd;
+    q.dl = q.st + q.nd;
+    q.pd = q.dl + q.nd;
+    q.P = q.KP = q.SP = 1;
+    for (int d = 0; d < q.nd; ++d) {
+        q.P *= q.O[d];
+        q.KP *= q.K[d];
+        q.SP *= q.S[d];
+    }
+    return q;
+}
+
 #endif  // FASTCONV_FC_COMMON_CUH

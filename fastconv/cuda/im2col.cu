@@ -8,20 +8,11 @@
 
 template <typename T>
 FC_HD inline T fc_im2col_point(const T* __restrict__ x, const fc_idx* __restrict__ g, fc_idx i) {
-    const int nd = (int)g[FC_G_ND];
     const fc_idx Cin = g[FC_G_CIN];
-    const fc_idx* S = g + FC_G_ARRAYS;
-    const fc_idx* K = S + nd;
-    const fc_idx* O = K + nd;
-    const fc_idx* st = O + nd;
-    const fc_idx* dl = st + nd;
-    const fc_idx* pd = dl + nd;
-    fc_idx P = 1, KP = 1, SP = 1;
-    for (int d = 0; d < nd; ++d) {
-        P *= O[d];
-        KP *= K[d];
-        SP *= S[d];
-    }
+    const fc_geom_nd q = fc_read_geom_nd(g);
+    const int nd = q.nd;
+    const fc_idx *S = q.S, *K = q.K, *O = q.O, *st = q.st, *dl = q.dl, *pd = q.pd;
+    const fc_idx P = q.P, KP = q.KP, SP = q.SP;
     fc_idx orem = i % P;
     fc_idx r = i / P;
     fc_idx kr = r % KP;
@@ -57,19 +48,10 @@ __global__ void fc_im2col(const T* __restrict__ x, T* __restrict__ cols,
 template <typename T>
 __global__ void fc_col2im(const T* __restrict__ cols, T* __restrict__ x,
                           const fc_idx* __restrict__ g, fc_idx total) {
-    const int nd = (int)g[FC_G_ND];
-    const fc_idx* S = g + FC_G_ARRAYS;
-    const fc_idx* K = S + nd;
-    const fc_idx* O = K + nd;
-    const fc_idx* st = O + nd;
-    const fc_idx* dl = st + nd;
-    const fc_idx* pd = dl + nd;
-    fc_idx P = 1, KP = 1, SP = 1;
-    for (int d = 0; d < nd; ++d) {
-        P *= O[d];
-        KP *= K[d];
-        SP *= S[d];
-    }
+    const fc_geom_nd q = fc_read_geom_nd(g);
+    const int nd = q.nd;
+    const fc_idx *S = q.S, *K = q.K, *O = q.O, *st = q.st, *dl = q.dl, *pd = q.pd;
+    const fc_idx P = q.P, KP = q.KP, SP = q.SP;
     const fc_idx step = (fc_idx)gridDim.x * blockDim.x;
     for (fc_idx i = (fc_idx)blockIdx.x * blockDim.x + threadIdx.x; i < total; i += step) {
         const fc_idx nc = i / SP;               // n * C + c
