@@ -443,6 +443,19 @@ def _tile_plan(itemsize, O3, K3, st3, dl3, cin_g, cout_g):
 # ------------------------------------------------------------------------------------
 # GEMM engine
 
+def _check_layer(name, a, w, stride, dilation):
+    """(nd, dtype, stride, dilation) of a layer's activations ``a`` (N, C, *spatial) and
+    weight ``w``, checked: same ndim >= 3, one supported dtype, positive stride/dilation."""
+    nd = a.ndim - 2
+    if nd < 1 or w.ndim != a.ndim:
+        raise ValueError(f"{name} {a.shape} and w {w.shape} must be (N, C, *spatial)")
+    dtype = np.dtype(a.dtype)
+    if dtype not in _CTYPES or w.dtype != dtype:
+        raise TypeError(f"{name} and w must share one dtype of {sorted(map(str, _CTYPES))}")
+    return (nd, dtype, _check_tuple("stride", stride, nd, 1),
+            _check_tuple("dilation", dilation, nd, 1))
+
+
 def gemm_conv(x, w, stride, dilation, pad, groups, out=None):
     """Convolution layer as im2col + batched matmul (cuBLAS for floating dtypes).
 
@@ -456,14 +469,7 @@ def gemm_conv(x, w, stride, dilation, pad, groups, out=None):
     """
     xp = get_array_module(x, w, out, names=("x", "w", "out"))
     be = _backend(xp)
-    nd = x.ndim - 2
-    if nd < 1 or w.ndim != x.ndim:
-        raise ValueError(f"x {x.shape} and w {w.shape} must be (N, C, *spatial)")
-    dtype = np.dtype(x.dtype)
-    if dtype not in _CTYPES or w.dtype != dtype:
-        raise TypeError(f"x and w must share one dtype of {sorted(map(str, _CTYPES))}")
-    stride = _check_tuple("stride", stride, nd, 1)
-    dilation = _check_tuple("dilation", dilation, nd, 1)
+    nd, dtype, stride, dilation = _check_layer("x", x, w, stride, dilation)
     pad = _check_tuple("pad", pad, nd, 0)
     N, Cin, S = x.shape[0], x.shape[1], tuple(x.shape[2:])
     Cout, K = w.shape[0], tuple(w.shape[2:])
@@ -522,14 +528,7 @@ def gemm_conv_adjoint(y, w, x_spatial, stride, dilation, pad, groups):
     """
     xp = get_array_module(y, w, names=("y", "w"))
     be = _backend(xp)
-    nd = y.ndim - 2
-    if nd < 1 or w.ndim != y.ndim:
-        raise ValueError(f"y {y.shape} and w {w.shape} must be (N, C, *spatial)")
-    dtype = np.dtype(y.dtype)
-    if dtype not in _CTYPES or w.dtype != dtype:
-        raise TypeError(f"y and w must share one dtype of {sorted(map(str, _CTYPES))}")
-    stride = _check_tuple("stride", stride, nd, 1)
-    dilation = _check_tuple("dilation", dilation, nd, 1)
+    nd, dtype, stride, dilation = _check_layer("y", y, w, stride, dilation)
     pad = tuple(operator.index(p) for p in pad)
     S = tuple(operator.index(s) for s in x_spatial)
     if len(pad) != nd or len(S) != nd or any(s < 0 for s in S):

@@ -250,6 +250,45 @@ def test_gemm_conv_with_out_matches_correlate(standin):
     np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12)
 
 
+@pytest.mark.parametrize("case", [
+    # (y shape, w shape, x_spatial, stride, dilation, pad, groups)
+    ((2, 4, 5, 4), (4, 3, 3, 2), (10, 9), (2, 2), (1, 2), (1, 0), 2),
+    ((1, 3, 6), (3, 2, 4), (13,), (2,), (1,), (-1,), 1),           # negative pad cuts
+    ((2, 2, 3, 2, 3), (2, 1, 2, 2, 2), (6, 5, 7), (2, 2, 2), (1, 1, 2), (0, 1, 1), 2),
+])
+def test_gemm_conv_adjoint(standin, case):
+    """The GPU transposed convolution (one GEMM + fc_col2im) against a scatter-add in
+    float64 NumPy: x[n, g*Cg + c, o*s + k*d - p] += y[n, co, o] * w[co, c, k]."""
+    ys, ws, S, st, dl, pd, g = case
+    rng = np.random.default_rng(sum(ys))
+    y, w = rand(rng, ys, "float64"), rand(rng, ws, "float64")
+    got = _cupy.gemm_conv_adjoint(y, w, S, st, dl, pd, g)
+    cog, cg = ws[0] // g, ws[1]
+    want = np.zeros((ys[0], cg * g) + S)
+    for co in range(ws[0]):
+        gr = co // cog
+        for c in range(cg):
+            for k in np.ndindex(*ws[2:]):
+                for o in np.ndindex(*ys[2:]):
+                    pos = tuple(oi * s + ki * d - p for oi, ki, s, d, p in zip(o, k, st, dl, pd))
+                    if all(0 <= q < n for q, n in zip(pos, S)):
+                        want[(slice(None), gr * cg + c) + pos] += (
+                            y[(slice(None), co) + o] * w[(co, c) + k])
+    close(got, want, "float64")
+
+
+def test_gemm_conv_adjoint_bad_input(standin):
+    y, w = np.ones((1, 4, 5), np.float32), np.ones((4, 2, 3), np.float32)
+    with pytest.raises(TypeError, match="y and w must share one dtype"):
+        _cupy.gemm_conv_adjoint(y, w.astype(np.float64), (9,), (2,), (1,), (0,), 2)
+    with pytest.raises(ValueError, match="x_spatial"):
+        _cupy.gemm_conv_adjoint(y, w, (9, 9), (2,), (1,), (0,), 2)
+    with pytest.raises(ValueError, match="groups=3"):
+        _cupy.gemm_conv_adjoint(y, w, (9,), (2,), (1,), (0,), 3)
+    with pytest.raises(ValueError, match="stride"):
+        _cupy.gemm_conv_adjoint(y, w, (9,), (0,), (1,), (0,), 2)
+
+
 # ---------------------------------------------------------------------------- FFT
 
 FFT_CASES = [
