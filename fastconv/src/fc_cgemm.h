@@ -326,10 +326,6 @@ FC_ATTR_AVX2 static void fcg_pack_avx2(const float *x, const int64_t *tap, int64
 typedef void (*fcg_pack_fn)(const float *, const int64_t *, int64_t, const int64_t *,
                             int64_t, float *);
 
-/* A zero the compiler cannot see: loops storing it are not turned into memset calls (a
- * call per row end cost more than the copy itself on small padded images) */
-static volatile float fcg_zero_value = 0.0f;
-
 /* A packing: rows [m0, m0+6) of the group's weight (Cog x K, row stride K) -> K x 6 */
 static void fcg_pack_a(const float *w, int64_t K, int64_t rows, float *dst)
 {
@@ -524,7 +520,6 @@ static int fc_cgemm_run(const fc_cgeom *q, const float *x, const float *w,
             const float *xc = x + n * q->x_sn + c * DHWin;
             /* columns l0 <= l < l1 read x (column l reads x[.., fw*l + rw - pw]) */
             int64_t l0 = 0, l1 = 0;
-            const float z = fcg_zero_value;
 #define FCG_COLS()                                                                      \
             l0 = fc_min(Wp, q->pw > rw ? fc_cdiv(q->pw - rw, fw) : 0);                  \
             l1 = fc_max(l0, fc_min(Wp, fc_cdiv(q->W + q->pw - rw, fw)))
@@ -534,11 +529,11 @@ static int fc_cgemm_run(const fc_cgeom *q, const float *x, const float *w,
                 float *dst = xph + r * Wp;
                 if (zd < 0 || zd >= q->D || zh < 0 || zh >= q->H) {
                     for (int64_t l = 0; l < Wp; l++)
-                        dst[l] = z;
+                        dst[l] = 0.0f;
                 } else {
                     const float *src = xc + zd * HWin + zh * q->W + (rw - q->pw);
                     for (int64_t l = 0; l < l0; l++)
-                        dst[l] = z;
+                        dst[l] = 0.0f;
                     if (fw == 1) {
                         for (int64_t l = l0; l < l1; l++)
                             dst[l] = src[l];
@@ -547,7 +542,7 @@ static int fc_cgemm_run(const fc_cgeom *q, const float *x, const float *w,
                             dst[l] = src[l * fw];
                     }
                     for (int64_t l = l1; l < Wp; l++)
-                        dst[l] = z;
+                        dst[l] = 0.0f;
                 }
                 if (++j == Hp) {
                     j = 0;
