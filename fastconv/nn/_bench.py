@@ -85,8 +85,8 @@ def _time_pair(fa, fb, min_time, max_reps=200, block=BLOCK, settle=SETTLE_S):
     2-core machine the calls right after a switch share the cores with the other runtime's
     spinning threads. Users call one library at a time, so the switch is not timed.
     (Call-by-call alternation, as before, measured in one process with 2 threads: LeNet
-    conv1 ours 0.40 ms vs 0.26-0.27 ms in blocks; the dense layers moved by a few percent
-    either way.)"""
+    conv1 ours 0.40 ms vs 0.26-0.27 ms in blocks after one untimed call; VGG conv3_2 ours
+    21.9-23.0 vs 21.6-22.0 ms, torch 21.1-21.2 vs 22.2-22.3 ms.)"""
     def settle_then_time(f, acc):
         t_end = time.perf_counter() + settle
         f()
