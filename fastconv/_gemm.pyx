@@ -214,6 +214,7 @@ cdef extern from "fc_cgemm.h" nogil:
         int64_t phase
         int64_t pd, ph, pw
         int64_t w_trans
+        int64_t engine
     int fc_cgemm_f32(const fc_cgeom *q, const float *x, const float *w, const float *bias,
                      float *out, int nthreads, int force_generic)
     int fc_cgemm_wgrad_f32(const fc_cgeom *q, const float *x, const float *gy, float *gw,
@@ -258,13 +259,14 @@ cdef fc_cgeom _geometry(str fname, x_shape, w_shape, y_shape, int groups, stride
     q.phase = phase
     q.o_sn = q.o_sg = q.o_sm = 0
     q.w_trans = 0
+    q.engine = -1
     return q
 
 
 def conv_gemm_f32(const float[:, :, :, :, ::1] xp, const float[:, :, :, :, ::1] w, bias,
                   float[:, :, :, :, ::1] out, int groups, stride, dilation,
                   bint shuffle=False, int nthreads=1, bint force_generic=False,
-                  int phase=-1, pad=None, bint w_trans=False):
+                  int phase=-1, pad=None, bint w_trans=False, int engine=-1):
     """Fused im2col + GEMM correlation of a float32 batch (fc_cgemm.h).
 
     ``xp`` (N, C, D, H, W); ``w`` (C_out, C/G, KD, KH, KW); ``bias`` None or (C_out,)
@@ -294,6 +296,9 @@ def conv_gemm_f32(const float[:, :, :, :, ::1] xp, const float[:, :, :, :, ::1] 
     cdef fc_cgeom q = _geometry("conv_gemm_f32", xp.shape, wshape, out.shape, groups,
                                 stride, dilation, pad, phase)
     q.w_trans = 1 if w_trans else 0
+    if engine not in (-1, 0, 1):
+        raise ValueError(f"conv_gemm_f32: engine must be -1, 0 or 1, got {engine}")
+    q.engine = engine
     cdef Py_ssize_t c_out = q.G * q.Cog, npix = q.OD * q.OH * q.OW
     if q.N == 0 or c_out == 0 or npix == 0:
         return

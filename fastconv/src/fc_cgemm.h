@@ -60,7 +60,11 @@ typedef struct {
     int64_t pd, ph, pw;             /* zeros before each axis (>= 0); zeros past the end too */
     int64_t w_trans;                /* 1: w is stored (G, K, Cog) -- each group's A transposed
                                      * (a transposed convolution's W_g^T without a copy) */
+    int64_t engine;                 /* forward, AVX2: -1 auto, 0 packed (pixels in the vector
+                                     * lanes), 1 implicit (channels in the lanes, fc_igemm.h) */
 } fc_cgeom;
+
+#include "fc_igemm.h"   /* the implicit forward engine: needs fc_cgeom */
 
 /* Strided problems are computed on a phase-split copy of the input (each of the
  * sd*sh*sw phase images holds x[r + s*i]), where every tap reads unit-stride runs again,
@@ -350,6 +354,15 @@ static void fcg_pack_a_trans(const float *w, int64_t K, int64_t ld, int64_t rows
     }
 }
 
+/* Whether the implicit engine (fc_igemm.h) is chosen for a forward problem: a spatial
+ * kernel (1x1 layers read contiguous runs; packing them costs little) and at least 16
+ * output channels per group, at most 1/8 of them padding lanes of the last panel. */
+static int fc_igemm_pays(const fc_cgeom *q)
+{
+    const int64_t KT = q->KD * q->KH * q->KW;
+    return KT > 1 && q->Cog >= FCI_NV && 8 * (fc_rup(q->Cog, FCI_NV) - q->Cog) <= q->Cog;
+}
+
 /* Bytes of scratch a call allocates (packed A, tap table, pixel table, per-thread B). */
 static int64_t fc_cgemm_scratch_bytes(const fc_cgeom *q, int nthreads)
 {
@@ -360,8 +373,12 @@ static int64_t fc_cgemm_scratch_bytes(const fc_cgeom *q, int nthreads)
                  * (q->sd * (fc_cdiv((q->OD - 1) * q->sd + (q->KD - 1) * q->dd + 1, q->sd)))
                  * (q->sh * (fc_cdiv((q->OH - 1) * q->sh + (q->KH - 1) * q->dh + 1, q->sh)))
                  * (q->sw * (fc_cdiv((q->OW - 1) * q->sw + (q->KW - 1) * q->dw + 1, q->sw)));
-    return (int64_t)sizeof(float) * q->G * npan * FC_MR * K + 8 * (K + P + FC_NR)
-           + (int64_t)nthreads * (int64_t)sizeof(float) * FCG_KC * FCG_NC_MAX + ph;
+    const int64_t packed = (int64_t)sizeof(float) * q->G * npan * FC_MR * K
+                           + (int64_t)nthreads * (int64_t)sizeof(float) * FCG_KC * FCG_NC_MAX;
+    const int64_t impl = (int64_t)sizeof(float) * q->G * fc_rup(q->Cog, FCI_NV) * K
+                         + (int64_t)nthreads * (FCI_CT_BYTES + (int64_t)sizeof(float) * FCI_TILE
+                                                * fc_cdiv(q->Cog, FCI_NV));
+    return fc_max(packed, impl) + 8 * (K + P + FC_NR) + ph;
 }
 
 /*
@@ -396,7 +413,12 @@ static int fc_cgemm_run(const fc_cgeom *q, const float *x, const float *w,
                   Eh = (q->OH - 1) * q->sh + (q->KH - 1) * q->dh + 1,
                   Ew = (q->OW - 1) * q->sw + (q->KW - 1) * q->dw + 1;  /* extents read */
     const int64_t C = G * Cg;
-    int phased = strided && q->phase != 0;
+    int use_avx2 = !force_generic && fc_cpu_has_avx2_fma();
+    /* the implicit engine (fc_igemm.h): forward only, AVX2; it reads strided taps in place,
+     * so its copy (if any) is only zero-padded, never phase-split */
+    const int implicit = FC_X86 && use_avx2 && !wgrad
+                         && (q->engine == 1 || (q->engine < 0 && fc_igemm_pays(q)));
+    int phased = strided && q->phase != 0 && !implicit;
     if (phased && q->phase < 0
         && (int64_t)sizeof(float) * N * C * fc_cdiv(Ed, q->sd) * fc_cdiv(Eh, q->sh)
            * fc_cdiv(Ew, q->sw) * q->sd * q->sh * q->sw > FCG_PHASE_MAX_BYTES)
@@ -410,7 +432,6 @@ static int fc_cgemm_run(const fc_cgeom *q, const float *x, const float *w,
     const int64_t PS = Dp * Hp * Wp;   /* one (phase) image */
     const int64_t CS = nph * PS;       /* one channel */
     const int64_t npan = fc_cdiv(Cog, FC_MR);
-    int use_avx2 = !force_generic && fc_cpu_has_avx2_fma();
     /* ukr_rows[r]: the kernel for a panel of r rows (a tail panel of 1-4 rows runs the
      * 2- or 4-row kernel) */
     fcg_ukr_fn ukr = fcg_ukr_generic, ukr_rows[FC_MR + 1];
@@ -449,15 +470,23 @@ static int fc_cgemm_run(const fc_cgeom *q, const float *x, const float *w,
         return 0;
     }
 
-    float *Ap = (float *)fc_alloc_aligned(sizeof(float) * (size_t)(G * npan * FC_MR * Kr));
+    float *Ap = (float *)fc_alloc_aligned(
+        sizeof(float) * (size_t)(implicit ? G * fc_rup(Cog, FCI_NV) * K : G * npan * FC_MR * Kr));
     int64_t *tap = (int64_t *)fc_alloc_aligned(sizeof(int64_t) * (size_t)(wgrad ? N * P : K));
     int64_t *pix = (int64_t *)fc_alloc_aligned(sizeof(int64_t) * (size_t)(wgrad ? K : P));
+#ifdef FCI_HUGE
+    float *xph = copy ? (float *)fc_alloc_huge(sizeof(float) * (size_t)(N * C * CS)) : NULL;
+#else
     float *xph = copy ? (float *)fc_alloc_aligned(sizeof(float) * (size_t)(N * C * CS)) : NULL;
+#endif
     if (!Ap || !tap || !pix || (copy && !xph)) {
         free(Ap); free(tap); free(pix); free(xph);
         return -1;
     }
-    if (!wgrad) {
+    const int rowmaj = implicit && fci_pad_rows_permille(q) >= FCI_ROWMAJOR_PERMILLE;
+    if (implicit) {
+        fci_pack_w(w, G, Cog, Cg, q->KD * q->KH, q->KW, rowmaj, (int)q->w_trans, Ap, nthreads);
+    } else if (!wgrad) {
         /* in parallel: a serial pack of a VGG-sized weight (256 x 2304) took ~0.6 ms while
          * the other threads waited */
 #if defined(_OPENMP)
@@ -597,6 +626,12 @@ static int fc_cgemm_run(const fc_cgeom *q, const float *x, const float *w,
                     ptab[n * P + pp] = n * x_sn + ptab[pp];
     }
 
+    if (implicit) {
+        fci_taps(q, rowmaj, CS, Hp, Wp, tap);
+        const int rc = fci_run(q, rowmaj, x, x_sn, Cg * CS, K, P, tap, pix, Ap, bias, out, nthreads);
+        free(Ap); free(tap); free(pix); free(xph);
+        return rc;
+    }
     /* pixel blocks: near-equal, at most NC_MAX, and enough work items for every thread */
     int64_t nc;
     /* K blocks of near-equal size, at most FCG_KC */
