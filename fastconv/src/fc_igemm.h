@@ -72,14 +72,17 @@
     "vmovaps " #o "*64(%[W]), %%ymm12\n\t"                                          \
     "vmovaps " #o "*64+32(%[W]), %%ymm13\n\t"                                       \
     FCI_P2(0, 1, 0, 1, 2, 3) FCI_P2(2, 3, 4, 5, 6, 7) FCI_P2(4, 5, 8, 9, 10, 11)
-#define FCI_LD(i) "vmovaps " #i "*32(%[acc]), %%ymm" #i "\n\t"
+#define FCI_LD(i) "vmovaps " #i "*32(%[src]), %%ymm" #i "\n\t"
 #define FCI_ST(i) "vmovaps %%ymm" #i ", " #i "*32(%[acc])\n\t"
 
-/* acc[0 .. 96) (32-byte aligned; pixel i's channels at acc[16 i ..]) += sum over kc taps
- * of W[k, 0:16] * px[i][tap[k]]. W: kc x 16 floats, 32-byte aligned. */
+static const float fci_zero_tile[FCI_TILE] __attribute__((aligned(64))) = {0.0f};
+
+/* acc[0 .. 96) (32-byte aligned; pixel i's channels at acc[16 i ..]) = (first ? 0 : acc)
+ * + sum over kc taps of W[k, 0:16] * px[i][tap[k]]. W: kc x 16 floats, 32-byte aligned. */
 FC_ATTR_AVX2 static void fci_ukr_avx2(int64_t kc, const float *W, const int64_t *tap,
-                                      const float *const *px, float *acc)
+                                      const float *const *px, float *acc, int first)
 {
+    const float *src = first ? fci_zero_tile : acc;
     int64_t k4 = kc >> 2, kr = kc & 3, t;
     const float *p0 = px[0], *p1 = px[1], *p2 = px[2], *p3 = px[3], *p4 = px[4],
                 *p5 = px[5];
@@ -111,7 +114,7 @@ FC_ATTR_AVX2 static void fci_ukr_avx2(int64_t kc, const float *W, const int64_t 
         FCI_ST(0) FCI_ST(1) FCI_ST(2) FCI_ST(3) FCI_ST(4) FCI_ST(5)
         FCI_ST(6) FCI_ST(7) FCI_ST(8) FCI_ST(9) FCI_ST(10) FCI_ST(11)
         : [W] "+r"(W), [tap] "+r"(tap), [k4] "+r"(k4), [kr] "+r"(kr), [t] "=&r"(t)
-        : [acc] "r"(acc), [p0] "r"(p0), [p1] "r"(p1), [p2] "r"(p2), [p3] "r"(p3),
+        : [acc] "r"(acc), [src] "r"(src), [p0] "r"(p0), [p1] "r"(p1), [p2] "r"(p2), [p3] "r"(p3),
           [p4] "r"(p4), [p5] "r"(p5)
         : "xmm0", "xmm1", "xmm2", "xmm3", "xmm4", "xmm5", "xmm6", "xmm7", "xmm8",
           "xmm9", "xmm10", "xmm11", "xmm12", "xmm13", "xmm14", "xmm15", "cc", "memory");
@@ -239,7 +242,6 @@ static int fci_run(const fc_cgeom *q, int rowmaj, const float *x, int64_t x_sn, 
             const int64_t p0 = jb * nb, pn = fc_min(nb, P - p0);
             const int64_t nt = fc_cdiv(pn, FCI_MP);
             const float *xg = x + n * x_sn + g * Cg_CS;
-            memset(Ct, 0, sizeof(float) * (size_t)(nt * njt * FCI_TILE));
             for (int64_t t = 0; t < nt; t++) {
                 int64_t *b = box + t * 4;
                 b[0] = b[2] = INT64_MAX;
@@ -270,7 +272,9 @@ static int fci_run(const fc_cgeom *q, int rowmaj, const float *x, int64_t x_sn, 
                             px[i] = xg + pix[p0 + fc_min(t * FCI_MP + i, pn - 1)];
                         float *acc = Ct + (t * njt + jt) * FCI_TILE;
                         /* the tile's valid taps: the (kd, kh) rows in its box, each one
-                         * range of k (all channels and kw's), adjacent rows merged */
+                         * range of k (all channels and kw's), adjacent rows merged; the
+                         * first call on a tile starts from zero (``fresh``) */
+                        int fresh = k0 == 0;
                         int64_t ka = -1, kb = -1;
                         for (int64_t a = b[0]; a < b[1]; a++)
                             for (int64_t e = b[2]; e < b[3]; e++) {
@@ -282,13 +286,18 @@ static int fci_run(const fc_cgeom *q, int rowmaj, const float *x, int64_t x_sn, 
                                     kb = r1;
                                     continue;
                                 }
-                                if (ka < kb)
-                                    fci_ukr_avx2(kb - ka, Wj + ka * FCI_NV, tap + ka, px, acc);
+                                if (ka < kb) {
+                                    fci_ukr_avx2(kb - ka, Wj + ka * FCI_NV, tap + ka, px, acc,
+                                                 fresh);
+                                    fresh = 0;
+                                }
                                 ka = r0;
                                 kb = r1;
                             }
                         if (ka < kb)
-                            fci_ukr_avx2(kb - ka, Wj + ka * FCI_NV, tap + ka, px, acc);
+                            fci_ukr_avx2(kb - ka, Wj + ka * FCI_NV, tap + ka, px, acc, fresh);
+                        else if (fresh)   /* every row of this tile reads padding only */
+                            memset(acc, 0, sizeof(float) * FCI_TILE);
                     }
                 }
             }
