@@ -14,6 +14,9 @@
 
 #include <stdint.h>
 #include <stdlib.h>
+#if defined(_OPENMP)
+#include <omp.h>
+#endif
 
 #if defined(__x86_64__) && defined(__GNUC__)
 #include <immintrin.h>
@@ -92,6 +95,46 @@ static inline void fc_flag_failure(int *failed)
 #pragma omp atomic write
 #endif
     *failed = 1;
+}
+
+/* Handing out work items 0 .. items-1 inside an OpenMP parallel region (every thread
+ * calls fc_items_begin once, then fc_items_next until it returns -1).
+ * ``split``: each thread takes one contiguous share, [tid*items/nt, (tid+1)*items/nt) --
+ * chosen when that share is exactly the images whose zero-padded copy the same thread
+ * wrote (the copies split their rows the same way), so the input stays in the cache of
+ * the core that copied it: GoogLeNet 5x5 and a 3x3 / 2 layer (8 images, 2 threads)
+ * measured 1.27-1.28x faster than items handed out one at a time. Otherwise (dynamic)
+ * one item at a time from the shared ``counter`` (0 before the region). */
+typedef struct {
+    int64_t next, end, *counter;
+    int dynamic;
+} fc_items;
+
+static inline void fc_items_begin(fc_items *s, int64_t items, int split, int64_t *counter)
+{
+    int64_t nt = 1, tid = 0;
+#if defined(_OPENMP)
+    nt = omp_get_num_threads();
+    tid = omp_get_thread_num();
+#endif
+    s->dynamic = !split;
+    s->counter = counter;
+    s->next = split ? items * tid / nt : 0;
+    s->end = split ? items * (tid + 1) / nt : items;
+}
+
+static inline int64_t fc_items_next(fc_items *s)
+{
+    int64_t it;
+    if (!s->dynamic) {
+        it = s->next++;
+    } else {
+#if defined(_OPENMP)
+#pragma omp atomic capture
+#endif
+        it = (*s->counter)++;
+    }
+    return it < s->end ? it : -1;
 }
 
 #endif /* FASTCONV_FC_CPU_H */

@@ -41,9 +41,6 @@
 #define FCI_MP 6        /* pixels per tile */
 #define FCI_NV 16       /* output channels per tile (two AVX2 vectors) */
 #define FCI_TILE (FCI_MP * FCI_NV)
-#ifndef FCI_SCHED
-#define FCI_SCHED dynamic, 1
-#endif
 /* Blocking (overridable with -D for experiments). K blocks of at most FCI_KC taps keep a
  * panel's kc x 16 weights (10 KiB) and the block's input rows near L1; measured against
  * 256 and unblocked K on the benchmark layers, 160 was never worse by more than noise. */
@@ -195,7 +192,8 @@ static inline void fci_valid(int64_t o, int64_t s, int64_t d, int64_t pad, int64
  * spends 6% of its multiply-adds on padding rows otherwise (and as much on padding
  * columns, which are not skipped). Returns 0, or -1 when a thread's scratch could not be
  * allocated. */
-static int fci_run(const fc_cgeom *q, int rowmaj, const float *x, int64_t x_sn, int64_t Cg_CS,
+static int fci_run(const fc_cgeom *q, int rowmaj, int split, const float *x, int64_t x_sn,
+                   int64_t Cg_CS,
                    int64_t K, int64_t P, const int64_t *tap, const int64_t *pix,
                    const float *Wq, const float *bias, float *out, int nthreads)
 {
@@ -219,8 +217,12 @@ static int fci_run(const fc_cgeom *q, int rowmaj, const float *x, int64_t x_sn, 
     /* taps of one (kd, kh) row in row-major order; channel-major: all of K is one "row" */
     const int64_t CgKW = rowmaj ? Cg * q->KW : K;
     int failed = 0;
+    /* contiguous shares of the items (those of the copy's rows this thread wrote, see
+     * fc_cgemm_run), unless the team shrinks to fewer threads than the copy had */
+    split = split && items >= nthreads;
     if (items < nthreads)
         nthreads = (int)items;
+    int64_t counter = 0;
 #if defined(_OPENMP)
 #pragma omp parallel num_threads(nthreads)
 #endif
@@ -231,10 +233,9 @@ static int fci_run(const fc_cgeom *q, int rowmaj, const float *x, int64_t x_sn, 
         int64_t *box = (int64_t *)fc_alloc_aligned(sizeof(int64_t) * (size_t)(ntl * 4));
         if (!Ct || !box)
             fc_flag_failure(&failed);
-#if defined(_OPENMP)
-#pragma omp for schedule(FCI_SCHED)
-#endif
-        for (int64_t it = 0; it < items; it++) {
+        fc_items work;
+        fc_items_begin(&work, items, split, &counter);
+        for (int64_t it; (it = fc_items_next(&work)) >= 0;) {
             if (!Ct || !box)
                 continue;
             const int64_t jb = it % nblk, ng = it / nblk;
