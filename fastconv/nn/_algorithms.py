@@ -219,11 +219,16 @@ def predict(x_shape, w_shape, out_spatial, stride, dilation, groups, dtype, nthr
     if _gemm.have_fused(dt, len(kernel)):
         # fused engine: every patch element (N*G*P*K of them) is packed once and meets
         # the output channels of its group in 6-row micro-panels (a tail of 1-2 or 3-4
-        # rows runs a 2- or 4-row kernel)
+        # rows runs a 2- or 4-row kernel), or, for spatial kernels, is read in place
         elems = n * groups * hw * red
-        cogpad = cog + (-cog % 6 if cog % 6 > 4 else -cog % 2)
-        pack = _RATES["fused_pack"] * (1.3 if any(s > 1 for s in stride) else 1.0)
-        per = cogpad * _RATES["fused_mac"] * (1 + 8 / max(1, min(red, 256))) + pack
+        if kk > 1 and cog >= 16 and 8 * (-cog % 16) <= cog:
+            # its implicit form (fc_igemm.h, fc_igemm_pays): nothing packed, 16-channel
+            # panels, a kernel call and a transposed store per 6-pixel tile
+            per = (cog - cog % -16) * _RATES["fused_mac"] * (1 + 16 / max(1, red))
+        else:
+            cogpad = cog + (-cog % 6 if cog % 6 > 4 else -cog % 2)
+            pack = _RATES["fused_pack"] * (1.3 if any(s > 1 for s in stride) else 1.0)
+            per = cogpad * _RATES["fused_mac"] * (1 + 8 / max(1, min(red, 256))) + pack
         t_gemm = (elems * per / nt + _RATES["fused_call"]) * sc["gemm_s_per_mac_float32"] \
             + over
     if any(s > 1 for s in stride):
