@@ -9,7 +9,9 @@ never compared against itself. Tolerance: float32 accumulation error, ``rtol=1e-
 The engine's blocking, which the cases are chosen to straddle: micro-tiles of 6 output
 channels x 16 pixels, K blocks of at most 256, 20 micro-panels of A per MC block, at most
 768 pixels per work item; B panels are packed either from one contiguous run of 16 floats
-or gathered (output rows straddling input rows, strides, dilation).
+or gathered (output rows straddling input rows, strides, dilation). Cases with spatial
+kernels and >= 16 output channels per group run the engine's implicit form by default
+(``engine=-1``); tests/test_implicit_gemm.py runs those shapes on both forms explicitly.
 """
 import itertools
 import math
