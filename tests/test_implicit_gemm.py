@@ -238,3 +238,24 @@ def test_bad_engine(engine):
     out = np.zeros((1, 1, 1, 3, 3), np.float32)
     with pytest.raises(ValueError, match="engine"):
         _cgemm.conv_gemm_f32(x, w, None, out, 1, (1, 1, 1), (1, 1, 1), engine=engine)
+
+
+@pytest.mark.parametrize("engine", [1, 0], ids=["implicit", "packed"])
+@pytest.mark.parametrize("nthreads", [2, 3, 8])
+@pytest.mark.parametrize("n,groups", [(1, 1), (1, 2), (1, 3), (2, 1), (4, 2), (3, 1)])
+def test_thread_shares(n, groups, nthreads, engine):
+    """How threads share the items and the padded copy's rows (fc_items): by images when
+    they split evenly, by groups of one image, by row bands of one image and one group
+    (every channel plane's band copied by the thread that computes from it; the kernel's
+    halo rows come from the neighbouring band), else one item at a time. Strided cases
+    make the packed form's copy phase-split (bands of phase images); 3-D cases band the
+    (depth, row) pairs."""
+    rng = np.random.default_rng(n * 100 + groups * 10 + nthreads)
+    for sp, k, s, p in [((17, 23), (3, 3), (1, 1), (1, 1)),
+                        ((19, 16), (5, 3), (2, 3), (2, 1)),
+                        ((6, 9, 11), (3, 2, 3), (1, 2, 1), (1, 0, 2))]:
+        x = _rand(rng, (n, 3 * groups) + sp)
+        w = _rand(rng, (17 * groups, 3) + k)
+        b = _rand(rng, (17 * groups,))
+        _check(_run(x, w, b, s, p, (1,) * len(sp), groups, engine, nthreads=nthreads),
+               _ref(x, w, b, s, p, 1, groups), x, w, b)
