@@ -51,8 +51,11 @@
 /* Outputs at least this large (bytes) are written with streaming stores.  Off for now:
  * measured on Zen 3, the 4 x 96-byte register tiles write partial cache lines and the
  * write-combining flushes made 2048^2 5x5 float32 ~1.6x slower on one thread (no gain on
- * two).  Worth re-enabling once tiles write whole 64-byte lines. */
+ * two).  On Zen 4 (2 threads, -DFC_NT_MIN_BYTES=8388608, 2048^2 3x3-11x11 float32/64):
+ * 1.00-1.05x, no gain either.  Worth re-enabling once tiles write whole 64-byte lines. */
+#ifndef FC_NT_MIN_BYTES
 #define FC_NT_MIN_BYTES INT64_MAX
+#endif
 /* Shortest row of taps that takes the diagonal kernel (fc_kernel_impl.h: fc_mk_diag); the
  * measured crossover with fc_mk on 2 threads was 20-28 taps, float32 and float64. */
 #ifndef FC_DIAG_MIN_KW
