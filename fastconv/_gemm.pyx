@@ -280,8 +280,13 @@ def conv_gemm_f32(const float[:, :, :, :, ::1] xp, const float[:, :, :, :, ::1] 
     the strided taps, 1 pack from a phase-split copy of the input. ``w_trans`` (1x1 kernels
     only): ``w`` is given as (G*C/G, C_out/G, 1, 1, 1), each group's weight matrix
     transposed (``w[g*Cg + ci, m]`` is output channel ``g*Cog + m``'s weight of input
-    channel ``ci``) -- a transposed convolution's ``W_g^T`` read in place. Raises
-    MemoryError (naming the bytes) when its scratch cannot be allocated.
+    channel ``ci``) -- a transposed convolution's ``W_g^T`` read in place. ``engine`` (AVX2
+    CPUs; others always run the portable packed loops): -1 chooses, 0 the packed form
+    (patch panels packed from the input, pixels in the vector lanes), 1 the implicit form
+    (fastconv/src/fc_igemm.h: output channels in the lanes, the input broadcast in place,
+    no phase split; ``phase`` is then ignored). -1 takes 1 for spatial kernels with >= 16
+    output channels per group. Raises MemoryError (naming the bytes) when its scratch
+    cannot be allocated.
     """
     cdef const float[::1] b
     cdef const float *bptr = NULL
