@@ -100,11 +100,11 @@ static inline void fc_flag_failure(int *failed)
 /* Handing out work items 0 .. items-1 inside an OpenMP parallel region (every thread
  * calls fc_items_begin once, then fc_items_next until it returns -1).
  * ``split``: each thread takes one contiguous share, [tid*items/nt, (tid+1)*items/nt) --
- * chosen when that share is exactly the images whose zero-padded copy the same thread
- * wrote (the copies split their rows the same way), so the input stays in the cache of
- * the core that copied it: GoogLeNet 5x5 and a 3x3 / 2 layer (8 images, 2 threads)
- * measured 1.27-1.28x faster than items handed out one at a time. Otherwise (dynamic)
- * one item at a time from the shared ``counter`` (0 before the region). */
+ * chosen when those shares match the rows of the zero-padded copy that the same thread
+ * wrote (fc_cgemm_run splits both alike), so the input stays in the cache of the core
+ * that copied it: GoogLeNet 5x5 and a 3x3 / 2 layer (8 images, 2 threads) measured
+ * 1.27-1.28x faster than items handed out one at a time. Otherwise (dynamic) one item at
+ * a time from the shared ``counter`` (0 before the region). */
 typedef struct {
     int64_t next, end, *counter;
     int dynamic;
