@@ -22,9 +22,12 @@
  * per-thread buffer of tiles, and after the last K block each tile is transposed into the
  * output (plus bias) with AVX2 shuffles.
  *
- * Loops (work item = (image, group, block of pixels), OpenMP dynamic):
- *   for each K block (<= FCI_KC taps): for each 16-channel panel (its kc x 16 weights stay
- *     in L1): for each 6-pixel tile of the block: micro-kernel
+ * Loops (work item = (image, group, block of pixels); threads take contiguous shares of
+ * the items that match the padded copy's rows they wrote, or one at a time -- fc_items):
+ *   for each K block (<= FCI_KC taps; one block when K <= 3 FCI_KC): for each 16-channel
+ *     panel (its kc x 16 weights stay in L1): for each 6-pixel tile of the block: the
+ *     micro-kernel, once per range of the tile's taps (kernel rows reading only padding
+ *     skipped, see fci_run)
  * Included by fc_cgemm.h, which owns the geometry, the padded copy and the tables.
  */
 #ifndef FASTCONV_FC_IGEMM_H
@@ -193,9 +196,9 @@ static inline void fci_valid(int64_t o, int64_t s, int64_t d, int64_t pad, int64
  * columns, which are not skipped). Returns 0, or -1 when a thread's scratch could not be
  * allocated. */
 static int fci_run(const fc_cgeom *q, int rowmaj, int split, const float *x, int64_t x_sn,
-                   int64_t Cg_CS,
-                   int64_t K, int64_t P, const int64_t *tap, const int64_t *pix,
-                   const float *Wq, const float *bias, float *out, int nthreads)
+                   int64_t Cg_CS, int64_t K, int64_t P, const int64_t *tap,
+                   const int64_t *pix, const float *Wq, const float *bias, float *out,
+                   int nthreads)
 {
 #if FC_X86
     const int64_t N = q->N, G = q->G, Cg = q->Cg, Cog = q->Cog;
