@@ -389,17 +389,21 @@ static void fci_pack_w(const float *w, int64_t G, int64_t Cog, int64_t Cg, int64
                     d[k * FCI_NV + j] = j < nch ? s[j] : 0.0f;
             }
         } else {
-            /* by chunks of 64 source columns (the 64 destination lines they hit stay in
-             * L1 while the 16 rows are read), then row by row: contiguous reads */
-            for (int64_t k0 = 0; k0 < K; k0 += 64) {
-                const int64_t k1 = fc_min(K, k0 + 64);
+            /* by chunks of input channels (>= 64 source columns: the destination lines
+             * they hit stay in L1 while the 16 rows are read), then row by row:
+             * contiguous reads; source column k = (c*KR + r)*KW + e */
+            const int64_t KRW = KR * KW, cstep = fc_max(1, 64 / KRW);
+            for (int64_t c0 = 0; c0 < Cg; c0 += cstep) {
+                const int64_t c1 = fc_min(Cg, c0 + cstep);
                 for (int64_t j = 0; j < FCI_NV; j++) {
                     const float *s = w + (g * Cog + m0 + j) * K;
-                    for (int64_t k = k0; k < k1; k++) {   /* k = (c*KR + r)*KW + e */
-                        const int64_t e = k % KW, cr = k / KW, r = cr % KR, c = cr / KR;
-                        d[(rowmaj ? (r * Cg + c) * KW + e : k) * FCI_NV + j] =
-                            j < nch ? s[k] : 0.0f;
-                    }
+                    for (int64_t c = c0; c < c1; c++)
+                        for (int64_t r = 0; r < KR; r++) {
+                            const int64_t k = (c * KR + r) * KW;
+                            float *dd = d + (rowmaj ? (r * Cg + c) * KW : k) * FCI_NV + j;
+                            for (int64_t e = 0; e < KW; e++)
+                                dd[e * FCI_NV] = j < nch ? s[k + e] : 0.0f;
+                        }
                 }
             }
         }
