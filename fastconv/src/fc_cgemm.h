@@ -696,7 +696,12 @@ static int fc_cgemm_run(const fc_cgeom *q, const float *x, const float *w,
     const int split_items = split && items >= nthreads;   /* else the team shrinks */
     if (items < nthreads)
         nthreads = (int)items;
-    int64_t counter = 0;
+    /* shared item counters (fc_items), one cache line per thread's share */
+    int64_t *counters = (int64_t *)calloc((size_t)nthreads * FC_ITEMS_PAD, sizeof(int64_t));
+    if (!counters) {
+        free(Ap); free(tap); free(pix); free(xph);
+        return -1;
+    }
 
 #if defined(_OPENMP)
 #pragma omp parallel num_threads(nthreads)
@@ -707,7 +712,7 @@ static int fc_cgemm_run(const fc_cgeom *q, const float *x, const float *w,
             fc_flag_failure(&failed);
         }
         fc_items work;
-        fc_items_begin(&work, items, split_items, &counter);
+        fc_items_begin(&work, items, split_items, counters);
         for (int64_t it; (it = fc_items_next(&work)) >= 0;) {
             if (!Bp)
                 continue;
@@ -752,6 +757,7 @@ static int fc_cgemm_run(const fc_cgeom *q, const float *x, const float *w,
         }
         free(Bp);
     }
+    free(counters);
     free(Ap); free(tap); free(pix); free(xph);
     return failed ? -1 : 0;
 }

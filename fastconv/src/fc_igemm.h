@@ -225,7 +225,10 @@ static int fci_run(const fc_cgeom *q, int rowmaj, int split, const float *x, int
     split = split && items >= nthreads;
     if (items < nthreads)
         nthreads = (int)items;
-    int64_t counter = 0;
+    /* shared item counters (fc_items), one cache line per thread's share */
+    int64_t *counters = (int64_t *)calloc((size_t)nthreads * FC_ITEMS_PAD, sizeof(int64_t));
+    if (!counters)
+        return -1;
 #if defined(_OPENMP)
 #pragma omp parallel num_threads(nthreads)
 #endif
@@ -237,7 +240,7 @@ static int fci_run(const fc_cgeom *q, int rowmaj, int split, const float *x, int
         if (!Ct || !box)
             fc_flag_failure(&failed);
         fc_items work;
-        fc_items_begin(&work, items, split, &counter);
+        fc_items_begin(&work, items, split, counters);
         for (int64_t it; (it = fc_items_next(&work)) >= 0;) {
             if (!Ct || !box)
                 continue;
@@ -319,6 +322,7 @@ static int fci_run(const fc_cgeom *q, int rowmaj, int split, const float *x, int
         free(Ct);
         free(box);
     }
+    free(counters);
     return failed ? -1 : 0;
 #else
     (void)q; (void)x; (void)x_sn; (void)Cg_CS; (void)K; (void)P; (void)tap; (void)pix;
