@@ -249,6 +249,7 @@ static int fci_run(const fc_cgeom *q, int rowmaj, int split, const float *x, int
             const int64_t p0 = jb * nb, pn = fc_min(nb, P - p0);
             const int64_t nt = fc_cdiv(pn, FCI_MP);
             const float *xg = x + n * x_sn + g * Cg_CS;
+            float *og = out + n * q->o_sn + g * q->o_sg + p0;
             for (int64_t t = 0; t < nt; t++) {
                 int64_t *b = box + t * 4;
                 b[0] = b[2] = INT64_MAX;
@@ -305,19 +306,19 @@ static int fci_run(const fc_cgeom *q, int rowmaj, int split, const float *x, int
                             fci_ukr_avx2(kb - ka, Wj + ka * FCI_NV, tap + ka, px, acc, fresh);
                         else if (fresh)   /* every row of this tile reads padding only */
                             memset(acc, 0, sizeof(float) * FCI_TILE);
+                        /* after its last K block the tile goes to the output at once: its
+                         * stores (cold output lines) overlap the next tiles' arithmetic
+                         * instead of stalling in one burst at the end of the item */
+                        if (k1 == K) {
+                            const int64_t m0 = jt * FCI_NV;
+                            fci_store_avx2(acc, (int)fc_min(FCI_MP, pn - t * FCI_MP),
+                                           (int)fc_min(FCI_NV, Cog - m0),
+                                           bias ? bias + g * Cog + m0 : NULL,
+                                           og + m0 * q->o_sm + t * FCI_MP, q->o_sm);
+                        }
                     }
                 }
             }
-            float *og = out + n * q->o_sn + g * q->o_sg + p0;
-            for (int64_t t = 0; t < nt; t++)
-                for (int64_t jt = 0; jt < njt; jt++) {
-                    const int64_t m0 = jt * FCI_NV;
-                    fci_store_avx2(Ct + (t * njt + jt) * FCI_TILE,
-                                   (int)fc_min(FCI_MP, pn - t * FCI_MP),
-                                   (int)fc_min(FCI_NV, Cog - m0),
-                                   bias ? bias + g * Cog + m0 : NULL,
-                                   og + m0 * q->o_sm + t * FCI_MP, q->o_sm);
-                }
         }
         free(Ct);
         free(box);
