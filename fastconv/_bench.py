@@ -374,11 +374,16 @@ def all_threads(n):
 
 
 # ----------------------------------------------------------------------------- extras
+#: untimed calls of ``paired`` before each timed triple in :func:`float32_peak`: after the
+#: matmul (3 x 64 MB) and the wait the first calls run on cold caches and idle cores
+SETTLE_PAIRED_S = 0.2
+
+
 def float32_peak(n=4096, paired=None, rounds=3):
     """Measured float32 matmul rate (flop/s) of numpy's BLAS: the machine's practical peak
     (the best of ``rounds``). With ``paired`` (a callable), each round also times three
     calls of it after the matmul (once BLAS's spinning threads have gone idle, and after
-    20 ms of untimed calls), and the result is (peak, median seconds of ``paired``): both from the
+    SETTLE_PAIRED_S of untimed calls), and the result is (peak, median seconds of ``paired``): both from the
     same stretch of time, so a share of the peak does not depend on how busy the machine
     was when each was measured."""
     a = np.random.default_rng(1).standard_normal((n, n)).astype(np.float32)
@@ -397,7 +402,7 @@ def float32_peak(n=4096, paired=None, rounds=3):
             # 0.1 s of the matmul): wait them out, then untimed calls for >= 20 ms
             time.sleep(0.25)
             t_settle = time.perf_counter()
-            while time.perf_counter() - t_settle < 0.02:
+            while time.perf_counter() - t_settle < SETTLE_PAIRED_S:
                 paired()
             for _ in range(3):
                 t0 = time.perf_counter()
