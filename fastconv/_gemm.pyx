@@ -220,6 +220,7 @@ cdef extern from "fc_cgemm.h" nogil:
     int fc_cgemm_wgrad_f32(const fc_cgeom *q, const float *x, const float *gy, float *gw,
                            int nthreads, int force_generic)
     int64_t fc_cgemm_scratch_bytes(const fc_cgeom *q, int nthreads)
+    int fc_igemm_pays_dims(int64_t KT, int64_t Cog)
     int fc_cpu_has_avx2_fma()
 
 
@@ -357,6 +358,13 @@ def conv_wgrad_f32(const float[:, :, :, :, ::1] x, const float[:, :, :, :, ::1] 
     if rc != 0:
         raise MemoryError("conv_wgrad_f32: could not allocate %d bytes of scratch"
                           % fc_cgemm_scratch_bytes(&q, nthreads))
+
+
+def implicit_form(Py_ssize_t kernel_taps, Py_ssize_t cog):
+    """Whether ``conv_gemm_f32(engine=-1)`` takes the implicit form (fc_igemm.h) for a
+    kernel of ``kernel_taps`` taps and ``cog`` output channels per group (on AVX2 CPUs;
+    the rule itself, shared with the engine, so the cost model sees the same choice)."""
+    return bool(fc_igemm_pays_dims(kernel_taps, cog))
 
 
 def conv_gemm_avx2():

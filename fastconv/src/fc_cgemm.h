@@ -357,10 +357,14 @@ static void fcg_pack_a_trans(const float *w, int64_t K, int64_t ld, int64_t rows
 /* Whether the implicit engine (fc_igemm.h) is chosen for a forward problem: a spatial
  * kernel (1x1 layers read contiguous runs; packing them costs little) and at least 16
  * output channels per group, at most 1/8 of them padding lanes of the last panel. */
+static int fc_igemm_pays_dims(int64_t KT, int64_t Cog)
+{
+    return KT > 1 && Cog >= FCI_NV && 8 * (fc_rup(Cog, FCI_NV) - Cog) <= Cog;
+}
+
 static int fc_igemm_pays(const fc_cgeom *q)
 {
-    const int64_t KT = q->KD * q->KH * q->KW;
-    return KT > 1 && q->Cog >= FCI_NV && 8 * (fc_rup(q->Cog, FCI_NV) - q->Cog) <= q->Cog;
+    return fc_igemm_pays_dims(q->KD * q->KH * q->KW, q->Cog);
 }
 
 /* Bytes of scratch a call allocates (packed A, tap table, pixel table, per-thread B). */
@@ -546,11 +550,7 @@ static int fc_cgemm_run(const fc_cgeom *q, const float *x, const float *w,
         sizeof(float) * (size_t)(implicit ? G * fc_rup(Cog, FCI_NV) * K : G * npan * FC_MR * Kr));
     int64_t *tap = (int64_t *)fc_alloc_aligned(sizeof(int64_t) * (size_t)(wgrad ? N * P : K));
     int64_t *pix = (int64_t *)fc_alloc_aligned(sizeof(int64_t) * (size_t)(wgrad ? K : P));
-#ifdef FCI_HUGE
-    float *xph = copy ? (float *)fc_alloc_huge(sizeof(float) * (size_t)(N * C * CS)) : NULL;
-#else
     float *xph = copy ? (float *)fc_alloc_aligned(sizeof(float) * (size_t)(N * C * CS)) : NULL;
-#endif
     if (!Ap || !tap || !pix || (copy && !xph)) {
         free(Ap); free(tap); free(pix); free(xph);
         return -1;
@@ -662,7 +662,10 @@ static int fc_cgemm_run(const fc_cgeom *q, const float *x, const float *w,
     }
 
     if (implicit) {
-        fci_taps(q, rowmaj, CS, Hp, Wp, tap);
+        if (rowmaj && fci_taps_rowmajor(q, tap) != 0) {
+            free(Ap); free(tap); free(pix); free(xph);
+            return -1;
+        }
         const int rc = fci_run(q, rowmaj, split, x, x_sn, Cg * CS, K, P, tap, pix, Ap, bias,
                                out, nthreads);
         free(Ap); free(tap); free(pix); free(xph);

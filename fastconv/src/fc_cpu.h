@@ -66,29 +66,6 @@ static void *fc_alloc_aligned(size_t bytes)
     return p;
 }
 
-/* Large scratch that kernels re-read in scattered order (many 4 KiB pages per tile):
- * 2 MiB aligned and marked for transparent huge pages where the OS offers them (Linux
- * THP in "madvise" mode), so that the data TLB covers it. Falls back to 64-byte alignment
- * for small sizes. free() it. */
-#if defined(__linux__)
-#include <sys/mman.h>
-#endif
-static void *fc_alloc_huge(size_t bytes)
-{
-#if defined(__linux__) && defined(MADV_HUGEPAGE)
-    const size_t huge = (size_t)2 << 20;
-    if (bytes >= huge) {
-        void *p = NULL;
-        const size_t sz = (bytes + huge - 1) & ~(huge - 1);
-        if (posix_memalign(&p, huge, sz) != 0)
-            return NULL;
-        (void)madvise(p, sz, MADV_HUGEPAGE);
-        return p;
-    }
-#endif
-    return fc_alloc_aligned(bytes);
-}
-
 static inline void fc_flag_failure(int *failed)
 {
 #if defined(_OPENMP)

@@ -189,12 +189,12 @@ static inline void fci_valid(int64_t o, int64_t s, int64_t d, int64_t pad, int64
 
 /* The implicit engine's share of fc_cgemm_run (forward only, AVX2 CPUs). x: the input as
  * the tables address it (zero-padded copy or the caller's array, image stride x_sn, one
- * group's channels Cg_CS elements apart); tap[K]: fci_taps' offsets; pix[P]; Wq: the
- * weight packed by fci_pack_w in the same order. In row-major order, kernel rows (kd, kh) that read only zero
- * padding for all six pixels of a tile are skipped: a dilated 3x3 with pad 6 on 64x64
- * spends 6% of its multiply-adds on padding rows otherwise (and as much on padding
- * columns, which are not skipped). Returns 0, or -1 when a thread's scratch could not be
- * allocated. */
+ * group's channels Cg_CS elements apart); tap[K]: fc_cgemm_run's tap offsets (reordered
+ * by fci_taps_rowmajor when ``rowmaj``); pix[P]; Wq: the weight packed by fci_pack_w in
+ * the same order. In row-major order, kernel rows (kd, kh) that read only zero padding
+ * for all six pixels of a tile are skipped: a dilated 3x3 with pad 6 on 64x64 spends 6%
+ * of its multiply-adds on padding rows otherwise (and as much on padding columns, which
+ * are not skipped). Returns 0, or -1 when a thread's scratch could not be allocated. */
 static int fci_run(const fc_cgeom *q, int rowmaj, int split, const float *x, int64_t x_sn,
                    int64_t Cg_CS, int64_t K, int64_t P, const int64_t *tap,
                    const int64_t *pix, const float *Wq, const float *bias, float *out,
@@ -354,26 +354,27 @@ static int64_t fci_pad_rows_permille(const fc_cgeom *q)
  * dilated 3x3 d6 (4.4% and 6.3%). */
 #define FCI_ROWMAJOR_PERMILLE 30
 
-/* The tap table of fci_run. Row-major (``rowmaj``): tap[((kd*KH + kh)*Cg + c)*KW + kw] --
- * one kernel row (kd, kh) of every channel is one contiguous range of k, skipped whole
- * when it reads only padding. Channel-major: tap[(c*KD*KH + kd*KH + kh)*KW + kw], the
- * weight's own order. Offsets: c*CS + the tap's offset in a (Hp x Wp)-plane image
- * without phase split. */
-static void fci_taps(const fc_cgeom *q, int rowmaj, int64_t CS, int64_t Hp, int64_t Wp,
-                     int64_t *tap)
+/* fc_cgemm_run's tap table (channel-major: k = (c*KD*KH + r)*KW + kw, the weight's own
+ * order) reordered in place to the kernel-row-major order of fci_run: k = (r*Cg + c)*KW
+ * + kw, r = kd*KH + kh, so one kernel row of every channel is one contiguous range of k,
+ * skipped whole when it reads only padding. Returns -1 when its scratch (K offsets) could
+ * not be allocated. */
+static int fci_taps_rowmajor(const fc_cgeom *q, int64_t *tap)
 {
-    const int64_t KR = q->KD * q->KH;
-    for (int64_t r = 0; r < KR; r++)
-        for (int64_t c = 0; c < q->Cg; c++)
-            for (int64_t e = 0; e < q->KW; e++) {
-                const int64_t k = rowmaj ? (r * q->Cg + c) * q->KW + e
-                                         : (c * KR + r) * q->KW + e;
-                tap[k] = c * CS + ((r / q->KH) * q->dd * Hp + (r % q->KH) * q->dh) * Wp
-                         + e * q->dw;
-            }
+    const int64_t KR = q->KD * q->KH, KW = q->KW, K = q->Cg * KR * KW;
+    int64_t *t = (int64_t *)malloc(sizeof(int64_t) * (size_t)fc_max(K, 1));
+    if (!t)
+        return -1;
+    for (int64_t c = 0; c < q->Cg; c++)
+        for (int64_t r = 0; r < KR; r++)
+            for (int64_t e = 0; e < KW; e++)
+                t[(r * q->Cg + c) * KW + e] = tap[(c * KR + r) * KW + e];
+    memcpy(tap, t, sizeof(int64_t) * (size_t)K);
+    free(t);
+    return 0;
 }
 
-/* The weight of group g, panel jt, in fci_taps' order k: Wq[((g*njt + jt)*K + k)*16 + j] =
+/* The weight of group g, panel jt, in fci_run's tap order k: Wq[((g*njt + jt)*K + k)*16 + j] =
  * w[g*Cog + jt*16 + j, c, r, e] (r = kd*KH + kh; zero past Cog); w (G*Cog, Cg, KR, KW)
  * row-major, or with w_trans (G, Cg, Cog) (1x1 kernels). */
 static void fci_pack_w(const float *w, int64_t G, int64_t Cog, int64_t Cg, int64_t KR,
