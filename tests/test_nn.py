@@ -587,3 +587,63 @@ def test_conv_transpose_auto_takes_phases_for_depthwise():
     assert calls == ["auto"]
     want = TCONV_T[2](_t(x), _t(w), stride=2, padding=1, groups=32).numpy()
     _close(got, want, np.float32, scale=3.0)
+
+
+@pytest.mark.parametrize("case", [
+    # (input, weight, stride, padding, groups, what 'auto' must take, why)
+    # 16 -> 16 7x7/2: col2im's patch matrix is 49 x the input, its reduction 16 long
+    ((8, 16, 64, 64), (16, 16, 7, 7), 2, 0, 1, "phases"),
+    # L13 (256 -> 128 4x4/2): every phase a dense GEMM, col2im's matrix small
+    ((8, 256, 16, 16), (256, 128, 4, 4), 2, 1, 1, "gemm"),
+    # unit stride, kernel large against the input: the forward problem reads mostly padding
+    ((8, 128, 8, 8, 8), (128, 1, 7, 7, 7), 1, 0, 1, "col2im"),
+    # unit stride 3x3 pad 1: the forward correlation (no patch matrix)
+    ((8, 64, 32, 32), (64, 64, 3, 3), 1, 1, 1, "gemm"),
+])
+def test_conv_transpose_auto_choice(case):
+    """The adjoint cost model (choose_adjoint) on geometries where one route is several
+    times faster than the others (measured, 2 threads: 16 -> 16 7x7/2 phases 10-11 ms vs
+    col2im 38-44 ms; 128 -> 1 7^3 col2im 3.1 ms vs forward 42 ms)."""
+    import fastconv
+    from fastconv.nn import _algorithms
+    xs, ws, s, p, g, want = case
+    nd = len(xs) - 2
+    x_spatial = tuple((n - 1) * s - 2 * p + k for n, k in zip(xs[2:], ws[2:]))
+    with fastconv.threads(2):
+        got = _algorithms.choose_adjoint(xs, ws, x_spatial, (s,) * nd, (1,) * nd, (p,) * nd,
+                                         g, np.float32)
+    assert got == want
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("case", [
+    # unit-stride transposed convolutions that 'auto' scatters (GEMM + col2im), against torch
+    ((1, 128, 3, 4), (128, 2, 9, 9), 0, 1, 1),
+    ((2, 96, 4, 5), (96, 2, 7, 7), (2, 1), (1, 2), 3),
+    ((3, 512, 6), (512, 1, 15), 2, 3, 1),
+    ((1, 64, 4, 4, 4), (64, 1, 5, 5, 5), 1, 1, 1),
+])
+def test_conv_transpose_unit_stride_col2im(case, dtype):
+    from fastconv.nn import _algorithms
+    xs, ws, pad, dil, g = case
+    nd = len(xs) - 2
+    rng = np.random.default_rng(sum(xs) + sum(ws))
+    x = rng.standard_normal(xs)
+    w = rng.standard_normal(ws)
+    b = rng.standard_normal(ws[1] * g)
+    kw = dict(padding=pad, dilation=dil, groups=g)
+    want = TCONV_T[nd](_t(x), _t(w), _t(b), **kw).numpy()
+    calls = []
+    real = _algorithms._gemm.correlate_adjoint
+
+    def spy(*a, **k):
+        calls.append(1)
+        return real(*a, **k)
+    _algorithms._gemm.correlate_adjoint = spy
+    try:
+        got = CONV_T[nd](x.astype(dtype), w.astype(dtype), b.astype(dtype), **kw)
+    finally:
+        _algorithms._gemm.correlate_adjoint = real
+    assert calls == [1]
+    assert got.shape == want.shape and got.dtype == dtype
+    _close(got, want, dtype, scale=np.sqrt(w.size))

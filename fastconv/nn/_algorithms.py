@@ -236,7 +236,10 @@ def predict(x_shape, w_shape, out_spatial, stride, dilation, groups, dtype, nthr
     else:
         strided = 1.0
     if kk == 1:
-        rate = _RATES["direct_1x1"]
+        # a short reduction leaves the 1x1 direct kernel mostly in per-tile overhead
+        # (measured: 4 -> 32 channels per group, 4 groups, 4 x 8^3: 0.37 ms, where the
+        # rate alone said 0.09 ms; the fused GEMM took 0.08 ms)
+        rate = _RATES["direct_1x1"] * (1 + 16 / max(1, cg))
     elif cg == 1:
         rate = _RATES["direct_depthwise"]
         if dt == np.float32 and len(kernel) <= 2:
@@ -408,6 +411,83 @@ def _phases_cost(y_shape, w_shape, x_spatial, stride, dilation, pad, groups, dty
     return total
 
 
+#: The GEMM route of a strided transposed convolution (:func:`fastconv.nn._gemm.correlate_adjoint`)
+#: writes a patch matrix of N*C_in*K*O elements (K kernel taps, O = prod(y spatial)) and
+#: col2im reads and scatters it back: per element and thread, the matrix's writes bound the
+#: 1x1 GEMM that makes it when its reduction (C_out/groups) is short, and col2im costs on
+#: top. Measured (float32, 2 threads, 8 images): 16 -> 16 7x7/2 on 64^2, GEMM 16.5 ms
+#: (0.64 ns per element) + col2im 11.5 ms (0.45 ns), 28-40 ms in all, where the forward
+#: problem's model had said 5.5 ms and the phases (11 ms) were passed over; 256 -> 128
+#: 4x4/2 on 16^2 (L13): GEMM 11.3 ms compute-bound + col2im 1.25 ms (0.30 ns).
+_COLS_WRITE_S = 1.2e-9
+_COL2IM_S = 0.7e-9
+
+
+def _adjoint_gemm_cost(y_shape, w_shape, groups, dtype):
+    """Predicted seconds of the GEMM + col2im route of a transposed convolution: the 1x1
+    problem that makes the patch matrix (or that matrix's writes, whichever is longer),
+    then col2im's pass over it."""
+    n, c_out = y_shape[:2]
+    cg = w_shape[1]
+    kk = math.prod(w_shape[2:])
+    cog = max(1, c_out // groups)
+    py = math.prod(y_shape[2:])
+    nt = _config.get_num_threads()
+    t = predict((n, c_out, py), (groups * cg * kk, cog, 1), (py,), (1,), (1,), groups,
+                dtype)["gemm"]
+    cols = n * groups * cg * kk * py * (np.dtype(dtype).itemsize / 4)
+    return max(t, cols * _COLS_WRITE_S / nt) + cols * _COL2IM_S / nt
+
+
+def choose_adjoint(y_shape, w_shape, x_spatial, stride, dilation, pad, groups, dtype):
+    """What 'auto' takes for a transposed convolution, by predicted time (memoised like
+    :func:`choose`). Strided: 'gemm' (GEMM + col2im), 'fft' (the zero-stuffed problem) or
+    'phases' (one stride-1 problem per output phase, each at its cheapest engine). Unit
+    stride: 'col2im' (GEMM + col2im) or the engine of the equivalent forward correlation
+    ('direct', 'gemm' or 'fft')."""
+    try:
+        from .. import _plan
+        cache, lock = _plan._choice_cache, _plan._lock
+    except ImportError:  # pragma: no cover - planner not available
+        cache, lock = None, None
+    key = ("nn-adjoint", tuple(y_shape), tuple(w_shape), tuple(x_spatial), tuple(stride),
+           tuple(dilation), tuple(pad), groups, np.dtype(dtype).str,
+           _config.get_num_threads())
+    if cache is not None:
+        hit = cache.get(key)
+        if hit is not None:
+            return hit
+    # The phases pay prod(stride) calls and an interleaving copy: measured (2 threads) they
+    # lose to col2im when every phase is a dense GEMM (L13 0.86x, DCGAN 4x4 -> 8x8 0.53x)
+    # and win when their phases go direct (depthwise 3x3/2 2.45x, 3-D 4^3/2 1.16x) or when
+    # col2im's patch matrix is large against the work (16 -> 16 7x7/2: 3-4x), hence the
+    # margin and the patch-matrix terms of _adjoint_gemm_cost.
+    nd = len(y_shape) - 2
+    n, c_out = y_shape[:2]
+    kernel = tuple(w_shape[2:])
+    ws = (w_shape[1] * groups, c_out // groups) + kernel
+    if all(s == 1 for s in stride):
+        # the forward correlation of y with the flipped weight over the output, or the
+        # scatter (GEMM + col2im): where the kernel is large against y, most of the
+        # forward problem's taps read its padding (128 -> 1 7^3 on 8^3: 5.4x the
+        # multiply-adds of the scatter)
+        t = predict(y_shape, ws, x_spatial, (1,) * nd, dilation, groups, dtype)
+        t["col2im"] = _adjoint_gemm_cost(y_shape, w_shape, groups, dtype)
+    else:
+        t = {"gemm": _adjoint_gemm_cost(y_shape, w_shape, groups, dtype),
+             "fft": predict((n, c_out) + tuple(x_spatial), ws, x_spatial, (1,) * nd,
+                            dilation, groups, dtype)["fft"],
+             "phases": _PHASES_MARGIN * _phases_cost(y_shape, w_shape, x_spatial, stride,
+                                                     dilation, pad, groups, dtype)}
+    best = min(t, key=t.get)
+    if cache is not None:
+        with lock:
+            if len(cache) >= 4096:
+                cache.clear()
+            cache[key] = best
+    return best
+
+
 def correlate_adjoint(y, w, x_spatial, stride, dilation, pad, groups, algorithm="auto",
                       xp=np):
     """Adjoint of :func:`correlate` in ``x`` (transposed convolution) by ``algorithm``.
@@ -429,27 +509,20 @@ def correlate_adjoint(y, w, x_spatial, stride, dilation, pad, groups, algorithm=
     unit = all(s == 1 for s in stride)
     if unit:
         # at unit stride the adjoint is a forward correlation of y with the flipped,
-        # channel-transposed weight: every forward engine serves it at forward speed
+        # channel-transposed weight: every forward engine serves it at forward speed;
+        # 'auto' also weighs the scatter, which skips the taps that read padding
+        if algorithm == "auto":
+            algorithm = choose_adjoint(y.shape, w.shape, x_spatial, stride, dilation, pad,
+                                       groups, y.dtype)
+            if algorithm == "col2im":
+                return _gemm.correlate_adjoint(y, w, x_spatial, stride, dilation, pad, groups)
         wt = transposed_weight(w, groups)
         pad2 = tuple(d * (k - 1) - p for d, k, p in zip(dilation, kernel, pad))
         return correlate(np.ascontiguousarray(y), wt, tuple(x_spatial), (1,) * nd, dilation,
                          pad2, groups, algorithm)
     if algorithm == "auto":
-        # GEMM + col2im (as many MACs as the transposed convolution), the zero-stuffed FFT
-        # problem, and the phases each at their cheapest. The phases pay prod(stride) calls
-        # and an interleaving copy: measured (2 threads) they lose to col2im when every
-        # phase is a dense GEMM (L13 0.86x, DCGAN 4x4 -> 8x8 0.53x) and win when their
-        # phases go direct (depthwise 3x3/2 2.45x, 3-D 4^3/2 1.16x), hence the margin.
-        n, c_out = y.shape[:2]
-        ws = (w.shape[1] * groups, c_out // groups) + tuple(kernel)
-        t = predict((n, c_out) + tuple(y.shape[2:]), w.shape, y.shape[2:], (1,) * nd,
-                    dilation, groups, y.dtype)
-        t = {"gemm": t["gemm"],
-             "fft": predict((n, c_out) + tuple(x_spatial), ws, x_spatial, (1,) * nd,
-                            dilation, groups, y.dtype)["fft"],
-             "phases": _PHASES_MARGIN * _phases_cost(y.shape, w.shape, x_spatial, stride,
-                                                     dilation, pad, groups, y.dtype)}
-        algorithm = min(t, key=t.get)
+        algorithm = choose_adjoint(y.shape, w.shape, x_spatial, stride, dilation, pad, groups,
+                                   y.dtype)
         if algorithm == "phases":
             return _adjoint_phases(y, w, x_spatial, stride, dilation, pad, groups, "auto")
     if algorithm == "gemm":
