@@ -332,19 +332,24 @@ def conv_gemm_f32(const float[:, :, :, :, ::1] xp, const float[:, :, :, :, ::1] 
 
 def conv_wgrad_f32(const float[:, :, :, :, ::1] x, const float[:, :, :, :, ::1] gy,
                    float[:, :, :, :, ::1] gw, int groups, stride, dilation, pad,
-                   int nthreads=1, bint force_generic=False):
+                   int nthreads=1, bint force_generic=False, int engine=-1):
     """Weight gradient of :func:`conv_gemm_f32` (with ``pad``) by the same engine.
 
     ``x`` (N, C, D, H, W) unpadded, ``gy`` (N, C_out, OD, OH, OW), ``gw`` (C_out, C/G, KD,
     KH, KW) overwritten: ``gw[co, ci, k] = sum_{n, o} gy[n, co, o] * x[n, g*C/G + ci,
     o*stride + k*dilation - pad]`` (zeros outside ``x``) -- one GEMM per group whose
     columns are the taps and whose reduction runs over every (image, output position).
+    ``engine``: -1 chooses, 0 the explicit form (patch matrix packed), 1 the implicit form
+    (AVX2 CPUs: x read in place, grad_output's channels in the vector lanes; fc_igemm.h).
     """
     cdef int rc
     if pad is None:
         raise ValueError("conv_wgrad_f32: pad must be three ints >= 0, got None")
+    if engine not in (-1, 0, 1):
+        raise ValueError(f"conv_wgrad_f32: engine must be -1, 0 or 1, got {engine}")
     cdef fc_cgeom q = _geometry("conv_wgrad_f32", x.shape, gw.shape, gy.shape, groups,
                                 stride, dilation, pad, -1)
+    q.engine = engine
     if gw.size == 0:
         return
     if q.N == 0 or q.OD * q.OH * q.OW == 0 or x.shape[1] == 0:

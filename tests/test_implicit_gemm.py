@@ -259,3 +259,92 @@ def test_thread_shares(n, groups, nthreads, engine):
         b = _rand(rng, (17 * groups,))
         _check(_run(x, w, b, s, p, (1,) * len(sp), groups, engine, nthreads=nthreads),
                _ref(x, w, b, s, p, 1, groups), x, w, b)
+
+
+# ----------------------------------------------------------------------------------------
+# the weight gradient in the implicit form (conv_wgrad_f32(engine=1), the default on AVX2):
+# fci_run with its operands' roles swapped -- columns = the Cg*KT taps, reduction = every
+# (image, position) pair, "weight" = grad_output packed by fci_pack_gy -- and, when the
+# columns are too few to share, one private reduction slice per thread, summed
+def _ref_wgrad(x, gy, wshape, stride, pad, dil, groups):
+    nd = x.ndim - 2
+    t = lambda a: torch.from_numpy(a.astype(np.float64))  # noqa: E731
+    fn = getattr(torch.nn.grad, f"conv{nd}d_weight")
+    return fn(t(x), wshape, t(gy), stride=stride, padding=pad, dilation=dil,
+              groups=groups).numpy()
+
+
+def _run_wgrad(x, gy, wshape, stride, pad, dil, groups, engine, nthreads):
+    nd = x.ndim - 2
+    ext = (1,) * (3 - nd)
+    gw = np.full(wshape[:2] + ext + tuple(wshape[2:]), np.nan, dtype=np.float32)
+    _cgemm.conv_wgrad_f32(x.reshape(x.shape[:2] + ext + x.shape[2:]),
+                          gy.reshape(gy.shape[:2] + ext + gy.shape[2:]), gw, groups,
+                          ext + tuple(stride), ext + tuple(dil), (0,) * (3 - nd) + tuple(pad),
+                          nthreads, engine=engine)
+    return gw.reshape(wshape)
+
+
+WGRAD_CASES = [
+    # (N, C, C_out, groups, kernel, stride, padding, dilation, spatial)
+    (2, 3, 16, 1, (3, 3), (1, 1), (1, 1), (1, 1), (9, 11)),
+    (3, 8, 32, 2, (5, 5), (2, 2), (2, 2), (1, 1), (13, 12)),
+    (1, 5, 17, 1, (3, 3), (1, 2), (0, 3), (2, 1), (10, 9)),        # one channel past a panel
+    (2, 4, 48, 4, (2, 3, 2), (1, 2, 1), (1, 0, 1), (1, 1, 2), (5, 6, 7)),
+    (4, 1, 16, 1, (7,), (3,), (3,), (2,), (100,)),
+    (2, 16, 16, 1, (1, 1), (1, 1), (0, 0), (1, 1), (8, 8)),          # 1x1
+    (2, 6, 6, 3, (3, 3), (3, 3), (1, 1), (1, 1), (14, 15)),          # 2 channels per group
+    (8, 1, 16, 1, (7, 7), (1, 1), (0, 0), (2, 2), (40, 40)),         # few columns: slices
+    (5, 2, 8, 1, (3,), (1,), (1,), (1,), (997,)),                    # slices, odd lengths
+    (3, 4, 12, 2, (2, 2, 2), (1, 1, 1), (1, 1, 1), (1, 1, 1), (9, 10, 11)),
+]
+
+
+@pytest.mark.parametrize("engine", [1, 0, -1], ids=["implicit", "packed", "auto"])
+@pytest.mark.parametrize("nthreads", [1, 2, 3])
+@pytest.mark.parametrize("case", WGRAD_CASES)
+def test_wgrad_against_torch(case, nthreads, engine):
+    n, c, co, g, k, s, p, d, sp = case
+    rng = np.random.default_rng(sum(sp) + co + nthreads)
+    x = _rand(rng, (n, c) + sp)
+    out_sp = tuple((a + 2 * pp - dd * (kk - 1) - 1) // ss + 1
+                   for a, kk, ss, pp, dd in zip(sp, k, s, p, d))
+    gy = _rand(rng, (n, co) + out_sp)
+    wshape = (co, c // g) + k
+    got = _run_wgrad(x, gy, wshape, s, p, d, g, engine, nthreads)
+    ref = _ref_wgrad(x, gy, wshape, s, p, d, g)
+    red = n * math.prod(out_sp)
+    atol = 1e-5 * math.sqrt(red) * float(np.abs(x).max()) * float(np.abs(gy).max())
+    assert np.isfinite(got).all(), "a weight-gradient element was never written"
+    np.testing.assert_allclose(got, ref, rtol=1e-4, atol=atol)
+
+
+def test_wgrad_concurrent_and_inputs_untouched():
+    """8 Python threads at once (the sliced path and the column path), inputs unchanged."""
+    rng = np.random.default_rng(11)
+    cases = [WGRAD_CASES[7], WGRAD_CASES[1]]
+    data = []
+    for n, c, co, g, k, s, p, d, sp in cases:
+        x = _rand(rng, (n, c) + sp)
+        out_sp = tuple((a + 2 * pp - dd * (kk - 1) - 1) // ss + 1
+                       for a, kk, ss, pp, dd in zip(sp, k, s, p, d))
+        gy = _rand(rng, (n, co) + out_sp)
+        wshape = (co, c // g) + k
+        data.append((x, gy, wshape, s, p, d, g, _ref_wgrad(x, gy, wshape, s, p, d, g)))
+    copies = [(x.copy(), gy.copy()) for x, gy, *_ in data]
+
+    def work(i):
+        x, gy, wshape, s, p, d, g, ref = data[i % 2]
+        got = _run_wgrad(x, gy, wshape, s, p, d, g, -1, 2)
+        np.testing.assert_allclose(got, ref, rtol=1e-4, atol=1e-3)
+    run_concurrently(work, 8)
+    for (x, gy, *_), (x0, gy0) in zip(data, copies):
+        assert np.array_equal(x, x0) and np.array_equal(gy, gy0)
+
+
+def test_wgrad_bad_engine():
+    x = np.zeros((1, 1, 1, 3, 3), np.float32)
+    gy = np.zeros((1, 1, 1, 3, 3), np.float32)
+    gw = np.zeros((1, 1, 1, 1, 1), np.float32)
+    with pytest.raises(ValueError, match="engine"):
+        _cgemm.conv_wgrad_f32(x, gy, gw, 1, (1, 1, 1), (1, 1, 1), (0, 0, 0), 1, engine=3)

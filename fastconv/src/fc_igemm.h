@@ -194,9 +194,11 @@ static inline void fci_valid(int64_t o, int64_t s, int64_t d, int64_t pad, int64
  * the same order. In row-major order, kernel rows (kd, kh) that read only zero padding
  * for all six pixels of a tile are skipped: a dilated 3x3 with pad 6 on 64x64 spends 6%
  * of its multiply-adds on padding rows otherwise (and as much on padding columns, which
- * are not skipped). Returns 0, or -1 when a thread's scratch could not be allocated. */
+ * are not skipped). Wq's panels are kstride taps apart (K, or more when this call reduces
+ * over a slice of a longer reduction: tap and Wq then point at the slice's first tap).
+ * Returns 0, or -1 when a thread's scratch could not be allocated. */
 static int fci_run(const fc_cgeom *q, int rowmaj, int split, const float *x, int64_t x_sn,
-                   int64_t Cg_CS, int64_t K, int64_t P, const int64_t *tap,
+                   int64_t Cg_CS, int64_t K, int64_t kstride, int64_t P, const int64_t *tap,
                    const int64_t *pix, const float *Wq, const float *bias, float *out,
                    int nthreads)
 {
@@ -272,7 +274,7 @@ static int fci_run(const fc_cgeom *q, int rowmaj, int split, const float *x, int
             for (int64_t k0 = 0; k0 < K; k0 += kcs) {
                 const int64_t k1 = fc_min(K, k0 + kcs);
                 for (int64_t jt = 0; jt < njt; jt++) {
-                    const float *Wj = Wq + (g * njt + jt) * K * FCI_NV;
+                    const float *Wj = Wq + (g * njt + jt) * kstride * FCI_NV;
                     for (int64_t t = 0; t < nt; t++) {
                         const int64_t *b = box + t * 4;
                         const float *px[FCI_MP];
@@ -410,6 +412,41 @@ static void fci_pack_w(const float *w, int64_t G, int64_t Cog, int64_t Cg, int64
                             for (int64_t e = 0; e < KW; e++)
                                 dd[e * FCI_NV] = j < nch ? s[k + e] : 0.0f;
                         }
+                }
+            }
+        }
+    }
+}
+
+/* grad_output as the weight of fci_run in the weight-gradient form: reduction index r =
+ * n*P + p, Wq[((g*njt + jt)*N*P + r)*16 + j] = gy[n, g*Cog + jt*16 + j, p] (zero past Cog);
+ * gy (N, G*Cog, P) C-contiguous. */
+static void fci_pack_gy(const float *gy, int64_t N, int64_t G, int64_t Cog, int64_t P,
+                        float *Wq, int nthreads)
+{
+    const int64_t njt = fc_cdiv(Cog, FCI_NV), NP = N * P;
+#if defined(_OPENMP)
+#pragma omp parallel for schedule(static) num_threads(nthreads) if (G * njt * NP >= 16384)
+#endif
+    for (int64_t gn = 0; gn < G * njt * N; gn++) {
+        const int64_t gj = gn / N, n = gn % N;
+        const int64_t g = gj / njt, m0 = (gj % njt) * FCI_NV;
+        const int64_t nch = fc_min(FCI_NV, Cog - m0);
+        {
+            const float *s = gy + (n * G * Cog + g * Cog + m0) * P;
+            float *d = Wq + (gj * NP + n * P) * FCI_NV;
+            /* 64 positions at a time: the 16 source rows' lines stay in L1 */
+            for (int64_t p0 = 0; p0 < P; p0 += 64) {
+                const int64_t p1 = fc_min(P, p0 + 64);
+                for (int64_t j = 0; j < FCI_NV; j++) {
+                    if (j < nch) {
+                        const float *sj = s + j * P;
+                        for (int64_t p = p0; p < p1; p++)
+                            d[p * FCI_NV + j] = sj[p];
+                    } else {
+                        for (int64_t p = p0; p < p1; p++)
+                            d[p * FCI_NV + j] = 0.0f;
+                    }
                 }
             }
         }

@@ -5,7 +5,8 @@
  *
  * Random per trial: 1-3 spatial axes, 1-3 images and groups, 1-5 input and 1-40 output
  * channels per group, extents 1-12, kernels 1-4, strides and dilations 1-3, pads 0-6,
- * engine -1/0/1 (auto, packed, implicit), phase -1/0/1, 1-4 OpenMP threads, bias.
+ * engine -1/0/1 (auto, packed, implicit), phase -1/0/1, 1-4 OpenMP threads, bias; then
+ * the weight gradient of the same geometry (fc_cgemm_wgrad_f32, same engine setting).
  * (The micro-kernels' own loads are inline assembly, which the sanitizers do not see;
  * every address they read is a pixel offset plus a tap offset computed in C.)
  * Usage: cgemm_check [trials] [seed]; prints "bad N" and exits non-zero on a mismatch.
@@ -54,6 +55,25 @@ int main(int argc, char **argv){
         if (fabs(got - acc) > 1e-4 * (1 + fabs(acc)) + 1e-4 * sqrt((double)q.Cg * KT)) { if (bad++ < 5) printf("BAD trial %d: %f vs %f\n", trial, got, acc); }
       }
     }
+    /* the weight gradient (both forms; the implicit one slices its reduction when the
+     * columns are few): gw[co, c, u, v, z] = sum_{n, o} gy[n, co, o] x[n, g*Cg + c, ...] */
+    float *gy = out, *gw = malloc(nw * 4);
+    for (size_t i = 0; i < no; i++) gy[i] = (float)(rnd() % 100) / 50 - 1;
+    if (fc_cgemm_wgrad_f32(&q, x, gy, gw, nt, 0) != 0) { printf("alloc fail\n"); return 1; }
+    for (int64_t co = 0; co < Co; co++) {
+      int64_t g = co / q.Cog;
+      for (int64_t c = 0; c < q.Cg; c++) for (int64_t u = 0; u < k[0]; u++) for (int64_t v = 0; v < k[1]; v++) for (int64_t z = 0; z < k[2]; z++) {
+        double acc = 0;
+        for (int64_t n = 0; n < q.N; n++) for (int64_t a = 0; a < o[0]; a++) for (int64_t bb = 0; bb < o[1]; bb++) for (int64_t e = 0; e < o[2]; e++) {
+          int64_t id = a * s[0] + u * d[0] - p[0], ih = bb * s[1] + v * d[1] - p[1], iw = e * s[2] + z * d[2] - p[2];
+          if (id < 0 || id >= in[0] || ih < 0 || ih >= in[1] || iw < 0 || iw >= in[2]) continue;
+          acc += (double)gy[(n * Co + co) * P + (a * o[1] + bb) * o[2] + e] * x[n * q.x_sn + (g * q.Cg + c) * in[0] * in[1] * in[2] + (id * in[1] + ih) * in[2] + iw];
+        }
+        float got = gw[((co * q.Cg + c) * k[0] + u) * k[1] * k[2] + v * k[2] + z];
+        if (fabs(got - acc) > 1e-4 * (1 + fabs(acc)) + 1e-4 * sqrt((double)q.N * P)) { if (bad++ < 5) printf("BAD wgrad trial %d: %f vs %f\n", trial, got, acc); }
+      }
+    }
+    free(gw);
     free(x); free(w); free(b); free(out);
   }
   printf("bad %d\n", bad);
