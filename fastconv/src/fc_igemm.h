@@ -353,7 +353,8 @@ static int64_t fci_pad_rows_permille(const fc_cgeom *q)
  * (permille). Below, the channel-major order wins: per K block it touches fewer input rows
  * (neighbouring kernel rows share them), measured 4-10% faster on VGG 3x3 and a 3x3 / 2
  * layer (1.2% padding rows), while row-major was 5-6% faster on AlexNet conv2 and a
- * dilated 3x3 d6 (4.4% and 6.3%). */
+ * dilated 3x3 d6 (4.4% and 6.3%). Strided layers keep the channel-major order whatever
+ * their padding (fc_cgemm_run). */
 #define FCI_ROWMAJOR_PERMILLE 30
 
 /* fc_cgemm_run's tap table (channel-major: k = (c*KD*KH + r)*KW + kw, the weight's own
