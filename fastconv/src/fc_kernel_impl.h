@@ -259,7 +259,7 @@ FN(fc_diag_blk)(const int P, const int Q, FN(fc_vec) acc[8], const FC_T *restric
     int s, p, q;
 #pragma GCC unroll 8
     for (q = 0; q < Q; q++) {
-        wr[q] = (FN(fc_vec)){0} + wq[q];
+        wr[q] = (FN(fc_vec)){0} * (FC_T)-1 + wq[q];   /* -0 + w: a plain broadcast */
         FC_PIN(wr[q]);
     }
 #pragma GCC unroll 16
