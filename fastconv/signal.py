@@ -287,6 +287,52 @@ class _Problem:
         return out
 
 
+#: Direct problems of at most this many multiply-adds (a few microseconds of kernel) skip
+#: the planner: no method choice (direct is the fastest engine at that size), no memory
+#: check, one thread. Measured on the 2-core development VM, 1-D n=1000 k=3: 25 us per call
+#: through the planner against 12 us for scipy.signal.convolve; the kernel itself takes ~2.
+_SMALL_MACS = 1 << 15
+_SMALL_MODES = ("full", "same", "valid")
+
+
+def _small_direct(in1, in2, mode, method):
+    """``convolve(in1, in2, mode)`` of two small real float32/float64 numpy arrays of one
+    dtype, ``in2`` no larger than ``in1`` along every axis, by one direct call; None for
+    anything else (which goes the general way)."""
+    if (method not in ("auto", "direct") or type(in1) is not np.ndarray
+            or type(in2) is not np.ndarray):
+        return None
+    dt = in1.dtype
+    if dt.char not in "fd" or in2.dtype != dt or not dt.isnative:
+        return None
+    nd = in1.ndim
+    if nd == 0 or nd > 3 or in2.ndim != nd or mode not in _SMALL_MODES:
+        return None
+    s1, s2 = in1.shape, in2.shape
+    macs = in2.size
+    wins = []
+    for n, k in zip(s1, s2):
+        if k == 0 or k > n:
+            return None
+        w = _shapes.window(mode, n, k)
+        wins.append(w)
+        macs *= w[1]
+    if macs > _SMALL_MACS:
+        return None
+    from . import _core
+    pads, sl = [], []
+    for (start, _), k in zip(wins, s2):
+        p = k - 1 - start
+        sl.append(slice(-p, None) if p < 0 else slice(None))
+        pads.append(max(p, 0))
+    x = np.ascontiguousarray(in1[tuple(sl)])
+    w = np.ascontiguousarray(in2[(slice(None, None, -1),) * nd])
+    out = np.empty(tuple(w_[1] for w_ in wins), dt)
+    _core._correlate_real(x[None, None], w[None, None], out[None, None], (1,) * nd,
+                          (1,) * nd, tuple(pads), 1, 1, None, _core._REAL_CODES[dt])
+    return out
+
+
 def _prepare(in1, in2, mode, method):
     """Validate the common arguments of convolve/correlate; return (xp, a, b, mode, method)."""
     xp = _array_module(in1, in2)
@@ -350,6 +396,9 @@ def convolve(in1, in2, mode="full", method="auto"):
     array([[4., 4.],
            [4., 4.]])
     """
+    out = _small_direct(in1, in2, mode, method)
+    if out is not None:
+        return out
     xp, a, b = _prepare(in1, in2, mode, method)
     if a.ndim == b.ndim == 0:
         return a * b
@@ -385,6 +434,11 @@ def correlate(in1, in2, mode="full", method="auto"):
     >>> fastconv.correlation_lags(3, 3)
     array([-2, -1,  0,  1,  2])
     """
+    if type(in2) is np.ndarray and in2.dtype.kind == "f":
+        # real: the convolution with in2 reversed (no conjugate), small ones in one call
+        out = _small_direct(in1, in2[(slice(None, None, -1),) * in2.ndim], mode, method)
+        if out is not None:
+            return out
     xp, a, b = _prepare(in1, in2, mode, method)
     if a.ndim == b.ndim == 0:
         return a * b.conj()
