@@ -99,3 +99,34 @@ def test_bad_grad_arguments():
     with pytest.raises(TypeError):
         grad.conv2d_weight(np.zeros((1, 3, 8, 8)).astype(object), (2, 3, 3, 3),
                            np.zeros((1, 2, 6, 6)))
+
+
+@pytest.mark.parametrize("case", [
+    # (N, C, multiplier, kernel, stride, dilation, padding, spatial): 3-D depthwise weight
+    # gradients, one 2-D problem per depth tap over the (image, output depth) pairs whose
+    # input plane is inside x -- including taps whose every plane is padding (zeros)
+    (2, 4, 1, (2, 2, 2), (1, 1, 1), (2, 2, 2), (0, 0, 0), (9, 10, 11)),
+    (3, 5, 2, (3, 3, 3), (2, 1, 2), (1, 2, 1), (1, 1, 2), (7, 8, 9)),
+    (1, 3, 1, (3, 1, 2), (3, 2, 1), (1, 1, 1), (4, 0, 1), (5, 6, 7)),
+    (2, 2, 3, (1, 3, 3), (1, 1, 1), (1, 1, 1), (0, 1, 1), (4, 5, 6)),
+    (1, 2, 1, (3, 3, 3), (1, 1, 1), (3, 1, 1), (5, 1, 1), (6, 7, 8)),
+    (1, 2, 1, (2, 2, 2), (3, 1, 1), (4, 1, 1), (6, 0, 0), (3, 3, 3)),
+])
+@pytest.mark.parametrize("algorithm", ["auto", "direct"])
+def test_depthwise_3d_weight_grad(case, algorithm):
+    n, c, m, k, s, d, p, sp = case
+    rng = np.random.default_rng(sum(sp) + c + m)
+    x = rng.standard_normal((n, c) + sp).astype(np.float32)
+    wshape = (c * m, 1) + k
+    osp = tuple((a + 2 * pp - dd * (kk - 1) - 1) // ss + 1
+                for a, kk, ss, pp, dd in zip(sp, k, s, p, d))
+    gy = rng.standard_normal((n, c * m) + osp).astype(np.float32)
+    x0, gy0 = x.copy(), gy.copy()
+    want = tgrad.conv3d_weight(torch.from_numpy(x).double(), wshape,
+                               torch.from_numpy(gy).double(), stride=s, padding=p,
+                               dilation=d, groups=c).numpy()
+    got = grad.conv3d_weight(x, wshape, gy, stride=s, padding=p, dilation=d, groups=c,
+                             algorithm=algorithm)
+    assert got.shape == want.shape and got.dtype == np.float32
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4 * np.abs(want).max())
+    assert np.array_equal(x, x0) and np.array_equal(gy, gy0)
