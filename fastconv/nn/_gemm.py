@@ -306,9 +306,13 @@ def correlate_weight_fused(x, gy, kernel, stride, dilation, pad, groups):
     ext = (1,) * (3 - nd)
     x5 = xp.reshape(xp.shape[:2] + ext + xp.shape[2:])
     g5 = gy.reshape(gy.shape[:2] + ext + out_spatial)
+    # the padded (phase-split) copy of x, and grad_output packed: in 6-channel panels (packed
+    # form) or 16-channel ones (implicit form, AVX2)
+    cog = c_out // groups
+    packed_gy = groups * max(-(-cog // 6) * 6, -(-cog // 16) * 16)
     per_image = 4 * (c * _prod(-(-((o - 1) * s + d * (k - 1) + 1) // s) * s for o, s, d, k
                                in zip(out_spatial, stride, dilation, kernel))
-                     + (c_out + 6 * groups) * _prod(out_spatial))
+                     + packed_gy * _prod(out_spatial))
     if per_image > SCRATCH_BYTES:
         from .._config import check_alloc
         check_alloc(per_image, "the weight gradient's copies of one image")
