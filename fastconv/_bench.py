@@ -470,9 +470,13 @@ def bare_fft_time(shape1, shape2, mode, dtype, nthreads, repeats=5, plan_s=30.0,
     return float(np.median(ts)), padded
 
 
-def gil_check(nthreads_total=2, repeats=3):
+def gil_check(nthreads_total=2, repeats=5):
     """Two Python threads, each a long direct convolution with 1 fastconv thread, against the
-    same two run one after the other. Returns (sequential s, concurrent s)."""
+    same two run one after the other, in ``repeats`` paired rounds. Returns (sequential s,
+    concurrent s) of the round with the median ratio, and the best round's ratio. (Each
+    round pairs its two timings: on the shared 2-vCPU VM a stretch in which one vCPU is
+    taken away makes a whole round serial; medians of the two lists taken apart had read
+    1.02x in one benchmark run where rounds measured alone read 1.7-1.95x.)"""
     import fastconv
 
     rng = np.random.default_rng(3)
@@ -500,7 +504,9 @@ def gil_check(nthreads_total=2, repeats=3):
         for t in ths:
             t.join()
         par.append(time.perf_counter() - t0)
-    return float(np.median(seq)), float(np.median(par))
+    ratios = [a / b for a, b in zip(seq, par)]
+    mid = sorted(range(len(ratios)), key=ratios.__getitem__)[len(ratios) // 2]
+    return float(seq[mid]), float(par[mid]), float(max(ratios))
 
 
 def _ndimage_rate():
@@ -576,7 +582,8 @@ def run_signal(quick=False, threads=2, workloads=None, dtypes=DTYPES, log=print)
             del x64, k64, x, k
         else:
             extras = {"float32_peak_flops": float32_peak()}
-        extras["gil_sequential_s"], extras["gil_concurrent_s"] = gil_check(threads)
+        (extras["gil_sequential_s"], extras["gil_concurrent_s"],
+         extras["gil_best_speedup"]) = gil_check(threads)
     gc.unfreeze()
     extras["seconds"] = time.perf_counter() - t_start
     extras["memory_probe"] = "VmHWM via clear_refs" if PeakMemory.exact else "VmRSS sampling"
@@ -709,6 +716,7 @@ def _summary(rows, extras):
                 mem_bad.append(f"{r['workload']} {r['dtype']} ({_mb(mf)} > {_mb(ms)})")
     s["fft_rows_mem_above_fftconvolve"] = mem_bad
     s["gil_speedup"] = extras["gil_sequential_s"] / extras["gil_concurrent_s"]
+    s["gil_best_speedup"] = extras.get("gil_best_speedup", s["gil_speedup"])
     return s
 
 
@@ -829,7 +837,9 @@ def print_signal(rows, summary, file=None):
     else:
         p("  FFT/OA-row peak memory vs fftconvolve   : never above")
     p(f"  GIL release (2 threads x 1-thread direct): {s['gil_speedup']:.2f}x over sequential "
-      f"({_fmt_t(s['gil_sequential_s'])} -> {_fmt_t(s['gil_concurrent_s'])}; ~2x expected)")
+      f"(median of 5 paired rounds: {_fmt_t(s['gil_sequential_s'])} -> "
+      f"{_fmt_t(s['gil_concurrent_s'])}; best round {s['gil_best_speedup']:.2f}x; "
+      f"~2x expected)")
     p(f"  signal benchmark wall time              : {s['seconds']:.0f}s")
 
 
