@@ -374,6 +374,28 @@ def test_large_outputs(dtype, shape):
         np.testing.assert_allclose(out, acc, rtol=0, atol=50 * EPS[np.dtype(dtype)] * 9 * 25)
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.int64])
+@pytest.mark.parametrize("shape", [(1, 1, 40, 256, 256), (1, 2, 33, 130, 255)])
+def test_large_outputs_3d(dtype, shape):
+    """3-D outputs over 8 MiB: written with streaming stores (FC_NT_MIN_BYTES_3D) where a
+    tile's destination is aligned, plain stores elsewhere (odd widths), 3x3x3 'same'."""
+    rng = np.random.default_rng(12)
+    x = rand(rng, shape, dtype)
+    w = rand(rng, (shape[1], 1, 3, 3, 3), dtype)
+    out = run(x, w, shape[2:], (1, 1, 1), (1, 1, 1), (1, 1, 1), shape[1])
+    acc = np.zeros(shape, dtype=np.int64 if dtype == np.int64 else np.float64)
+    xp = np.pad(x.astype(acc.dtype), ((0, 0), (0, 0), (1, 1), (1, 1), (1, 1)))
+    for a in range(3):
+        for b in range(3):
+            for c in range(3):
+                acc += (xp[:, :, a:a + shape[2], b:b + shape[3], c:c + shape[4]]
+                        * w[:, 0, a, b, c].astype(acc.dtype)[:, None, None, None])
+    if dtype == np.int64:
+        np.testing.assert_array_equal(out, acc)
+    else:
+        np.testing.assert_allclose(out, acc, rtol=0, atol=50 * EPS[np.dtype(dtype)] * 27 * 25)
+
+
 def test_int64_wraps_modulo_2_64():
     rng = np.random.default_rng(7)
     x = rng.integers(-2**63, 2**63 - 1, size=(2, 3, 9, 11), dtype=np.int64)

@@ -52,9 +52,18 @@
  * measured on Zen 3, the 4 x 96-byte register tiles write partial cache lines and the
  * write-combining flushes made 2048^2 5x5 float32 ~1.6x slower on one thread (no gain on
  * two).  On Zen 4 (2 threads, -DFC_NT_MIN_BYTES=8388608, 2048^2 3x3-11x11 float32/64):
- * 1.00-1.05x, no gain either.  Worth re-enabling once tiles write whole 64-byte lines. */
+ * 1.00-1.05x, no gain either.  Worth re-enabling once tiles write whole 64-byte lines.
+ * 3-D and higher (planes of taps) are another matter: there the output's read-for-
+ * ownership traffic evicts the input planes the next output plane reads again.  Zen 4,
+ * -DFC_NT_MIN_BYTES=8388608 against off, same process: 128^3 3^3 float32 1.14-1.26x,
+ * float64 1.15x, 2^3 1.36-1.38x, 64x128x256 and 32x256x256 3^3 1.18-1.22x, 5^3 1.05x,
+ * 160^3 3^3 0.98-1.04x, on 2 threads and on 1 alike; the 2-D rows of the same run
+ * 0.99-1.04x. */
 #ifndef FC_NT_MIN_BYTES
 #define FC_NT_MIN_BYTES INT64_MAX
+#endif
+#ifndef FC_NT_MIN_BYTES_3D
+#define FC_NT_MIN_BYTES_3D ((int64_t)8 << 20)
 #endif
 /* Shortest row of taps that takes the diagonal kernel (fc_kernel_impl.h: fc_mk_diag); the
  * measured crossover with fc_mk on 2 threads was 20-28 taps, float32 and float64. */
@@ -188,7 +197,8 @@ static int fc_plan_init(fc_plan *pl, int dtype, int D, const int64_t *xs,
         pl->OP *= pl->O[d]; pl->KP *= pl->K[d]; pl->SP *= pl->S[d];
     }
     pl->ktot = pl->KP * pl->KH * pl->KW;
-    pl->ntstore = pl->N * pl->Cout * pl->OP * pl->OH * pl->OW * pl->elsize >= FC_NT_MIN_BYTES;
+    pl->ntstore = pl->N * pl->Cout * pl->OP * pl->OH * pl->OW * pl->elsize
+                  >= (pl->NPD > 0 ? FC_NT_MIN_BYTES_3D : FC_NT_MIN_BYTES);
 
     /* the diagonal kernel (fc_kernel_impl.h) for long rows of taps: floating point, unit
      * column stride and dilation, not the channel-vectorised path; one-row register tiles,
