@@ -5,6 +5,7 @@ torch.nn.functional.conv1d/2d/3d in float64 (stride, dilation, groups, padding) 
 float64 / Python-int numpy direct sum written from the contract (4-D, 5-D, int64).
 """
 import itertools
+import math
 
 import numpy as np
 import pytest
@@ -382,7 +383,15 @@ def test_large_outputs_3d(dtype, shape):
     rng = np.random.default_rng(12)
     x = rand(rng, shape, dtype)
     w = rand(rng, (shape[1], 1, 3, 3, 3), dtype)
-    out = run(x, w, shape[2:], (1, 1, 1), (1, 1, 1), (1, 1, 1), shape[1])
+    item = np.dtype(dtype).itemsize
+    n = math.prod(shape)
+    outs = []
+    for shift in (0, 1):   # a 64-byte aligned output (streamed), and one element off it
+        raw = np.full(n + 64 // item + 1, 7, dtype=dtype)
+        lead = (-raw.ctypes.data % 64) // item + shift
+        out = raw[lead:lead + n].reshape(shape)
+        _core.correlate(x, w, out, (1, 1, 1), (1, 1, 1), (1, 1, 1), shape[1], 2)
+        outs.append(out)
     acc = np.zeros(shape, dtype=np.int64 if dtype == np.int64 else np.float64)
     xp = np.pad(x.astype(acc.dtype), ((0, 0), (0, 0), (1, 1), (1, 1), (1, 1)))
     for a in range(3):
@@ -390,10 +399,12 @@ def test_large_outputs_3d(dtype, shape):
             for c in range(3):
                 acc += (xp[:, :, a:a + shape[2], b:b + shape[3], c:c + shape[4]]
                         * w[:, 0, a, b, c].astype(acc.dtype)[:, None, None, None])
-    if dtype == np.int64:
-        np.testing.assert_array_equal(out, acc)
-    else:
-        np.testing.assert_allclose(out, acc, rtol=0, atol=50 * EPS[np.dtype(dtype)] * 27 * 25)
+    for out in outs:
+        if dtype == np.int64:
+            np.testing.assert_array_equal(out, acc)
+        else:
+            np.testing.assert_allclose(out, acc, rtol=0,
+                                       atol=50 * EPS[np.dtype(dtype)] * 27 * 25)
 
 
 def test_int64_wraps_modulo_2_64():
