@@ -130,7 +130,16 @@ def direct(x, w, out_spatial, stride, dilation, pad, groups, bias=None):
             # small problems: threads cost more than they save (~1 M MACs each at least)
             macs = out.size * math.prod(w.shape[1:])
             nt = max(1, min(_config.get_num_threads(), macs >> 20))
-            _core.correlate(x, w, out, tuple(stride), tuple(dilation), tuple(pad), groups, nt)
+            code = _core._REAL_CODES.get(x.dtype)
+            if code is not None and w.dtype == x.dtype and len(pad) == x.ndim - 2:
+                # real: x, w contiguous and of one dtype, out fresh, the front validated
+                # the geometry -- straight to the engine (_core.correlate's own argument
+                # checks were a third of a small layer's call)
+                _core._correlate_real(x, w, out, tuple(stride), tuple(dilation), tuple(pad),
+                                      groups, nt, None, code)
+            else:
+                _core.correlate(x, w, out, tuple(stride), tuple(dilation), tuple(pad), groups,
+                                nt)
     else:
         out = _direct_numpy(x, w, out_spatial, stride, dilation, pad, groups)
     if bias is not None:
