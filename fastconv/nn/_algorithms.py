@@ -430,6 +430,9 @@ def _phases_cost(y_shape, w_shape, x_spatial, stride, dilation, pad, groups, dty
 #: 4x4/2 on 16^2 (L13): GEMM 11.3 ms compute-bound + col2im 1.25 ms (0.30 ns).
 _COLS_WRITE_S = 1.2e-9
 _COL2IM_S = 0.7e-9
+#: at unit stride the scatter is taken only when predicted this much cheaper than the
+#: forward problem's best engine
+_COL2IM_MARGIN = 1.25
 
 
 def _adjoint_gemm_cost(y_shape, w_shape, groups, dtype):
@@ -480,8 +483,10 @@ def choose_adjoint(y_shape, w_shape, x_spatial, stride, dilation, pad, groups, d
         # scatter (GEMM + col2im): where the kernel is large against y, most of the
         # forward problem's taps read its padding (128 -> 1 7^3 on 8^3: 5.4x the
         # multiply-adds of the scatter)
+        # (col2im only when predicted 1.25x cheaper: a 96 -> 128 3^3 layer on 2 x 8^3,
+        # predicted 3.9 ms against the forward GEMM's 4.5, took 5.1 against 3.9)
         t = predict(y_shape, ws, x_spatial, (1,) * nd, dilation, groups, dtype)
-        t["col2im"] = _adjoint_gemm_cost(y_shape, w_shape, groups, dtype)
+        t["col2im"] = _COL2IM_MARGIN * _adjoint_gemm_cost(y_shape, w_shape, groups, dtype)
     else:
         t = {"gemm": _adjoint_gemm_cost(y_shape, w_shape, groups, dtype),
              "fft": predict((n, c_out) + tuple(x_spatial), ws, x_spatial, (1,) * nd,
