@@ -380,6 +380,7 @@ cdef extern from "fc_depthwise.h" nogil:
         int64_t H, W
         int64_t KH, KW, OH, OW
         int64_t sh, sw, dh, dw, ph, pw
+        int64_t D, KD, OD, sd, dd, pd
     int fc_depthwise_f32(const fc_dwgeom *q, const float *x, const float *w,
                          const float *bias, float *out, int nthreads, int force_generic)
     int64_t fc_depthwise_scratch_bytes(const fc_dwgeom *q, int nthreads)
@@ -393,6 +394,7 @@ cdef fc_dwgeom _dw_geometry(str fname, x_shape, Py_ssize_t c_out, Py_ssize_t n_o
                              stride, dilation, pad) except *:
     """The depthwise geometry, validated (ValueError naming ``fname``)."""
     cdef fc_dwgeom q
+    q.D, q.KD, q.OD, q.sd, q.dd, q.pd = 1, 1, 1, 1, 1, 0   # planes (depthwise3d_f32 sets them)
     q.N, q.C, q.H, q.W = x_shape[0], x_shape[1], x_shape[2], x_shape[3]
     q.KH, q.KW, q.OH, q.OW = kh, kw, oh, ow
     q.sh, q.sw = stride
@@ -440,6 +442,53 @@ def depthwise2d_f32(const float[:, :, :, ::1] x, const float[:, :, ::1] w, bias,
                               nthreads, force_generic)
     if rc == -1:
         raise MemoryError("depthwise2d_f32: could not allocate %d bytes of scratch"
+                          % fc_depthwise_scratch_bytes(&q, nthreads))
+    return out
+
+
+def depthwise3d_f32(const float[:, :, :, :, ::1] x, const float[:, :, :, ::1] w, bias,
+                    float[:, :, :, :, ::1] out, stride, dilation, pad, int nthreads=1,
+                    bint force_generic=False):
+    """Depthwise 3-D correlation of float32 volumes (groups = C_in), into ``out``.
+
+    ``out[n, c*M + m, od, oh, ow] = bias[c*M + m] + sum_{kd,kh,kw} w[c*M + m, kd, kh, kw] *
+    x[n, c, od*sd + kd*dd - pd, oh*sh + kh*dh - ph, ow*sw + kw*dw - pw]`` (zeros outside
+    ``x``); ``stride``, ``dilation``, ``pad`` three ints each (pad >= 0). One work item per
+    (image, channel, output plane): the kernel's KD input planes are read into a panel of
+    KD slabs (fc_depthwise.h).
+    """
+    cdef const float[::1] b
+    cdef const float *bptr = NULL
+    cdef int rc
+    if w.shape[0] != out.shape[1]:
+        raise ValueError("depthwise3d_f32: inconsistent channel counts")
+    sd, sh, sw = stride
+    dd, dh, dw = dilation
+    pd, ph, pw = pad
+    cdef fc_dwgeom q = _dw_geometry("depthwise3d_f32", (x.shape[0], x.shape[1], x.shape[3],
+                                                        x.shape[4]), out.shape[1],
+                                    out.shape[0], w.shape[2], w.shape[3], out.shape[3],
+                                    out.shape[4], (sh, sw), (dh, dw), (ph, pw))
+    q.D, q.KD, q.OD, q.sd, q.dd, q.pd = x.shape[2], w.shape[1], out.shape[2], sd, dd, pd
+    if min(q.sd, q.dd) < 1 or q.pd < 0:
+        raise ValueError("depthwise3d_f32: stride/dilation must be >= 1 and pad >= 0")
+    if q.KD < 1 or q.KD * q.KH * q.KW > FCD_MAXTAPS:
+        raise ValueError(f"depthwise3d_f32: kernel must have 1 .. {FCD_MAXTAPS} taps")
+    if bias is not None:
+        b = bias
+        if b.shape[0] != out.shape[1]:
+            raise ValueError("depthwise3d_f32: bias has the wrong length")
+        bptr = &b[0]
+    if q.N == 0 or q.OD == 0 or q.OH == 0 or q.OW == 0:
+        return out
+    if q.D == 0 or q.H == 0 or q.W == 0:  # every tap reads zeros
+        np.asarray(out)[...] = 0 if bias is None else np.asarray(bias).reshape(-1, 1, 1, 1)
+        return out
+    with nogil:
+        rc = fc_depthwise_f32(&q, &x[0, 0, 0, 0, 0], &w[0, 0, 0, 0], bptr,
+                              &out[0, 0, 0, 0, 0], nthreads, force_generic)
+    if rc == -1:
+        raise MemoryError("depthwise3d_f32: could not allocate %d bytes of scratch"
                           % fc_depthwise_scratch_bytes(&q, nthreads))
     return out
 

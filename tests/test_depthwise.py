@@ -213,3 +213,50 @@ def test_wgrad_rejects_mismatched_shapes():
     with pytest.raises(ValueError, match="channel"):
         _core.depthwise2d_wgrad_f32(x, np.zeros((1, 3, 3, 3), np.float32),
                                     np.zeros((3, 3, 3), np.float32), (1, 1), (1, 1), (0, 0), 1)
+
+
+CASES_3D = [
+    # (N, C, mult, kernel, stride, padding, dilation, spatial): the 3-D kernel (work items of
+    # output-plane chunks whose input slabs are filled once), against torch
+    (2, 3, 1, (3, 3, 3), (1, 1, 1), (1, 1, 1), (1, 1, 1), (6, 7, 8)),
+    (1, 4, 2, (2, 3, 1), (2, 1, 3), (1, 0, 2), (2, 1, 1), (9, 5, 10)),
+    (2, 2, 3, (3, 1, 3), (3, 2, 1), (4, 1, 0), (1, 3, 2), (7, 9, 6)),   # depth pad > reach
+    (1, 5, 1, (1, 1, 1), (1, 1, 1), (0, 0, 0), (1, 1, 1), (3, 4, 5)),
+    (3, 2, 1, (5, 5, 5), (2, 2, 2), (2, 2, 2), (1, 1, 1), (11, 12, 13)),
+    (1, 1, 1, (2, 2, 2), (1, 1, 1), (5, 5, 5), (3, 3, 3), (2, 2, 2)),
+    (1, 2, 1, (3, 3, 3), (2, 2, 2), (1, 1, 1), (1, 1, 1), (200, 40, 41)),  # several chunks
+    (1, 1, 2, (3, 3, 3), (1, 1, 1), (1, 1, 1), (2, 1, 1), (150, 64, 70)),  # several chunks
+]
+
+
+@pytest.mark.parametrize("generic", [False, True])
+@pytest.mark.parametrize("case", CASES_3D)
+def test_kernel_3d_matches_torch(case, generic):
+    n, c, m, k, s, p, d, sp = case
+    rng = np.random.default_rng(sum(sp) + c * 7 + m)
+    x = rng.standard_normal((n, c) + sp).astype(np.float32)
+    w = rng.standard_normal((c * m, 1) + k).astype(np.float32)
+    b = rng.standard_normal(c * m).astype(np.float32)
+    want = F.conv3d(torch.from_numpy(x).double(), torch.from_numpy(w).double(),
+                    torch.from_numpy(b).double(), s, p, d, c).numpy()
+    out = np.full(want.shape, np.nan, np.float32)
+    _core.depthwise3d_f32(x, np.ascontiguousarray(w[:, 0]), b, out, s, d, p, 2,
+                          force_generic=generic)
+    np.testing.assert_allclose(out, want, rtol=1e-5, atol=_tol(w))
+
+
+def test_public_conv3d_routes_to_the_3d_kernel(monkeypatch):
+    calls = []
+    real = _core.depthwise3d_f32
+
+    def spy(*a, **k):
+        calls.append(1)
+        return real(*a, **k)
+    monkeypatch.setattr(_core, "depthwise3d_f32", spy)
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((2, 6, 9, 10, 11)).astype(np.float32)
+    w = rng.standard_normal((12, 1, 3, 3, 3)).astype(np.float32)
+    got = fnn.conv3d(x, w, stride=2, padding=1, groups=6, algorithm="direct")
+    want = F.conv3d(torch.from_numpy(x), torch.from_numpy(w), None, 2, 1, 1, 6).numpy()
+    assert calls == [1]
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=_tol(w))

@@ -99,9 +99,10 @@ def _direct_numpy(x, w, out_spatial, stride, dilation, pad, groups):
 
 def _depthwise_fast(x, w, groups):
     """Whether the dedicated float32 depthwise kernel (fastconv/src/fc_depthwise.h) serves
-    this problem: one input channel per group, 1 or 2 spatial axes."""
+    this problem: one input channel per group, 1, 2 or 3 spatial axes."""
     return (_HAVE_CORE and hasattr(_core, "depthwise2d_f32") and x.dtype == np.float32
-            and x.ndim in (3, 4) and w.shape[1] == 1 and groups == x.shape[1]
+            and (x.ndim in (3, 4) or (x.ndim == 5 and hasattr(_core, "depthwise3d_f32")))
+            and w.shape[1] == 1 and groups == x.shape[1]
             and groups > 0 and math.prod(w.shape[2:]) <= 1024)
 
 
@@ -115,6 +116,12 @@ def direct(x, w, out_spatial, stride, dilation, pad, groups, bias=None):
         x = np.ascontiguousarray(x)
         w = np.ascontiguousarray(w)
         out = np.empty(x.shape[:1] + w.shape[:1] + tuple(out_spatial), dtype=x.dtype)
+        if out.size and _depthwise_fast(x, w, groups) and x.ndim == 5:
+            nt = max(1, min(_config.get_num_threads(), (out.size * w[0].size) >> 18))
+            b = None if bias is None else np.ascontiguousarray(bias, dtype=np.float32)
+            _core.depthwise3d_f32(x, w.reshape((w.shape[0],) + w.shape[2:]), b, out,
+                                  tuple(stride), tuple(dilation), tuple(pad), nt)
+            return out
         if out.size and _depthwise_fast(x, w, groups):
             one = x.ndim == 3  # 1-D: a plane of one row
             x4 = x[:, :, None] if one else x

@@ -13,6 +13,13 @@
  * Panel: panel[ph][r][t] = xpad[r][t*sw + ph], r < HP rows of the padded plane, column
  * phase ph < sw of pitch elements each (pitch >= OW + (KW-1)*dw/sw + 8, a multiple of 8).
  * Tap (kh, kw) of output (oh, ow) reads panel[(kw*dw) % sw][oh*sh + kh*dh][ow + (kw*dw)/sw].
+ *
+ * 3-D (D, KD, OD, sd, dd, pd; 1, 1, 1, 1, 1, 0 for planes): the work items are (image,
+ * channel, chunk of output planes); the panel holds one such slab per input plane the
+ * chunk reads (slab j: input plane od0*sd - pd + j, zeros when that plane is padding), each
+ * filled once, and tap (kd, kh, kw) of output plane od reads slab (od - od0)*sd + kd*dd.
+ * Chunks are sized so the panel stays within FCD_PANEL3D_BYTES. (The weight gradient below
+ * is 2-D only.)
  */
 #ifndef FASTCONV_FC_DEPTHWISE_H
 #define FASTCONV_FC_DEPTHWISE_H
@@ -28,6 +35,8 @@
 #include "fc_cpu.h"
 
 #define FCD_MAXTAPS 1024
+/* 3-D: most bytes of input slabs one work item's panel holds (its chunk of output planes) */
+#define FCD_PANEL3D_BYTES ((int64_t)384 << 10)
 /* outputs larger than this are written with streaming stores */
 #define FCD_NT_BYTES ((int64_t)8 << 20)
 
@@ -36,7 +45,11 @@ typedef struct {
     int64_t H, W;             /* input plane */
     int64_t KH, KW, OH, OW;   /* kernel, output plane */
     int64_t sh, sw, dh, dw, ph, pw;
+    int64_t D, KD, OD, sd, dd, pd;   /* depth axis (3-D); 1, 1, 1, 1, 1, 0 for planes */
 } fc_dwgeom;
+
+/* taps per output element */
+static inline int64_t fcd_ntaps(const fc_dwgeom *q) { return q->KD * q->KH * q->KW; }
 
 typedef struct {
     int64_t HP, pitch, phase_stride;   /* padded rows, column pitch, elements per phase */
@@ -52,22 +65,46 @@ static fcd_panel fcd_panel_geom(const fc_dwgeom *q)
     return p;
 }
 
-/* Panel offset of each tap (kh, kw) for output (0, 0): phase (kw*dw) % sw, row kh*dh,
- * column (kw*dw) / sw (shared by the forward kernel and the weight gradient). */
+/* Panel offset of each tap (kd, kh, kw) for output (0, 0): slab kd, phase (kw*dw) % sw,
+ * row kh*dh, column (kw*dw) / sw (shared by the forward kernel and the weight gradient). */
 static void fcd_taps(const fc_dwgeom *q, const fcd_panel *pg, int64_t *toff)
 {
-    for (int64_t kh = 0; kh < q->KH; kh++)
-        for (int64_t kw = 0; kw < q->KW; kw++) {
-            const int64_t e = kw * q->dw;
-            toff[kh * q->KW + kw] = (e % q->sw) * pg->phase_stride + kh * q->dh * pg->pitch
-                                    + e / q->sw;
-        }
+    const int64_t slab = q->sw * pg->phase_stride;
+    for (int64_t kd = 0; kd < q->KD; kd++)
+        for (int64_t kh = 0; kh < q->KH; kh++)
+            for (int64_t kw = 0; kw < q->KW; kw++) {
+                const int64_t e = kw * q->dw;
+                toff[(kd * q->KH + kh) * q->KW + kw] = kd * q->dd * slab
+                    + (e % q->sw) * pg->phase_stride + kh * q->dh * pg->pitch + e / q->sw;
+            }
 }
 
-/* A thread's panel buffer (64-byte aligned; the AVX2 paths read 8 floats past a row). */
+/* 3-D: output planes per work item (a chunk), so that its input slabs fit in
+ * FCD_PANEL3D_BYTES (at least one plane); 1 for planes. */
+static int64_t fcd_chunk(const fc_dwgeom *q, const fcd_panel *pg)
+{
+    if (q->OD <= 1)
+        return 1;
+    const int64_t slab = (int64_t)sizeof(float) * q->sw * pg->phase_stride;
+    const int64_t span = (q->KD - 1) * q->dd + 1;
+    const int64_t nslab = FCD_PANEL3D_BYTES / fc_max(slab, 1);
+    const int64_t ob = nslab >= span ? (nslab - span) / q->sd + 1 : 1;
+    return fc_max(1, fc_min(ob, q->OD));
+}
+
+/* Input slabs a chunk of ob output planes reads. */
+static int64_t fcd_nslab(const fc_dwgeom *q, int64_t ob)
+{
+    return (ob - 1) * q->sd + (q->KD - 1) * q->dd + 1;
+}
+
+/* A thread's panel buffer: the slabs of one work item (64-byte aligned; the AVX2 paths read
+ * 8 floats past a row). */
 static float *fcd_panel_alloc(const fc_dwgeom *q, const fcd_panel *pg)
 {
-    return (float *)fc_alloc_aligned(sizeof(float) * (size_t)(q->sw * pg->phase_stride + 8));
+    const int64_t nslab = fcd_nslab(q, fcd_chunk(q, pg));
+    return (float *)fc_alloc_aligned(
+        sizeof(float) * (size_t)(nslab * q->sw * pg->phase_stride + 8));
 }
 
 /* Fill the panel of one input plane (rows/columns outside x are zero). */
@@ -117,7 +154,7 @@ static void fcd_plane_generic(const fc_dwgeom *q, const fcd_panel *pg, const flo
                               const float *wk, float b, float *dst, const int64_t *toff, int nt)
 {
     (void)nt;
-    const int64_t T = q->KH * q->KW;
+    const int64_t T = fcd_ntaps(q);
     for (int64_t oh = 0; oh < q->OH; oh++) {
         const float *row = panel + oh * q->sh * pg->pitch;
         float *d = dst + oh * q->OW;
@@ -173,7 +210,7 @@ FC_ATTR_AVX2 static void fcd_plane_avx2(const fc_dwgeom *q, const fcd_panel *pg,
                                     const float *panel, const float *wk, float b, float *dst,
                                     const int64_t *toff, int nt)
 {
-    const int64_t T = q->KH * q->KW, OW = q->OW;
+    const int64_t T = fcd_ntaps(q), OW = q->OW;
     const int64_t nvec = (OW + 7) / 8;             /* vectors per row, the last maybe partial */
     const int last = (int)(OW - (nvec - 1) * 8);   /* valid columns of the last vector */
     __m256 wv[64];
@@ -225,19 +262,20 @@ typedef void (*fcd_plane_fn)(const fc_dwgeom *, const fcd_panel *, const float *
 static int64_t fc_depthwise_scratch_bytes(const fc_dwgeom *q, int nthreads)
 {
     fcd_panel pg = fcd_panel_geom(q);
-    return (int64_t)nthreads * (int64_t)sizeof(float) * (q->sw * pg.phase_stride + 8);
+    return (int64_t)nthreads * (int64_t)sizeof(float)
+           * (fcd_nslab(q, fcd_chunk(q, &pg)) * q->sw * pg.phase_stride + 8);
 }
 
 /*
- * x (N, C, H, W), w (C*M, KH, KW), bias (C*M) or NULL, out (N, C*M, OH, OW); all
- * C-contiguous float32. Returns 0, -1 when scratch could not be allocated, -2 when the
- * kernel has more than FCD_MAXTAPS taps.
+ * x (N, C, D, H, W), w (C*M, KD, KH, KW), bias (C*M) or NULL, out (N, C*M, OD, OH, OW)
+ * (D = KD = OD = 1: planes); all C-contiguous float32. Returns 0, -1 when scratch could
+ * not be allocated, -2 when the kernel has more than FCD_MAXTAPS taps.
  */
 static int fc_depthwise_f32(const fc_dwgeom *q, const float *x, const float *w,
                             const float *bias, float *out, int nthreads, int force_generic)
 {
-    const int64_t T = q->KH * q->KW;
-    if (q->N <= 0 || q->C <= 0 || q->M <= 0 || q->OH <= 0 || q->OW <= 0)
+    const int64_t T = fcd_ntaps(q);
+    if (q->N <= 0 || q->C <= 0 || q->M <= 0 || q->OH <= 0 || q->OW <= 0 || q->OD <= 0)
         return 0;
     if (T > FCD_MAXTAPS)
         return -2;
@@ -251,9 +289,12 @@ static int fc_depthwise_f32(const fc_dwgeom *q, const float *x, const float *w,
 #else
     (void)force_generic;
 #endif
-    const int64_t planes = q->N * q->C;
-    const int64_t osz = q->OH * q->OW;
-    const int nt_store = (int64_t)sizeof(float) * planes * q->M * osz > FCD_NT_BYTES;
+    const int64_t ob = fcd_chunk(q, &pg), nchunk = fc_cdiv(q->OD, ob);
+    const int64_t planes = q->N * q->C * nchunk;   /* work items (n, c, chunk of od) */
+    const int64_t osz = q->OH * q->OW, isz = q->H * q->W;
+    const int64_t slab = q->sw * pg.phase_stride;
+    const int nt_store = (int64_t)sizeof(float) * q->N * q->C * q->OD * q->M * osz
+                         > FCD_NT_BYTES;
     if (nthreads < 1)
         nthreads = 1;
     if (planes < nthreads)
@@ -273,13 +314,24 @@ static int fc_depthwise_f32(const fc_dwgeom *q, const float *x, const float *w,
         for (int64_t pl = 0; pl < planes; pl++) {
             if (!panel)
                 continue;
-            const int64_t c = pl % q->C;
-            fcd_fill(q, &pg, x + pl * q->H * q->W, panel);
-            for (int64_t m = 0; m < q->M; m++) {
-                const int64_t co = c * q->M + m;
-                plane(q, &pg, panel, w + co * T, bias ? bias[co] : 0.0f,
-                      out + ((pl / q->C) * q->C * q->M + co) * osz, toff, nt_store);
+            const int64_t ch = pl % nchunk, nc = pl / nchunk;   /* nc = n*C + c */
+            const int64_t c = nc % q->C, n = nc / q->C;
+            const int64_t od0 = ch * ob, od1 = fc_min(q->OD, od0 + ob);
+            const int64_t z0 = od0 * q->sd - q->pd, ns = fcd_nslab(q, od1 - od0);
+            for (int64_t j = 0; j < ns; j++) {
+                const int64_t id = z0 + j;
+                if (id < 0 || id >= q->D)
+                    memset(panel + j * slab, 0, sizeof(float) * (size_t)slab);
+                else
+                    fcd_fill(q, &pg, x + (nc * q->D + id) * isz, panel + j * slab);
             }
+            for (int64_t od = od0; od < od1; od++)
+                for (int64_t m = 0; m < q->M; m++) {
+                    const int64_t co = c * q->M + m;
+                    plane(q, &pg, panel + (od - od0) * q->sd * slab, w + co * T,
+                          bias ? bias[co] : 0.0f,
+                          out + ((n * q->C * q->M + co) * q->OD + od) * osz, toff, nt_store);
+                }
         }
 #if FC_X86
         if (nt_store)
