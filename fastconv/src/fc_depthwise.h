@@ -107,43 +107,39 @@ static float *fcd_panel_alloc(const fc_dwgeom *q, const fcd_panel *pg)
         sizeof(float) * (size_t)(nslab * q->sw * pg->phase_stride + 8));
 }
 
-/* Fill the panel of one input plane (rows/columns outside x are zero). */
+/* Fill the panel of one input plane (rows/columns outside x are zero). Each phase row is
+ * [zeros | input columns a + t*sw for lo <= t < hi | zeros], a = ph - pw; the copy loops
+ * have constant strides (1, 2, other) and no exits, so the compiler vectorises them (a
+ * stride-2 loop with a break in it ran scalar: ~60% of a 3-D depthwise stride-2 call). */
 static void fcd_fill(const fc_dwgeom *q, const fcd_panel *pg, const float *src, float *panel)
 {
-    for (int64_t ph = 0; ph < q->sw; ph++) {
+    const int64_t sw = q->sw, P = pg->pitch;
+    for (int64_t ph = 0; ph < sw; ph++) {
+        const int64_t a = ph - q->pw;
+        int64_t lo = a >= 0 ? 0 : fc_cdiv(-a, sw);
+        int64_t hi = q->W - a > 0 ? fc_cdiv(q->W - a, sw) : 0;
+        lo = fc_min(lo, P);
+        hi = fc_max(lo, fc_min(hi, P));
         for (int64_t r = 0; r < pg->HP; r++) {
-            float *d = panel + ph * pg->phase_stride + r * pg->pitch;
+            float *restrict d = panel + ph * pg->phase_stride + r * P;
             const int64_t iy = r - q->ph;
             if (iy < 0 || iy >= q->H) {
-                memset(d, 0, sizeof(float) * (size_t)pg->pitch);
+                memset(d, 0, sizeof(float) * (size_t)P);
                 continue;
             }
-            const float *s = src + iy * q->W;
-            /* column t of phase ph is input column t*sw + ph - pw */
-            int64_t t = 0;
-            for (; t < pg->pitch; t++) {
-                int64_t ix = t * q->sw + ph - q->pw;
-                if (ix >= 0)
-                    break;
+            const float *restrict s = src + iy * q->W;   /* s[a + t*sw]: column a + t*sw */
+            int64_t t;
+            for (t = 0; t < lo; t++)
                 d[t] = 0.0f;
-            }
-            if (q->sw == 1) {
-                int64_t ix0 = t - q->pw, n = q->W - ix0;
-                if (n > pg->pitch - t)
-                    n = pg->pitch - t;
-                if (n > 0) {
-                    memcpy(d + t, s + ix0, sizeof(float) * (size_t)n);
-                    t += n;
-                }
-            } else {
-                for (; t < pg->pitch; t++) {
-                    int64_t ix = t * q->sw + ph - q->pw;
-                    if (ix >= q->W)
-                        break;
-                    d[t] = s[ix];
-                }
-            }
-            for (; t < pg->pitch; t++)
+            if (sw == 1)
+                memcpy(d + lo, s + a + lo, sizeof(float) * (size_t)(hi - lo));
+            else if (sw == 2)
+                for (t = lo; t < hi; t++)
+                    d[t] = s[a + 2 * t];
+            else
+                for (t = lo; t < hi; t++)
+                    d[t] = s[a + t * sw];
+            for (t = hi; t < P; t++)
                 d[t] = 0.0f;
         }
     }
