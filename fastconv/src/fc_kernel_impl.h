@@ -433,6 +433,10 @@ FN(fc_build_panel)(const fc_plan *restrict pl, FC_T *restrict panel, int64_t n,
                         else
                             for (t = lo; t < hi; t++)
                                 dd[t] = sp[t];
+                    } else if (sW == 2) {   /* a constant stride: vectorised */
+                        const FC_T *restrict sp = src + a;
+                        for (t = lo; t < hi; t++)
+                            dd[t] = sp[2 * t];
                     } else {
                         const FC_T *restrict sp = src + a;
                         for (t = lo; t < hi; t++)
