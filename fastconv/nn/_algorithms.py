@@ -282,28 +282,34 @@ def predict(x_shape, w_shape, out_spatial, stride, dilation, groups, dtype, nthr
     return {"direct": t_direct, "gemm": t_gemm, "fft": t_fft}
 
 
-def choose(x_shape, w_shape, out_spatial, stride, dilation, groups, dtype):
-    """The engine 'auto' takes: the cheapest by :func:`predict`, memoised per problem in
-    ``fastconv._plan``'s choice cache (cleared when the constants change, e.g. by tune)."""
+def _memoised(key, compute):
+    """``compute()`` once per ``key`` in ``fastconv._plan``'s choice cache (cleared when
+    the constants change, e.g. by tune; at most 4096 entries)."""
     try:
         from .. import _plan
         cache, lock = _plan._choice_cache, _plan._lock
     except ImportError:  # pragma: no cover - planner not available
-        cache, lock = None, None
+        return compute()
+    hit = cache.get(key)
+    if hit is not None:
+        return hit
+    value = compute()
+    with lock:
+        if len(cache) >= 4096:
+            cache.clear()
+        cache[key] = value
+    return value
+
+
+def choose(x_shape, w_shape, out_spatial, stride, dilation, groups, dtype):
+    """The engine 'auto' takes: the cheapest by :func:`predict`, memoised per problem."""
     key = ("nn", tuple(x_shape), tuple(w_shape), tuple(out_spatial), tuple(stride),
            tuple(dilation), groups, np.dtype(dtype).str, _config.get_num_threads())
-    if cache is not None:
-        hit = cache.get(key)
-        if hit is not None:
-            return hit
-    t = predict(x_shape, w_shape, out_spatial, stride, dilation, groups, dtype)
-    best = min(t, key=t.get)
-    if cache is not None:
-        with lock:
-            if len(cache) >= 4096:
-                cache.clear()
-            cache[key] = best
-    return best
+
+    def cheapest():
+        t = predict(x_shape, w_shape, out_spatial, stride, dilation, groups, dtype)
+        return min(t, key=t.get)
+    return _memoised(key, cheapest)
 
 
 _ENGINES = {"direct": direct, "gemm": _gemm.correlate, "fft": fft}
@@ -464,18 +470,15 @@ def choose_adjoint(y_shape, w_shape, x_spatial, stride, dilation, pad, groups, d
     'phases' (one stride-1 problem per output phase, each at its cheapest engine). Unit
     stride: 'col2im' (GEMM + col2im) or the engine of the equivalent forward correlation
     ('direct', 'gemm' or 'fft')."""
-    try:
-        from .. import _plan
-        cache, lock = _plan._choice_cache, _plan._lock
-    except ImportError:  # pragma: no cover - planner not available
-        cache, lock = None, None
     key = ("nn-adjoint", tuple(y_shape), tuple(w_shape), tuple(x_spatial), tuple(stride),
            tuple(dilation), tuple(pad), groups, np.dtype(dtype).str,
            _config.get_num_threads())
-    if cache is not None:
-        hit = cache.get(key)
-        if hit is not None:
-            return hit
+    return _memoised(key, lambda: _cheapest_adjoint(y_shape, w_shape, x_spatial, stride,
+                                                    dilation, pad, groups, dtype))
+
+
+def _cheapest_adjoint(y_shape, w_shape, x_spatial, stride, dilation, pad, groups, dtype):
+    """:func:`choose_adjoint` without the memo."""
     # The phases pay prod(stride) calls and an interleaving copy: measured (2 threads) they
     # lose to col2im when every phase is a dense GEMM (L13 0.86x, DCGAN 4x4 -> 8x8 0.53x)
     # and win when their phases go direct (depthwise 3x3/2 2.45x, 3-D 4^3/2 1.16x) or when
@@ -500,13 +503,7 @@ def choose_adjoint(y_shape, w_shape, x_spatial, stride, dilation, pad, groups, d
                             dilation, groups, dtype)["fft"],
              "phases": _PHASES_MARGIN * _phases_cost(y_shape, w_shape, x_spatial, stride,
                                                      dilation, pad, groups, dtype)}
-    best = min(t, key=t.get)
-    if cache is not None:
-        with lock:
-            if len(cache) >= 4096:
-                cache.clear()
-            cache[key] = best
-    return best
+    return min(t, key=t.get)
 
 
 def correlate_adjoint(y, w, x_spatial, stride, dilation, pad, groups, algorithm="auto",
