@@ -438,6 +438,9 @@ static void fcg_copy_rows(const fc_cgeom *q, const float *x, float *xph, int64_t
             if (fw == 1) {
                 for (int64_t l = l0; l < l1; l++)
                     dst[l] = src[l];
+            } else if (fw == 2) {   /* a constant stride: vectorised */
+                for (int64_t l = l0; l < l1; l++)
+                    dst[l] = src[2 * l];
             } else {
                 for (int64_t l = l0; l < l1; l++)
                     dst[l] = src[l * fw];
