@@ -287,18 +287,20 @@ class _Problem:
         return out
 
 
-#: Direct problems of at most this many multiply-adds (a few microseconds of kernel) skip
-#: the planner: no method choice (direct is the fastest engine at that size), no memory
-#: check, one thread. Measured on the 2-core development VM, 1-D n=1000 k=3: 25 us per call
-#: through the planner against 12 us for scipy.signal.convolve; the kernel itself takes ~2.
-_SMALL_MACS = 1 << 15
+#: Direct problems of at most this many multiply-adds (tens of microseconds of kernel at
+#: most) skip the planner: no method choice (direct is the fastest engine at that size), no
+#: memory check, one thread. Measured on the 2-core development VM: 1-D n=1000 k=3 25 -> 9
+#: us per call (scipy.signal.convolve 12 us); 90k-330k multiply-adds (1-D k=8-262, 2-D 7x7
+#: on 64^2) 2.1-2.7x faster than through the planner with 2 threads; at 1 M (2-D 4x4 on
+#: 256^2) the two were equal.
+_SMALL_MACS = 1 << 19
 _SMALL_MODES = ("full", "same", "valid")
 
 
-def _small_direct(in1, in2, mode, method):
-    """``convolve(in1, in2, mode)`` of two small real float32/float64 numpy arrays of one
-    dtype, ``in2`` no larger than ``in1`` along every axis, by one direct call; None for
-    anything else (which goes the general way)."""
+def _small_windows(in1, in2, mode, method):
+    """The per-axis (start, length) windows when :func:`_small_direct` takes the problem:
+    two small real float32/float64 numpy arrays of one dtype, ``in2`` no larger than ``in1``
+    along every axis, 'auto' or 'direct'; else None."""
     if (method not in ("auto", "direct") or type(in1) is not np.ndarray
             or type(in2) is not np.ndarray):
         return None
@@ -308,18 +310,25 @@ def _small_direct(in1, in2, mode, method):
     nd = in1.ndim
     if nd == 0 or nd > 3 or in2.ndim != nd or mode not in _SMALL_MODES:
         return None
-    s1, s2 = in1.shape, in2.shape
     macs = in2.size
     wins = []
-    for n, k in zip(s1, s2):
+    for n, k in zip(in1.shape, in2.shape):
         if k == 0 or k > n:
             return None
         w = _shapes.window(mode, n, k)
         wins.append(w)
         macs *= w[1]
-    if macs > _SMALL_MACS:
+    return wins if macs <= _SMALL_MACS else None
+
+
+def _small_direct(in1, in2, mode, method):
+    """``convolve(in1, in2, mode)`` by one direct call when :func:`_small_windows` takes the
+    problem; None otherwise (it then goes the general way)."""
+    wins = _small_windows(in1, in2, mode, method)
+    if wins is None:
         return None
     from . import _core
+    dt, nd, s2 = in1.dtype, in1.ndim, in2.shape
     pads, sl = [], []
     for (start, _), k in zip(wins, s2):
         p = k - 1 - start
@@ -720,6 +729,8 @@ def choose_conv_method(in1, in2, mode="full", measure=False):
     >>> fastconv.choose_conv_method(np.ones(1000), np.ones(3))
     'direct'
     """
+    if not measure and _small_windows(in1, in2, mode, "auto") is not None:
+        return "direct"      # what convolve does with it (see _small_direct)
     xp, a, b = _prepare(in1, in2, mode, "auto")
     if a.ndim == b.ndim == 0:
         return ("direct", {"direct": 0.0}) if measure else "direct"

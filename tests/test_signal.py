@@ -705,7 +705,7 @@ def test_longdouble_computed_in_double(method, rng):
                                     ((12, 11), (3, 4)), ((5, 6), (5, 1)),
                                     ((6, 5, 7), (2, 3, 3)), ((40, 40), (1, 1))])
 def test_small_direct_fast_path(shapes, mode, dtype):
-    """Small real problems (<= 2**15 multiply-adds) skip the planner (signal._small_direct):
+    """Small real problems (<= 2**19 multiply-adds) skip the planner (signal._small_direct):
     the same results as scipy, for C, Fortran, strided and reversed inputs, convolve and
     correlate, and the inputs untouched."""
     from fastconv import signal as fsig
@@ -735,7 +735,7 @@ def test_small_direct_fast_path_declines():
     dtypes, a kernel larger than the signal, 'fft' asked for, non-numpy inputs."""
     from fastconv import signal as fsig
     f = np.ones(1000)
-    assert fsig._small_direct(np.ones(10**5), np.ones(3), "same", "auto") is None
+    assert fsig._small_direct(np.ones(10**6), np.ones(3), "same", "auto") is None
     assert fsig._small_direct(np.ones(10, int), np.ones(3, int), "same", "auto") is None
     assert fsig._small_direct(f.astype(complex), f[:3].astype(complex), "same", "auto") is None
     assert fsig._small_direct(f, f[:3].astype(np.float32), "same", "auto") is None
