@@ -29,6 +29,11 @@
  *     micro-kernel, once per range of the tile's taps (kernel rows reading only padding
  *     skipped, see fci_run)
  * Included by fc_cgemm.h, which owns the geometry, the padded copy and the tables.
+ *
+ * The weight gradient runs the same fci_run with the operands' roles swapped (see
+ * fc_cgemm_run): its "pixels" are the Cg*KT taps, its reduction the (image, position)
+ * pairs, its "weight" grad_output packed by fci_pack_gy, its output gw (row pitch K);
+ * kstride lets a call reduce over one slice of a longer reduction.
  */
 #ifndef FASTCONV_FC_IGEMM_H
 #define FASTCONV_FC_IGEMM_H
