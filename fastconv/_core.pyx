@@ -446,6 +446,24 @@ def depthwise2d_f32(const float[:, :, :, ::1] x, const float[:, :, ::1] w, bias,
     return out
 
 
+cdef fc_dwgeom _dw3_geometry(str fname, x_shape, Py_ssize_t c_out, Py_ssize_t n_out,
+                              kernel, out_spatial, stride, dilation, pad) except *:
+    """The 3-D depthwise geometry (x (N, C, D, H, W)), validated (ValueError naming
+    ``fname``)."""
+    sd, sh, sw = stride
+    dd, dh, dw = dilation
+    pd, ph, pw = pad
+    cdef fc_dwgeom q = _dw_geometry(fname, (x_shape[0], x_shape[1], x_shape[3], x_shape[4]),
+                                    c_out, n_out, kernel[1], kernel[2], out_spatial[1],
+                                    out_spatial[2], (sh, sw), (dh, dw), (ph, pw))
+    q.D, q.KD, q.OD, q.sd, q.dd, q.pd = x_shape[2], kernel[0], out_spatial[0], sd, dd, pd
+    if min(q.sd, q.dd) < 1 or q.pd < 0:
+        raise ValueError(f"{fname}: stride/dilation must be >= 1 and pad >= 0")
+    if q.KD < 1 or q.KD * q.KH * q.KW > FCD_MAXTAPS:
+        raise ValueError(f"{fname}: kernel must have 1 .. {FCD_MAXTAPS} taps")
+    return q
+
+
 def depthwise3d_f32(const float[:, :, :, :, ::1] x, const float[:, :, :, ::1] w, bias,
                     float[:, :, :, :, ::1] out, stride, dilation, pad, int nthreads=1,
                     bint force_generic=False):
@@ -462,18 +480,10 @@ def depthwise3d_f32(const float[:, :, :, :, ::1] x, const float[:, :, :, ::1] w,
     cdef int rc
     if w.shape[0] != out.shape[1]:
         raise ValueError("depthwise3d_f32: inconsistent channel counts")
-    sd, sh, sw = stride
-    dd, dh, dw = dilation
-    pd, ph, pw = pad
-    cdef fc_dwgeom q = _dw_geometry("depthwise3d_f32", (x.shape[0], x.shape[1], x.shape[3],
-                                                        x.shape[4]), out.shape[1],
-                                    out.shape[0], w.shape[2], w.shape[3], out.shape[3],
-                                    out.shape[4], (sh, sw), (dh, dw), (ph, pw))
-    q.D, q.KD, q.OD, q.sd, q.dd, q.pd = x.shape[2], w.shape[1], out.shape[2], sd, dd, pd
-    if min(q.sd, q.dd) < 1 or q.pd < 0:
-        raise ValueError("depthwise3d_f32: stride/dilation must be >= 1 and pad >= 0")
-    if q.KD < 1 or q.KD * q.KH * q.KW > FCD_MAXTAPS:
-        raise ValueError(f"depthwise3d_f32: kernel must have 1 .. {FCD_MAXTAPS} taps")
+    cdef fc_dwgeom q = _dw3_geometry("depthwise3d_f32", x.shape, out.shape[1], out.shape[0],
+                                     (w.shape[1], w.shape[2], w.shape[3]),
+                                     (out.shape[2], out.shape[3], out.shape[4]), stride,
+                                     dilation, pad)
     if bias is not None:
         b = bias
         if b.shape[0] != out.shape[1]:
@@ -514,5 +524,31 @@ def depthwise2d_wgrad_f32(const float[:, :, :, ::1] x, const float[:, :, :, ::1]
                                     nthreads, force_generic)
     if rc == -1:
         raise MemoryError("depthwise2d_wgrad_f32: could not allocate %d bytes of scratch"
+                          % fc_depthwise_scratch_bytes(&q, nthreads))
+    return gw
+
+
+def depthwise3d_wgrad_f32(const float[:, :, :, :, ::1] x, const float[:, :, :, :, ::1] gy,
+                          float[:, :, :, ::1] gw, stride, dilation, pad, int nthreads=1,
+                          bint force_generic=False):
+    """Weight gradient of :func:`depthwise3d_f32` into ``gw`` (C*M, KD, KH, KW):
+    ``gw[c*M + m, kd, kh, kw] = sum_{n,od,oh,ow} gy[n, c*M + m, od, oh, ow] *
+    x[n, c, od*sd + kd*dd - pd, oh*sh + kh*dh - ph, ow*sw + kw*dw - pw]`` (zeros outside
+    ``x``), float32 with double sums per output plane."""
+    cdef int rc
+    if gy.shape[1] != gw.shape[0]:
+        raise ValueError("depthwise3d_wgrad_f32: inconsistent channel counts")
+    cdef fc_dwgeom q = _dw3_geometry("depthwise3d_wgrad_f32", x.shape, gw.shape[0],
+                                     gy.shape[0], (gw.shape[1], gw.shape[2], gw.shape[3]),
+                                     (gy.shape[2], gy.shape[3], gy.shape[4]), stride,
+                                     dilation, pad)
+    if q.N == 0 or q.OD == 0 or q.OH == 0 or q.OW == 0 or q.D == 0 or q.H == 0 or q.W == 0:
+        np.asarray(gw)[...] = 0
+        return gw
+    with nogil:
+        rc = fc_depthwise_wgrad_f32(&q, &x[0, 0, 0, 0, 0], &gy[0, 0, 0, 0, 0],
+                                    &gw[0, 0, 0, 0], nthreads, force_generic)
+    if rc == -1:
+        raise MemoryError("depthwise3d_wgrad_f32: could not allocate %d bytes of scratch"
                           % fc_depthwise_scratch_bytes(&q, nthreads))
     return gw

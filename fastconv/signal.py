@@ -240,19 +240,10 @@ class _Problem:
         cdt = _dtypes.compute_dtype(self.rdt)
         x, k = self.kernel_and_signal()
         w = k[(slice(None, None, -1),) * k.ndim]
-        pads, sl = [], []
-        for ax, (s, K) in enumerate(zip(self.starts, w.shape)):
-            p = K - 1 - s
-            if p < 0:                       # window starts inside the signal
-                sl.append(slice(-p, None))
-                p = 0
-            else:
-                sl.append(slice(None))
-            pads.append(p)
-        x = x[tuple(sl)]
-        x = xp.ascontiguousarray(x, dtype=cdt)
+        crop, pads = _direct_window(self.starts, w.shape)
+        x = xp.ascontiguousarray(x[crop], dtype=cdt)
         w = xp.ascontiguousarray(w, dtype=cdt)
-        return x, w, tuple(pads)
+        return x, w, pads
 
     def _direct(self, nthreads):
         xp = self.xp
@@ -328,18 +319,27 @@ def _small_direct(in1, in2, mode, method):
     if wins is None:
         return None
     from . import _core
-    dt, nd, s2 = in1.dtype, in1.ndim, in2.shape
-    pads, sl = [], []
-    for (start, _), k in zip(wins, s2):
-        p = k - 1 - start
-        sl.append(slice(-p, None) if p < 0 else slice(None))
-        pads.append(max(p, 0))
-    x = np.ascontiguousarray(in1[tuple(sl)])
+    dt, nd = in1.dtype, in1.ndim
+    crop, pads = _direct_window([st for st, _ in wins], in2.shape)
+    x = np.ascontiguousarray(in1[crop])
     w = np.ascontiguousarray(in2[(slice(None, None, -1),) * nd])
-    out = np.empty(tuple(w_[1] for w_ in wins), dt)
+    out = np.empty(tuple(n for _, n in wins), dt)
     _core._correlate_real(x[None, None], w[None, None], out[None, None], (1,) * nd,
-                          (1,) * nd, tuple(pads), 1, 1, None, _core._REAL_CODES[dt])
+                          (1,) * nd, pads, 1, 1, None, _core._REAL_CODES[dt])
     return out
+
+
+def _direct_window(starts, kernel_shape):
+    """The direct engine's view of a window of the full convolution starting at ``starts``:
+    (the crop of the signal, the zero padding before each axis). The engine correlates
+    with the flipped kernel, reading x[o + k - pad]; a window that starts inside the signal
+    (pad would be negative) crops the signal instead."""
+    crop, pads = [], []
+    for s, K in zip(starts, kernel_shape):
+        p = K - 1 - s
+        crop.append(slice(-p, None) if p < 0 else slice(None))
+        pads.append(max(p, 0))
+    return tuple(crop), tuple(pads)
 
 
 def _prepare(in1, in2, mode, method):

@@ -245,14 +245,20 @@ def test_kernel_3d_matches_torch(case, generic):
     np.testing.assert_allclose(out, want, rtol=1e-5, atol=_tol(w))
 
 
-def test_public_conv3d_routes_to_the_3d_kernel(monkeypatch):
+def _count_calls(monkeypatch, name):
+    """Calls of ``fastconv._core.<name>`` from now on (it still runs)."""
     calls = []
-    real = _core.depthwise3d_f32
+    real = getattr(_core, name)
 
     def spy(*a, **k):
         calls.append(1)
         return real(*a, **k)
-    monkeypatch.setattr(_core, "depthwise3d_f32", spy)
+    monkeypatch.setattr(_core, name, spy)
+    return calls
+
+
+def test_public_conv3d_routes_to_the_3d_kernel(monkeypatch):
+    calls = _count_calls(monkeypatch, "depthwise3d_f32")
     rng = np.random.default_rng(3)
     x = rng.standard_normal((2, 6, 9, 10, 11)).astype(np.float32)
     w = rng.standard_normal((12, 1, 3, 3, 3)).astype(np.float32)
@@ -260,3 +266,33 @@ def test_public_conv3d_routes_to_the_3d_kernel(monkeypatch):
     want = F.conv3d(torch.from_numpy(x), torch.from_numpy(w), None, 2, 1, 1, 6).numpy()
     assert calls == [1]
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=_tol(w))
+
+
+@pytest.mark.parametrize("generic", [False, True])
+@pytest.mark.parametrize("case", CASES_3D)
+def test_wgrad_kernel_3d_matches_torch(case, generic):
+    """The 3-D weight gradient reads the forward kernel's slabs (chunks of output planes)."""
+    n, c, m, k, s, p, d, sp = case
+    rng = np.random.default_rng(sum(sp) + c * 5 + m)
+    x = rng.standard_normal((n, c) + sp).astype(np.float32)
+    osp = tuple((a + 2 * pp - dd * (kk - 1) - 1) // ss + 1
+                for a, kk, ss, pp, dd in zip(sp, k, s, p, d))
+    gy = rng.standard_normal((n, c * m) + osp).astype(np.float32)
+    want = torch.nn.grad.conv3d_weight(torch.from_numpy(x).double(), (c * m, 1) + k,
+                                       torch.from_numpy(gy).double(), s, p, d, c).numpy()
+    gw = np.full((c * m,) + k, np.nan, np.float32)
+    _core.depthwise3d_wgrad_f32(x, gy, gw, s, d, p, 2, force_generic=generic)
+    np.testing.assert_allclose(gw, want[:, 0], rtol=1e-4, atol=1e-4 * np.abs(want).max())
+
+
+def test_public_conv3d_weight_routes_to_the_3d_kernel(monkeypatch):
+    from fastconv.nn import grad
+    calls = _count_calls(monkeypatch, "depthwise3d_wgrad_f32")
+    rng = np.random.default_rng(4)
+    x = rng.standard_normal((2, 6, 9, 10, 11)).astype(np.float32)
+    gy = rng.standard_normal((2, 12, 5, 5, 6)).astype(np.float32)
+    got = grad.conv3d_weight(x, (12, 1, 3, 3, 3), gy, stride=2, padding=1, groups=6)
+    want = torch.nn.grad.conv3d_weight(torch.from_numpy(x).double(), (12, 1, 3, 3, 3),
+                                       torch.from_numpy(gy).double(), 2, 1, 1, 6).numpy()
+    assert calls == [1]
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4 * np.abs(want).max())

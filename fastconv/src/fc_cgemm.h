@@ -354,6 +354,53 @@ static void fcg_pack_a_trans(const float *w, int64_t K, int64_t ld, int64_t rows
     }
 }
 
+/* One image's rows of one panel of fcg_pack_gy: d[p*width + j] = s[j*P + p], zero for
+ * j >= rows; 64 positions at a time, so the width source rows' lines stay in L1. Inlined
+ * with a constant width (a run-time one made the implicit form's pack 1.16x slower). */
+static inline __attribute__((always_inline)) void
+fcg_pack_gy_rows(const float *s, float *d, int64_t P, int64_t rows, const int64_t width)
+{
+    for (int64_t p0 = 0; p0 < P; p0 += 64) {
+        const int64_t p1 = fc_min(P, p0 + 64);
+        for (int64_t j = 0; j < width; j++) {
+            if (j < rows) {
+                const float *sj = s + j * P;
+                for (int64_t p = p0; p < p1; p++)
+                    d[p * width + j] = sj[p];
+            } else {
+                for (int64_t p = p0; p < p1; p++)
+                    d[p * width + j] = 0.0f;
+            }
+        }
+    }
+}
+
+/* grad_output as the A operand of the weight gradient, in panels of ``width`` rows (FC_MR
+ * for the packed form, FCI_NV for the implicit one): reduction index r = n*P + p,
+ * A[((g*npan + ip)*N*P + r)*width + j] = gy[n, g*Cog + ip*width + j, p] (zero past Cog);
+ * gy (N, G*Cog, P) C-contiguous. In parallel over (panel, image). */
+static void fcg_pack_gy(const float *gy, int64_t N, int64_t G, int64_t Cog, int64_t P,
+                        int64_t width, float *A, int nthreads)
+{
+    const int64_t npan = fc_cdiv(Cog, width), NP = N * P;
+#if defined(_OPENMP)
+#pragma omp parallel for schedule(static) num_threads(nthreads) if (G * npan * NP >= 16384)
+#endif
+    for (int64_t gn = 0; gn < G * npan * N; gn++) {
+        const int64_t gi = gn / N, n = gn % N;
+        const int64_t g = gi / npan, m0 = (gi % npan) * width;
+        const int64_t rows = fc_min(width, Cog - m0);
+        const float *s = gy + (n * G * Cog + g * Cog + m0) * P;
+        float *d = A + (gi * NP + n * P) * width;
+        if (width == FCI_NV)
+            fcg_pack_gy_rows(s, d, P, rows, FCI_NV);
+        else if (width == FC_MR)
+            fcg_pack_gy_rows(s, d, P, rows, FC_MR);
+        else
+            fcg_pack_gy_rows(s, d, P, rows, width);
+    }
+}
+
 /* Whether the implicit engine (fc_igemm.h) is chosen for a forward problem: a spatial
  * kernel (1x1 layers read contiguous runs; packing them costs little) and at least 16
  * output channels per group, at most 1/8 of them padding lanes of the last panel. */
@@ -365,19 +412,6 @@ static int fc_igemm_pays_dims(int64_t KT, int64_t Cog)
 static int fc_igemm_pays(const fc_cgeom *q)
 {
     return fc_igemm_pays_dims(q->KD * q->KH * q->KW, q->Cog);
-}
-
-/* The weight gradient takes the implicit form on every AVX2 CPU: its columns are the Cg*KT
- * taps, its reduction every (image, output position) pair read in place, so no patch matrix
- * is packed, where the explicit form packs one patch element per Cog multiply-adds.
- * Measured against the explicit form (2 threads): 1.1-2.4x on every layer tried, from 1 to
- * 256 grad_output channels per group (96 -> 32 3x3x3 on 4 x 16^3: 27.6 -> 15.3 ms; VGG
- * 3x3 256 -> 256 on 56^2: 20.2 -> 17.8 ms; 64 -> 8 3x3: 5.8 -> 3.1 ms; 1x1 144 -> 24:
- * 4.9 -> 2.4 ms). */
-static int fc_igemm_wgrad_pays(const fc_cgeom *q)
-{
-    (void)q;
-    return 1;
 }
 
 /* Bytes of scratch a call allocates (packed A, tap table, pixel table, per-thread B). */
@@ -508,12 +542,17 @@ static int fc_cgemm_run(const fc_cgeom *q, const float *x, const float *w,
                   Ew = (q->OW - 1) * q->sw + (q->KW - 1) * q->dw + 1;  /* extents read */
     const int64_t C = G * Cg;
     int use_avx2 = !force_generic && fc_cpu_has_avx2_fma();
-    /* the implicit engine (fc_igemm.h): forward only, AVX2; it reads strided taps in place,
-     * so its copy (if any) is only zero-padded, never phase-split */
+    /* the implicit engine (fc_igemm.h; AVX2): it reads strided taps in place, so its copy
+     * (if any) is only zero-padded, never phase-split. The weight gradient takes it
+     * whenever it may: its columns are the Cg*KT taps, its reduction every (image,
+     * position) pair read in place, so no patch matrix is packed, where the packed form
+     * packs one patch element per Cog multiply-adds (measured, 2 threads: 1.1-2.4x on
+     * every layer tried, 1 to 256 grad_output channels per group; 96 -> 32 3x3x3 on
+     * 4 x 16^3 27.6 -> 15.3 ms, VGG 3x3 20.2 -> 17.8 ms, 64 -> 8 3x3 5.8 -> 3.1 ms, 1x1
+     * 144 -> 24 4.9 -> 2.4 ms) */
     const int implicit = FC_X86 && use_avx2
                          && (q->engine == 1
-                             || (q->engine < 0 && (wgrad ? fc_igemm_wgrad_pays(q)
-                                                         : fc_igemm_pays(q))));
+                             || (q->engine < 0 && (wgrad || fc_igemm_pays(q))));
     int phased = strided && q->phase != 0 && !implicit;
     if (phased && q->phase < 0
         && (int64_t)sizeof(float) * N * C * fc_cdiv(Ed, q->sd) * fc_cdiv(Eh, q->sh)
@@ -581,11 +620,11 @@ static int fc_cgemm_run(const fc_cgeom *q, const float *x, const float *w,
      * dilated 2 on 8 x 16^3, 7.8% padding rows: 1.27x; 64 -> 32 3^3 / 2 on 32^3: 1.28x) */
     const int rowmaj = implicit && !wgrad && !strided
                        && fci_pad_rows_permille(q) >= FCI_ROWMAJOR_PERMILLE;
-    if (implicit && wgrad) {
-        fci_pack_gy(w, N, G, Cog, P, Ap, nthreads);
+    if (wgrad) {
+        fcg_pack_gy(w, N, G, Cog, P, implicit ? FCI_NV : FC_MR, Ap, nthreads);
     } else if (implicit) {
         fci_pack_w(w, G, Cog, Cg, q->KD * q->KH, q->KW, rowmaj, (int)q->w_trans, Ap, nthreads);
-    } else if (!wgrad) {
+    } else {
         /* in parallel: a serial pack of a VGG-sized weight (256 x 2304) took ~0.6 ms while
          * the other threads waited */
 #if defined(_OPENMP)
@@ -599,24 +638,6 @@ static int fc_cgemm_run(const fc_cgeom *q, const float *x, const float *w,
             else
                 fcg_pack_a(w + (g * Cog + ip * FC_MR) * K, K, fc_min(FC_MR, Cog - ip * FC_MR),
                            Ap + gi * FC_MR * K);
-        }
-    } else {
-        /* A = grad_output (N, G*Cog, P): row m of group g, reduction index n*P + p */
-#if defined(_OPENMP)
-#pragma omp parallel for schedule(static) num_threads(nthreads)
-#endif
-        for (int64_t gi = 0; gi < G * npan; gi++) {
-            const int64_t g = gi / npan, ip = gi % npan;
-            const int64_t rows = fc_min(FC_MR, Cog - ip * FC_MR);
-            float *d = Ap + gi * FC_MR * Kr;
-            for (int64_t n = 0; n < N; n++) {
-                const float *src = w + (n * G * Cog + g * Cog + ip * FC_MR) * P;
-                for (int64_t pp = 0; pp < P; pp++) {
-                    float *dd = d + (n * P + pp) * FC_MR;
-                    for (int64_t r = 0; r < FC_MR; r++)
-                        dd[r] = r < rows ? src[r * P + pp] : 0.0f;
-                }
-            }
         }
     }
     int64_t x_sn = q->x_sn;
@@ -691,7 +712,7 @@ static int fc_cgemm_run(const fc_cgeom *q, const float *x, const float *w,
     if (implicit && wgrad) {
         /* the roles of fci_run's operands swapped: its "pixels" are the K taps (columns of
          * gw, table pix), its reduction the N*P (image, position) pairs (table tap, image
-         * offsets included), its "weight" grad_output packed by fci_pack_gy, its output gw
+         * offsets included), its "weight" grad_output packed by fcg_pack_gy, its output gw
          * (G*Cog, K): one image, row pitch K */
         fc_cgeom qw = *q;
         qw.N = 1;

@@ -18,8 +18,8 @@
  * channel, chunk of output planes); the panel holds one such slab per input plane the
  * chunk reads (slab j: input plane od0*sd - pd + j, zeros when that plane is padding), each
  * filled once, and tap (kd, kh, kw) of output plane od reads slab (od - od0)*sd + kd*dd.
- * Chunks are sized so the panel stays within FCD_PANEL3D_BYTES. (The weight gradient below
- * is 2-D only.)
+ * Chunks are sized so the panel stays within FCD_PANEL3D_BYTES. The weight gradient below
+ * reads the same slabs.
  */
 #ifndef FASTCONV_FC_DEPTHWISE_H
 #define FASTCONV_FC_DEPTHWISE_H
@@ -142,6 +142,24 @@ static void fcd_fill(const fc_dwgeom *q, const fcd_panel *pg, const float *src, 
             for (t = hi; t < P; t++)
                 d[t] = 0.0f;
         }
+    }
+}
+
+/* 3-D: the slabs of output planes od0 .. od1-1 of one (image, channel) volume xv (D planes
+ * of H*W): slab j holds input plane od0*sd - pd + j, zeros where that plane is padding.
+ * Planes: one slab, the plane itself. Shared by the forward kernel and the weight
+ * gradient. */
+static void fcd_fill_slabs(const fc_dwgeom *q, const fcd_panel *pg, const float *xv,
+                           int64_t od0, int64_t od1, float *panel)
+{
+    const int64_t slab = q->sw * pg->phase_stride, isz = q->H * q->W;
+    const int64_t z0 = od0 * q->sd - q->pd, ns = fcd_nslab(q, od1 - od0);
+    for (int64_t j = 0; j < ns; j++) {
+        const int64_t id = z0 + j;
+        if (id < 0 || id >= q->D)
+            memset(panel + j * slab, 0, sizeof(float) * (size_t)slab);
+        else
+            fcd_fill(q, pg, xv + id * isz, panel + j * slab);
     }
 }
 
@@ -313,14 +331,7 @@ static int fc_depthwise_f32(const fc_dwgeom *q, const float *x, const float *w,
             const int64_t ch = pl % nchunk, nc = pl / nchunk;   /* nc = n*C + c */
             const int64_t c = nc % q->C, n = nc / q->C;
             const int64_t od0 = ch * ob, od1 = fc_min(q->OD, od0 + ob);
-            const int64_t z0 = od0 * q->sd - q->pd, ns = fcd_nslab(q, od1 - od0);
-            for (int64_t j = 0; j < ns; j++) {
-                const int64_t id = z0 + j;
-                if (id < 0 || id >= q->D)
-                    memset(panel + j * slab, 0, sizeof(float) * (size_t)slab);
-                else
-                    fcd_fill(q, &pg, x + (nc * q->D + id) * isz, panel + j * slab);
-            }
+            fcd_fill_slabs(q, &pg, x + nc * q->D * isz, od0, od1, panel);
             for (int64_t od = od0; od < od1; od++)
                 for (int64_t m = 0; m < q->M; m++) {
                     const int64_t co = c * q->M + m;
@@ -340,18 +351,19 @@ static int fc_depthwise_f32(const fc_dwgeom *q, const float *x, const float *w,
 
 /* ---------------------------------------------------------------------------------------
  * Weight gradient of the depthwise correlation:
- *   gw[c*M + m, kh, kw] = sum_n sum_{oh,ow} gy[n, c*M + m, oh, ow]
- *                                           * x[n, c, oh*sh + kh*dh - ph, ow*sw + kw*dw - pw]
+ *   gw[c*M + m, kd, kh, kw] = sum_n sum_{od,oh,ow} gy[n, c*M + m, od, oh, ow]
+ *           * x[n, c, od*sd + kd*dd - pd, oh*sh + kh*dh - ph, ow*sw + kw*dw - pw]
  * One task per input channel c (it owns its M output rows, so no reduction across threads):
- * for every image the x plane is read once into the same panel as the forward kernel, and
- * each gy row vector feeds one FMA per tap (T vector accumulators, reduced per image into
- * double sums). gy: (N, C*M, OH, OW), gw: (C*M, KH, KW), both C-contiguous.
+ * for every image (and chunk of output planes, 3-D) the input is read once into the same
+ * panel as the forward kernel, and each gy row vector feeds one FMA per tap (T vector
+ * accumulators, reduced per output plane into double sums). gy: (N, C*M, OD, OH, OW), gw:
+ * (C*M, KD, KH, KW), both C-contiguous (OD = KD = 1: planes).
  * ------------------------------------------------------------------------------------- */
 static void fcd_wgrad_plane_generic(const fc_dwgeom *q, const fcd_panel *pg,
                                     const float *panel, const float *g, const int64_t *toff,
                                     double *sums)
 {
-    const int64_t T = q->KH * q->KW;
+    const int64_t T = fcd_ntaps(q);
     const int64_t rstride = q->sh * pg->pitch;
     for (int64_t t = 0; t < T; t++) {
         float acc = 0.0f;
@@ -370,7 +382,7 @@ FC_ATTR_AVX2 static void fcd_wgrad_plane_avx2(const fc_dwgeom *q, const fcd_pane
                                           const float *panel, const float *g,
                                           const int64_t *toff, double *sums)
 {
-    const int64_t T = q->KH * q->KW, OW = q->OW;
+    const int64_t T = fcd_ntaps(q), OW = q->OW;
     const int64_t nvec = (OW + 7) / 8;
     const int last = (int)(OW - (nvec - 1) * 8);
     int32_t mk[16] = {-1, -1, -1, -1, -1, -1, -1, -1, 0, 0, 0, 0, 0, 0, 0, 0};
@@ -413,12 +425,12 @@ typedef void (*fcd_wgrad_fn)(const fc_dwgeom *, const fcd_panel *, const float *
 static int fc_depthwise_wgrad_f32(const fc_dwgeom *q, const float *x, const float *gy,
                                   float *gw, int nthreads, int force_generic)
 {
-    const int64_t T = q->KH * q->KW;
+    const int64_t T = fcd_ntaps(q);
     if (q->C <= 0 || q->M <= 0 || T <= 0)
         return 0;
     if (T > FCD_MAXTAPS)
         return -2;
-    if (q->N <= 0 || q->OH <= 0 || q->OW <= 0) {
+    if (q->N <= 0 || q->OD <= 0 || q->OH <= 0 || q->OW <= 0) {
         memset(gw, 0, sizeof(float) * (size_t)(q->C * q->M * T));
         return 0;
     }
@@ -432,7 +444,9 @@ static int fc_depthwise_wgrad_f32(const fc_dwgeom *q, const float *x, const floa
 #else
     (void)force_generic;
 #endif
-    const int64_t osz = q->OH * q->OW;
+    const int64_t osz = q->OH * q->OW, isz = q->H * q->W;
+    const int64_t slab = q->sw * pg.phase_stride;
+    const int64_t ob = fcd_chunk(q, &pg);
     if (nthreads < 1)
         nthreads = 1;
     if (q->C < nthreads)
@@ -454,12 +468,16 @@ static int fc_depthwise_wgrad_f32(const fc_dwgeom *q, const float *x, const floa
             if (!panel || !sums)
                 continue;
             memset(sums, 0, sizeof(double) * (size_t)(q->M * T));
-            for (int64_t n = 0; n < q->N; n++) {
-                fcd_fill(q, &pg, x + (n * q->C + c) * q->H * q->W, panel);
-                for (int64_t m = 0; m < q->M; m++)
-                    plane(q, &pg, panel, gy + (n * q->C * q->M + c * q->M + m) * osz, toff,
-                          sums + m * T);
-            }
+            for (int64_t n = 0; n < q->N; n++)
+                for (int64_t od0 = 0; od0 < q->OD; od0 += ob) {
+                    const int64_t od1 = fc_min(q->OD, od0 + ob);
+                    fcd_fill_slabs(q, &pg, x + (n * q->C + c) * q->D * isz, od0, od1, panel);
+                    for (int64_t od = od0; od < od1; od++)
+                        for (int64_t m = 0; m < q->M; m++)
+                            plane(q, &pg, panel + (od - od0) * q->sd * slab,
+                                  gy + ((n * q->C * q->M + c * q->M + m) * q->OD + od) * osz,
+                                  toff, sums + m * T);
+                }
             for (int64_t i = 0; i < q->M * T; i++)
                 gw[c * q->M * T + i] = (float)sums[i];
         }

@@ -32,7 +32,7 @@
  *
  * The weight gradient runs the same fci_run with the operands' roles swapped (see
  * fc_cgemm_run): its "pixels" are the Cg*KT taps, its reduction the (image, position)
- * pairs, its "weight" grad_output packed by fci_pack_gy, its output gw (row pitch K);
+ * pairs, its "weight" grad_output packed by fcg_pack_gy, its output gw (row pitch K);
  * kstride lets a call reduce over one slice of a longer reduction.
  */
 #ifndef FASTCONV_FC_IGEMM_H
@@ -192,7 +192,8 @@ static inline void fci_valid(int64_t o, int64_t s, int64_t d, int64_t pad, int64
     *hi = fc_max(*lo, fc_min(h, ka));
 }
 
-/* The implicit engine's share of fc_cgemm_run (forward only, AVX2 CPUs). x: the input as
+/* The implicit engine's share of fc_cgemm_run (AVX2 CPUs; the weight gradient calls it with
+ * its operands' roles swapped, see fc_cgemm_run). x: the input as
  * the tables address it (zero-padded copy or the caller's array, image stride x_sn, one
  * group's channels Cg_CS elements apart); tap[K]: fc_cgemm_run's tap offsets (reordered
  * by fci_taps_rowmajor when ``rowmaj``); pix[P]; Wq: the weight packed by fci_pack_w in
@@ -418,41 +419,6 @@ static void fci_pack_w(const float *w, int64_t G, int64_t Cog, int64_t Cg, int64
                             for (int64_t e = 0; e < KW; e++)
                                 dd[e * FCI_NV] = j < nch ? s[k + e] : 0.0f;
                         }
-                }
-            }
-        }
-    }
-}
-
-/* grad_output as the weight of fci_run in the weight-gradient form: reduction index r =
- * n*P + p, Wq[((g*njt + jt)*N*P + r)*16 + j] = gy[n, g*Cog + jt*16 + j, p] (zero past Cog);
- * gy (N, G*Cog, P) C-contiguous. */
-static void fci_pack_gy(const float *gy, int64_t N, int64_t G, int64_t Cog, int64_t P,
-                        float *Wq, int nthreads)
-{
-    const int64_t njt = fc_cdiv(Cog, FCI_NV), NP = N * P;
-#if defined(_OPENMP)
-#pragma omp parallel for schedule(static) num_threads(nthreads) if (G * njt * NP >= 16384)
-#endif
-    for (int64_t gn = 0; gn < G * njt * N; gn++) {
-        const int64_t gj = gn / N, n = gn % N;
-        const int64_t g = gj / njt, m0 = (gj % njt) * FCI_NV;
-        const int64_t nch = fc_min(FCI_NV, Cog - m0);
-        {
-            const float *s = gy + (n * G * Cog + g * Cog + m0) * P;
-            float *d = Wq + (gj * NP + n * P) * FCI_NV;
-            /* 64 positions at a time: the 16 source rows' lines stay in L1 */
-            for (int64_t p0 = 0; p0 < P; p0 += 64) {
-                const int64_t p1 = fc_min(P, p0 + 64);
-                for (int64_t j = 0; j < FCI_NV; j++) {
-                    if (j < nch) {
-                        const float *sj = s + j * P;
-                        for (int64_t p = p0; p < p1; p++)
-                            d[p * FCI_NV + j] = sj[p];
-                    } else {
-                        for (int64_t p = p0; p < p1; p++)
-                            d[p * FCI_NV + j] = 0.0f;
-                    }
                 }
             }
         }

@@ -38,11 +38,12 @@ typedef FC_T FN(fc_vecu) __attribute__((vector_size(32), aligned(sizeof(FC_T)), 
  * AVX-512VL build it is broadcast once into a pinned register, or GCC folds it into every
  * FMA as a {1to8} memory operand; elsewhere a plain scalar (pinning it in the AVX2 build
  * measured slower: it constrains GCC's scheduling). */
+/* The vector of ``value`` in every lane, spelled -0 + value, which GCC folds into a plain
+ * broadcast (+0 + value is not value for value = -0, so that spelling kept a scalar add
+ * before every broadcast: 5-8% of a 5x5 call). */
+#define FC_SPLAT(value) ((FN(fc_vec)){0} * (FC_T)-1 + (value))
 #ifdef FC_ISA_512
-/* -0 + value, which GCC folds into a plain broadcast (+0 + value is not value for value =
- * -0, so that spelling kept a scalar add before every broadcast: 5-8% of a 5x5 call) */
-#define FC_WSPLAT(name, value) \
-    FN(fc_vec) name = (FN(fc_vec)){0} * (FC_T)-1 + (value); FC_PIN(name)
+#define FC_WSPLAT(name, value) FN(fc_vec) name = FC_SPLAT(value); FC_PIN(name)
 #else
 #define FC_WSPLAT(name, value) const FC_T name = (value)
 #endif
@@ -259,7 +260,7 @@ FN(fc_diag_blk)(const int P, const int Q, FN(fc_vec) acc[8], const FC_T *restric
     int s, p, q;
 #pragma GCC unroll 8
     for (q = 0; q < Q; q++) {
-        wr[q] = (FN(fc_vec)){0} * (FC_T)-1 + wq[q];   /* -0 + w: a plain broadcast */
+        wr[q] = FC_SPLAT(wq[q]);
         FC_PIN(wr[q]);
     }
 #pragma GCC unroll 16
@@ -671,4 +672,5 @@ static FC_ATTR void FN(fc_task)(const fc_plan *restrict pl, int64_t t, void *scr
 #undef FC_ISA_VEC
 #undef FC_PIN
 #undef FC_WSPLAT
+#undef FC_SPLAT
 #undef FC_ISA_512
