@@ -296,8 +296,9 @@ class Result(dict):
 def measure(fn, x, k, ref, dtype, *, repeats, budget_s, slow_s, warm):
     """Check ``fn(x, k)`` against ``ref``, then time it (median) and probe its peak memory.
 
-    ``warm``: the first call may include one-time work (plan creation), so it is never a
-    timing sample. Otherwise a first call longer than ``slow_s`` is the only sample.
+    ``warm``: the first call may include one-time work (plan creation, and FFTW re-plans it
+    starts in the background, which are waited for), so it is never a timing sample.
+    Otherwise a first call longer than ``slow_s`` is the only sample.
     """
     r = Result(t=None, times=[], mem=None, retained=None, err=None, ok=False, note="")
     rss0 = _rss()
@@ -313,6 +314,13 @@ def measure(fn, x, k, ref, dtype, *, repeats, budget_s, slow_s, warm):
         return r
     r["retained"] = max(_rss() - rss0, 0)
     r["mem"] = pm.peak
+    if warm:
+        # steady state: the FFTW plans the first call started measuring in the background
+        # (overlap-add blocks, once per machine: fastconv._fft.AUTO_MEASURE_BLOCKS) are
+        # ready, and no re-plan runs beside the timed calls
+        from . import _fft
+
+        _fft.wait_measurements(60.0)
     if not r["ok"]:
         r["note"] = r["note"] or f"WRONG (rel err {r['err']:.1e})"
         return r

@@ -34,6 +34,17 @@ def _private_cache_dir(tmp_path_factory):
     _plan._reset()
 
 
+@pytest.fixture(autouse=True)
+def _no_background_measure_leaks():
+    """A background FFTW re-plan started by one test (overlap-add blocks are measured once
+    they are hot: fastconv._fft.AUTO_MEASURE_BLOCKS) finishes before the next test starts,
+    so no test sees another's plan-cache counters change under it."""
+    yield
+    from fastconv import _fft
+
+    assert _fft.wait_measurements(120.0), "a background FFTW re-plan did not finish"
+
+
 @pytest.fixture
 def rng():
     """A fresh, seeded generator per test (tests are order independent)."""

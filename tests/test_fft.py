@@ -1,5 +1,6 @@
 """Tests of the FFT engine fastconv._fft (oracles: scipy.signal and float64 direct sums)."""
 import itertools
+import math
 import os
 import pickle
 
@@ -598,3 +599,93 @@ def test_background_measure_keeps_results_right(tmp_path, monkeypatch):
         _check(r, want, np.float64)
     r = _fft.convolve(a, b, (0, 1), (0, 0), want.shape, nthreads=1)
     _check(r, want, np.float64)
+
+
+@pytest.mark.skipif(not _fft.HAVE_PYFFTW, reason="needs pyfftw")
+def test_block_plans_measured_in_background(tmp_path, monkeypatch):
+    """N-d overlap-add block plans are re-planned with FFTW_MEASURE in the background once
+    their key is hot, whatever AUTO_MEASURE says; the wisdom is saved, later work sets of
+    the key are planned from it, and every result stays right."""
+    monkeypatch.setenv("FASTCONV_CACHE_DIR", str(tmp_path))
+    monkeypatch.setattr(_fft, "AUTO_MEASURE", False)
+    monkeypatch.setattr(_fft, "AUTO_MEASURE_BLOCKS", True)
+    monkeypatch.setattr(_fft, "BLOCK_MEASURE_AFTER_S", 0.0)
+    _fft.clear_plan_cache()
+    pyfftw.forget_wisdom()
+    rng = np.random.default_rng(31)
+    a, b = rng.standard_normal((300, 260)), rng.standard_normal((9, 7))
+    want = scipy.signal.oaconvolve(a, b, mode="same")
+    start = (4, 3)
+    plan = _fft.oa_plan(a.shape, b.shape, (0, 1), start, a.shape)
+    assert math.prod(plan["nblocks"]) >= 4
+    before = _fft.plan_cache_info()["measured"]
+    r1 = _fft.oaconvolve(a, b, (0, 1), start, a.shape, nthreads=2)
+    assert _fft.wait_measurements(120.0)
+    assert _fft.plan_cache_info()["measured"] == before + 1
+    assert (tmp_path / "fftw_wisdom.pkl").exists()
+    key = ("oa", np.dtype(np.float64), (), (), (), plan["block"], 1, None)
+    ws = _fft._acquire(key)
+    try:
+        assert ws.measured
+    finally:
+        _fft._release(ws, 0.0)
+    r2 = _fft.oaconvolve(a, b, (0, 1), start, a.shape, nthreads=2)
+    for r in (r1, r2):
+        _check(r, want, np.float64)
+    assert _fft.plan_cache_info()["measured"] == before + 1   # once per key
+
+
+@pytest.mark.skipif(not _fft.HAVE_PYFFTW, reason="needs pyfftw")
+@pytest.mark.parametrize("case", ["1d", "off", "cold"])
+def test_block_plans_not_measured(case, tmp_path, monkeypatch):
+    """1-D blocks (seconds to measure), a disabled policy and a key below the hot threshold
+    are never re-planned."""
+    monkeypatch.setenv("FASTCONV_CACHE_DIR", str(tmp_path))
+    monkeypatch.setattr(_fft, "AUTO_MEASURE", False)
+    monkeypatch.setattr(_fft, "AUTO_MEASURE_BLOCKS", case != "off")
+    monkeypatch.setattr(_fft, "BLOCK_MEASURE_AFTER_S", 1e9 if case == "cold" else 0.0)
+    _fft.clear_plan_cache()
+    rng = np.random.default_rng(32)
+    if case == "1d":
+        a, b, axes = rng.standard_normal(5000), rng.standard_normal(40), (0,)
+    else:
+        a, b, axes = rng.standard_normal((300, 260)), rng.standard_normal((9, 7)), (0, 1)
+    want = scipy.signal.oaconvolve(a, b)
+    before = _fft.plan_cache_info()["measured"]
+    for _ in range(3):
+        r = _fft.oaconvolve(a, b, axes, (0,) * len(axes), want.shape, nthreads=2)
+        _check(r, want, np.float64)
+    assert _fft.wait_measurements(120.0)
+    assert _fft.plan_cache_info()["measured"] == before
+
+
+def test_wait_measurements_times_out(monkeypatch):
+    import threading
+
+    stop = threading.Event()
+    t = threading.Thread(target=stop.wait, args=(30,), daemon=True)
+    t.start()
+    monkeypatch.setattr(_fft, "_measuring_threads", {t})
+    try:
+        assert _fft.wait_measurements(0.05) is False
+    finally:
+        stop.set()
+    assert _fft.wait_measurements(30.0) is True
+
+
+@pytest.mark.parametrize("env, blocks, hot", [(None, True, False), ("0", False, False),
+                                              ("1", True, True), ("", True, False)])
+def test_measure_environment(env, blocks, hot):
+    """FASTCONV_FFTW_MEASURE: unset or empty measures hot N-d blocks only, 1 every hot
+    shape, 0 none."""
+    import subprocess
+    import sys
+
+    e = dict(os.environ)
+    e.pop("FASTCONV_FFTW_MEASURE", None)
+    if env is not None:
+        e["FASTCONV_FFTW_MEASURE"] = env
+    out = subprocess.run([sys.executable, "-c", "from fastconv import _fft; "
+                          "print(_fft.AUTO_MEASURE_BLOCKS, _fft.AUTO_MEASURE)"],
+                         env=e, capture_output=True, text=True, check=True).stdout.split()
+    assert out == [str(blocks), str(hot)]
