@@ -1004,6 +1004,34 @@ def wait_measurements(timeout=None):
         threads[0].join(left)
 
 
+def _before_fork():
+    """A fork waits for a plan being made on another thread (a background re-plan holds the
+    planning lock for up to a second): FFTW's planner state is then consistent in the
+    child, and neither lock is inherited held."""
+    _plan_lock.acquire()
+    _cache_lock.acquire()
+
+
+def _after_fork_in_parent():
+    _cache_lock.release()
+    _plan_lock.release()
+
+
+def _after_fork_in_child():
+    """Fresh locks; the re-plan threads do not exist in the child."""
+    global _plan_lock, _cache_lock
+    _plan_lock = threading.RLock()
+    _cache_lock = threading.Lock()
+    _measuring_threads.clear()
+    for st in _stats.values():
+        st.measuring = False
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(before=_before_fork, after_in_parent=_after_fork_in_parent,
+                        after_in_child=_after_fork_in_child)
+
+
 def _measure_new(key, limit):
     """Background: build a FFTW_MEASURE work set for ``key`` and cache it when ready."""
     global _wisdom_dirty
@@ -1428,7 +1456,7 @@ def oaconvolve(in1, in2, axes, start, shape, nthreads=None):
     key = ("oa", p.dtype, p.b1, p.b2, p.b, L, ft, None)
 
     def prepare(ws0):
-        _fill_k(ws0.r2, p.in2, k, 1)
+        _fill_k(ws0.r2, p.in2, k, 1, scale)   # the inverse transform's 1/prod(L), once
         ws0.f2.execute()
         if ws0.wp is ws0.w2:  # product lands where the kernel spectrum lives: keep a copy
             return ws0.w2.copy()
@@ -1447,7 +1475,7 @@ def oaconvolve(in1, in2, axes, start, shape, nthreads=None):
             else:
                 np.multiply(ws.w1, kspec, out=ws.wp)
             ws.inv.execute()
-            np.multiply(ws.rp[pre + tuple(vsl)], scale, out=outc[pre + tuple(osl)])
+            np.copyto(outc[pre + tuple(osl)], ws.rp[pre + tuple(vsl)])
 
     _run_worksets(key, workers, prepare, body)
     return out

@@ -689,3 +689,51 @@ def test_measure_environment(env, blocks, hot):
                           "print(_fft.AUTO_MEASURE_BLOCKS, _fft.AUTO_MEASURE)"],
                          env=e, capture_output=True, text=True, check=True).stdout.split()
     assert out == [str(blocks), str(hot)]
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork (POSIX)")
+def test_fork_during_planning_leaves_child_usable():
+    """A fork taken while another thread holds the planning lock (a background re-plan)
+    waits for it; the child plans and convolves normally instead of dead-locking."""
+    import threading
+    import time
+    import warnings
+
+    held = threading.Event()
+
+    def planner():
+        with _fft._plan_lock:
+            held.set()
+            time.sleep(0.3)
+
+    t = threading.Thread(target=planner)
+    t.start()
+    held.wait(10)
+    t0 = time.monotonic()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)   # fork with threads (3.12+)
+        pid = os.fork()
+    if pid == 0:   # child: any failure or hang shows as a non-zero status or the timeout
+        code = 1
+        try:
+            ok = _fft._plan_lock.acquire(timeout=5)
+            if ok:
+                _fft._plan_lock.release()
+                a = np.arange(50.0)
+                r = _fft.convolve(a, np.ones(3), (0,), (0,), (52,), nthreads=1)
+                code = 0 if np.allclose(r, np.convolve(a, np.ones(3))) else 2
+        finally:
+            os._exit(code)
+    waited = time.monotonic() - t0
+    t.join()
+    deadline = time.monotonic() + 60
+    while True:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            break
+        if time.monotonic() > deadline:
+            os.kill(pid, 9)
+            pytest.fail("the forked child hung")
+        time.sleep(0.01)
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert waited >= 0.1    # the fork waited for the plan in progress
