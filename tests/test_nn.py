@@ -647,3 +647,51 @@ def test_conv_transpose_unit_stride_col2im(case, dtype):
     assert calls == [1]
     assert got.shape == want.shape and got.dtype == dtype
     _close(got, want, dtype, scale=np.sqrt(w.size))
+
+
+@pytest.mark.parametrize("variant", [
+    {"stride": True}, {"stride": 1.0}, {"stride": np.int64(1)}, {"stride": (1, 1)},
+    {"stride": [1, 1]}, {"stride": (1,)}, {"stride": (1, True)}, {"padding": True},
+    {"padding": 1.0}, {"padding": "same"}, {"padding": "SAME"}, {"dilation": (1, 1.0)},
+    {"groups": True}, {"groups": 1.0}, {"padding_mode": "reflect"},
+])
+def test_validated_arguments_memo_changes_nothing(variant):
+    """conv_params remembers arguments that validated once; a warm memo must accept and
+    reject exactly what a cold one does (True is not 1, 1.0 is not 1 to the validators),
+    and agree with torch on what is accepted."""
+    from fastconv.nn import _shapes
+
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((1, 2, 7, 7)).astype(np.float32)
+    w = rng.standard_normal((3, 2, 3, 3)).astype(np.float32)
+    kw = dict(stride=1, padding=1, dilation=1, groups=1)
+    kw.update({k: v for k, v in variant.items() if k != "padding_mode"})
+    mode = variant.get("padding_mode", "zeros")
+
+    def outcome():
+        try:
+            return fnn.conv2d(x, w, padding_mode=mode, **kw).shape
+        except (TypeError, ValueError) as e:
+            return type(e)
+
+    _shapes._PARAMS_MEMO.clear()
+    cold = outcome()
+    for warm_kw in (dict(stride=1, padding=1, dilation=1, groups=1), kw):
+        fnn.conv2d(x, w, **{**dict(stride=1, padding=1, dilation=1, groups=1)})
+        try:
+            fnn.conv2d(x, w, padding_mode=mode, **warm_kw)
+        except (TypeError, ValueError):
+            pass
+        assert outcome() == cold
+    # the oracle: torch accepts the same arguments; except a bool inside a stride or
+    # dilation tuple, which torch's argument parser lets through as an int (while it
+    # rejects a bool stride and a bool in a padding tuple); fastconv rejects bools alike
+    bool_in_tuple = any(isinstance(v, tuple) and any(isinstance(e, bool) for e in v)
+                        for v in variant.values())
+    if mode == "zeros" and not bool_in_tuple:
+        try:
+            torch.nn.functional.conv2d(torch.from_numpy(x), torch.from_numpy(w), **kw)
+            accepted = True
+        except (TypeError, ValueError, RuntimeError):
+            accepted = False
+        assert accepted == (not isinstance(cold, type)), (variant, cold)
