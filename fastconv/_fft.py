@@ -1220,7 +1220,22 @@ def _finish(p, crop, bufsize, contiguous):
     return out, False
 
 
-def convolve(in1, in2, axes, start, shape, nthreads=None, *, contiguous=False):
+def _dc_finite(w, k):
+    """Whether the DC bins (index 0 along the last ``k`` axes) of the spectra ``w`` are all
+    finite. A DC bin is the sum of its transformed input, so a NaN or Inf anywhere in that
+    input makes it non-finite (NaN and Inf survive every addition and multiplication of a
+    transform); so can an overflow of finite values, which :func:`_inputs_finite` rules out.
+    The engines check this instead of scanning the inputs before a transform."""
+    return bool(np.isfinite(w[(Ellipsis,) + (0,) * k]).all())
+
+
+def _inputs_finite(p):
+    """The exact test: no NaN or Inf in either input (one pass over each)."""
+    return bool(np.isfinite(p.in1).all()) and bool(np.isfinite(p.in2).all())
+
+
+def convolve(in1, in2, axes, start, shape, nthreads=None, *, contiguous=False,
+             check_finite=False):
     """Linear convolution along ``axes`` by the convolution theorem, cropped to a window.
 
     Parameters
@@ -1237,10 +1252,14 @@ def convolve(in1, in2, axes, start, shape, nthreads=None, *, contiguous=False):
         Threads (default :func:`fastconv._config.get_num_threads`).
     contiguous : bool, optional
         Always return a C-contiguous array (costs a copy pass when the window is large).
+    check_finite : bool, optional
+        Return None instead of a result when an input holds NaN or Inf (read from the
+        spectra's DC bins, see :func:`_dc_finite`: no pass over the inputs), so that the
+        caller can take a direct sum, which keeps a NaN local.
 
     Returns
     -------
-    ndarray
+    ndarray or None
         dtype of the inputs; the non-convolution axes have the broadcast shape.  When the
         window fills at least :data:`DONATE_MIN_FILL` of the transform buffer (any 'full' or
         'same' request) and ``contiguous`` is False, the result is a view of that buffer (the
@@ -1282,6 +1301,8 @@ def convolve(in1, in2, axes, start, shape, nthreads=None, *, contiguous=False):
     need += math.prod(p.out_shape) * p.dtype.itemsize
     _check_memory(need, f"FFT convolution of {p.in1.shape} by {p.in2.shape} padded to {L}", (e1, e2, ep))
     if not use_fftw:
+        if check_finite and not _inputs_finite(p):
+            return None
         return _convolve_scipy(p, L, contiguous)
     p.smaller_second()
     k = p.k
@@ -1296,6 +1317,9 @@ def convolve(in1, in2, axes, start, shape, nthreads=None, *, contiguous=False):
         _fill_k(ws.r1, p.in1, k, nt)
         ws.f1.execute()
         ws.forward2(p.in2, nt, 1.0 / math.prod(L))
+        if check_finite and not (_dc_finite(ws.w1, k) and _dc_finite(ws.w2, k)) \
+                and not _inputs_finite(p):
+            return None    # (ws goes back to the cache in the finally clause)
         if ws.wp is ws.w1:
             _elementwise(_mul, ws.w1, [ws.w1, ws.w2], nt)
         elif ws.wp is ws.w2:
@@ -1352,11 +1376,13 @@ def _convolve_scipy(p, L, contiguous):
 # --------------------------------------------------------------------------------------------
 # overlap blocks
 # --------------------------------------------------------------------------------------------
-def oaconvolve(in1, in2, axes, start, shape, nthreads=None):
+def oaconvolve(in1, in2, axes, start, shape, nthreads=None, *, check_finite=False):
     """Linear convolution along ``axes`` by overlapping blocks, cropped to a window.
 
     Same contract and results (within FFT rounding) as :func:`convolve`; efficient when one
-    input is much longer than the other along the convolution axes.
+    input is much longer than the other along the convolution axes. ``check_finite``: as
+    for :func:`convolve` (each block's DC bin is checked; the first non-finite one stops
+    every worker).
 
     Parameters
     ----------
@@ -1449,15 +1475,33 @@ def oaconvolve(in1, in2, axes, start, shape, nthreads=None):
             np.copyto(region, p.in1[pre + tuple(src)])
 
     if not use_fftw:
+        if check_finite and not _inputs_finite(p):
+            return None
         return _oa_scipy(p, L, blocks, seg, outc, out, ft)
+    # check_finite: bad[0] is set by the block (or kernel) whose DC bin is not finite
+    bad = [False] if check_finite else None
     if k == 1 and nb == 0 and total_blocks >= 8:
-        return _oa_batched_1d(p, L[0], steps[0], total_blocks, outc, out)
+        out = _oa_batched_1d(p, L[0], steps[0], total_blocks, outc, out, bad)
+    else:
+        _oa_blocks(p, L, k, pre, scale, blocks, seg, fill, workers, ft, outc, bad)
+    if bad and bad[0]:
+        if not _inputs_finite(p):
+            return None
+        # finite inputs whose sum overflowed: compute it all without stopping
+        return oaconvolve(in1, in2, axes, start, shape, nthreads)
+    return out
 
+
+def _oa_blocks(p, L, k, pre, scale, blocks, seg, fill, workers, ft, outc, bad):
+    """The N-d (and short 1-D) overlap-save loop of :func:`oaconvolve` on FFTW work sets:
+    the blocks in ``workers`` contiguous chunks, one Python thread and work set each."""
     key = ("oa", p.dtype, p.b1, p.b2, p.b, L, ft, None)
 
     def prepare(ws0):
         _fill_k(ws0.r2, p.in2, k, 1, scale)   # the inverse transform's 1/prod(L), once
         ws0.f2.execute()
+        if bad is not None and not _dc_finite(ws0.w2, k):
+            bad[0] = True
         if ws0.wp is ws0.w2:  # product lands where the kernel spectrum lives: keep a copy
             return ws0.w2.copy()
         return ws0.w2
@@ -1467,9 +1511,14 @@ def oaconvolve(in1, in2, axes, start, shape, nthreads=None):
 
     def body(ws, ci, kspec):
         for blk in chunks[ci]:
+            if bad is not None and bad[0]:
+                return
             src, dst, osl, vsl = seg(blk)
             fill(ws.r1, src, dst)
             ws.f1.execute()
+            if bad is not None and not _dc_finite(ws.w1, k):
+                bad[0] = True
+                return
             if ws.wp is ws.w1:
                 np.multiply(ws.w1, kspec, out=ws.w1)
             else:
@@ -1478,7 +1527,6 @@ def oaconvolve(in1, in2, axes, start, shape, nthreads=None):
             np.copyto(outc[pre + tuple(osl)], ws.rp[pre + tuple(vsl)])
 
     _run_worksets(key, workers, prepare, body)
-    return out
 
 
 def _run_worksets(key, workers, prepare, body):
@@ -1518,7 +1566,7 @@ def _run_worksets(key, workers, prepare, body):
 OA_BATCH_BYTES = 128 << 10
 
 
-def _oa_batched_1d(p, L, step, nblk, outc, out):
+def _oa_batched_1d(p, L, step, nblk, outc, out, bad=None):
     """1-D overlap-save with the blocks batched: segment ``j`` is the ``L`` input samples
     from ``g0 + j*step``; ``B`` segments at a time are copied into a work set whose FFTW
     plans transform all ``B`` rows in one call, and the products and the valid parts of the
@@ -1529,7 +1577,8 @@ def _oa_batched_1d(p, L, step, nblk, outc, out):
     copy of the whole input cost a serial pass plus, on a fresh machine, its page faults).
     The 1/L of the inverse transform is folded into the kernel (``_fill_k``'s scale).
     Threads: the batches are shared among ``workers`` Python threads, each with its own
-    work set (single-threaded plans), so the copies run in parallel too."""
+    work set (single-threaded plans), so the copies run in parallel too. ``bad``: see
+    :func:`oaconvolve` (``check_finite``)."""
     n1, n2 = p.n1[0], p.n2[0]
     start, length = p.start[0], p.shape[0]
     isz = p.dtype.itemsize
@@ -1569,16 +1618,23 @@ def _oa_batched_1d(p, L, step, nblk, outc, out):
     def prepare(ws0):
         _fill_k(ws0.r2, p.in2, 1, 1, scale=1.0 / L)   # the inverse transform's 1/L
         ws0.f2.execute()
+        if bad is not None and not _dc_finite(ws0.w2, 1):
+            bad[0] = True
         return ws0.w2.copy()  # the other work sets only read it
 
     def body(ws, wi, kspec):
         for bi in range(wi, nbatch, workers):
+            if bad is not None and bad[0]:
+                return
             j0, j1 = bi * B, min(nblk, (bi + 1) * B)
             m = j1 - j0
             fill(ws.r1[:m], j0, j1)
             if m < B:
                 ws.r1[m:] = 0
             ws.f1.execute()
+            if bad is not None and not _dc_finite(ws.w1, 1):
+                bad[0] = True
+                return
             np.multiply(ws.w1, kspec, out=ws.w1)
             ws.inv.execute()
             # rows j0..j1-1 give outputs [j*step, j*step + step) (the last: fewer)

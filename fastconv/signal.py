@@ -48,14 +48,16 @@ class _CPUEngines:
         return _core.correlate(x, w, out, stride, dilation, pad, groups, nthreads)
 
     @staticmethod
-    def fft_convolve(in1, in2, axes, start, shape, nthreads):
+    def fft_convolve(in1, in2, axes, start, shape, nthreads, check_finite=False):
         from . import _fft
-        return _fft.convolve(in1, in2, axes, start, shape, nthreads)
+        return _fft.convolve(in1, in2, axes, start, shape, nthreads,
+                             check_finite=check_finite)
 
     @staticmethod
-    def oaconvolve(in1, in2, axes, start, shape, nthreads):
+    def oaconvolve(in1, in2, axes, start, shape, nthreads, check_finite=False):
         from . import _fft
-        return _fft.oaconvolve(in1, in2, axes, start, shape, nthreads)
+        return _fft.oaconvolve(in1, in2, axes, start, shape, nthreads,
+                               check_finite=check_finite)
 
 
 #: work (multiply-adds, or FFT points x log2) below which one more thread costs more in
@@ -182,7 +184,10 @@ class _Problem:
         self._memory_ok = True
 
     # -- method choice
-    def choose(self, nthreads):
+    def choose(self, nthreads, scan=True):
+        """(method, predicted times). With ``scan`` an FFT choice becomes 'direct' when an
+        input holds NaN or Inf (a pass over the inputs); without it the caller runs the
+        choice with ``run(..., check_finite=True)``, which finds out from the transforms."""
         self.check_memory()
         if self.integer:
             return "direct", {}
@@ -201,12 +206,17 @@ class _Problem:
                 x.shape, k.shape, self.shape, cdt, False, nthreads, device=dev)
         # An FFT would smear one NaN/Inf over the whole output, direct keeps it local. On
         # CuPy arrays the scan is skipped: it would need a device-to-host synchronisation.
-        if method in ("fft", "oa") and not gpu and not _all_finite(self.xp, self.a, self.b):
+        if (scan and method in ("fft", "oa") and not gpu
+                and not _all_finite(self.xp, self.a, self.b)):
             method = "direct"
         return method, times
 
     # -- engines
-    def run(self, method, nthreads):
+    def run(self, method, nthreads, check_finite=False):
+        """The result by ``method``. ``check_finite`` (a choice of 'auto' made without the
+        scan): an FFT engine that meets NaN or Inf in an input gives up (None; it reads
+        this from its spectra's DC bins) and the direct sum, which keeps a NaN local, runs
+        instead. CuPy arrays are not checked (it would need a device synchronisation)."""
         xp = self.xp
         self.check_memory()
         if any(n == 0 for n in self.shape):
@@ -231,7 +241,12 @@ class _Problem:
         axes = tuple(range(a.ndim))
         eng = _engines(xp)
         fn = eng.fft_convolve if method == "fft" else eng.oaconvolve
-        out = fn(a, b, axes, self.starts, self.shape, nthreads)
+        if check_finite and xp is np:
+            out = fn(a, b, axes, self.starts, self.shape, nthreads, check_finite=True)
+            if out is None:
+                return self.run("direct", get_num_threads())
+        else:
+            out = fn(a, b, axes, self.starts, self.shape, nthreads)
         return _dtypes.finish_fft(out, self.rdt)
 
     def _prepared(self):
@@ -419,7 +434,8 @@ def convolve(in1, in2, mode="full", method="auto"):
     prob = _Problem.from_mode(xp, a, b, mode)
     nthreads = get_num_threads()
     if method == "auto":
-        method, _ = prob.choose(nthreads)
+        method, _ = prob.choose(nthreads, scan=False)
+        return prob.run(method, nthreads, check_finite=True)
     return prob.run(method, nthreads)
 
 
@@ -650,8 +666,8 @@ def _conv2d(in1, in2, mode, boundary, fillvalue, correlation):
         prob = _Problem.from_mode(xp, padded, b, "valid")
         prob.rdt = rdt
     nthreads = get_num_threads()
-    method, _ = prob.choose(nthreads)
-    out = prob.run(method, nthreads)
+    method, _ = prob.choose(nthreads, scan=False)
+    out = prob.run(method, nthreads, check_finite=True)
     if swapped and correlation:
         out = out[::-1, ::-1]
     return out

@@ -379,8 +379,99 @@ def test_large_finite_values_are_finite(dtype, rng):
     with np.errstate(over="ignore"):
         assert not np.isfinite(big.sum())
     assert fastconv.choose_conv_method(big, k, "same") in ("fft", "oa")
+    with np.errstate(all="ignore"):
+        want = fastconv.convolve(big, k, "same", method=fastconv.choose_conv_method(big, k, "same"))
+        got = fastconv.convolve(big, k, "same")     # the DC bins overflow: not a NaN
+    np.testing.assert_array_equal(got, want)
     big[7] = np.nan
     assert fastconv.choose_conv_method(big, k, "same") == "direct"
+
+
+NONFINITE_CASES = [
+    # (signal shape, kernel shape, mode, what 'auto' takes for finite values)
+    ((200, 200), (31, 31), "same", "fft"),
+    ((24, 30, 28), (9, 9, 9), "full", "fft"),
+    ((1024, 512), (31, 31), "same", "oa"),          # N-d blocks
+    ((100000,), (3000,), "same", "oa"),             # batched 1-D blocks
+]
+
+
+def _nonfinite_oracle(x, k, mode, where):
+    """What a direct sum gives: NaN where the kernel window holds the bad sample (found by
+    scipy's FFT of the indicator), elsewhere scipy's sum with that sample left out."""
+    x0 = x.copy()
+    x0[where] = 0
+    ref = ss.oaconvolve(x0, k, mode=mode)
+    ind = np.zeros(x.shape)
+    ind[where] = 1
+    hit = np.abs(ss.fftconvolve(ind, np.ones(k.shape), mode=mode)) > 0.5
+    return ref, hit
+
+
+@pytest.mark.parametrize("case", NONFINITE_CASES, ids=lambda c: f"{c[0]}*{c[1]}-{c[2]}")
+@pytest.mark.parametrize("at", ["first", "middle", "last", "kernel"])
+def test_nonfinite_found_by_every_transform_path(case, at, rng):
+    """'auto' reads NaN/Inf from the transforms' DC bins instead of scanning the inputs: on
+    every FFT path (one transform, N-d blocks, batched 1-D blocks) and wherever the bad value
+    sits (first block, middle, last block, kernel), the result keeps it local like a direct
+    sum."""
+    xs, ks, mode, method = case
+    x = rng.standard_normal(xs)
+    k = rng.standard_normal(ks)
+    assert fastconv.choose_conv_method(x, k, mode) == method
+    if at == "kernel":
+        k[tuple(n // 3 for n in ks)] = np.nan
+        got = fastconv.convolve(x, k, mode)
+        assert np.isnan(got).all()           # every output reads every kernel tap
+        return
+    where = {"first": tuple(1 for _ in xs), "middle": tuple(n // 2 for n in xs),
+             "last": tuple(n - 2 for n in xs)}[at]
+    x[where] = np.inf if at == "middle" else np.nan
+    got = fastconv.convolve(x, k, mode)
+    ref, hit = _nonfinite_oracle(x, k, mode, where)
+    np.testing.assert_array_equal(~np.isfinite(got), hit)
+    np.testing.assert_allclose(got[~hit], ref[~hit], rtol=1e-9, atol=1e-9 * np.abs(ref).max())
+
+
+def test_nonfinite_engine_contract(rng):
+    """The engines' check_finite: None for a NaN, the result otherwise, and the work sets
+    they used stay right for the next call; without it a NaN spreads as in scipy."""
+    from fastconv import _fft
+
+    for engine, xs, ks in ((_fft.convolve, (60, 50), (9, 7)), (_fft.oaconvolve, (300, 260), (9, 7)),
+                           (_fft.oaconvolve, (5000,), (40,))):
+        x, k = rng.standard_normal(xs), rng.standard_normal(ks)
+        axes = tuple(range(len(xs)))
+        full = tuple(a + b - 1 for a, b in zip(xs, ks))
+        want = ss.fftconvolve(x, k)
+        bad = x.copy()
+        bad[(3,) * len(xs)] = np.nan
+        assert engine(bad, k, axes, (0,) * len(xs), full, 2, check_finite=True) is None
+        spread = engine(bad, k, axes, (0,) * len(xs), full, 2)
+        assert np.isnan(spread).any()
+        got = engine(x, k, axes, (0,) * len(xs), full, 2, check_finite=True)
+        np.testing.assert_allclose(got, want, rtol=1e-9, atol=1e-9 * np.abs(want).max())
+
+
+def test_nonfinite_without_pyfftw(monkeypatch, rng):
+    from fastconv import _fft
+
+    monkeypatch.setattr(_fft, "USE_PYFFTW", False)
+    x, k = rng.standard_normal((200, 200)), rng.standard_normal((31, 31))
+    x[50, 60] = np.nan
+    got = fastconv.convolve(x, k, "same")
+    ref, hit = _nonfinite_oracle(x, k, "same", (50, 60))
+    np.testing.assert_array_equal(~np.isfinite(got), hit)
+
+
+def test_nonfinite_convolve2d(rng):
+    x, k = rng.standard_normal((200, 200)), rng.standard_normal((31, 31))
+    x[100, 7] = np.nan
+    got = fastconv.convolve2d(x, k, mode="same")
+    ref = ss.convolve2d(x, k, mode="same")
+    np.testing.assert_array_equal(np.isfinite(got), np.isfinite(ref))
+    fin = np.isfinite(ref)
+    np.testing.assert_allclose(got[fin], ref[fin], rtol=1e-9, atol=1e-9 * np.abs(ref[fin]).max())
 
 
 # ----------------------------------------------------------------------------- fftconvolve/oaconvolve
