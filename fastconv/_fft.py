@@ -145,7 +145,7 @@ AUTO_MEASURE = os.environ.get("FASTCONV_FFTW_MEASURE", "") not in ("", "0")
 #: limited to 0.1 or 0.3 s planned as ESTIMATE does, hence a limit well above the cost.)
 AUTO_MEASURE_BLOCKS = os.environ.get("FASTCONV_FFTW_MEASURE", "") != "0"
 BLOCK_MEASURE_AFTER_S = 0.02
-BLOCK_MEASURE_LIMIT_S = 10.0
+BLOCK_MEASURE_LIMIT_S = 5.0
 #: measure hot shapes in a background thread (False: inside the call that makes them hot)
 BACKGROUND_MEASURE = True
 #: ... once this many seconds have been spent executing them; FFTW's planning time limit is
@@ -1002,6 +1002,20 @@ def wait_measurements(timeout=None):
         if left is not None and left <= 0:
             return False
         threads[0].join(left)
+
+
+def _wait_measurements_at_exit():  # pragma: no cover - runs at interpreter exit
+    """At interpreter exit, wait for the background re-plans still running (each bounded
+    by its FFTW planning limit: about a second for a block). An exit under a running FFTW
+    planner crashed the process (SIGSEGV in pyFFTW's exit-time cleanup of FFTW's state,
+    measured with a 2-D block re-plan); and waiting saves the wisdom, where a short script
+    would otherwise start the same measurement in every run and never finish it."""
+    wait_measurements(None)
+
+
+# registered after pyFFTW's own exit handler (imported above) and after
+# _save_wisdom_at_exit, so it runs before both (atexit is last-in, first-out)
+atexit.register(_wait_measurements_at_exit)
 
 
 def _before_fork():

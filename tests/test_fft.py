@@ -737,3 +737,27 @@ def test_fork_during_planning_leaves_child_usable():
         time.sleep(0.01)
     assert os.waitstatus_to_exitcode(status) == 0
     assert waited >= 0.1    # the fork waited for the plan in progress
+
+
+@pytest.mark.skipif(not _fft.HAVE_PYFFTW, reason="needs pyfftw")
+def test_block_measurement_finishes_before_exit(tmp_path):
+    """A script that exits right after its first large 2-D call exits cleanly (an exit
+    under a running FFTW planner crashed in pyFFTW's exit cleanup) and leaves the measured
+    block plans' wisdom behind (the exit waits for the background re-plan), so the next
+    process plans from it."""
+    import subprocess
+    import sys
+
+    code = (
+        "import numpy as np, fastconv\n"
+        "from fastconv import _fft\n"
+        "_fft.BLOCK_MEASURE_AFTER_S = 0.0\n"
+        "x = np.random.default_rng(0).standard_normal((1024, 1024))\n"
+        "fastconv.convolve(x, x[:63, :63], mode='same', method='oa')\n"
+        "print(_fft.plan_cache_info()['measured'])\n")
+    env = dict(os.environ, FASTCONV_CACHE_DIR=str(tmp_path))
+    env.pop("FASTCONV_FFTW_MEASURE", None)
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
+                         text=True, timeout=120, check=True).stdout
+    assert out.split() == ["0"]          # not finished when the call returned
+    assert (tmp_path / "fftw_wisdom.pkl").exists()
