@@ -697,12 +697,14 @@ def test_validated_arguments_memo_changes_nothing(variant):
         assert accepted == (not isinstance(cold, type)), (variant, cold)
 
 
-@pytest.mark.parametrize("n,cin,cout,sz,bias,blas", [
-    (1, 256, 64, 7, True, True), (1, 96, 128, 14, False, True), (8, 32, 64, 7, True, True),
-    (1, 64, 32, 7, True, False),      # too few output channels: the fused engine
-    (1, 64, 64, 28, False, False),    # too many pixels: the fused engine
+@pytest.mark.parametrize("n,cin,cout,sz,bias,blas,stride", [
+    (1, 256, 64, 7, True, True, 1), (1, 96, 128, 14, False, True, 1),
+    (8, 32, 64, 7, True, True, 1),
+    (1, 128, 64, 14, True, True, 2), (1, 64, 96, 27, False, True, 2),   # subsampled first
+    (1, 64, 32, 7, True, False, 1),      # too few output channels: the fused engine
+    (1, 64, 64, 28, False, False, 1),    # too many pixels: the fused engine
 ])
-def test_small_pointwise_on_blas(n, cin, cout, sz, bias, blas, monkeypatch):
+def test_small_pointwise_on_blas(n, cin, cout, sz, bias, blas, stride, monkeypatch):
     """float32 1x1 layers with few (image, pixel) pairs run on BLAS (the fused engine's
     tiles need more pixels); both sides of the rule against torch, and the route taken."""
     from fastconv.nn import _gemm
@@ -715,10 +717,11 @@ def test_small_pointwise_on_blas(n, cin, cout, sz, bias, blas, monkeypatch):
     x = rng.standard_normal((n, cin, sz, sz)).astype(np.float32)
     w = rng.standard_normal((cout, cin, 1, 1)).astype(np.float32)
     b = rng.standard_normal(cout).astype(np.float32) if bias else None
-    for got in (fnn.conv2d(x, w, b), fnn.pointwise_conv2d(x, w[:, :, 0, 0], b)):
+    for got in (fnn.conv2d(x, w, b, stride=stride),
+                fnn.pointwise_conv2d(x, w[:, :, 0, 0], b, stride=stride)):
         ref = torch.nn.functional.conv2d(
             torch.from_numpy(x.astype(np.float64)), torch.from_numpy(w.astype(np.float64)),
-            None if b is None else torch.from_numpy(b.astype(np.float64))).numpy()
+            None if b is None else torch.from_numpy(b.astype(np.float64)), stride=stride).numpy()
         assert got.dtype == np.float32
         np.testing.assert_allclose(got, ref, rtol=1e-4, atol=1e-4 * np.sqrt(cin))
     assert bool(calls) == blas

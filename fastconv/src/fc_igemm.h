@@ -61,6 +61,9 @@
 #ifndef FCI_NB_MAX
 #define FCI_NB_MAX 384                      /* pixels per work item at most */
 #endif
+#ifndef FCI_FUSE_MAX_P
+#define FCI_FUSE_MAX_P 256   /* batch-1 maps up to this many pixels pack per item (fc_cgemm_run) */
+#endif
 
 #if FC_X86
 /* One tap (offset o of the unrolled loop): the tap offset into %[t], W row in ymm12/13,
@@ -192,6 +195,69 @@ static inline void fci_valid(int64_t o, int64_t s, int64_t d, int64_t pad, int64
     *hi = fc_max(*lo, fc_min(h, ka));
 }
 
+#if FC_X86
+/* 8 rows x 8 columns (row i at s + i * ld) -> out[c] = column c (8 rows' values). */
+FC_ATTR_AVX2 static inline void fci_t8x8(const float *s, int64_t ld, int nrows, __m256 out[8])
+{
+    __m256 r[8];
+    for (int i = 0; i < 8; i++)
+        r[i] = i < nrows ? _mm256_loadu_ps(s + i * ld) : _mm256_setzero_ps();
+    __m256 t0 = _mm256_unpacklo_ps(r[0], r[1]), t1 = _mm256_unpackhi_ps(r[0], r[1]);
+    __m256 t2 = _mm256_unpacklo_ps(r[2], r[3]), t3 = _mm256_unpackhi_ps(r[2], r[3]);
+    __m256 t4 = _mm256_unpacklo_ps(r[4], r[5]), t5 = _mm256_unpackhi_ps(r[4], r[5]);
+    __m256 t6 = _mm256_unpacklo_ps(r[6], r[7]), t7 = _mm256_unpackhi_ps(r[6], r[7]);
+    __m256 u0 = _mm256_shuffle_ps(t0, t2, 0x44), u1 = _mm256_shuffle_ps(t0, t2, 0xEE);
+    __m256 u2 = _mm256_shuffle_ps(t1, t3, 0x44), u3 = _mm256_shuffle_ps(t1, t3, 0xEE);
+    __m256 u4 = _mm256_shuffle_ps(t4, t6, 0x44), u5 = _mm256_shuffle_ps(t4, t6, 0xEE);
+    __m256 u6 = _mm256_shuffle_ps(t5, t7, 0x44), u7 = _mm256_shuffle_ps(t5, t7, 0xEE);
+    out[0] = _mm256_permute2f128_ps(u0, u4, 0x20);
+    out[1] = _mm256_permute2f128_ps(u1, u5, 0x20);
+    out[2] = _mm256_permute2f128_ps(u2, u6, 0x20);
+    out[3] = _mm256_permute2f128_ps(u3, u7, 0x20);
+    out[4] = _mm256_permute2f128_ps(u0, u4, 0x31);
+    out[5] = _mm256_permute2f128_ps(u1, u5, 0x31);
+    out[6] = _mm256_permute2f128_ps(u2, u6, 0x31);
+    out[7] = _mm256_permute2f128_ps(u3, u7, 0x31);
+}
+
+/* The destination tap of each source column k of a weight row (fci_pack_w's order): the
+ * kernel-row-major position (r*Cg + c)*KW + e with ``rowmaj``, else k itself. dst[K]. */
+static void fci_dst_taps(int64_t Cg, int64_t KR, int64_t KW, int rowmaj, int64_t *dst)
+{
+    for (int64_t c = 0; c < Cg; c++)
+        for (int64_t r = 0; r < KR; r++)
+            for (int64_t e = 0; e < KW; e++)
+                dst[(c * KR + r) * KW + e] = rowmaj ? (r * Cg + c) * KW + e
+                                                    : (c * KR + r) * KW + e;
+}
+
+/* One 16-channel panel of fci_pack_w (weight in its own layout, rows ``base + j * K``, the
+ * first ``nch`` of 16 present, the others zero): 8 columns of 8 rows at a time, contiguous
+ * loads, transposed 8x8 in registers, each column's channels stored to its destination
+ * tap dst[k] of d (K x 16 floats, 32-byte aligned). Against the scalar loop of fci_pack_w
+ * (about 1 ns per weight: 18% of a 128 -> 64 3x3 14x14 batch-1 layer) and against two
+ * 8-lane gathers per tap (0.33 ms for a 256 x 2304 weight; this: 0.19 ms). */
+FC_ATTR_AVX2 static void fci_pack_panel_avx2(const float *base, int64_t K, int nch,
+                                             const int64_t *dst, float *d)
+{
+    const int64_t K8 = K & ~(int64_t)7;
+    for (int h = 0; h < 2; h++) {
+        const int nr = nch - 8 * h < 0 ? 0 : (nch - 8 * h > 8 ? 8 : nch - 8 * h);
+        const float *sh = base + (int64_t)8 * h * K;
+        for (int64_t k = 0; k < K8; k += 8) {
+            __m256 col[8];
+            fci_t8x8(sh + k, K, nr, col);
+            for (int i = 0; i < 8; i++)
+                _mm256_store_ps(d + dst[k + i] * FCI_NV + 8 * h, col[i]);
+        }
+        for (int64_t k = K8; k < K; k++)
+            for (int j = 0; j < 8; j++)
+                d[dst[k] * FCI_NV + 8 * h + j] = j < nr ? sh[j * K + k] : 0.0f;
+    }
+}
+
+#endif /* FC_X86 */
+
 /* The implicit engine's share of fc_cgemm_run (AVX2 CPUs; the weight gradient calls it with
  * its operands' roles swapped, see fc_cgemm_run). x: the input as
  * the tables address it (zero-padded copy or the caller's array, image stride x_sn, one
@@ -206,17 +272,20 @@ static inline void fci_valid(int64_t o, int64_t s, int64_t d, int64_t pad, int64
 static int fci_run(const fc_cgeom *q, int rowmaj, int split, const float *x, int64_t x_sn,
                    int64_t Cg_CS, int64_t K, int64_t kstride, int64_t P, const int64_t *tap,
                    const int64_t *pix, const float *Wq, const float *bias, float *out,
-                   int nthreads)
+                   int nthreads, const float *wsrc)
 {
 #if FC_X86
     const int64_t N = q->N, G = q->G, Cg = q->Cg, Cog = q->Cog;
     const int64_t njt = fc_cdiv(Cog, FCI_NV);
     /* pixel blocks: their partial sums (tiles x njt x 96 floats) within FCI_CT_BYTES, and
-     * enough work items for every thread */
+     * enough work items for every thread; with ``wsrc`` (the weight unpacked, see
+     * fci_fuse_pack) one block holds all the pixels and each item packs its own panels */
     int64_t nb_max = FCI_CT_BYTES / ((int64_t)sizeof(float) * FCI_TILE * njt) * FCI_MP;
     nb_max = fc_max(FCI_MP, fc_min(nb_max, FCI_NB_MAX));
     int64_t per = fc_max(fc_cdiv(4 * (int64_t)nthreads, N * G), fc_cdiv(P, nb_max));
     per = fc_max(1, fc_min(per, fc_cdiv(P, 4 * FCI_MP)));
+    if (wsrc)
+        per = 1;
     const int64_t nb = fc_rup(fc_cdiv(P, per), FCI_MP);
     const int64_t nblk = fc_cdiv(P, nb);
     /* few pixel blocks (a batch-1 layer on a 7x7 or 14x14 map: 512 -> 512 3x3 on 7x7 made
@@ -244,8 +313,15 @@ static int fci_run(const fc_cgeom *q, int rowmaj, int split, const float *x, int
         nthreads = (int)items;
     /* shared item counters (fc_items), one cache line per thread's share */
     int64_t *counters = (int64_t *)calloc((size_t)nthreads * FC_ITEMS_PAD, sizeof(int64_t));
-    if (!counters)
+    /* packing per item: the destination tap of every weight column */
+    int64_t *dst = wsrc ? (int64_t *)malloc(sizeof(int64_t) * (size_t)fc_max(K, 1)) : NULL;
+    if (!counters || (wsrc && !dst)) {
+        free(counters);
+        free(dst);
         return -1;
+    }
+    if (wsrc)
+        fci_dst_taps(Cg, q->KD * q->KH, q->KW, rowmaj, dst);
 #if defined(_OPENMP)
 #pragma omp parallel num_threads(nthreads)
 #endif
@@ -254,12 +330,15 @@ static int fci_run(const fc_cgeom *q, int rowmaj, int split, const float *x, int
         float *Ct = (float *)fc_alloc_aligned(sizeof(float) * (size_t)(ntl * njt * FCI_TILE));
         /* per tile: the kernel rows that read inside the input, [lo, hi) per axis (d, h) */
         int64_t *box = (int64_t *)fc_alloc_aligned(sizeof(int64_t) * (size_t)(ntl * 4));
-        if (!Ct || !box)
+        /* packing per item: one panel at a time (K x 16 floats, used while in L2) */
+        float *Wt = wsrc ? (float *)fc_alloc_aligned(sizeof(float) * (size_t)(K * FCI_NV))
+                         : NULL;
+        if (!Ct || !box || (wsrc && !Wt))
             fc_flag_failure(&failed);
         fc_items work;
         fc_items_begin(&work, items, split, counters);
         for (int64_t it; (it = fc_items_next(&work)) >= 0;) {
-            if (!Ct || !box)
+            if (!Ct || !box || (wsrc && !Wt))
                 continue;
             const int64_t mc = it % nmc, jb = (it / nmc) % nblk, ng = it / nmc / nblk;
             const int64_t g = ng % G, n = ng / G;
@@ -287,10 +366,15 @@ static int fci_run(const fc_cgeom *q, int rowmaj, int split, const float *x, int
                     if (lo < hi) { b[2] = fc_min(b[2], lo); b[3] = fc_max(b[3], hi); }
                 }
             }
+            /* with wsrc one panel at a time, packed first; else all of them per K block */
+            for (int64_t jq = jt0; jq < jt1; jq += wsrc ? 1 : jt1 - jt0) {
+            if (wsrc)
+                fci_pack_panel_avx2(wsrc + (g * Cog + jq * FCI_NV) * K, K,
+                                    (int)fc_min(FCI_NV, Cog - jq * FCI_NV), dst, Wt);
             for (int64_t k0 = 0; k0 < K; k0 += kcs) {
                 const int64_t k1 = fc_min(K, k0 + kcs);
-                for (int64_t jt = jt0; jt < jt1; jt++) {
-                    const float *Wj = Wq + (g * njt + jt) * kstride * FCI_NV;
+                for (int64_t jt = jq; jt < (wsrc ? jq + 1 : jt1); jt++) {
+                    const float *Wj = wsrc ? Wt : Wq + (g * njt + jt) * kstride * FCI_NV;
                     for (int64_t t = 0; t < nt; t++) {
                         const int64_t *b = box + t * 4;
                         const float *px[FCI_MP];
@@ -337,15 +421,18 @@ static int fci_run(const fc_cgeom *q, int rowmaj, int split, const float *x, int
                     }
                 }
             }
+            }
         }
         free(Ct);
         free(box);
+        free(Wt);
     }
     free(counters);
+    free(dst);
     return failed ? -1 : 0;
 #else
     (void)q; (void)x; (void)x_sn; (void)Cg_CS; (void)K; (void)P; (void)tap; (void)pix;
-    (void)Wq; (void)bias; (void)out; (void)nthreads;
+    (void)Wq; (void)bias; (void)out; (void)nthreads; (void)wsrc;
     return -1;
 #endif
 }
@@ -393,40 +480,9 @@ static int fci_taps_rowmajor(const fc_cgeom *q, int64_t *tap)
     return 0;
 }
 
-/* The weight of group g, panel jt, in fci_run's tap order k: Wq[((g*njt + jt)*K + k)*16 + j] =
- * w[g*Cog + jt*16 + j, c, r, e] (r = kd*KH + kh; zero past Cog); w (G*Cog, Cg, KR, KW)
- * row-major, or with w_trans (G, Cg, Cog) (1x1 kernels). */
 #if FC_X86
-/* 8 rows x 8 columns (row i at s + i * ld) -> out[c] = column c (8 rows' values). */
-FC_ATTR_AVX2 static inline void fci_t8x8(const float *s, int64_t ld, int nrows, __m256 out[8])
-{
-    __m256 r[8];
-    for (int i = 0; i < 8; i++)
-        r[i] = i < nrows ? _mm256_loadu_ps(s + i * ld) : _mm256_setzero_ps();
-    __m256 t0 = _mm256_unpacklo_ps(r[0], r[1]), t1 = _mm256_unpackhi_ps(r[0], r[1]);
-    __m256 t2 = _mm256_unpacklo_ps(r[2], r[3]), t3 = _mm256_unpackhi_ps(r[2], r[3]);
-    __m256 t4 = _mm256_unpacklo_ps(r[4], r[5]), t5 = _mm256_unpackhi_ps(r[4], r[5]);
-    __m256 t6 = _mm256_unpacklo_ps(r[6], r[7]), t7 = _mm256_unpackhi_ps(r[6], r[7]);
-    __m256 u0 = _mm256_shuffle_ps(t0, t2, 0x44), u1 = _mm256_shuffle_ps(t0, t2, 0xEE);
-    __m256 u2 = _mm256_shuffle_ps(t1, t3, 0x44), u3 = _mm256_shuffle_ps(t1, t3, 0xEE);
-    __m256 u4 = _mm256_shuffle_ps(t4, t6, 0x44), u5 = _mm256_shuffle_ps(t4, t6, 0xEE);
-    __m256 u6 = _mm256_shuffle_ps(t5, t7, 0x44), u7 = _mm256_shuffle_ps(t5, t7, 0xEE);
-    out[0] = _mm256_permute2f128_ps(u0, u4, 0x20);
-    out[1] = _mm256_permute2f128_ps(u1, u5, 0x20);
-    out[2] = _mm256_permute2f128_ps(u2, u6, 0x20);
-    out[3] = _mm256_permute2f128_ps(u3, u7, 0x20);
-    out[4] = _mm256_permute2f128_ps(u0, u4, 0x31);
-    out[5] = _mm256_permute2f128_ps(u1, u5, 0x31);
-    out[6] = _mm256_permute2f128_ps(u2, u6, 0x31);
-    out[7] = _mm256_permute2f128_ps(u3, u7, 0x31);
-}
-
-/* fci_pack_w for a weight in its own layout (not w_trans): a panel's 16 rows are read 8
- * columns at a time (contiguous loads, 16 streams), transposed 8x8 in registers, and each
- * column's 8 channels stored to its destination tap (``dst[k]``: the kernel-row-major
- * position of source column k, or k). Rows past Cog read as zeros. Measured against the
- * scalar loop below (about 1 ns per weight: 18% of a 128 -> 64 3x3 14x14 batch-1 layer)
- * and against two 8-lane gathers per tap (0.33 ms for a 256 x 2304 weight). */
+/* fci_pack_w for a weight in its own layout (not w_trans), panel by panel. Returns -1
+ * when its table could not be allocated (the caller packs with the scalar loop). */
 FC_ATTR_AVX2 static int fci_pack_w_avx2(const float *w, int64_t G, int64_t Cog, int64_t Cg,
                                         int64_t KR, int64_t KW, int rowmaj, float *Wq,
                                         int nthreads)
@@ -434,40 +490,24 @@ FC_ATTR_AVX2 static int fci_pack_w_avx2(const float *w, int64_t G, int64_t Cog, 
     const int64_t njt = fc_cdiv(Cog, FCI_NV), K = Cg * KR * KW;
     int64_t *dst = (int64_t *)malloc(sizeof(int64_t) * (size_t)fc_max(K, 1));
     if (!dst)
-        return -1;   /* the caller packs with the scalar loop instead */
-    for (int64_t c = 0; c < Cg; c++)
-        for (int64_t r = 0; r < KR; r++)
-            for (int64_t e = 0; e < KW; e++)
-                dst[(c * KR + r) * KW + e] = rowmaj ? (r * Cg + c) * KW + e
-                                                    : (c * KR + r) * KW + e;
-    const int64_t K8 = K & ~(int64_t)7;
+        return -1;
+    fci_dst_taps(Cg, KR, KW, rowmaj, dst);
 #if defined(_OPENMP)
 #pragma omp parallel for schedule(static) num_threads(nthreads) if (G * njt * K >= 4096)
 #endif
     for (int64_t gj = 0; gj < G * njt; gj++) {
         const int64_t g = gj / njt, m0 = (gj % njt) * FCI_NV;
-        const int nch = (int)fc_min(FCI_NV, Cog - m0);
-        const float *base = w + (g * Cog + m0) * K;
-        float *d = Wq + gj * K * FCI_NV;
-        for (int h = 0; h < 2; h++) {
-            const int nr = nch - 8 * h < 0 ? 0 : (nch - 8 * h > 8 ? 8 : nch - 8 * h);
-            const float *sh = base + (int64_t)8 * h * K;
-            for (int64_t k = 0; k < K8; k += 8) {
-                __m256 col[8];
-                fci_t8x8(sh + k, K, nr, col);
-                for (int i = 0; i < 8; i++)
-                    _mm256_store_ps(d + dst[k + i] * FCI_NV + 8 * h, col[i]);
-            }
-            for (int64_t k = K8; k < K; k++)
-                for (int j = 0; j < 8; j++)
-                    d[dst[k] * FCI_NV + 8 * h + j] = j < nr ? sh[j * K + k] : 0.0f;
-        }
+        fci_pack_panel_avx2(w + (g * Cog + m0) * K, K, (int)fc_min(FCI_NV, Cog - m0), dst,
+                            Wq + gj * K * FCI_NV);
     }
     free(dst);
     return 0;
 }
 #endif
 
+/* The weight of group g, panel jt, in fci_run's tap order k: Wq[((g*njt + jt)*K + k)*16 + j] =
+ * w[g*Cog + jt*16 + j, c, r, e] (r = kd*KH + kh; zero past Cog); w (G*Cog, Cg, KR, KW)
+ * row-major, or with w_trans (G, Cg, Cog) (1x1 kernels). */
 static void fci_pack_w(const float *w, int64_t G, int64_t Cog, int64_t Cg, int64_t KR,
                        int64_t KW, int rowmaj, int w_trans, float *Wq, int nthreads)
 {
