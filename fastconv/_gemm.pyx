@@ -368,7 +368,9 @@ def conv_wgrad_f32(const float[:, :, :, :, ::1] x, const float[:, :, :, :, ::1] 
 def implicit_form(Py_ssize_t kernel_taps, Py_ssize_t cog):
     """Whether ``conv_gemm_f32(engine=-1)`` takes the implicit form (fc_igemm.h) for a
     kernel of ``kernel_taps`` taps and ``cog`` output channels per group (on AVX2 CPUs;
-    the rule itself, shared with the engine, so the cost model sees the same choice)."""
+    the rule itself, shared with the engine, so the cost model sees the same choice). The
+    engine also takes it for a batch-1 forward call on a map of at most FCI_FUSE_MAX_P
+    (256) output pixels, whatever the kernel (fc_cgemm_run)."""
     return bool(fc_igemm_pays_dims(kernel_taps, cog))
 
 

@@ -329,30 +329,14 @@ def correlate_weight_fused(x, gy, kernel, stride, dilation, pad, groups):
     return gw
 
 
-#: A float32 1x1 convolution (no padding, one group) of at most this many output
-#: (image, pixel) pairs and at least PW_BLAS_MIN_COUT output channels runs on BLAS
-#: (``numpy.matmul``) instead of the fused engine, whose tiles and threads need more
-#: pixels. Measured with 2 threads (OpenBLAS sgemm against the fused engine): batch 1 on
-#: 7x7 0.18-0.29x the fused engine's time, on 14x14 0.41-0.71x, batch 8 on 7x7 0.66-0.82x;
-#: batch 1 on 28x28 0.7-1.4x (mixed) and 24 output channels 0.6-1.9x (mixed).
-PW_BLAS_MAX_PIXELS = 400
-PW_BLAS_MIN_COUT = 64
-
-
-def _pointwise_on_blas(x, c_out, kernel, out_spatial, pad, groups, shuffle=False):
-    """Whether a float32 1x1 problem goes to BLAS (see PW_BLAS_MAX_PIXELS); a strided one
-    is subsampled first (1024 -> 2048 1x1 / 2 on 14x14: 4.8 -> 1.8 ms)."""
-    return (x.dtype == np.float32 and groups == 1 and not shuffle
-            and all(k == 1 for k in kernel) and not any(pad) and c_out >= PW_BLAS_MIN_COUT
-            and x.shape[0] * _prod(out_spatial) <= PW_BLAS_MAX_PIXELS)
-
-
 def correlate(x, w, out_spatial, stride, dilation, pad, groups, bias=None):
     """Strided, dilated, grouped cross-correlation by im2col + GEMM (see module docstring),
-    plus ``bias`` (C_out,) when given. float32 takes the fused engine (small 1x1 problems:
-    BLAS, see PW_BLAS_MAX_PIXELS)."""
-    if have_fused(x.dtype, x.ndim - 2) and not _pointwise_on_blas(
-            x, w.shape[0], w.shape[2:], out_spatial, pad, groups):
+    plus ``bias`` (C_out,) when given. float32 takes the fused engine. (Not BLAS for small
+    1x1 problems, though an isolated call ran 1.4-5.5x faster there: OpenBLAS's threads
+    keep spinning for ~0.1 s after a call and took a core from the OpenMP kernels of the
+    next layers: a batch-1 ResNet bottleneck on 7x7 ran 9.6-11.5 ms against 3.7-4.0 ms
+    all-fused; single-threaded BLAS on the pool's threads, 4.7-4.9 ms.)"""
+    if have_fused(x.dtype, x.ndim - 2):
         return correlate_fused(x, w, out_spatial, stride, dilation, pad, groups, bias)
     out = _correlate_blas(x, w, out_spatial, stride, dilation, pad, groups)
     if bias is not None:
@@ -443,8 +427,7 @@ def pointwise(x, w2, out_spatial, stride, pad, groups, out=None, shuffle=False, 
     g = groups
     cog = c_out // g
     nd = x.ndim - 2
-    if (have_fused(x.dtype, nd) and all(p >= 0 for p in pad)
-            and not _pointwise_on_blas(x, c_out, (1,) * nd, out_spatial, pad, groups, shuffle)):
+    if have_fused(x.dtype, nd) and all(p >= 0 for p in pad):
         w = w2.reshape(w2.shape + (1,) * nd)
         return correlate_fused(x, w, out_spatial, stride, (1,) * nd, pad, groups, bias,
                                shuffle=shuffle, out=out)
