@@ -132,6 +132,28 @@ FC_ATTR_AVX2 static void fci_ukr_avx2(int64_t kc, const float *W, const int64_t 
 #undef FCI_LD
 #undef FCI_ST
 
+/* 8x8 transpose in registers: out[c][i] = r[i][c]. */
+FC_ATTR_AVX2 static inline __attribute__((always_inline)) void fci_tr8(const __m256 r[8],
+                                                                      __m256 out[8])
+{
+    __m256 t0 = _mm256_unpacklo_ps(r[0], r[1]), t1 = _mm256_unpackhi_ps(r[0], r[1]);
+    __m256 t2 = _mm256_unpacklo_ps(r[2], r[3]), t3 = _mm256_unpackhi_ps(r[2], r[3]);
+    __m256 t4 = _mm256_unpacklo_ps(r[4], r[5]), t5 = _mm256_unpackhi_ps(r[4], r[5]);
+    __m256 t6 = _mm256_unpacklo_ps(r[6], r[7]), t7 = _mm256_unpackhi_ps(r[6], r[7]);
+    __m256 u0 = _mm256_shuffle_ps(t0, t2, 0x44), u1 = _mm256_shuffle_ps(t0, t2, 0xEE);
+    __m256 u2 = _mm256_shuffle_ps(t1, t3, 0x44), u3 = _mm256_shuffle_ps(t1, t3, 0xEE);
+    __m256 u4 = _mm256_shuffle_ps(t4, t6, 0x44), u5 = _mm256_shuffle_ps(t4, t6, 0xEE);
+    __m256 u6 = _mm256_shuffle_ps(t5, t7, 0x44), u7 = _mm256_shuffle_ps(t5, t7, 0xEE);
+    out[0] = _mm256_permute2f128_ps(u0, u4, 0x20);
+    out[1] = _mm256_permute2f128_ps(u1, u5, 0x20);
+    out[2] = _mm256_permute2f128_ps(u2, u6, 0x20);
+    out[3] = _mm256_permute2f128_ps(u3, u7, 0x20);
+    out[4] = _mm256_permute2f128_ps(u0, u4, 0x31);
+    out[5] = _mm256_permute2f128_ps(u1, u5, 0x31);
+    out[6] = _mm256_permute2f128_ps(u2, u6, 0x31);
+    out[7] = _mm256_permute2f128_ps(u3, u7, 0x31);
+}
+
 /* A finished tile (pixel-major, acc[16 i + c]) into the channel-major output: channel
  * c < nch of pixel i < npx at dst[c * ldo + i], plus bias[c] (bias may be NULL). Two 8x8
  * transposes (pixels 6, 7 of each are padding). */
@@ -145,24 +167,8 @@ FC_ATTR_AVX2 static void fci_store_avx2(const float *acc, int npx, int nch,
         for (int i = 0; i < FCI_MP; i++)
             r[i] = _mm256_load_ps(acc + i * FCI_NV + h * 8);
         r[6] = r[7] = _mm256_setzero_ps();
-        /* 8x8 transpose: r[i][c] -> s[c][i] */
-        __m256 t0 = _mm256_unpacklo_ps(r[0], r[1]), t1 = _mm256_unpackhi_ps(r[0], r[1]);
-        __m256 t2 = _mm256_unpacklo_ps(r[2], r[3]), t3 = _mm256_unpackhi_ps(r[2], r[3]);
-        __m256 t4 = _mm256_unpacklo_ps(r[4], r[5]), t5 = _mm256_unpackhi_ps(r[4], r[5]);
-        __m256 t6 = _mm256_unpacklo_ps(r[6], r[7]), t7 = _mm256_unpackhi_ps(r[6], r[7]);
-        __m256 u0 = _mm256_shuffle_ps(t0, t2, 0x44), u1 = _mm256_shuffle_ps(t0, t2, 0xEE);
-        __m256 u2 = _mm256_shuffle_ps(t1, t3, 0x44), u3 = _mm256_shuffle_ps(t1, t3, 0xEE);
-        __m256 u4 = _mm256_shuffle_ps(t4, t6, 0x44), u5 = _mm256_shuffle_ps(t4, t6, 0xEE);
-        __m256 u6 = _mm256_shuffle_ps(t5, t7, 0x44), u7 = _mm256_shuffle_ps(t5, t7, 0xEE);
         __m256 s[8];
-        s[0] = _mm256_permute2f128_ps(u0, u4, 0x20);
-        s[1] = _mm256_permute2f128_ps(u1, u5, 0x20);
-        s[2] = _mm256_permute2f128_ps(u2, u6, 0x20);
-        s[3] = _mm256_permute2f128_ps(u3, u7, 0x20);
-        s[4] = _mm256_permute2f128_ps(u0, u4, 0x31);
-        s[5] = _mm256_permute2f128_ps(u1, u5, 0x31);
-        s[6] = _mm256_permute2f128_ps(u2, u6, 0x31);
-        s[7] = _mm256_permute2f128_ps(u3, u7, 0x31);
+        fci_tr8(r, s);   /* s[c][i] = r[i][c] */
         const int c1 = nch - h * 8 < 8 ? nch - h * 8 : 8;
         for (int c = 0; c < c1; c++) {
             float *d = dst + (int64_t)(h * 8 + c) * ldo;
@@ -202,22 +208,7 @@ FC_ATTR_AVX2 static inline void fci_t8x8(const float *s, int64_t ld, int nrows, 
     __m256 r[8];
     for (int i = 0; i < 8; i++)
         r[i] = i < nrows ? _mm256_loadu_ps(s + i * ld) : _mm256_setzero_ps();
-    __m256 t0 = _mm256_unpacklo_ps(r[0], r[1]), t1 = _mm256_unpackhi_ps(r[0], r[1]);
-    __m256 t2 = _mm256_unpacklo_ps(r[2], r[3]), t3 = _mm256_unpackhi_ps(r[2], r[3]);
-    __m256 t4 = _mm256_unpacklo_ps(r[4], r[5]), t5 = _mm256_unpackhi_ps(r[4], r[5]);
-    __m256 t6 = _mm256_unpacklo_ps(r[6], r[7]), t7 = _mm256_unpackhi_ps(r[6], r[7]);
-    __m256 u0 = _mm256_shuffle_ps(t0, t2, 0x44), u1 = _mm256_shuffle_ps(t0, t2, 0xEE);
-    __m256 u2 = _mm256_shuffle_ps(t1, t3, 0x44), u3 = _mm256_shuffle_ps(t1, t3, 0xEE);
-    __m256 u4 = _mm256_shuffle_ps(t4, t6, 0x44), u5 = _mm256_shuffle_ps(t4, t6, 0xEE);
-    __m256 u6 = _mm256_shuffle_ps(t5, t7, 0x44), u7 = _mm256_shuffle_ps(t5, t7, 0xEE);
-    out[0] = _mm256_permute2f128_ps(u0, u4, 0x20);
-    out[1] = _mm256_permute2f128_ps(u1, u5, 0x20);
-    out[2] = _mm256_permute2f128_ps(u2, u6, 0x20);
-    out[3] = _mm256_permute2f128_ps(u3, u7, 0x20);
-    out[4] = _mm256_permute2f128_ps(u0, u4, 0x31);
-    out[5] = _mm256_permute2f128_ps(u1, u5, 0x31);
-    out[6] = _mm256_permute2f128_ps(u2, u6, 0x31);
-    out[7] = _mm256_permute2f128_ps(u3, u7, 0x31);
+    fci_tr8(r, out);
 }
 
 /* The destination tap of each source column k of a weight row (fci_pack_w's order): the
