@@ -45,7 +45,7 @@ _RATES = {
     # packed patch element (strided problems: x1.3 for the phase-split copy), per call
     "fused_mac": 2.6e-11,
     "fused_pack": 0.25e-9,
-    "fused_call": 6e-5,
+    "fused_call": 1e-5,
     "fft_flop": 4e-10,          # per modelled flop of the FFT path
     "overhead": 2e-5,
 }
@@ -265,8 +265,12 @@ def predict(x_shape, w_shape, out_spatial, stride, dilation, groups, dtype, nthr
             rate *= 0.6 + 0.4 / cog
     else:
         # few output channels per group leave the register tile partly idle (measured:
-        # 8 -> 8 3x3 at ~2x, 16 -> 32 5x5 at ~1.25x the dense rate)
-        rate = _RATES["direct"] * (1 + 8 / cog)
+        # 8 -> 8 3x3 at ~2x, 16 -> 32 5x5 at ~1.25x the dense rate), and short output rows
+        # its row tiles. Fitted, with fused_call, on 646 layers (batch 1-8, 3-128 -> 16-256
+        # channels, 6^2-56^2 maps, 1x1-5x5, both engines timed): the choice cost 1.126x
+        # the faster engine's time on average and up to 4.97x (direct picked on 6x6-8x8
+        # maps where the fused GEMM took a quarter of its time); now 1.009x, at most 1.51x
+        rate = _RATES["direct"] * (1 + 8 / cog) * (1 + 16 / max(1, out_spatial[-1]))
     t_direct = macs * rate * strided * sc["direct_s_per_mac_float32"] / nt + over
     if not _HAVE_CORE:
         t_direct *= 4
