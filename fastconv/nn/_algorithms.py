@@ -117,7 +117,7 @@ def direct(x, w, out_spatial, stride, dilation, pad, groups, bias=None):
         w = np.ascontiguousarray(w)
         out = np.empty(x.shape[:1] + w.shape[:1] + tuple(out_spatial), dtype=x.dtype)
         if out.size and _depthwise_fast(x, w, groups) and x.ndim == 5:
-            nt = max(1, min(_config.get_num_threads(), (out.size * w[0].size) >> 18))
+            nt = max(1, min(_config.get_num_threads(), (out.size * w[0].size) >> 17))
             b = None if bias is None else np.ascontiguousarray(bias, dtype=np.float32)
             _core.depthwise3d_f32(x, w.reshape((w.shape[0],) + w.shape[2:]), b, out,
                                   tuple(stride), tuple(dilation), tuple(pad), nt)
@@ -128,7 +128,7 @@ def direct(x, w, out_spatial, stride, dilation, pad, groups, bias=None):
             w3 = w.reshape(w.shape[0], *((1,) if one else ()), *w.shape[2:])
             o4 = out[:, :, None] if one else out
             ext = (1,) if one else ()
-            nt = max(1, min(_config.get_num_threads(), (out.size * w3[0].size) >> 18))
+            nt = max(1, min(_config.get_num_threads(), (out.size * w3[0].size) >> 17))
             b = None if bias is None else np.ascontiguousarray(bias, dtype=np.float32)
             _core.depthwise2d_f32(x4, w3, b, o4, ext + tuple(stride), ext + tuple(dilation),
                                   (0,) * len(ext) + tuple(pad), nt)
