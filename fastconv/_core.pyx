@@ -410,6 +410,26 @@ cdef fc_dwgeom _dw_geometry(str fname, x_shape, Py_ssize_t c_out, Py_ssize_t n_o
     return q
 
 
+cdef int _dw_prepare(str fname, const fc_dwgeom *q, bias, out, Py_ssize_t c_out,
+                     const float **bptr) except -1:
+    """The forward depthwise calls' shared checks: ``bias`` (None or ``c_out`` float32, an
+    array the caller holds, so that its data outlive this frame) pointed to by ``*bptr``; returns 1 when nothing is left for the kernel (an empty
+    output, or an empty input, whose every tap reads zeros: ``out`` = bias), else 0."""
+    cdef const float[::1] b
+    if bias is not None:
+        b = bias
+        if b.shape[0] != c_out:
+            raise ValueError(f"{fname}: bias has the wrong length")
+        bptr[0] = &b[0]
+    if q.N == 0 or q.OD == 0 or q.OH == 0 or q.OW == 0:
+        return 1
+    if q.D == 0 or q.H == 0 or q.W == 0:
+        o = np.asarray(out)
+        o[...] = 0 if bias is None else np.asarray(bias).reshape((-1,) + (1,) * (o.ndim - 2))
+        return 1
+    return 0
+
+
 def depthwise2d_f32(const float[:, :, :, ::1] x, const float[:, :, ::1] w, bias,
                     float[:, :, :, ::1] out, stride, dilation, pad, int nthreads=1,
                     bint force_generic=False):
@@ -419,7 +439,6 @@ def depthwise2d_f32(const float[:, :, :, ::1] x, const float[:, :, ::1] w, bias,
     x[n, c, oh*sh + kh*dh - ph, ow*sw + kw*dw - pw]`` (zeros outside ``x``), ``M`` the
     channel multiplier ``out.shape[1] // x.shape[1]``; ``pad`` >= 0 on each axis.
     """
-    cdef const float[::1] b
     cdef const float *bptr = NULL
     cdef int rc
     if w.shape[0] != out.shape[1]:
@@ -427,15 +446,7 @@ def depthwise2d_f32(const float[:, :, :, ::1] x, const float[:, :, ::1] w, bias,
     cdef fc_dwgeom q = _dw_geometry("depthwise2d_f32", x.shape, out.shape[1], out.shape[0],
                                     w.shape[1], w.shape[2], out.shape[2], out.shape[3],
                                     stride, dilation, pad)
-    if bias is not None:
-        b = bias
-        if b.shape[0] != out.shape[1]:
-            raise ValueError("depthwise2d_f32: bias has the wrong length")
-        bptr = &b[0]
-    if q.N == 0 or q.OH == 0 or q.OW == 0:
-        return out
-    if q.H == 0 or q.W == 0:  # every tap reads zeros
-        np.asarray(out)[...] = 0 if bias is None else np.asarray(bias).reshape(-1, 1, 1)
+    if _dw_prepare("depthwise2d_f32", &q, bias, out, out.shape[1], &bptr):
         return out
     with nogil:
         rc = fc_depthwise_f32(&q, &x[0, 0, 0, 0], &w[0, 0, 0], bptr, &out[0, 0, 0, 0],
@@ -475,7 +486,6 @@ def depthwise3d_f32(const float[:, :, :, :, ::1] x, const float[:, :, :, ::1] w,
     (image, channel, output plane): the kernel's KD input planes are read into a panel of
     KD slabs (fc_depthwise.h).
     """
-    cdef const float[::1] b
     cdef const float *bptr = NULL
     cdef int rc
     if w.shape[0] != out.shape[1]:
@@ -484,15 +494,7 @@ def depthwise3d_f32(const float[:, :, :, :, ::1] x, const float[:, :, :, ::1] w,
                                      (w.shape[1], w.shape[2], w.shape[3]),
                                      (out.shape[2], out.shape[3], out.shape[4]), stride,
                                      dilation, pad)
-    if bias is not None:
-        b = bias
-        if b.shape[0] != out.shape[1]:
-            raise ValueError("depthwise3d_f32: bias has the wrong length")
-        bptr = &b[0]
-    if q.N == 0 or q.OD == 0 or q.OH == 0 or q.OW == 0:
-        return out
-    if q.D == 0 or q.H == 0 or q.W == 0:  # every tap reads zeros
-        np.asarray(out)[...] = 0 if bias is None else np.asarray(bias).reshape(-1, 1, 1, 1)
+    if _dw_prepare("depthwise3d_f32", &q, bias, out, out.shape[1], &bptr):
         return out
     with nogil:
         rc = fc_depthwise_f32(&q, &x[0, 0, 0, 0, 0], &w[0, 0, 0, 0], bptr,

@@ -221,6 +221,7 @@ cdef extern from "fc_cgemm.h" nogil:
                            int nthreads, int force_generic)
     int64_t fc_cgemm_scratch_bytes(const fc_cgeom *q, int nthreads)
     int fc_igemm_pays_dims(int64_t KT, int64_t Cog)
+    int fc_igemm_small_map(int64_t N, int64_t P)
     int fc_cpu_has_avx2_fma()
 
 
@@ -365,13 +366,15 @@ def conv_wgrad_f32(const float[:, :, :, :, ::1] x, const float[:, :, :, :, ::1] 
                           % fc_cgemm_scratch_bytes(&q, nthreads))
 
 
-def implicit_form(Py_ssize_t kernel_taps, Py_ssize_t cog):
+def implicit_form(Py_ssize_t kernel_taps, Py_ssize_t cog, Py_ssize_t images=0,
+                  Py_ssize_t pixels=0):
     """Whether ``conv_gemm_f32(engine=-1)`` takes the implicit form (fc_igemm.h) for a
-    kernel of ``kernel_taps`` taps and ``cog`` output channels per group (on AVX2 CPUs;
-    the rule itself, shared with the engine, so the cost model sees the same choice). The
-    engine also takes it for a batch-1 forward call on a map of at most FCI_FUSE_MAX_P
-    (256) output pixels, whatever the kernel (fc_cgemm_run)."""
-    return bool(fc_igemm_pays_dims(kernel_taps, cog))
+    kernel of ``kernel_taps`` taps and ``cog`` output channels per group, or for a forward
+    call on ``images`` images of ``pixels`` output pixels each (batch 1 on a small map:
+    any kernel; on AVX2 CPUs; the rules themselves, shared with the engine, so the cost
+    model sees the same choice)."""
+    return bool(fc_igemm_pays_dims(kernel_taps, cog)
+                or (images > 0 and fc_igemm_small_map(images, pixels)))
 
 
 def conv_gemm_avx2():

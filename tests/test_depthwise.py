@@ -296,3 +296,23 @@ def test_public_conv3d_weight_routes_to_the_3d_kernel(monkeypatch):
                                        torch.from_numpy(gy).double(), 2, 1, 1, 6).numpy()
     assert calls == [1]
     np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4 * np.abs(want).max())
+
+
+@pytest.mark.parametrize("nd", [2, 3])
+def test_kernel_bias_and_empty_input(nd):
+    """The forward kernels' shared checks (_core._dw_prepare): a bias of the wrong length is
+    refused naming the function; an input with an empty spatial axis, padded to a non-empty
+    output, reads only zeros, so the output is the bias, broadcast."""
+    fn = getattr(_core, f"depthwise{nd}d_f32")
+    k = (3,) * nd
+    x = np.zeros((1, 2) + (4,) * nd, np.float32)
+    w = np.ones((2,) + k, np.float32)
+    out = np.empty((1, 2) + (4,) * nd, np.float32)
+    with pytest.raises(ValueError, match=f"depthwise{nd}d_f32: bias"):
+        fn(x, w, np.ones(3, np.float32), out, (1,) * nd, (1,) * nd, (1,) * nd, 1)
+    x0 = np.zeros((1, 2, 0) + (4,) * (nd - 1), np.float32)
+    out0 = np.full((1, 2, 2) + (4,) * (nd - 1), np.nan, np.float32)   # pad 1 on a 0 axis
+    b = np.array([1.5, -2.0], np.float32)
+    fn(x0, w, b, out0, (1,) * nd, (1,) * nd, (1,) * nd, 1)
+    np.testing.assert_array_equal(out0, np.broadcast_to(b.reshape((1, 2) + (1,) * nd),
+                                                        out0.shape))

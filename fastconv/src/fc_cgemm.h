@@ -414,6 +414,15 @@ static int fc_igemm_pays(const fc_cgeom *q)
     return fc_igemm_pays_dims(q->KD * q->KH * q->KW, q->Cog);
 }
 
+/* A batch-1 forward call on a map of at most FCI_FUSE_MAX_P output pixels: the implicit
+ * form, whatever the kernel, with each work item packing its own weight panels (see
+ * ``fuse`` in fc_cgemm_run; 1x1 2048 -> 512 on 7x7 1.27 -> 0.91 ms, 256 -> 1024 on 14x14
+ * 0.78 -> 0.56 ms against the packed form). */
+static int fc_igemm_small_map(int64_t N, int64_t P)
+{
+    return N == 1 && P <= FCI_FUSE_MAX_P;
+}
+
 /* Bytes of scratch a call allocates (packed A, tap table, pixel table, per-thread B). */
 static int64_t fc_cgemm_scratch_bytes(const fc_cgeom *q, int nthreads)
 {
@@ -550,11 +559,8 @@ static int fc_cgemm_run(const fc_cgeom *q, const float *x, const float *w,
      * every layer tried, 1 to 256 grad_output channels per group; 96 -> 32 3x3x3 on
      * 4 x 16^3 27.6 -> 15.3 ms, VGG 3x3 20.2 -> 17.8 ms, 64 -> 8 3x3 5.8 -> 3.1 ms, 1x1
      * 144 -> 24 4.9 -> 2.4 ms) */
-    /* ... and a batch-1 forward call on a small map whatever its kernel: there the items
-     * pack their own weight panels (see ``fuse`` below; 1x1 2048 -> 512 on 7x7 1.27 ->
-     * 0.91 ms, 256 -> 1024 on 14x14 0.78 -> 0.56 ms against the packed form) */
-    const int small1 = !wgrad && !q->w_trans && q->N == 1
-                       && q->OD * q->OH * q->OW <= FCI_FUSE_MAX_P;
+    /* ... and a batch-1 forward call on a small map whatever its kernel */
+    const int small1 = !wgrad && !q->w_trans && fc_igemm_small_map(q->N, P);
     const int implicit = FC_X86 && use_avx2
                          && (q->engine == 1
                              || (q->engine < 0 && (wgrad || small1 || fc_igemm_pays(q))));
@@ -614,8 +620,7 @@ static int fc_cgemm_run(const fc_cgeom *q, const float *x, const float *w,
      * of the weight (every panel is used by one item), instead of all of them being packed
      * first and read back (512 -> 512 3x3 on 7x7: a 9 MiB weight packed, written and read
      * three times) */
-    const int fuse = implicit && !wgrad && !q->w_trans && q->N == 1 && P <= FCI_FUSE_MAX_P
-                     && fc_cpu_has_avx2_fma();
+    const int fuse = implicit && small1;
     float *Ap = (float *)fc_alloc_aligned(
         sizeof(float) * (size_t)(fuse ? 1 : implicit ? G * fc_rup(Cog, FCI_NV) * Kr
                                                      : G * npan * FC_MR * Kr));

@@ -359,59 +359,59 @@ static int fci_run(const fc_cgeom *q, int rowmaj, int split, const float *x, int
             }
             /* with wsrc one panel at a time, packed first; else all of them per K block */
             for (int64_t jq = jt0; jq < jt1; jq += wsrc ? 1 : jt1 - jt0) {
-            if (wsrc)
-                fci_pack_panel_avx2(wsrc + (g * Cog + jq * FCI_NV) * K, K,
-                                    (int)fc_min(FCI_NV, Cog - jq * FCI_NV), dst, Wt);
-            for (int64_t k0 = 0; k0 < K; k0 += kcs) {
-                const int64_t k1 = fc_min(K, k0 + kcs);
-                for (int64_t jt = jq; jt < (wsrc ? jq + 1 : jt1); jt++) {
-                    const float *Wj = wsrc ? Wt : Wq + (g * njt + jt) * kstride * FCI_NV;
-                    for (int64_t t = 0; t < nt; t++) {
-                        const int64_t *b = box + t * 4;
-                        const float *px[FCI_MP];
-                        for (int i = 0; i < FCI_MP; i++)
-                            px[i] = xg + pix[p0 + fc_min(t * FCI_MP + i, pn - 1)];
-                        float *acc = Ct + (t * njt + jt) * FCI_TILE;
-                        /* the tile's valid taps: the (kd, kh) rows in its box, each one
-                         * range of k (all channels and kw's), adjacent rows merged; the
-                         * first call on a tile starts from zero (``fresh``) */
-                        int fresh = k0 == 0;
-                        int64_t ka = -1, kb = -1;
-                        for (int64_t a = b[0]; a < b[1]; a++)
-                            for (int64_t e = b[2]; e < b[3]; e++) {
-                                const int64_t r0 = fc_max(k0, (a * q->KH + e) * CgKW),
-                                              r1 = fc_min(k1, (a * q->KH + e + 1) * CgKW);
-                                if (r0 >= r1)
-                                    continue;
-                                if (r0 == kb) {
+                if (wsrc)
+                    fci_pack_panel_avx2(wsrc + (g * Cog + jq * FCI_NV) * K, K,
+                                        (int)fc_min(FCI_NV, Cog - jq * FCI_NV), dst, Wt);
+                for (int64_t k0 = 0; k0 < K; k0 += kcs) {
+                    const int64_t k1 = fc_min(K, k0 + kcs);
+                    for (int64_t jt = jq; jt < (wsrc ? jq + 1 : jt1); jt++) {
+                        const float *Wj = wsrc ? Wt : Wq + (g * njt + jt) * kstride * FCI_NV;
+                        for (int64_t t = 0; t < nt; t++) {
+                            const int64_t *b = box + t * 4;
+                            const float *px[FCI_MP];
+                            for (int i = 0; i < FCI_MP; i++)
+                                px[i] = xg + pix[p0 + fc_min(t * FCI_MP + i, pn - 1)];
+                            float *acc = Ct + (t * njt + jt) * FCI_TILE;
+                            /* the tile's valid taps: the (kd, kh) rows in its box, each one
+                             * range of k (all channels and kw's), adjacent rows merged; the
+                             * first call on a tile starts from zero (``fresh``) */
+                            int fresh = k0 == 0;
+                            int64_t ka = -1, kb = -1;
+                            for (int64_t a = b[0]; a < b[1]; a++)
+                                for (int64_t e = b[2]; e < b[3]; e++) {
+                                    const int64_t r0 = fc_max(k0, (a * q->KH + e) * CgKW),
+                                                  r1 = fc_min(k1, (a * q->KH + e + 1) * CgKW);
+                                    if (r0 >= r1)
+                                        continue;
+                                    if (r0 == kb) {
+                                        kb = r1;
+                                        continue;
+                                    }
+                                    if (ka < kb) {
+                                        fci_ukr_avx2(kb - ka, Wj + ka * FCI_NV, tap + ka, px, acc,
+                                                     fresh);
+                                        fresh = 0;
+                                    }
+                                    ka = r0;
                                     kb = r1;
-                                    continue;
                                 }
-                                if (ka < kb) {
-                                    fci_ukr_avx2(kb - ka, Wj + ka * FCI_NV, tap + ka, px, acc,
-                                                 fresh);
-                                    fresh = 0;
-                                }
-                                ka = r0;
-                                kb = r1;
+                            if (ka < kb)
+                                fci_ukr_avx2(kb - ka, Wj + ka * FCI_NV, tap + ka, px, acc, fresh);
+                            else if (fresh)   /* every row of this tile reads padding only */
+                                memset(acc, 0, sizeof(float) * FCI_TILE);
+                            /* after its last K block the tile goes to the output at once: its
+                             * stores (cold output lines) overlap the next tiles' arithmetic
+                             * instead of stalling in one burst at the end of the item */
+                            if (k1 == K) {
+                                const int64_t m0 = jt * FCI_NV;
+                                fci_store_avx2(acc, (int)fc_min(FCI_MP, pn - t * FCI_MP),
+                                               (int)fc_min(FCI_NV, Cog - m0),
+                                               bias ? bias + g * Cog + m0 : NULL,
+                                               og + m0 * q->o_sm + t * FCI_MP, q->o_sm);
                             }
-                        if (ka < kb)
-                            fci_ukr_avx2(kb - ka, Wj + ka * FCI_NV, tap + ka, px, acc, fresh);
-                        else if (fresh)   /* every row of this tile reads padding only */
-                            memset(acc, 0, sizeof(float) * FCI_TILE);
-                        /* after its last K block the tile goes to the output at once: its
-                         * stores (cold output lines) overlap the next tiles' arithmetic
-                         * instead of stalling in one burst at the end of the item */
-                        if (k1 == K) {
-                            const int64_t m0 = jt * FCI_NV;
-                            fci_store_avx2(acc, (int)fc_min(FCI_MP, pn - t * FCI_MP),
-                                           (int)fc_min(FCI_NV, Cog - m0),
-                                           bias ? bias + g * Cog + m0 : NULL,
-                                           og + m0 * q->o_sm + t * FCI_MP, q->o_sm);
                         }
                     }
                 }
-            }
             }
         }
         free(Ct);
