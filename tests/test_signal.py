@@ -367,11 +367,13 @@ def test_nonfinite_values_stay_local_under_auto(bad, rng):
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.complex64, np.float64])
-def test_large_finite_values_are_finite(dtype, rng):
+def test_large_finite_values_are_finite(dtype, rng, monkeypatch):
     """Finite values whose sum overflows the dtype are still finite: on a problem where
     'auto' takes a transform for ordinary values (checked first), it must take one for them
-    too (the non-finite check must not take an overflowing sum for a NaN), and a NaN among
-    them still forces the direct sum."""
+    too (neither the planner's scan nor the engines' DC-bin check may take an overflowing
+    sum for a NaN: the direct engine must not run), and a NaN among them still forces the
+    direct sum."""
+    from fastconv import signal as fsig
     k = rng.standard_normal(3001).astype(dtype)
     x = rng.standard_normal(20000).astype(dtype)
     assert fastconv.choose_conv_method(x, k, "same") in ("fft", "oa")
@@ -379,11 +381,24 @@ def test_large_finite_values_are_finite(dtype, rng):
     with np.errstate(over="ignore"):
         assert not np.isfinite(big.sum())
     assert fastconv.choose_conv_method(big, k, "same") in ("fft", "oa")
+    direct = []
+    real = fsig._CPUEngines.correlate
+    monkeypatch.setattr(fsig._CPUEngines, "correlate",
+                        staticmethod(lambda *a, **kw: direct.append(1) or real(*a, **kw)))
     with np.errstate(all="ignore"):
-        want = fastconv.convolve(big, k, "same", method=fastconv.choose_conv_method(big, k, "same"))
         got = fastconv.convolve(big, k, "same")     # the DC bins overflow: not a NaN
-    np.testing.assert_array_equal(got, want)
+    assert got.shape == x.shape and direct == []
+    # the same through the overlap-add blocks (each block's DC bin overflows)
+    k2 = rng.standard_normal((31, 31)).astype(dtype)
+    x2 = rng.standard_normal((1024, 512)).astype(dtype)
+    assert fastconv.choose_conv_method(x2, k2, "same") == "oa"
+    with np.errstate(all="ignore"):
+        fastconv.convolve(np.full(x2.shape, np.finfo(dtype).max / 2, dtype), k2, "same")
+    assert direct == []
     big[7] = np.nan
+    with np.errstate(all="ignore"):
+        fastconv.convolve(big, k, "same")
+    assert direct == [1]                             # the spy sees the direct sum
     assert fastconv.choose_conv_method(big, k, "same") == "direct"
 
 
