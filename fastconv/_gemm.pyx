@@ -222,6 +222,7 @@ cdef extern from "fc_cgemm.h" nogil:
     int64_t fc_cgemm_scratch_bytes(const fc_cgeom *q, int nthreads)
     int fc_igemm_pays_dims(int64_t KT, int64_t Cog)
     int fc_igemm_small_map(int64_t N, int64_t P)
+    int fc_wino_supported(const fc_cgeom *q)
     int fc_cpu_has_avx2_fma()
 
 
@@ -286,7 +287,9 @@ def conv_gemm_f32(const float[:, :, :, :, ::1] xp, const float[:, :, :, :, ::1] 
     CPUs; others always run the portable packed loops): -1 chooses, 0 the packed form
     (patch panels packed from the input, pixels in the vector lanes), 1 the implicit form
     (fastconv/src/fc_igemm.h: output channels in the lanes, the input broadcast in place,
-    no phase split; ``phase`` is then ignored). -1 takes 1 for spatial kernels with >= 16
+    no phase split; ``phase`` is then ignored), 2 Winograd F(2x2, 3x3)
+    (fastconv/src/fc_winograd.h: 3x3 or 1x3x3 kernels at unit stride only, any dilation;
+    ValueError otherwise). -1 takes 1 for spatial kernels with >= 16
     output channels per group. Raises MemoryError (naming the bytes) when its scratch
     cannot be allocated.
     """
@@ -303,9 +306,13 @@ def conv_gemm_f32(const float[:, :, :, :, ::1] xp, const float[:, :, :, :, ::1] 
     cdef fc_cgeom q = _geometry("conv_gemm_f32", xp.shape, wshape, out.shape, groups,
                                 stride, dilation, pad, phase)
     q.w_trans = 1 if w_trans else 0
-    if engine not in (-1, 0, 1):
-        raise ValueError(f"conv_gemm_f32: engine must be -1, 0 or 1, got {engine}")
+    if engine not in (-1, 0, 1, 2):
+        raise ValueError(f"conv_gemm_f32: engine must be -1, 0, 1 or 2, got {engine}")
     q.engine = engine
+    if engine == 2 and not fc_wino_supported(&q):
+        raise ValueError("conv_gemm_f32: engine 2 (Winograd) needs a 3x3 (1x3x3) kernel, "
+                         "unit strides and an AVX2+FMA CPU, got kernel %s, stride %s"
+                         % (tuple(wshape[2:]), tuple(stride)))
     cdef Py_ssize_t c_out = q.G * q.Cog, npix = q.OD * q.OH * q.OW
     if q.N == 0 or c_out == 0 or npix == 0:
         return

@@ -61,10 +61,12 @@ typedef struct {
     int64_t w_trans;                /* 1: w is stored (G, K, Cog) -- each group's A transposed
                                      * (a transposed convolution's W_g^T without a copy) */
     int64_t engine;                 /* forward, AVX2: -1 auto, 0 packed (pixels in the vector
-                                     * lanes), 1 implicit (channels in the lanes, fc_igemm.h) */
+                                     * lanes), 1 implicit (channels in the lanes, fc_igemm.h),
+                                     * 2 Winograd F(2x2, 3x3) (fc_winograd.h; 3x3, stride 1) */
 } fc_cgeom;
 
 #include "fc_igemm.h"   /* the implicit forward engine: needs fc_cgeom */
+#include "fc_winograd.h"   /* engine 2: Winograd F(2x2, 3x3) on fc_igemm.h's micro-kernel */
 
 /* Strided problems are computed on a phase-split copy of the input (each of the
  * sd*sh*sw phase images holds x[r + s*i]), where every tap reads unit-stride runs again,
@@ -440,6 +442,12 @@ static int64_t fc_cgemm_scratch_bytes(const fc_cgeom *q, int nthreads)
     const int64_t impl = (int64_t)sizeof(float) * q->G * fc_rup(q->Cog, FCI_NV) * Ka
                          + (int64_t)nthreads * (FCI_CT_BYTES + (int64_t)sizeof(float) * FCI_TILE
                                                 * fc_cdiv(q->Cog, FCI_NV));
+    if (q->engine == 2) {   /* fc_wino_run: U, and per thread V and M */
+        const int64_t tb = FCW_TB_MAX;
+        return (int64_t)sizeof(float) * FCW_XI
+               * (q->G * fc_rup(q->Cog, FCI_NV) * q->Cg
+                  + (int64_t)nthreads * tb * (q->Cg + FCI_NV)) + 8 * (q->Cg + q->OH + q->OW);
+    }
     return fc_max(packed, impl) + 8 * (K + P + FC_NR) + ph;
 }
 
@@ -535,6 +543,8 @@ static int fc_cgemm_run(const fc_cgeom *q, const float *x, const float *w,
     const int64_t P = q->OD * q->OH * q->OW;
     if (N <= 0 || G <= 0 || Cog <= 0 || P <= 0)
         return 0;
+    if (q->engine == 2 && !wgrad)
+        return fc_wino_run(q, x, w, bias, out, nthreads);
     /* The GEMM as the blocked loops see it. Forward: per image, columns = the P pixels,
      * reduction = the K taps, A = the weights. Weight gradient (wgrad): one "image",
      * columns = the K taps, reduction = the N*P (image, pixel) pairs, A = grad_output. */
