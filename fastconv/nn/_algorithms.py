@@ -46,6 +46,16 @@ _RATES = {
     "fused_mac": 2.6e-11,
     "fused_pack": 0.25e-9,
     "fused_call": 1e-5,
+    # Winograd F(2x2, 3x3) (fc_winograd.h, see _winograd_cost): per GEMM MAC, per kernel
+    # call, per (input channel, run of 8 tiles) of the input transform, per (output
+    # channel, tile) of the output one, per weight of the weight transform (thread-seconds),
+    # per call (seconds)
+    "wino_mac": 2.0e-11,
+    "wino_call": 8.4e-9,
+    "wino_in": 1.06e-7,
+    "wino_out": 1e-9,
+    "wino_weight": 2.0e-8,
+    "wino_fixed": 3.4e-5,
     "fft_flop": 4e-10,          # per modelled flop of the FFT path
     "overhead": 2e-5,
 }
@@ -283,7 +293,47 @@ def predict(x_shape, w_shape, out_spatial, stride, dilation, groups, dtype, nthr
         t_fft = flops * _RATES["fft_flop"] * sc["fft_s_per_flop"] / nt + 3 * over
     else:
         t_fft = math.inf
-    return {"direct": t_direct, "gemm": t_gemm, "fft": t_fft}
+    t = {"direct": t_direct, "gemm": t_gemm, "fft": t_fft}
+    if _gemm.winograd_serves(dt, kernel, stride):
+        t["winograd"] = _winograd_cost(n, cg, c_out, groups, out_spatial, dilation, nt) \
+            * sc["gemm_s_per_mac_float32"] + over
+    return t
+
+
+def _wino_chains(o, d):
+    """F(2x2, 3x3) tiles of each chain along an axis of ``o`` outputs at dilation ``d``
+    (every d-th output, cut into pairs: fc_winograd.h's fcw_origins)."""
+    return [-(-(-(-(o - r) // d)) // 2) for r in range(min(d, o))]
+
+
+def _winograd_cost(n, cg, c_out, groups, out_spatial, dilation, nt):
+    """Predicted seconds of the Winograd engine (fc_winograd.h), its blocking mirrored:
+    16 GEMMs of (C_out/G padded to 16) x C_in/G x tiles (tiles padded per work item) on
+    the implicit engine's micro-kernel, per MAC and per kernel call; the input transform
+    per (input channel, run of up to 8 tiles), the output transform per (output channel
+    padded to 16, tile); the weight transform per weight (not split over images: batch-1 calls
+    on small maps spend much of their time there); a fixed cost per call. Fitted on 90
+    layers (batch 1-4, 16-512 channels, 7^2-56^2 maps, dilation 1-2, 2 threads)."""
+    ty = sum(_wino_chains(out_spatial[-2], dilation[-2]))
+    cx = _wino_chains(out_spatial[-1], dilation[-1])
+    rows = ty * (out_spatial[0] if len(out_spatial) == 3 else 1)
+    tiles = rows * sum(cx)
+    runs = rows * sum(-(-c // 8) for c in cx)
+    cog = max(1, c_out // groups)
+    njt = -(-cog // 16)
+    # tiles per work item (fc_wino_run): V (16 x cg x tb floats) within 384 KiB, at least
+    # 4 items per thread when the tiles allow, then near-equal blocks of a multiple of 6
+    tb = max(6, min((384 << 10) // (64 * max(cg, 1)), 96)) // 6 * 6
+    if n * groups * -(-tiles // tb) < 4 * nt:
+        tb = max(6, -(-(-(-tiles // -(-4 * nt // (n * groups)))) // 6) * 6)
+    nblk = -(-tiles // tb)
+    padded = nblk * (-(-(-(-tiles // nblk)) // 6) * 6)   # near-equal blocks of 6k tiles
+    r = _RATES
+    ng = n * groups
+    work = ng * (16 * njt * 16 * cg * padded * r["wino_mac"]
+                 + njt * 16 * (padded // 6) * -(-cg // 256) * r["wino_call"]
+                 + cg * runs * r["wino_in"] + njt * 16 * tiles * r["wino_out"])
+    return (work + groups * njt * 16 * cg * r["wino_weight"]) / nt + r["wino_fixed"]
 
 
 def _memoised(key, compute):
@@ -316,7 +366,15 @@ def choose(x_shape, w_shape, out_spatial, stride, dilation, groups, dtype):
     return _memoised(key, cheapest)
 
 
-_ENGINES = {"direct": direct, "gemm": _gemm.correlate, "fft": fft}
+def winograd(x, w, out_spatial, stride, dilation, pad, groups, bias=None):
+    """Winograd F(2x2, 3x3) (:func:`fastconv.nn._gemm.correlate_winograd`): float32 3x3
+    kernels at unit stride; ValueError for any other problem."""
+    if any(s != 1 for s in stride):
+        raise ValueError(f"algorithm='winograd' needs stride 1, got stride={tuple(stride)}")
+    return _gemm.correlate_winograd(x, w, out_spatial, dilation, pad, groups, bias=bias)
+
+
+_ENGINES = {"direct": direct, "gemm": _gemm.correlate, "fft": fft, "winograd": winograd}
 
 
 def correlate(x, w, out_spatial, stride, dilation, pad, groups, algorithm="auto", xp=np,
@@ -334,7 +392,7 @@ def correlate(x, w, out_spatial, stride, dilation, pad, groups, algorithm="auto"
         if algorithm == "auto":
             algorithm = choose(x.shape, w.shape, out_spatial, stride, dilation, groups,
                                x.dtype)
-        if algorithm in ("gemm", "direct"):  # both add the bias themselves
+        if algorithm in ("gemm", "direct", "winograd"):  # they add the bias themselves
             return _ENGINES[algorithm](x, w, out_spatial, stride, dilation, pad, groups,
                                        bias=bias)
         out = _ENGINES[algorithm](x, w, out_spatial, stride, dilation, pad, groups)

@@ -127,8 +127,15 @@ def fft(xp, x, w, out_spatial, stride, dilation, pad, groups):
 _ENGINES = {"direct": direct, "gemm": gemm, "fft": fft}
 
 
+def _no_winograd(algorithm):
+    if algorithm == "winograd":
+        raise ValueError("algorithm='winograd' is a CPU engine (fastconv/src/fc_winograd.h); "
+                         "CuPy arrays take 'auto', 'direct', 'gemm' or 'fft'")
+
+
 def correlate(xp, x, w, out_spatial, stride, dilation, pad, groups, algorithm="auto"):
     """Forward correlation on the GPU (contract of ``fastconv._core.correlate``)."""
+    _no_winograd(algorithm)
     if algorithm == "auto":
         algorithm = choose(w.shape, groups)
     return _ENGINES[algorithm](xp, x, w, tuple(out_spatial), tuple(stride), tuple(dilation),
@@ -159,6 +166,7 @@ def adjoint_gemm(xp, y, w, x_spatial, stride, dilation, pad, groups):
 
 def correlate_adjoint(xp, y, w, x_spatial, stride, dilation, pad, groups, algorithm="auto"):
     """Adjoint of :func:`correlate` in ``x`` (transposed convolution) on the GPU."""
+    _no_winograd(algorithm)
     nd = y.ndim - 2
     kernel = tuple(w.shape[2:])
     if algorithm == "auto":

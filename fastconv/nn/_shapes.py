@@ -23,7 +23,7 @@ import operator
 import numpy as np
 
 PADDING_MODES = ("zeros", "reflect", "replicate", "circular")
-ALGORITHMS = ("auto", "direct", "gemm", "fft")
+ALGORITHMS = ("auto", "direct", "gemm", "fft", "winograd")
 
 
 # ----------------------------------------------------------------------------------------

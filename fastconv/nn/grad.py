@@ -87,6 +87,8 @@ def _weight(input, weight_size, grad_output, stride, padding, dilation, groups, 
     x = _shapes.as_array(input, "input", xp)
     gy = _shapes.as_array(grad_output, "grad_output", xp)
     _shapes.check_algorithm(algorithm)
+    if algorithm == "winograd":   # no Winograd form of the weight gradient
+        algorithm = "auto"
     cdt, rdt = _shapes.dtypes(x, gy)
     wsize = _size(weight_size, "weight_size")
     x, batched = _shapes.check_input(x, nd, fname)
@@ -192,7 +194,8 @@ _IN_DOC = """Gradient of ``conv{d}d`` with respect to its input (``torch.nn.grad
         Gradient of the loss with respect to the forward output.
     stride, padding, dilation, groups
         As in the forward ``conv{d}d`` (``padding`` may be 'valid' or 'same').
-    algorithm : {{'auto', 'direct', 'gemm', 'fft'}}, default 'auto'
+    algorithm : {{'auto', 'direct', 'gemm', 'fft', 'winograd'}}, default 'auto'
+        As for ``conv_transpose{d}d`` (the input gradient is that transposed convolution).
 
     Returns
     -------
@@ -227,9 +230,10 @@ _W_DOC = """Gradient of ``conv{d}d`` with respect to its weight (``torch.nn.grad
     grad_output : array_like, shape (N, C_out, {osp})
     stride, padding, dilation, groups
         As in the forward ``conv{d}d``.
-    algorithm : {{'auto', 'direct', 'gemm', 'fft'}}, default 'auto'
+    algorithm : {{'auto', 'direct', 'gemm', 'fft', 'winograd'}}, default 'auto'
         'direct' uses ``fastconv._core`` (batch and channel roles swapped) when built;
-        the others use im2col + one GEMM per group and tile.
+        the others use im2col + one GEMM per group and tile ('winograd' has no weight
+        gradient form: it runs as 'auto').
 
     Returns
     -------

@@ -1,0 +1,262 @@
+"""The Winograd F(2x2, 3x3) engine (fastconv/src/fc_winograd.h, ``algorithm='winograd'``)
+against torch.nn.functional and float64 direct sums (the oracles)."""
+import threading
+
+import numpy as np
+import pytest
+import torch  # the oracle: a test dependency (torch==2.13.0)
+
+import fastconv.nn as fnn
+from fastconv.nn import _algorithms, _gemm
+
+F = torch.nn.functional
+
+AVX2 = _gemm.have_fused(np.float32, 2) and _gemm._cgemm.conv_gemm_avx2()
+needs_avx2 = pytest.mark.skipif(not AVX2, reason="the Winograd engine needs an AVX2+FMA CPU "
+                                "and the compiled fastconv._gemm extension")
+
+
+def _t(a):
+    return torch.from_numpy(np.ascontiguousarray(a))
+
+
+def _oracle(x, w, b, nd=2, **kw):
+    conv = F.conv2d if nd == 2 else F.conv3d
+    return conv(_t(x).double(), _t(w).double(), None if b is None else _t(b).double(),
+                **kw).numpy()
+
+
+def _check(got, want, cg):
+    """float32 rounding of a sum of 9*cg terms (the same bound the other engines meet)."""
+    tol = 2e-4 * max(1.0, np.sqrt(9 * cg))
+    np.testing.assert_allclose(got, want, rtol=tol, atol=tol)
+
+
+def _random_case(rng):
+    groups = int(rng.choice([1, 1, 1, 2, 3]))
+    cg = int(rng.choice([1, 3, 8, 17, 40]))
+    cog = int(rng.choice([1, 5, 16, 21, 33]))
+    if rng.random() < 0.15:   # depthwise
+        cg, groups = 1, int(rng.integers(2, 6))
+    dil = (int(rng.choice([1, 1, 2, 3])), int(rng.choice([1, 1, 2, 5])))
+    r = rng.random()
+    if r < 0.2:
+        pad = "same"
+    elif r < 0.35:
+        pad = "valid"
+    else:
+        pad = (int(rng.integers(0, 2 * dil[0] + 2)), int(rng.integers(0, 2 * dil[1] + 2)))
+    size = (int(rng.integers(1, 40)), int(rng.integers(1, 50)))
+    batch = None if rng.random() < 0.2 else int(rng.integers(1, 4))
+    p = (0, 0) if pad == "valid" else (dil if pad == "same" else pad)
+    if any(s + 2 * q < 2 * d + 1 for s, q, d in zip(size, p, dil)):
+        return None
+    return dict(groups=groups, cg=cg, cog=cog, dil=dil, pad=pad, size=size, batch=batch,
+                bias=rng.random() < 0.5)
+
+
+def _cases(n, seed):
+    rng = np.random.default_rng(seed)
+    out = []
+    while len(out) < n:
+        c = _random_case(rng)
+        if c is not None:
+            out.append(c)
+    return out
+
+
+@needs_avx2
+@pytest.mark.parametrize("i", range(40))
+def test_random_against_torch(i):
+    c = _cases(40, 77)[i]
+    rng = np.random.default_rng(i)
+    g = c["groups"]
+    shape = ((c["batch"],) if c["batch"] else ()) + (g * c["cg"],) + c["size"]
+    x = rng.standard_normal(shape).astype(np.float32)
+    w = rng.standard_normal((g * c["cog"], c["cg"], 3, 3)).astype(np.float32)
+    b = rng.standard_normal(g * c["cog"]).astype(np.float32) if c["bias"] else None
+    x0, w0 = x.copy(), w.copy()
+    kw = dict(padding=c["pad"], dilation=c["dil"], groups=g)
+    got = fnn.conv2d(x, w, b, algorithm="winograd", **kw)
+    xb = x if c["batch"] else x[None]
+    want = _oracle(xb, w, b, **kw)
+    if not c["batch"]:
+        want = want[0]
+    assert got.shape == want.shape and got.dtype == np.float32
+    _check(got, want, c["cg"])
+    np.testing.assert_array_equal(x, x0)   # inputs never modified
+    np.testing.assert_array_equal(w, w0)
+
+
+@needs_avx2
+@pytest.mark.parametrize("cin,cout,hw,dil", [
+    (256, 256, (56, 56), 1),      # VGG conv3_2: runs of 8 tiles read in place
+    (300, 40, (23, 37), 1),       # > 256 input channels: two micro-kernel calls per tile
+    (64, 48, (64, 64), 6),        # dilated 3x3 d6 (bench L12's geometry, fewer channels)
+    (8, 16, (5, 70), 1),          # one tile row, long runs
+    (16, 17, (1, 1), 1),          # a single half tile
+])
+def test_engine_shapes(cin, cout, hw, dil):
+    rng = np.random.default_rng(cin + cout)
+    x = rng.standard_normal((2, cin) + hw).astype(np.float32)
+    w = rng.standard_normal((cout, cin, 3, 3)).astype(np.float32)
+    b = rng.standard_normal(cout).astype(np.float32)
+    got = fnn.conv2d(x, w, b, padding=dil, dilation=dil, algorithm="winograd")
+    _check(got, _oracle(x, w, b, padding=dil, dilation=dil), cin)
+
+
+@needs_avx2
+def test_accuracy_against_float64_sums():
+    """Winograd's transforms add a few terms with factors 1 and 1/2: its error stays
+    within a small multiple of the direct float32 sum's (F(4x4, 3x3) or larger tiles,
+    with factors up to 4-8, would not meet this)."""
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((2, 128, 30, 30)).astype(np.float32)
+    w = rng.standard_normal((64, 128, 3, 3)).astype(np.float32)
+    want = _oracle(x, w, None, padding=1)
+    err = {}
+    for alg in ("winograd", "direct", "gemm"):
+        got = fnn.conv2d(x, w, padding=1, algorithm=alg).astype(np.float64)
+        err[alg] = np.abs(got - want).max() / np.abs(want).max()
+    assert err["winograd"] < 1e-5
+    assert err["winograd"] < 4 * max(err["direct"], err["gemm"]), err
+
+
+@needs_avx2
+def test_conv3d_1x3x3_and_float16():
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((2, 6, 4, 9, 11)).astype(np.float32)
+    w = rng.standard_normal((10, 6, 1, 3, 3)).astype(np.float32)
+    kw = dict(padding=(1, 1, 2), dilation=(1, 1, 2))
+    _check(fnn.conv3d(x, w, algorithm="winograd", **kw), _oracle(x, w, None, nd=3, **kw), 6)
+    # float16 in: computed in float32, float16 out
+    x2 = rng.standard_normal((1, 8, 12, 12)).astype(np.float16)
+    w2 = rng.standard_normal((8, 8, 3, 3)).astype(np.float16)
+    got = fnn.conv2d(x2, w2, padding=1, algorithm="winograd")
+    assert got.dtype == np.float16
+    want = _oracle(x2.astype(np.float32), w2.astype(np.float32), None, padding=1)
+    np.testing.assert_allclose(got.astype(np.float64), want, rtol=2e-2, atol=5e-2)
+
+
+@needs_avx2
+def test_noncontiguous_and_padding_modes():
+    rng = np.random.default_rng(4)
+    big = rng.standard_normal((3, 12, 20, 26)).astype(np.float32)
+    x = big[::2, ::2, ::-1, 1::2]   # strided, negative stride
+    w = rng.standard_normal((9, 6, 3, 3)).astype(np.float32)
+    _check(fnn.conv2d(x, w, padding=2, algorithm="winograd"), _oracle(x, w, None, padding=2),
+           6)
+    m = torch.nn.Conv2d(6, 9, 3, padding=1, padding_mode="reflect", bias=False).double()
+    with torch.no_grad():
+        m.weight.copy_(_t(w))
+        want = m(_t(x).double()).numpy()
+    _check(fnn.conv2d(x, w, padding=1, padding_mode="reflect", algorithm="winograd"), want, 6)
+
+
+@needs_avx2
+def test_transposed_and_gradients():
+    rng = np.random.default_rng(6)
+    x = rng.standard_normal((2, 12, 15, 13)).astype(np.float32)
+    w = rng.standard_normal((12, 20, 3, 3)).astype(np.float32)   # (C_in, C_out, 3, 3)
+    want = F.conv_transpose2d(_t(x).double(), _t(w).double(), padding=1).numpy()
+    _check(fnn.conv_transpose2d(x, w, padding=1, algorithm="winograd"), want, 12)
+    # strided: the zero-stuffed input's stride-1 correlation
+    want = F.conv_transpose2d(_t(x).double(), _t(w).double(), stride=2, padding=1).numpy()
+    _check(fnn.conv_transpose2d(x, w, stride=2, padding=1, algorithm="winograd"), want, 12)
+    # input gradient (a transposed convolution); the weight gradient runs as 'auto'
+    wf = rng.standard_normal((20, 12, 3, 3)).astype(np.float32)
+    gy = rng.standard_normal((2, 20, 15, 13)).astype(np.float32)
+    xt = _t(x).double().requires_grad_()
+    wt = _t(wf).double().requires_grad_()
+    F.conv2d(xt, wt, padding=1).backward(_t(gy).double())
+    _check(fnn.grad.conv2d_input(x.shape, wf, gy, padding=1, algorithm="winograd"),
+           xt.grad.numpy(), 20)
+    _check(fnn.grad.conv2d_weight(x, wf.shape, gy, padding=1, algorithm="winograd"),
+           wt.grad.numpy(), 2 * 15 * 13 / 9)
+
+
+def test_unsupported_problems_raise():
+    x = np.zeros((1, 4, 8, 8), np.float32)
+    cases = [
+        (lambda: fnn.conv2d(x, np.zeros((4, 4, 5, 5), np.float32), algorithm="winograd"),
+         "3x3"),
+        (lambda: fnn.conv2d(x, np.zeros((4, 4, 3, 3), np.float32), stride=2,
+                            algorithm="winograd"), "stride"),
+        (lambda: fnn.conv2d(x.astype(np.float64), np.zeros((4, 4, 3, 3)),
+                            algorithm="winograd"), "float64"),
+        (lambda: fnn.conv3d(np.zeros((1, 4, 5, 5, 5), np.float32),
+                            np.zeros((4, 4, 3, 3, 3), np.float32), algorithm="winograd"),
+         "3x3"),
+        (lambda: fnn.conv1d(np.zeros((1, 4, 9), np.float32), np.zeros((4, 4, 3), np.float32),
+                            algorithm="winograd"), "3x3"),
+    ]
+    for f, what in cases:
+        with pytest.raises(ValueError, match="winograd") as e:
+            f()
+        assert what in str(e.value)
+
+
+@needs_avx2
+def test_engine_rejects_other_geometries():
+    from fastconv import _gemm as cg
+    x = np.zeros((1, 4, 1, 8, 8), np.float32)
+    out = np.zeros((1, 4, 1, 4, 4), np.float32)
+    with pytest.raises(ValueError, match="engine 2"):
+        cg.conv_gemm_f32(x, np.zeros((4, 4, 1, 5, 5), np.float32), None, out, 1, (1, 1, 1),
+                         (1, 1, 1), pad=(0, 0, 0), engine=2)
+    with pytest.raises(ValueError, match="engine 2"):
+        cg.conv_gemm_f32(x, np.zeros((4, 4, 1, 3, 3), np.float32), None,
+                         np.zeros((1, 4, 1, 3, 3), np.float32), 1, (1, 2, 2), (1, 1, 1),
+                         pad=(0, 0, 0), engine=2)
+
+
+@needs_avx2
+def test_auto_routes_by_cost(monkeypatch):
+    """'auto' takes Winograd for a VGG-sized 3x3 layer and not for a thin or tiny one (a
+    spy on the engine, the answers checked against torch)."""
+    calls = []
+    real = _gemm.correlate_winograd
+
+    def spy(*a, **k):
+        calls.append(a[0].shape)
+        return real(*a, **k)
+
+    monkeypatch.setattr(_gemm, "correlate_winograd", spy)
+    rng = np.random.default_rng(8)
+    x = rng.standard_normal((1, 128, 40, 40)).astype(np.float32)
+    w = rng.standard_normal((128, 128, 3, 3)).astype(np.float32)
+    _check(fnn.conv2d(x, w, padding=1), _oracle(x, w, None, padding=1), 128)
+    assert calls == [x.shape]
+    calls.clear()
+    x2 = rng.standard_normal((4, 3, 32, 32)).astype(np.float32)   # thin stem layer
+    w2 = rng.standard_normal((16, 3, 3, 3)).astype(np.float32)
+    _check(fnn.conv2d(x2, w2, padding=1), _oracle(x2, w2, None, padding=1), 3)
+    x3 = rng.standard_normal((1, 512, 7, 7)).astype(np.float32)   # weight transform dominates
+    w3 = rng.standard_normal((512, 512, 3, 3)).astype(np.float32) * 0.05
+    _check(fnn.conv2d(x3, w3, padding=1), _oracle(x3, w3, None, padding=1), 512)
+    assert calls == []
+
+
+@needs_avx2
+def test_threads_at_once():
+    rng = np.random.default_rng(9)
+    probs = []
+    for i in range(8):
+        c = 8 + 4 * i
+        x = rng.standard_normal((1 + i % 2, c, 10 + 3 * i, 31 - 2 * i)).astype(np.float32)
+        w = rng.standard_normal((c + 3, c, 3, 3)).astype(np.float32)
+        probs.append((x, w, 1 + i % 3))
+    results = [None] * len(probs)
+
+    def work(k):
+        x, w, d = probs[k]
+        for _ in range(3):
+            results[k] = fnn.conv2d(x, w, padding=d, dilation=d, algorithm="winograd")
+
+    threads = [threading.Thread(target=work, args=(k,)) for k in range(len(probs))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for (x, w, d), got in zip(probs, results):
+        _check(got, _oracle(x, w, None, padding=d, dilation=d), x.shape[1])
