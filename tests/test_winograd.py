@@ -139,6 +139,39 @@ def test_conv3d_1x3x3_and_float16():
 
 
 @needs_avx2
+@pytest.mark.parametrize("i", range(12))
+def test_conv3d_3x3x3_random(i):
+    """F(2x2x2, 3x3x3): 64 transform positions, tiles chained along every axis."""
+    rng = np.random.default_rng(300 + i)
+    g = int(rng.choice([1, 1, 2]))
+    cg, cog = int(rng.integers(1, 20)), int(rng.integers(1, 36))
+    dil = tuple(int(v) for v in rng.choice([1, 1, 2], 3))
+    pad = tuple(int(rng.integers(0, 2 * d + 1)) for d in dil)
+    size = tuple(int(v) for v in rng.integers(1, 14, 3))
+    if any(s + 2 * p < 2 * d + 1 for s, p, d in zip(size, pad, dil)):
+        pad = dil
+    x = rng.standard_normal((int(rng.integers(1, 3)), g * cg) + size).astype(np.float32)
+    w = rng.standard_normal((g * cog, cg, 3, 3, 3)).astype(np.float32)
+    b = rng.standard_normal(g * cog).astype(np.float32) if i % 2 else None
+    kw = dict(padding=pad, dilation=dil, groups=g)
+    got = fnn.conv3d(x, w, b, algorithm="winograd", **kw)
+    tol = 2e-4 * max(1.0, np.sqrt(27 * cg))
+    np.testing.assert_allclose(got, _oracle(x, w, b, nd=3, **kw), rtol=tol, atol=tol)
+
+
+@needs_avx2
+def test_conv3d_bench_geometry():
+    """L14's layer shape (64 -> 64 3x3x3, pad 1) on a smaller volume: runs of 8 tiles read
+    in place."""
+    rng = np.random.default_rng(11)
+    x = rng.standard_normal((1, 64, 6, 20, 37)).astype(np.float32)
+    w = rng.standard_normal((64, 64, 3, 3, 3)).astype(np.float32)
+    got = fnn.conv3d(x, w, padding=1, algorithm="winograd")
+    tol = 2e-4 * np.sqrt(27 * 64)
+    np.testing.assert_allclose(got, _oracle(x, w, None, nd=3, padding=1), rtol=tol, atol=tol)
+
+
+@needs_avx2
 def test_noncontiguous_and_padding_modes():
     rng = np.random.default_rng(4)
     big = rng.standard_normal((3, 12, 20, 26)).astype(np.float32)
@@ -185,7 +218,7 @@ def test_unsupported_problems_raise():
         (lambda: fnn.conv2d(x.astype(np.float64), np.zeros((4, 4, 3, 3)),
                             algorithm="winograd"), "float64"),
         (lambda: fnn.conv3d(np.zeros((1, 4, 5, 5, 5), np.float32),
-                            np.zeros((4, 4, 3, 3, 3), np.float32), algorithm="winograd"),
+                            np.zeros((4, 4, 2, 3, 3), np.float32), algorithm="winograd"),
          "3x3"),
         (lambda: fnn.conv1d(np.zeros((1, 4, 9), np.float32), np.zeros((4, 4, 3), np.float32),
                             algorithm="winograd"), "3x3"),

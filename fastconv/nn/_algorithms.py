@@ -295,7 +295,8 @@ def predict(x_shape, w_shape, out_spatial, stride, dilation, groups, dtype, nthr
         t_fft = math.inf
     t = {"direct": t_direct, "gemm": t_gemm, "fft": t_fft}
     if _gemm.winograd_serves(dt, kernel, stride):
-        t["winograd"] = _winograd_cost(n, cg, c_out, groups, out_spatial, dilation, nt) \
+        t["winograd"] = _winograd_cost(n, cg, c_out, groups, kernel, out_spatial, dilation,
+                                       nt) \
             * sc["gemm_s_per_mac_float32"] + over
     return t
 
@@ -306,34 +307,42 @@ def _wino_chains(o, d):
     return [-(-(-(-(o - r) // d)) // 2) for r in range(min(d, o))]
 
 
-def _winograd_cost(n, cg, c_out, groups, out_spatial, dilation, nt):
+def _winograd_cost(n, cg, c_out, groups, kernel, out_spatial, dilation, nt):
     """Predicted seconds of the Winograd engine (fc_winograd.h), its blocking mirrored:
-    16 GEMMs of (C_out/G padded to 16) x C_in/G x tiles (tiles padded per work item) on
+    16 (3x3x3: 64) GEMMs of (C_out/G padded to 16) x C_in/G x tiles (tiles padded per work item) on
     the implicit engine's micro-kernel, per MAC and per kernel call; the input transform
     per (input channel, run of up to 8 tiles), the output transform per (output channel
-    padded to 16, tile); the weight transform per weight (not split over images: batch-1 calls
-    on small maps spend much of their time there); a fixed cost per call. Fitted on 90
-    layers (batch 1-4, 16-512 channels, 7^2-56^2 maps, dilation 1-2, 2 threads)."""
+    padded to 16, tile); the weight transform per weight (not split over images: batch-1
+    calls on small maps spend much of their time there); a fixed cost per call. Fitted on
+    90 2-D layers (batch 1-4, 16-512 channels, 7^2-56^2 maps, dilation 1-2, 2 threads);
+    3-D scaled by its 4x transform positions."""
+    nd3 = len(kernel) == 3 and kernel[0] == 3   # F(2x2x2, 3x3x3): 64 positions
+    nxi = 64 if nd3 else 16
     ty = sum(_wino_chains(out_spatial[-2], dilation[-2]))
     cx = _wino_chains(out_spatial[-1], dilation[-1])
-    rows = ty * (out_spatial[0] if len(out_spatial) == 3 else 1)
+    tz = 1
+    if len(out_spatial) == 3:
+        tz = sum(_wino_chains(out_spatial[0], dilation[0])) if nd3 else out_spatial[0]
+    rows = ty * tz
     tiles = rows * sum(cx)
     runs = rows * sum(-(-c // 8) for c in cx)
     cog = max(1, c_out // groups)
     njt = -(-cog // 16)
     # tiles per work item (fc_wino_run): V (16 x cg x tb floats) within 384 KiB, at least
     # 4 items per thread when the tiles allow, then near-equal blocks of a multiple of 6
-    tb = max(6, min((384 << 10) // (64 * max(cg, 1)), 96)) // 6 * 6
+    tb = max(6, min((384 << 10) // (4 * nxi * max(cg, 1)), 96)) // 6 * 6
     if n * groups * -(-tiles // tb) < 4 * nt:
         tb = max(6, -(-(-(-tiles // -(-4 * nt // (n * groups)))) // 6) * 6)
     nblk = -(-tiles // tb)
     padded = nblk * (-(-(-(-tiles // nblk)) // 6) * 6)   # near-equal blocks of 6k tiles
     r = _RATES
     ng = n * groups
-    work = ng * (16 * njt * 16 * cg * padded * r["wino_mac"]
-                 + njt * 16 * (padded // 6) * -(-cg // 256) * r["wino_call"]
-                 + cg * runs * r["wino_in"] + njt * 16 * tiles * r["wino_out"])
-    return (work + groups * njt * 16 * cg * r["wino_weight"]) / nt + r["wino_fixed"]
+    # (3-D: 4x the patch rows per run, 4x the transform positions per output tile)
+    work = ng * (nxi * njt * 16 * cg * padded * r["wino_mac"]
+                 + njt * nxi * (padded // 6) * -(-cg // 256) * r["wino_call"]
+                 + cg * runs * r["wino_in"] * nxi / 16
+                 + njt * 16 * tiles * r["wino_out"] * nxi / 16)
+    return (work + groups * njt * nxi * cg * r["wino_weight"]) / nt + r["wino_fixed"]
 
 
 def _memoised(key, compute):

@@ -284,26 +284,28 @@ def correlate_fused(x, w, out_spatial, stride, dilation, pad, groups, bias=None,
 
 
 def winograd_serves(dtype, kernel, stride):
-    """Whether the Winograd engine (fastconv/src/fc_winograd.h, F(2x2, 3x3)) serves a forward
-    correlation: float32, a 3x3 kernel (2-D, or 1x3x3 in 3-D), unit stride, an AVX2+FMA
-    CPU. Any dilation, padding and groups."""
+    """Whether the Winograd engine (fastconv/src/fc_winograd.h: F(2x2, 3x3), in 3-D
+    F(2x2x2, 3x3x3)) serves a forward correlation: float32, a 3x3 kernel (2-D; 1x3x3 or
+    3x3x3 in 3-D), unit stride, an AVX2+FMA CPU. Any dilation, padding and groups."""
     kernel, stride = tuple(kernel), tuple(stride)
     return (have_fused(dtype, len(kernel)) and _cgemm.conv_gemm_avx2()
-            and kernel in ((3, 3), (1, 3, 3)) and all(s == 1 for s in stride))
+            and kernel in ((3, 3), (1, 3, 3), (3, 3, 3)) and all(s == 1 for s in stride))
 
 
 def correlate_winograd(x, w, out_spatial, dilation, pad, groups, bias=None):
-    """:func:`correlate` (plus ``bias``) of a float32 3x3 (or 1x3x3) kernel at unit stride by
-    Winograd's F(2x2, 3x3) (fastconv/src/fc_winograd.h): per 2x2 output tile 16 multiplies
-    per channel pair instead of 36, in 16 GEMMs over the input channels, the input read in
-    place (no padded copy). Scratch: the transformed weight (16/9 of the weight) and
+    """:func:`correlate` (plus ``bias``) of a float32 3x3 (1x3x3, 3x3x3) kernel at unit
+    stride by Winograd's F(2x2, 3x3) (fastconv/src/fc_winograd.h): per 2x2 output tile 16
+    multiplies per channel pair instead of 36 (3x3x3: F(2x2x2, 3x3x3), 64 per 2x2x2 tile
+    instead of 216), in 16 (64) GEMMs over the input channels, the input read in place (no
+    padded copy). Scratch: the transformed weight (16/9, 3-D 64/27, of the weight) and
     ~0.4 MiB per thread. Raises ValueError when :func:`winograd_serves` says no."""
     from .._config import get_num_threads
     nd = x.ndim - 2
     kernel = tuple(w.shape[2:])
     if not winograd_serves(x.dtype, kernel, (1,) * nd):
         raise ValueError(
-            "algorithm='winograd' serves float32 (and float16) 3x3 kernels (1x3x3 in 3-D) "
+            "algorithm='winograd' serves float32 (and float16) 3x3 kernels (1x3x3 or 3x3x3 "
+            "in 3-D) "
             f"at stride 1 on AVX2+FMA CPUs; got a {np.dtype(x.dtype).name} "
             f"{'x'.join(map(str, kernel))} kernel"
             + ("" if have_fused(np.float32, nd) and _cgemm.conv_gemm_avx2()

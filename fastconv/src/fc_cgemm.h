@@ -443,10 +443,11 @@ static int64_t fc_cgemm_scratch_bytes(const fc_cgeom *q, int nthreads)
                          + (int64_t)nthreads * (FCI_CT_BYTES + (int64_t)sizeof(float) * FCI_TILE
                                                 * fc_cdiv(q->Cog, FCI_NV));
     if (q->engine == 2) {   /* fc_wino_run: U, and per thread V and M */
-        const int64_t tb = FCW_TB_MAX;
-        return (int64_t)sizeof(float) * FCW_XI
+        const int64_t tb = FCW_TB_MAX, nxi = q->KD == 3 ? FCW_XI3 : FCW_XI;
+        return (int64_t)sizeof(float) * nxi
                * (q->G * fc_rup(q->Cog, FCI_NV) * q->Cg
-                  + (int64_t)nthreads * tb * (q->Cg + FCI_NV)) + 8 * (q->Cg + q->OH + q->OW);
+                  + (int64_t)nthreads * tb * (q->Cg + FCI_NV))
+               + 8 * (q->Cg + q->OD + q->OH + q->OW);
     }
     return fc_max(packed, impl) + 8 * (K + P + FC_NR) + ph;
 }
