@@ -267,7 +267,7 @@ cdef fc_cgeom _geometry(str fname, x_shape, w_shape, y_shape, int groups, stride
 
 
 def conv_gemm_f32(const float[:, :, :, :, ::1] xp, const float[:, :, :, :, ::1] w, bias,
-                  float[:, :, :, :, ::1] out, int groups, stride, dilation,
+                  float[:, :, :, :, :] out, int groups, stride, dilation,
                   bint shuffle=False, int nthreads=1, bint force_generic=False,
                   int phase=-1, pad=None, bint w_trans=False, int engine=-1):
     """Fused im2col + GEMM correlation of a float32 batch (fc_cgemm.h).
@@ -290,8 +290,9 @@ def conv_gemm_f32(const float[:, :, :, :, ::1] xp, const float[:, :, :, :, ::1] 
     no phase split; ``phase`` is then ignored), 2 Winograd F(2x2, 3x3)
     (fastconv/src/fc_winograd.h: 3x3, 1x3x3 or 3x3x3 kernels at unit stride only, any
     dilation; ValueError otherwise). -1 takes 1 for spatial kernels with >= 16
-    output channels per group. Raises MemoryError (naming the bytes) when its scratch
-    cannot be allocated.
+    output channels per group. ``out`` may be a slice of a larger array along its first
+    two axes (a block of channels; not with ``shuffle``). Raises MemoryError (naming the
+    bytes) when its scratch cannot be allocated.
     """
     cdef const float[::1] b
     cdef const float *bptr = NULL
@@ -316,11 +317,19 @@ def conv_gemm_f32(const float[:, :, :, :, ::1] xp, const float[:, :, :, :, ::1] 
     cdef Py_ssize_t c_out = q.G * q.Cog, npix = q.OD * q.OH * q.OW
     if q.N == 0 or c_out == 0 or npix == 0:
         return
-    q.o_sn = c_out * npix
+    # ``out`` may be a slice of a larger array along its first two axes (a block of output
+    # channels); its spatial block must be contiguous
+    if (out.strides[2] != 4 * q.OH * q.OW or out.strides[3] != 4 * q.OW
+            or out.strides[4] != 4 or out.strides[0] % 4 or out.strides[1] % 4):
+        raise ValueError("conv_gemm_f32: out's spatial axes must be C-contiguous")
+    q.o_sn = out.strides[0] // 4
     if shuffle:
+        if out.strides[1] != 4 * npix or q.o_sn != c_out * npix:
+            raise ValueError("conv_gemm_f32: shuffle needs a C-contiguous out")
         q.o_sg, q.o_sm = npix, groups * npix
     else:
-        q.o_sg, q.o_sm = q.Cog * npix, npix
+        q.o_sm = out.strides[1] // 4
+        q.o_sg = q.Cog * q.o_sm
     if bias is not None:
         b = bias
         if b.shape[0] != c_out:

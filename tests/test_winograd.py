@@ -293,3 +293,34 @@ def test_threads_at_once():
         t.join()
     for (x, w, d), got in zip(probs, results):
         _check(got, _oracle(x, w, None, padding=d, dilation=d), x.shape[1])
+
+
+@needs_avx2
+def test_transformed_weight_within_scratch_budget(monkeypatch):
+    """The transformed weight (16 floats per 3x3 weight) stays within SCRATCH_BYTES: blocks
+    of output channels per engine call (written into channel slices of the output), a
+    MemoryError naming the size for a grouped layer, and 'auto' not taking it."""
+    monkeypatch.setattr(_gemm, "SCRATCH_BYTES", 100_000)
+    rng = np.random.default_rng(12)
+    x = rng.standard_normal((2, 20, 9, 11)).astype(np.float32)
+    w = rng.standard_normal((70, 20, 3, 3)).astype(np.float32)
+    b = rng.standard_normal(70).astype(np.float32)
+    assert _gemm.winograd_channel_block(70, 20, 1, (3, 3)) == 64   # 2 calls: 64 + 6
+    calls = []
+    real = _gemm._cgemm.conv_gemm_f32
+
+    def spy(x5, w5, *a, **k):
+        calls.append(w5.shape[0])
+        return real(x5, w5, *a, **k)
+
+    monkeypatch.setattr(_gemm._cgemm, "conv_gemm_f32", spy)
+    _check(fnn.conv2d(x, w, b, padding=1, algorithm="winograd"),
+           _oracle(x, w, b, padding=1), 20)
+    assert calls == [64, 6]
+    with pytest.raises(MemoryError, match="bytes"):
+        fnn.conv2d(rng.standard_normal((1, 40, 9, 9)).astype(np.float32),
+                   rng.standard_normal((80, 20, 3, 3)).astype(np.float32), groups=2,
+                   algorithm="winograd")
+    t = _algorithms.predict((2, 20, 9, 11), (70, 20, 3, 3), (9, 11), (1, 1), (1, 1), 1,
+                            np.float32)
+    assert "winograd" not in t

@@ -294,7 +294,8 @@ def predict(x_shape, w_shape, out_spatial, stride, dilation, groups, dtype, nthr
     else:
         t_fft = math.inf
     t = {"direct": t_direct, "gemm": t_gemm, "fft": t_fft}
-    if _gemm.winograd_serves(dt, kernel, stride):
+    if (_gemm.winograd_serves(dt, kernel, stride)
+            and _gemm.winograd_channel_block(c_out, cg, groups, kernel) == c_out):
         t["winograd"] = _winograd_cost(n, cg, c_out, groups, kernel, out_spatial, dilation,
                                        nt) \
             * sc["gemm_s_per_mac_float32"] + over

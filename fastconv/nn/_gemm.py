@@ -326,9 +326,40 @@ def correlate_winograd(x, w, out_spatial, dilation, pad, groups, bias=None):
     b = None if bias is None else np.ascontiguousarray(bias, dtype=np.float32).reshape(-1)
     macs = out.size * _prod(w.shape[1:])
     nt = max(1, min(get_num_threads(), macs >> 20))  # ~1 M MACs per thread at least
-    _cgemm.conv_gemm_f32(x5, w5, b, o5, groups, (1, 1, 1), ext + tuple(dilation), False, nt,
-                         pad=(0,) * (3 - nd) + tuple(pad), engine=2)
+    # the transformed weight within SCRATCH_BYTES: blocks of output channels (one group)
+    cb = winograd_channel_block(c_out, w.shape[1], groups, kernel)
+    if cb is None:
+        from .._config import check_alloc
+        need = winograd_weight_bytes(c_out, w.shape[1], groups, kernel)
+        check_alloc(need, "the Winograd-transformed weight")
+        raise MemoryError(f"algorithm='winograd': the transformed weight of a grouped layer "
+                          f"would take {need} bytes, above the {SCRATCH_BYTES}-byte scratch "
+                          f"budget (split only for groups=1); use algorithm='gemm'")
+    for c0 in range(0, c_out, cb):
+        c1 = min(c_out, c0 + cb)
+        _cgemm.conv_gemm_f32(x5, w5[c0:c1], None if b is None else b[c0:c1], o5[:, c0:c1],
+                             groups, (1, 1, 1), ext + tuple(dilation), False, nt,
+                             pad=(0,) * (3 - nd) + tuple(pad), engine=2)
     return out
+
+
+def winograd_weight_bytes(c_out, cg, groups, kernel):
+    """Bytes of the Winograd engine's transformed weight: 16 floats per 3x3 weight (64 per
+    3x3x3), output channels rounded up to 16 per group."""
+    nxi = 64 if tuple(kernel) == (3, 3, 3) else 16
+    cog = c_out // groups
+    return 4 * nxi * groups * (cog - cog % -16) * cg
+
+
+def winograd_channel_block(c_out, cg, groups, kernel):
+    """Output channels per engine call so that the transformed weight stays within
+    SCRATCH_BYTES (all of them when it does; None when a grouped layer does not fit)."""
+    if winograd_weight_bytes(c_out, cg, groups, kernel) <= SCRATCH_BYTES:
+        return c_out
+    if groups != 1:
+        return None
+    per16 = winograd_weight_bytes(16, cg, 1, kernel)
+    return max(16, SCRATCH_BYTES // per16 * 16)
 
 
 def correlate_weight_fused(x, gy, kernel, stride, dilation, pad, groups):
