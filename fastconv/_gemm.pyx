@@ -289,7 +289,8 @@ def conv_gemm_f32(const float[:, :, :, :, ::1] xp, const float[:, :, :, :, ::1] 
     (fastconv/src/fc_igemm.h: output channels in the lanes, the input broadcast in place,
     no phase split; ``phase`` is then ignored), 2 Winograd F(2x2, 3x3)
     (fastconv/src/fc_winograd.h: 3x3, 1x3x3 or 3x3x3 kernels at unit stride only, any
-    dilation; ValueError otherwise). -1 takes 1 for spatial kernels with >= 16
+    dilation; ValueError otherwise; FloatingPointError, nothing written, when ``xp`` or
+    ``w`` holds an Inf or NaN). -1 takes 1 for spatial kernels with >= 16
     output channels per group. ``out`` may be a slice of a larger array along its first
     two axes (a block of channels; not with ``shuffle``). Raises MemoryError (naming the
     bytes) when its scratch cannot be allocated.
@@ -342,6 +343,10 @@ def conv_gemm_f32(const float[:, :, :, :, ::1] xp, const float[:, :, :, :, ::1] 
         nthreads = 1
     with nogil:
         rc = fc_cgemm_f32(&q, xptr, wptr, bptr, &out[0, 0, 0, 0, 0], nthreads, force_generic)
+    if rc == -2:
+        raise FloatingPointError("conv_gemm_f32: engine 2 (Winograd) does not take inputs or "
+                                 "weights holding Inf or NaN (its transforms would turn an "
+                                 "Inf into NaN); nothing was written")
     if rc != 0:
         raise MemoryError("conv_gemm_f32: could not allocate %d bytes of scratch"
                           % fc_cgemm_scratch_bytes(&q, nthreads))

@@ -324,3 +324,33 @@ def test_transformed_weight_within_scratch_budget(monkeypatch):
     t = _algorithms.predict((2, 20, 9, 11), (70, 20, 3, 3), (9, 11), (1, 1), (1, 1), 1,
                             np.float32)
     assert "winograd" not in t
+
+
+@needs_avx2
+@pytest.mark.parametrize("where", ["input", "weight"])
+@pytest.mark.parametrize("value", [np.inf, -np.inf, np.nan])
+def test_non_finite_values_like_torch(where, value):
+    """The transforms' differences would turn an Inf into NaN (V0 = d0 - d2 = -Inf,
+    V1 = V2 = +Inf, then A^T subtracts their products) where the direct sum gives +-Inf:
+    such calls go to the implicit GEMM, so Inf and NaN land where torch puts them."""
+    rng = np.random.default_rng(13)
+    x = rng.standard_normal((2, 32, 12, 13)).astype(np.float32)
+    w = rng.standard_normal((24, 32, 3, 3)).astype(np.float32)
+    if where == "input":
+        x[1, 3, 5, 6] = value
+        x[0, 31, 0, 12] = value
+    else:
+        w[5, 7, 1, 2] = value
+    want = _oracle(x, w, None, padding=1)
+    for alg in ("winograd", "auto"):
+        got = fnn.conv2d(x, w, padding=1, algorithm=alg)
+        np.testing.assert_array_equal(np.isnan(got), np.isnan(want))
+        np.testing.assert_array_equal(np.isinf(got), np.isinf(want))
+        np.testing.assert_array_equal(np.sign(got[np.isinf(got)]), np.sign(want[np.isinf(want)]))
+        fin = np.isfinite(want)
+        _check(got[fin], want[fin], 32)
+    from fastconv import _gemm as cg
+    o = np.empty((2, 24, 1, 12, 13), np.float32)
+    with pytest.raises(FloatingPointError, match="Inf or NaN"):
+        cg.conv_gemm_f32(x[:, :, None], w[:, :, None], None, o, 1, (1, 1, 1), (1, 1, 1),
+                         pad=(0, 1, 1), engine=2)

@@ -298,7 +298,9 @@ def correlate_winograd(x, w, out_spatial, dilation, pad, groups, bias=None):
     multiplies per channel pair instead of 36 (3x3x3: F(2x2x2, 3x3x3), 64 per 2x2x2 tile
     instead of 216), in 16 (64) GEMMs over the input channels, the input read in place (no
     padded copy). Scratch: the transformed weight (16/9, 3-D 64/27, of the weight) and
-    ~0.4 MiB per thread. Raises ValueError when :func:`winograd_serves` says no."""
+    ~0.4 MiB per thread. Inputs or weights holding Inf or NaN are computed by
+    :func:`correlate_fused` instead (the transforms' differences would turn an Inf into
+    NaN). Raises ValueError when :func:`winograd_serves` says no."""
     from .._config import get_num_threads
     nd = x.ndim - 2
     kernel = tuple(w.shape[2:])
@@ -315,6 +317,7 @@ def correlate_winograd(x, w, out_spatial, dilation, pad, groups, bias=None):
     out = np.empty((n, c_out) + tuple(out_spatial), dtype=np.float32)
     if out.size == 0:
         return out
+    args = (x, w, out_spatial, (1,) * nd, dilation, pad, groups)
     if any(p < 0 for p in pad):  # skip leading samples (the engine pads with zeros only)
         x = x[(Ellipsis, *[slice(-p, None) if p < 0 else slice(None) for p in pad])]
         pad = tuple(max(p, 0) for p in pad)
@@ -335,11 +338,17 @@ def correlate_winograd(x, w, out_spatial, dilation, pad, groups, bias=None):
         raise MemoryError(f"algorithm='winograd': the transformed weight of a grouped layer "
                           f"would take {need} bytes, above the {SCRATCH_BYTES}-byte scratch "
                           f"budget (split only for groups=1); use algorithm='gemm'")
-    for c0 in range(0, c_out, cb):
-        c1 = min(c_out, c0 + cb)
-        _cgemm.conv_gemm_f32(x5, w5[c0:c1], None if b is None else b[c0:c1], o5[:, c0:c1],
-                             groups, (1, 1, 1), ext + tuple(dilation), False, nt,
-                             pad=(0,) * (3 - nd) + tuple(pad), engine=2)
+    try:
+        for c0 in range(0, c_out, cb):
+            c1 = min(c_out, c0 + cb)
+            _cgemm.conv_gemm_f32(x5, w5[c0:c1], None if b is None else b[c0:c1],
+                                 o5[:, c0:c1], groups, (1, 1, 1), ext + tuple(dilation),
+                                 False, nt, pad=(0,) * (3 - nd) + tuple(pad), engine=2)
+    except FloatingPointError:
+        # Inf or NaN in the input or weight: the transforms would turn an Inf into NaN
+        # where the direct sum (and torch) give +-Inf; the implicit GEMM computes the sums
+        # as they are written
+        return correlate_fused(*args, bias=bias)
     return out
 
 

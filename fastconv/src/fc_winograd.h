@@ -379,9 +379,41 @@ FC_ATTR_AVX2 static void fcw_output_run(const fc_cgeom *q, int nd3, const float 
 }
 #endif
 
+#if FC_X86
+/* Whether p[0 .. n) holds an Inf or NaN (x * 0 is NaN exactly for those: OR-ed into four
+ * accumulators, 32 floats a step), in parallel blocks of 16 Ki floats. */
+FC_ATTR_AVX2 static int fcw_nonfinite(const float *p, int64_t n, int nthreads)
+{
+    int bad = 0;
+    const int64_t blk = 16384;
+#if defined(_OPENMP)
+#pragma omp parallel for schedule(static) num_threads(nthreads) reduction(|:bad) if (n >= 4 * blk)
+#endif
+    for (int64_t b = 0; b < fc_cdiv(n, blk); b++) {
+        const int64_t i0 = b * blk, i1 = fc_min(n, i0 + blk);
+        const __m256 z = _mm256_setzero_ps();
+        __m256 a0 = z, a1 = z, a2 = z, a3 = z;
+        int64_t i = i0;
+        for (; i + 32 <= i1; i += 32) {
+            a0 = _mm256_or_ps(a0, _mm256_mul_ps(_mm256_loadu_ps(p + i), z));
+            a1 = _mm256_or_ps(a1, _mm256_mul_ps(_mm256_loadu_ps(p + i + 8), z));
+            a2 = _mm256_or_ps(a2, _mm256_mul_ps(_mm256_loadu_ps(p + i + 16), z));
+            a3 = _mm256_or_ps(a3, _mm256_mul_ps(_mm256_loadu_ps(p + i + 24), z));
+        }
+        const __m256 a = _mm256_or_ps(_mm256_or_ps(a0, a1), _mm256_or_ps(a2, a3));
+        int nan = _mm256_movemask_ps(_mm256_cmp_ps(a, a, _CMP_UNORD_Q)) != 0;
+        for (; i < i1; i++)
+            nan |= !(p[i] * 0.0f == 0.0f);
+        bad |= nan;
+    }
+    return bad;
+}
+#endif
+
 /* out[n, g, m, p] as fc_cgemm_run (engine 2). x: C-contiguous (N, G*Cg, D, H, W), image
- * stride q->x_sn; w (G*Cog, Cg, KD, 3, 3), KD 1 or 3. Returns 0, or -1 when scratch could
- * not be allocated (nothing written then) or the problem is not one engine 2 serves. */
+ * stride q->x_sn; w (G*Cog, Cg, KD, 3, 3), KD 1 or 3. Returns 0; -1 when scratch could
+ * not be allocated or the problem is not one engine 2 serves; -2 when x or w holds an
+ * Inf or NaN (nothing written in either case). */
 static int fc_wino_run(const fc_cgeom *q, const float *x, const float *w, const float *bias,
                        float *out, int nthreads)
 {
@@ -389,6 +421,12 @@ static int fc_wino_run(const fc_cgeom *q, const float *x, const float *w, const 
     if (!fc_wino_supported(q))
         return -1;
     const int64_t N = q->N, G = q->G, Cg = q->Cg, Cog = q->Cog;
+    /* Inf and NaN: the transforms' differences turn an Inf into NaN where the direct sum
+     * gives +-Inf (d2 = Inf: V0 = -Inf, V1 = V2 = +Inf, and A^T subtracts their products),
+     * so such inputs are left to the other engines (-2: nothing written) */
+    if (fcw_nonfinite(w, G * Cog * Cg * q->KD * q->KH * q->KW, nthreads)
+        || fcw_nonfinite(x, (N - 1) * q->x_sn + G * Cg * q->D * q->H * q->W, nthreads))
+        return -2;
     const int64_t OD = q->OD, OH = q->OH, OW = q->OW;
     const int nd3 = q->KD == 3, nxi = nd3 ? FCW_XI3 : FCW_XI, ktaps = nd3 ? 27 : 9;
     const int64_t njt = fc_cdiv(Cog, FCI_NV);
