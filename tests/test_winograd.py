@@ -95,10 +95,15 @@ def test_random_against_torch(i):
     (64, 48, (64, 64), 6),        # dilated 3x3 d6 (bench L12's geometry, fewer channels)
     (8, 16, (5, 70), 1),          # one tile row, long runs
     (16, 17, (1, 1), 1),          # a single half tile
+    # few tiles (all images' transformed input within 2 MiB): the weight transformed one
+    # 16-channel panel per work item, every image's GEMMs in that item
+    (128, 96, (14, 14), 1),
+    (256, 80, (7, 7), 2),
 ])
-def test_engine_shapes(cin, cout, hw, dil):
+@pytest.mark.parametrize("batch", [1, 2])
+def test_engine_shapes(cin, cout, hw, dil, batch):
     rng = np.random.default_rng(cin + cout)
-    x = rng.standard_normal((2, cin) + hw).astype(np.float32)
+    x = rng.standard_normal((batch, cin) + hw).astype(np.float32)
     w = rng.standard_normal((cout, cin, 3, 3)).astype(np.float32)
     b = rng.standard_normal(cout).astype(np.float32)
     got = fnn.conv2d(x, w, b, padding=dil, dilation=dil, algorithm="winograd")
@@ -157,6 +162,19 @@ def test_conv3d_3x3x3_random(i):
     got = fnn.conv3d(x, w, b, algorithm="winograd", **kw)
     tol = 2e-4 * max(1.0, np.sqrt(27 * cg))
     np.testing.assert_allclose(got, _oracle(x, w, b, nd=3, **kw), rtol=tol, atol=tol)
+
+
+@needs_avx2
+def test_conv3d_few_tiles():
+    """3x3x3 with few tiles (the per-item weight panels) and grouped, against torch."""
+    rng = np.random.default_rng(14)
+    x = rng.standard_normal((2, 64, 4, 6, 7)).astype(np.float32)
+    w = rng.standard_normal((96, 32, 3, 3, 3)).astype(np.float32)
+    b = rng.standard_normal(96).astype(np.float32)
+    got = fnn.conv3d(x, w, b, padding=1, groups=2, algorithm="winograd")
+    tol = 2e-4 * np.sqrt(27 * 32)
+    np.testing.assert_allclose(got, _oracle(x, w, b, nd=3, padding=1, groups=2), rtol=tol,
+                               atol=tol)
 
 
 @needs_avx2

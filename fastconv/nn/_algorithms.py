@@ -46,16 +46,17 @@ _RATES = {
     "fused_mac": 2.6e-11,
     "fused_pack": 0.25e-9,
     "fused_call": 1e-5,
-    # Winograd F(2x2, 3x3) (fc_winograd.h, see _winograd_cost): per GEMM MAC, per kernel
+    # Winograd F(2x2, 3x3) (fc_winograd.h, see _winograd_terms): per GEMM MAC, per kernel
     # call, per (input channel, run of 8 tiles) of the input transform, per (output
-    # channel, tile) of the output one, per weight of the weight transform (thread-seconds),
-    # per call (seconds)
-    "wino_mac": 2.0e-11,
-    "wino_call": 8.4e-9,
-    "wino_in": 1.06e-7,
-    "wino_out": 1e-9,
-    "wino_weight": 2.0e-8,
-    "wino_fixed": 3.4e-5,
+    # channel, tile) of the output one, per transformed weight written through memory or
+    # (few tiles) in cache (thread-seconds), per call (seconds)
+    "wino_mac": 2.35e-11,
+    "wino_call": 1.68e-08,
+    "wino_in": 1.25e-07,
+    "wino_out": 1e-09,
+    "wino_weight": 3.63e-08,
+    "wino_weight_small": 1.06e-08,
+    "wino_fixed": 2.08e-05,
     "fft_flop": 4e-10,          # per modelled flop of the FFT path
     "overhead": 2e-5,
 }
@@ -294,7 +295,10 @@ def predict(x_shape, w_shape, out_spatial, stride, dilation, groups, dtype, nthr
     else:
         t_fft = math.inf
     t = {"direct": t_direct, "gemm": t_gemm, "fft": t_fft}
-    if (_gemm.winograd_serves(dt, kernel, stride)
+    # Winograd: not below 48 output channels per group (each transformed input element
+    # meets only C_out/G of them, so the transforms dominate: on 180 timed 3x3 layers it
+    # never won there, and won 40% of those with 48 or more)
+    if (cog >= 48 and _gemm.winograd_serves(dt, kernel, stride)
             and _gemm.winograd_channel_block(c_out, cg, groups, kernel) == c_out):
         t["winograd"] = _winograd_cost(n, cg, c_out, groups, kernel, out_spatial, dilation,
                                        nt) \
@@ -308,15 +312,14 @@ def _wino_chains(o, d):
     return [-(-(-(-(o - r) // d)) // 2) for r in range(min(d, o))]
 
 
-def _winograd_cost(n, cg, c_out, groups, kernel, out_spatial, dilation, nt):
-    """Predicted seconds of the Winograd engine (fc_winograd.h), its blocking mirrored:
-    16 (3x3x3: 64) GEMMs of (C_out/G padded to 16) x C_in/G x tiles (tiles padded per work item) on
-    the implicit engine's micro-kernel, per MAC and per kernel call; the input transform
-    per (input channel, run of up to 8 tiles), the output transform per (output channel
-    padded to 16, tile); the weight transform per weight (not split over images: batch-1
-    calls on small maps spend much of their time there); a fixed cost per call. Fitted on
-    90 2-D layers (batch 1-4, 16-512 channels, 7^2-56^2 maps, dilation 1-2, 2 threads);
-    3-D scaled by its 4x transform positions."""
+def _winograd_terms(n, cg, c_out, groups, kernel, out_spatial, dilation, nt):
+    """The Winograd engine's work (fc_winograd.h's fc_wino_run, its blocking mirrored), as
+    counts priced by the ``wino_*`` rates: GEMM multiply-adds of the 16 (3x3x3: 64) GEMMs
+    of (C_out/G padded to 16) x C_in/G x tiles (padded per work item), micro-kernel calls,
+    input-transform runs (per input channel and run of up to 8 tiles), output tiles (per
+    output channel padded to 16), weight-transform writes (the whole transformed weight
+    through memory, or -- few tiles -- one panel at a time in cache). Rates: see
+    :func:`_winograd_cost`."""
     nd3 = len(kernel) == 3 and kernel[0] == 3   # F(2x2x2, 3x3x3): 64 positions
     nxi = 64 if nd3 else 16
     ty = sum(_wino_chains(out_spatial[-2], dilation[-2]))
@@ -329,26 +332,41 @@ def _winograd_cost(n, cg, c_out, groups, kernel, out_spatial, dilation, nt):
     runs = rows * sum(-(-c // 8) for c in cx)
     cog = max(1, c_out // groups)
     njt = -(-cog // 16)
-    # tiles per work item (fc_wino_run): V (16 x cg x tb floats) within 384 KiB, at least
-    # 4 items per thread when the tiles allow, then near-equal blocks of a multiple of 6
-    tb = max(6, min((384 << 10) // (4 * nxi * max(cg, 1)), 96)) // 6 * 6
-    if n * groups * -(-tiles // tb) < 4 * nt:
-        tb = max(6, -(-(-(-tiles // -(-4 * nt // (n * groups)))) // 6) * 6)
-    nblk = -(-tiles // tb)
-    padded = nblk * (-(-(-(-tiles // nblk)) // 6) * 6)   # near-equal blocks of 6k tiles
-    r = _RATES
     ng = n * groups
-    # (3-D: 4x the patch rows per run, 4x the transform positions per output tile)
-    work = ng * (nxi * njt * 16 * cg * padded * r["wino_mac"]
-                 + njt * nxi * (padded // 6) * -(-cg // 256) * r["wino_call"]
-                 + cg * runs * r["wino_in"] * nxi / 16
-                 + njt * 16 * tiles * r["wino_out"] * nxi / 16)
-    # x1.3: the rates above were fitted to measured times, while the GEMM model it is
-    # weighed against reads 1.3-1.4x high on these sizes; scaled so that their ratio is the
-    # measured one (the factor that chose best on 140 layers, 90 fitted + 50 held out:
-    # choices within 1.003x / 1.006x of the fastest engine on average, the worst 1.10x /
-    # 1.13x; without it 1.007x / 1.014x, worst 1.21x / 1.19x)
-    return 1.3 * ((work + groups * njt * nxi * cg * r["wino_weight"]) / nt + r["wino_fixed"])
+    tp = -(-tiles // 6) * 6
+    small = 4 * nxi * ng * cg * tp <= (2 << 20) and groups * njt >= 2 * nt
+    if small:   # every image's tiles in one block, the weight panel by panel in cache
+        padded = tp
+    else:
+        # tiles per work item: V (nxi x cg x tb floats) within 384 KiB, at least 4 items
+        # per thread when the tiles allow, then near-equal blocks of a multiple of 6
+        tb = max(6, min((384 << 10) // (4 * nxi * max(cg, 1)), 96)) // 6 * 6
+        if ng * -(-tiles // tb) < 4 * nt:
+            tb = max(6, -(-(-(-tiles // -(-4 * nt // ng))) // 6) * 6)
+        nblk = -(-tiles // tb)
+        padded = nblk * (-(-(-(-tiles // nblk)) // 6) * 6)
+    weights = groups * njt * 16 * cg * nxi / 16
+    return {"wino_mac": ng * nxi * njt * 16 * cg * padded,
+            "wino_call": ng * njt * nxi * (padded // 6) * -(-cg // 256),
+            "wino_in": ng * cg * runs * nxi / 16,
+            "wino_out": ng * njt * 16 * tiles * nxi / 16,
+            "wino_weight": 0 if small else weights,
+            "wino_weight_small": weights if small else 0}
+
+
+def _winograd_cost(n, cg, c_out, groups, kernel, out_spatial, dilation, nt):
+    """Predicted seconds of the Winograd engine: :func:`_winograd_terms` at the ``wino_*``
+    rates (thread-seconds, split over ``nt`` threads) plus a fixed cost per call."""
+    terms = _winograd_terms(n, cg, c_out, groups, kernel, out_spatial, dilation, nt)
+    work = sum(v * _RATES[k] for k, v in terms.items())
+    # x1.3: the rates (fitted on 62 timed layers with >= 48 output channels, of 90: batch
+    # 1-4, 16-512 channels, 7^2-56^2 maps, dilation 1-2, 2 threads) are fitted to measured
+    # times, while the GEMM model it is weighed against reads 1.2-1.4x high on these
+    # sizes; scaled so that their ratio is the measured one (of 1.0-1.45, the factor that
+    # chose best on three held-out sets of 40-50 layers: the chosen engine's time 1.06x,
+    # 1.06x and 1.12x less than without Winograd, geo-mean; where Winograd was chosen
+    # wrongly, at worst 0.80x)
+    return 1.3 * (work / nt + _RATES["wino_fixed"])
 
 
 def _memoised(key, compute):

@@ -45,6 +45,9 @@
 #ifndef FCW_KC
 #define FCW_KC 256          /* input channels per micro-kernel call (panel in L1) */
 #endif
+#ifndef FCW_SMALL_BYTES
+#define FCW_SMALL_BYTES ((int64_t)2 << 20)   /* all tiles' transformed input (fc_wino_run) */
+#endif
 
 /* Whether engine 2 serves this problem: 3x3, 1x3x3 or 3x3x3 kernels, unit strides,
  * float32 on an AVX2 + FMA CPU, the weight in its own layout. */
@@ -253,14 +256,14 @@ typedef struct {
     const int8_t *run;
 } fcw_tiles;
 
-/* The input transform of tiles [t0, t0 + nt) of one group's Cg channels (xc, cs floats
- * apart) into V[xi][c][i] (xi stride Cg * tbp, channel stride tbp); tiles nt .. tbp-1
- * zero. Tile t = (tz, ty, tx) in row-major order. Runs of up to 8 tiles of one tile row
+/* The input transform of tiles [t0, t0 + nt) of channels [c0, c1) of one group's Cg
+ * (xc, cs floats apart) into V[xi][c][i] (xi stride Cg * tbp, channel stride tbp); tiles
+ * nt .. tbp-1 zero. Tile t = (tz, ty, tx) in row-major order. Runs of up to 8 tiles of one tile row
  * and chain go through one vector transform, their patch rows read in place when inside
  * the input at unit dilation along x, else gathered with zeros outside. */
 static void fcw_input_block(const fc_cgeom *q, const fcw_tiles *tl, const float *xc,
-                            int64_t cs, int64_t Cg, int64_t t0, int64_t nt, int64_t tbp,
-                            float *V)
+                            int64_t cs, int64_t Cg, int64_t c0, int64_t c1, int64_t t0,
+                            int64_t nt, int64_t tbp, float *V)
 {
 #if FC_X86
     const int64_t D = q->D, H = q->H, W = q->W, HW = H * W, dd = q->dd, dh = q->dh,
@@ -268,7 +271,7 @@ static void fcw_input_block(const fc_cgeom *q, const fcw_tiles *tl, const float 
     const int64_t xs = Cg * tbp, ntx = tl->ntx, nty = tl->nty;
     const int nxi = tl->nxi, nzr = tl->nd3 ? 4 : 1;
     float buf[16 * 24];
-    for (int64_t c = 0; c < Cg; c++) {
+    for (int64_t c = c0; c < c1; c++) {
         float *vc = V + c * tbp;
         const float *pc = xc + c * cs;
         for (int64_t i = 0; i < nt;) {
@@ -379,6 +382,68 @@ FC_ATTR_AVX2 static void fcw_output_run(const fc_cgeom *q, int nd3, const float 
 }
 #endif
 
+/* The transformed weight of input channel c for output channels jt*16 .. jt*16+15 of
+ * group g (zero past Cog): d[xi * xis + j] for every transform position xi. */
+static void fcw_weight_one(const float *w, int64_t g, int64_t jt, int64_t c, int64_t Cog,
+                           int64_t Cg, int nd3, float *d, int64_t xis)
+{
+    const int ktaps = nd3 ? 27 : 9, nxi = nd3 ? FCW_XI3 : FCW_XI;
+    float gw[27][FCI_NV], u[FCW_XI3][FCI_NV];
+    for (int j = 0; j < FCI_NV; j++) {
+        const int64_t m = jt * FCI_NV + j;
+        for (int k = 0; k < ktaps; k++)
+            gw[k][j] = m < Cog ? w[((g * Cog + m) * Cg + c) * ktaps + k] : 0.0f;
+    }
+    fcw_weight_tf16(nd3, gw, u);
+    for (int xi = 0; xi < nxi; xi++)
+        memcpy(d + xi * xis, u[xi], sizeof(float) * FCI_NV);
+}
+
+/* The 2x2 (2x2x2) output tiles [0, nt) of M (M[xi][tile][16], xi stride ld floats) for
+ * the 16 output channels from m0 (nch of them) of image n, group g: run by run. */
+static void fcw_output_tiles(const fc_cgeom *q, const fcw_tiles *tl, const float *M,
+                             int64_t ld, int64_t t0, int64_t nt, const float *bias, int nch,
+                             float *og)
+{
+#if FC_X86
+    const int64_t ntx = tl->ntx, nty = tl->nty;
+    for (int64_t i = 0; i < nt;) {
+        const int64_t t = t0 + i, tx = t % ntx, ty = (t / ntx) % nty, tz = t / (ntx * nty);
+        const int k = (int)fc_min(tl->run[tx], nt - i);
+        fcw_output_run(q, tl->nd3, M + i * FCI_NV, ld, k, bias, nch, tl->orz[tz],
+                       tl->ory[ty], tl->orx[tx], og, q->o_sm);
+        i += k;
+    }
+#else
+    (void)q; (void)tl; (void)M; (void)ld; (void)t0; (void)nt; (void)bias; (void)nch; (void)og;
+#endif
+}
+
+/* M[xi][0 .. tbp)[16] = sum over the Cg channels of U panel (Up[xi * uxs + c*16 + j]) x
+ * V[xi][c][tile] (xi stride vxs; channel stride tap[1]), for every transform position. */
+static void fcw_gemms(int nxi, int64_t Cg, const float *Up, int64_t uxs, const float *V,
+                      int64_t vxs, int64_t tbp, const int64_t *tap, float *M)
+{
+#if FC_X86
+    for (int xi = 0; xi < nxi; xi++) {
+        const float *Wp = Up + xi * uxs;
+        const float *Vx = V + xi * vxs;
+        for (int64_t t6 = 0; t6 < tbp; t6 += FCI_MP) {
+            const float *px[FCI_MP];
+            for (int i = 0; i < FCI_MP; i++)
+                px[i] = Vx + t6 + i;
+            float *acc = M + (xi * tbp + t6) * FCI_NV;
+            for (int64_t k0 = 0; k0 < Cg; k0 += FCW_KC)
+                fci_ukr_avx2(fc_min(FCW_KC, Cg - k0), Wp + k0 * FCI_NV, tap + k0, px, acc,
+                             k0 == 0);
+        }
+    }
+#else
+    (void)nxi; (void)Cg; (void)Up; (void)uxs; (void)V; (void)vxs; (void)tbp; (void)tap;
+    (void)M;
+#endif
+}
+
 #if FC_X86
 /* Whether p[0 .. n) holds an Inf or NaN (x * 0 is NaN exactly for those: OR-ed into four
  * accumulators, 32 floats a step), in parallel blocks of 16 Ki floats. */
@@ -428,7 +493,7 @@ static int fc_wino_run(const fc_cgeom *q, const float *x, const float *w, const 
         || fcw_nonfinite(x, (N - 1) * q->x_sn + G * Cg * q->D * q->H * q->W, nthreads))
         return -2;
     const int64_t OD = q->OD, OH = q->OH, OW = q->OW;
-    const int nd3 = q->KD == 3, nxi = nd3 ? FCW_XI3 : FCW_XI, ktaps = nd3 ? 27 : 9;
+    const int nd3 = q->KD == 3, nxi = nd3 ? FCW_XI3 : FCW_XI;
     const int64_t njt = fc_cdiv(Cog, FCI_NV);
     const int64_t ntz = nd3 ? fcw_origins(OD, q->dd, NULL) : OD;
     const int64_t nty = fcw_origins(OH, q->dh, NULL), ntx = fcw_origins(OW, q->dw, NULL);
@@ -437,23 +502,12 @@ static int fc_wino_run(const fc_cgeom *q, const float *x, const float *w, const 
         return 0;
     if (nthreads < 1)
         nthreads = 1;
-    /* tiles per item: V (nxi x Cg x tb floats) within FCW_V_BYTES, enough items for every
-     * thread, then near-equal blocks of a multiple of 6 (49 tiles in blocks of 24 would
-     * pad to 72, in 18s to 54) */
-    int64_t tb = FCW_V_BYTES / ((int64_t)sizeof(float) * nxi * fc_max(Cg, 1));
-    tb = fc_max(FCI_MP, fc_min(tb, FCW_TB_MAX)) / FCI_MP * FCI_MP;
-    const int64_t want = 4 * (int64_t)nthreads;
-    if (N * G * fc_cdiv(T, tb) < want)
-        tb = fc_max(FCI_MP, fc_rup(fc_cdiv(T, fc_cdiv(want, N * G)), FCI_MP));
-    const int64_t nblk = fc_cdiv(T, tb), items = N * G * nblk;
-    tb = fc_rup(fc_cdiv(T, nblk), FCI_MP);
     const int64_t cs = q->D * q->H * q->W;   /* one input channel */
-    float *U = (float *)fc_alloc_aligned(sizeof(float) * (size_t)(nxi * G * njt * Cg * FCI_NV));
     int64_t *org = (int64_t *)malloc(sizeof(int64_t) * (size_t)(ntz + nty + ntx));
-    int64_t *tap = (int64_t *)malloc(sizeof(int64_t) * (size_t)fc_max(Cg, 1));
     int8_t *run = (int8_t *)malloc((size_t)ntx);
-    if (!U || !org || !tap || !run) {
-        free(U); free(org); free(tap); free(run);
+    int64_t *tap = (int64_t *)malloc(sizeof(int64_t) * (size_t)fc_max(Cg, 1));
+    if (!org || !run || !tap) {
+        free(org); free(run); free(tap);
         return -1;
     }
     fcw_tiles tl = {nd3, nxi, ntz, nty, ntx, org, org + ntz, org + ntz + nty, run};
@@ -467,6 +521,81 @@ static int fc_wino_run(const fc_cgeom *q, const float *x, const float *w, const 
     fcw_origins(OW, q->dw, org + ntz + nty);
     for (int64_t tx = 0; tx < ntx; tx++)
         run[tx] = (int8_t)fcw_run8(tl.orx, ntx, tx, q->dw);
+    int failed = 0;
+    const int64_t Tp = fc_rup(T, FCI_MP);
+    if ((int64_t)sizeof(float) * nxi * N * G * Cg * Tp <= FCW_SMALL_BYTES
+        && G * njt >= 2 * (int64_t)nthreads) {
+        /* Few tiles (batch-1 maps of 7x7 to 28x28): every image's input is transformed
+         * first (VA, all in cache), then each work item -- a group's 16-channel panel --
+         * transforms its own panel of the weight into the thread's scratch and runs the
+         * GEMMs of every image's tiles. The whole transformed weight (16/9 of the weight:
+         * 4 MiB for 256 -> 256 channels, 16 MiB for 512 -> 512) is never written to
+         * memory and read back, which was most of such a call. */
+        float *VA = (float *)fc_alloc_aligned(sizeof(float) * (size_t)(nxi * N * G * Cg * Tp));
+        if (!VA) {
+            free(org); free(run); free(tap);
+            return -1;
+        }
+        for (int64_t c = 0; c < Cg; c++)
+            tap[c] = c * Tp;
+        const int64_t vng = (int64_t)nxi * Cg * Tp;   /* one (image, group) */
+        const int64_t cch = fc_max(1, fc_cdiv(Cg, 4 * (int64_t)nthreads));
+        const int64_t ncc = fc_cdiv(Cg, cch);
+#if defined(_OPENMP)
+#pragma omp parallel num_threads(nthreads)
+#endif
+        {
+#if defined(_OPENMP)
+#pragma omp for schedule(dynamic, 1)
+#endif
+            for (int64_t it = 0; it < N * G * ncc; it++) {
+                const int64_t cc = it % ncc, ng = it / ncc, g = ng % G, n = ng / G;
+                fcw_input_block(q, &tl, x + n * q->x_sn + g * Cg * cs, cs, Cg, cc * cch,
+                                fc_min(Cg, (cc + 1) * cch), 0, T, Tp, VA + ng * vng);
+            }
+            float *Up = (float *)fc_alloc_aligned(sizeof(float) * (size_t)(nxi * Cg * FCI_NV));
+            float *M = (float *)fc_alloc_aligned(sizeof(float) * (size_t)(nxi * Tp * FCI_NV));
+            if (!Up || !M)
+                fc_flag_failure(&failed);
+#if defined(_OPENMP)
+#pragma omp for schedule(dynamic, 1)
+#endif
+            for (int64_t it = 0; it < G * njt; it++) {
+                if (!Up || !M)
+                    continue;
+                const int64_t g = it / njt, jt = it % njt, m0 = jt * FCI_NV;
+                const int nch = (int)fc_min(FCI_NV, Cog - m0);
+                for (int64_t c = 0; c < Cg; c++)
+                    fcw_weight_one(w, g, jt, c, Cog, Cg, nd3, Up + c * FCI_NV, Cg * FCI_NV);
+                for (int64_t n = 0; n < N; n++) {
+                    fcw_gemms(nxi, Cg, Up, Cg * FCI_NV, VA + (n * G + g) * vng, Cg * Tp, Tp,
+                              tap, M);
+                    fcw_output_tiles(q, &tl, M, Tp * FCI_NV, 0, T,
+                                     bias ? bias + g * Cog + m0 : NULL, nch,
+                                     out + n * q->o_sn + g * q->o_sg + m0 * q->o_sm);
+                }
+            }
+            free(Up);
+            free(M);
+        }
+        free(VA); free(org); free(run); free(tap);
+        return failed ? -1 : 0;
+    }
+    /* tiles per item: V (nxi x Cg x tb floats) within FCW_V_BYTES, enough items for every
+     * thread, then near-equal blocks of a multiple of 6 (49 tiles in blocks of 24 would
+     * pad to 72, in 18s to 54) */
+    int64_t tb = FCW_V_BYTES / ((int64_t)sizeof(float) * nxi * fc_max(Cg, 1));
+    tb = fc_max(FCI_MP, fc_min(tb, FCW_TB_MAX)) / FCI_MP * FCI_MP;
+    const int64_t want = 4 * (int64_t)nthreads;
+    if (N * G * fc_cdiv(T, tb) < want)
+        tb = fc_max(FCI_MP, fc_rup(fc_cdiv(T, fc_cdiv(want, N * G)), FCI_MP));
+    const int64_t nblk = fc_cdiv(T, tb), items = N * G * nblk;
+    tb = fc_rup(fc_cdiv(T, nblk), FCI_MP);
+    float *U = (float *)fc_alloc_aligned(sizeof(float) * (size_t)(nxi * G * njt * Cg * FCI_NV));
+    if (!U) {
+        free(org); free(run); free(tap);
+        return -1;
+    }
     for (int64_t c = 0; c < Cg; c++)
         tap[c] = c * tb;
     /* U[xi][g][jt][c][16]: panel (g, jt) of transform position xi, zero past Cog */
@@ -475,19 +604,9 @@ static int fc_wino_run(const fc_cgeom *q, const float *x, const float *w, const 
 #pragma omp parallel for schedule(static) num_threads(nthreads) if (G * Cog * Cg >= 4096)
 #endif
     for (int64_t gc = 0; gc < G * njt * Cg; gc++) {
-        const int64_t gj = gc / Cg, c = gc % Cg, g = gj / njt, jt = gj % njt;
-        float gw[27][FCI_NV], u[FCW_XI3][FCI_NV];
-        for (int j = 0; j < FCI_NV; j++) {
-            const int64_t m = jt * FCI_NV + j;
-            for (int k = 0; k < ktaps; k++)
-                gw[k][j] = m < Cog ? w[((g * Cog + m) * Cg + c) * ktaps + k] : 0.0f;
-        }
-        fcw_weight_tf16(nd3, gw, u);
-        float *d = U + (gj * Cg + c) * FCI_NV;
-        for (int xi = 0; xi < nxi; xi++)
-            memcpy(d + xi * xis, u[xi], sizeof(float) * FCI_NV);
+        const int64_t gj = gc / Cg, c = gc % Cg;
+        fcw_weight_one(w, gj / njt, gj % njt, c, Cog, Cg, nd3, U + (gj * Cg + c) * FCI_NV, xis);
     }
-    int failed = 0;
     if (items < nthreads)
         nthreads = (int)items;
 #if defined(_OPENMP)
@@ -506,41 +625,23 @@ static int fc_wino_run(const fc_cgeom *q, const float *x, const float *w, const 
                 continue;
             const int64_t jb = it % nblk, ng = it / nblk, g = ng % G, n = ng / G;
             const int64_t t0 = jb * tb, nt = fc_min(tb, T - t0);
-            fcw_input_block(q, &tl, x + n * q->x_sn + g * Cg * cs, cs, Cg, t0, nt, tb, V);
-            float *og = out + n * q->o_sn + g * q->o_sg;
+            fcw_input_block(q, &tl, x + n * q->x_sn + g * Cg * cs, cs, Cg, 0, Cg, t0, nt, tb,
+                            V);
             for (int64_t jt = 0; jt < njt; jt++) {
                 const int64_t m0 = jt * FCI_NV;
-                const int nch = (int)fc_min(FCI_NV, Cog - m0);
-                /* M[xi][tile][16] = U[xi] panel jt x V[xi] */
-                for (int xi = 0; xi < nxi; xi++) {
-                    const float *Wp = U + xi * xis + (g * njt + jt) * Cg * FCI_NV;
-                    const float *Vx = V + xi * Cg * tb;
-                    for (int64_t t6 = 0; t6 < tb; t6 += FCI_MP) {
-                        const float *px[FCI_MP];
-                        for (int i = 0; i < FCI_MP; i++)
-                            px[i] = Vx + t6 + i;
-                        float *acc = M + (xi * tb + t6) * FCI_NV;
-                        for (int64_t k0 = 0; k0 < Cg; k0 += FCW_KC)
-                            fci_ukr_avx2(fc_min(FCW_KC, Cg - k0), Wp + k0 * FCI_NV, tap + k0,
-                                         px, acc, k0 == 0);
-                    }
-                }
-                /* each run's output tiles */
-                for (int64_t i = 0; i < nt;) {
-                    const int64_t t = t0 + i, tx = t % ntx, ty = (t / ntx) % nty,
-                                  tz = t / (ntx * nty);
-                    const int k = (int)fc_min(run[tx], nt - i);
-                    fcw_output_run(q, nd3, M + i * FCI_NV, tb * FCI_NV, k,
-                                   bias ? bias + g * Cog + m0 : NULL, nch, tl.orz[tz],
-                                   tl.ory[ty], tl.orx[tx], og + m0 * q->o_sm, q->o_sm);
-                    i += k;
-                }
+                /* M[xi][tile][16] = U[xi] panel jt x V[xi], then each run's output tiles */
+                fcw_gemms(nxi, Cg, U + (g * njt + jt) * Cg * FCI_NV, xis, V, Cg * tb, tb, tap,
+                          M);
+                fcw_output_tiles(q, &tl, M, tb * FCI_NV, t0, nt,
+                                 bias ? bias + g * Cog + m0 : NULL,
+                                 (int)fc_min(FCI_NV, Cog - m0),
+                                 out + n * q->o_sn + g * q->o_sg + m0 * q->o_sm);
             }
         }
         free(V);
         free(M);
     }
-    free(U); free(org); free(tap); free(run);
+    free(U); free(org); free(run); free(tap);
     return failed ? -1 : 0;
 #else
     (void)q; (void)x; (void)w; (void)bias; (void)out; (void)nthreads;
