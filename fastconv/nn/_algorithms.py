@@ -56,6 +56,7 @@ _RATES = {
     "wino_out": 1e-09,
     "wino_weight": 3.63e-08,
     "wino_weight_small": 1.06e-08,
+    "wino_stream": 0.0,
     "wino_fixed": 2.08e-05,
     "fft_flop": 4e-10,          # per modelled flop of the FFT path
     "overhead": 2e-5,
@@ -334,24 +335,30 @@ def _winograd_terms(n, cg, c_out, groups, kernel, out_spatial, dilation, nt):
     njt = -(-cog // 16)
     ng = n * groups
     tp = -(-tiles // 6) * 6
-    small = 4 * nxi * ng * cg * tp <= (2 << 20) and groups * njt >= 2 * nt
-    if small:   # every image's tiles in one block, the weight panel by panel in cache
-        padded = tp
-    else:
-        # tiles per work item: V (nxi x cg x tb floats) within 384 KiB, at least 4 items
-        # per thread when the tiles allow, then near-equal blocks of a multiple of 6
-        tb = max(6, min((384 << 10) // (4 * nxi * max(cg, 1)), 96)) // 6 * 6
-        if ng * -(-tiles // tb) < 4 * nt:
-            tb = max(6, -(-(-(-tiles // -(-4 * nt // ng))) // 6) * 6)
-        nblk = -(-tiles // tb)
-        padded = nblk * (-(-(-(-tiles // nblk)) // 6) * 6)
+    # the tile-block form: tiles per item with V (nxi x cg x tb floats) within 384 KiB, at
+    # least 4 items per thread when the tiles allow, then near-equal blocks of 6k tiles
+    tb = max(6, min((384 << 10) // (4 * nxi * max(cg, 1)), 96)) // 6 * 6
+    if ng * -(-tiles // tb) < 4 * nt:
+        tb = max(6, -(-(-(-tiles // -(-4 * nt // ng))) // 6) * 6)
+    nblk = -(-tiles // tb)
+    items = ng * nblk
+    # the weight-panel form when every image's transformed input (VA) fits in cache, or
+    # streams fewer bytes than U read by every item (fc_wino_run's rule)
+    va = 4 * nxi * ng * cg * tp
+    u_group = 4 * nxi * njt * 16 * cg
+    panels = (groups * njt >= 2 * nt and va <= (64 << 20)
+              and (va <= (2 << 20) or va * njt < items * u_group))
+    padded = tp if panels else nblk * (-(-(-(-tiles // nblk)) // 6) * 6)
     weights = groups * njt * 16 * cg * nxi / 16
     return {"wino_mac": ng * nxi * njt * 16 * cg * padded,
             "wino_call": ng * njt * nxi * (padded // 6) * -(-cg // 256),
             "wino_in": ng * cg * runs * nxi / 16,
             "wino_out": ng * njt * 16 * tiles * nxi / 16,
-            "wino_weight": 0 if small else weights,
-            "wino_weight_small": weights if small else 0}
+            "wino_weight": 0 if panels else weights,
+            "wino_weight_small": weights if panels else 0,
+            # bytes streamed past L2: VA once per panel, or U once per item
+            "wino_stream": (va * njt if va > (2 << 20) else 0) if panels
+            else items * u_group}
 
 
 def _winograd_cost(n, cg, c_out, groups, kernel, out_spatial, dilation, nt):

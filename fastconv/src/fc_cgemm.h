@@ -443,11 +443,19 @@ static int64_t fc_cgemm_scratch_bytes(const fc_cgeom *q, int nthreads)
                          + (int64_t)nthreads * (FCI_CT_BYTES + (int64_t)sizeof(float) * FCI_TILE
                                                 * fc_cdiv(q->Cog, FCI_NV));
     if (q->engine == 2) {   /* fc_wino_run: U, and per thread V and M */
+        /* the larger form: U and per-thread V and M, or the transformed input of every
+         * image (at most FCW_PANELS_MAX_BYTES) and per-thread weight panels and M */
         const int64_t tb = FCW_TB_MAX, nxi = q->KD == 3 ? FCW_XI3 : FCW_XI;
-        return (int64_t)sizeof(float) * nxi
-               * (q->G * fc_rup(q->Cog, FCI_NV) * q->Cg
-                  + (int64_t)nthreads * tb * (q->Cg + FCI_NV))
-               + 8 * (q->Cg + q->OD + q->OH + q->OW);
+        const int64_t blocks = (int64_t)sizeof(float) * nxi
+                               * (q->G * fc_rup(q->Cog, FCI_NV) * q->Cg
+                                  + (int64_t)nthreads * tb * (q->Cg + FCI_NV));
+        const int64_t va = fc_min(FCW_PANELS_MAX_BYTES,
+                                  (int64_t)sizeof(float) * nxi * q->N * q->G * q->Cg
+                                  * fc_rup(q->OD * q->OH * q->OW, FCI_MP));
+        const int64_t panels = va + (int64_t)sizeof(float) * nxi * nthreads
+                                    * (q->Cg * FCI_NV + fc_rup(q->OD * q->OH * q->OW, FCI_MP)
+                                                        * FCI_NV);
+        return fc_max(blocks, panels) + 8 * (q->Cg + q->OD + q->OH + q->OW);
     }
     return fc_max(packed, impl) + 8 * (K + P + FC_NR) + ph;
 }

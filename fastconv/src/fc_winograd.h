@@ -46,7 +46,10 @@
 #define FCW_KC 256          /* input channels per micro-kernel call (panel in L1) */
 #endif
 #ifndef FCW_SMALL_BYTES
-#define FCW_SMALL_BYTES ((int64_t)2 << 20)   /* all tiles' transformed input (fc_wino_run) */
+#define FCW_SMALL_BYTES ((int64_t)2 << 20)   /* all tiles' transformed input in cache */
+#endif
+#ifndef FCW_PANELS_MAX_BYTES
+#define FCW_PANELS_MAX_BYTES ((int64_t)64 << 20)   /* ... at most, streamed (fc_wino_run) */
 #endif
 
 /* Whether engine 2 serves this problem: 3x3, 1x3x3 or 3x3x3 kernels, unit strides,
@@ -523,14 +526,29 @@ static int fc_wino_run(const fc_cgeom *q, const float *x, const float *w, const 
         run[tx] = (int8_t)fcw_run8(tl.orx, ntx, tx, q->dw);
     int failed = 0;
     const int64_t Tp = fc_rup(T, FCI_MP);
-    if ((int64_t)sizeof(float) * nxi * N * G * Cg * Tp <= FCW_SMALL_BYTES
-        && G * njt >= 2 * (int64_t)nthreads) {
-        /* Few tiles (batch-1 maps of 7x7 to 28x28): every image's input is transformed
-         * first (VA, all in cache), then each work item -- a group's 16-channel panel --
-         * transforms its own panel of the weight into the thread's scratch and runs the
-         * GEMMs of every image's tiles. The whole transformed weight (16/9 of the weight:
-         * 4 MiB for 256 -> 256 channels, 16 MiB for 512 -> 512) is never written to
-         * memory and read back, which was most of such a call. */
+    /* tiles per item of the tile-block form below: V (nxi x Cg x tb floats) within
+     * FCW_V_BYTES, enough items for every thread, then near-equal blocks of a multiple of
+     * 6 (49 tiles in blocks of 24 would pad to 72, in 18s to 54) */
+    int64_t tb = FCW_V_BYTES / ((int64_t)sizeof(float) * nxi * fc_max(Cg, 1));
+    tb = fc_max(FCI_MP, fc_min(tb, FCW_TB_MAX)) / FCI_MP * FCI_MP;
+    const int64_t want = 4 * (int64_t)nthreads;
+    if (N * G * fc_cdiv(T, tb) < want)
+        tb = fc_max(FCI_MP, fc_rup(fc_cdiv(T, fc_cdiv(want, N * G)), FCI_MP));
+    const int64_t nblk = fc_cdiv(T, tb), items = N * G * nblk;
+    tb = fc_rup(fc_cdiv(T, nblk), FCI_MP);
+    /* Two forms. Tile blocks (below): each item transforms a block of tiles and reads its
+     * group's whole transformed weight U, so U streams once per item. Weight panels
+     * (here): every image's input is transformed first (VA), then each item -- a group's
+     * 16-channel panel -- transforms its own panel of the weight into the thread's scratch
+     * and runs the GEMMs of every image's tiles, so VA streams once per panel and U never
+     * goes through memory. The panels when VA fits in cache (batch-1 maps of 7x7 to 28x28:
+     * 256 -> 256 on 14x14 1.38 -> 1.04 ms, U was 4 MiB written and read back), or when
+     * it streams fewer bytes (512 -> 512 on 8 x 7x7: U 16 MiB read by each of 16 items),
+     * with enough panels for the threads. */
+    const double va_bytes = (double)sizeof(float) * nxi * N * G * Cg * Tp;
+    const double u_group = (double)sizeof(float) * nxi * njt * FCI_NV * Cg;
+    if (G * njt >= 2 * (int64_t)nthreads && va_bytes <= (double)FCW_PANELS_MAX_BYTES
+        && (va_bytes <= (double)FCW_SMALL_BYTES || va_bytes * njt < (double)items * u_group)) {
         float *VA = (float *)fc_alloc_aligned(sizeof(float) * (size_t)(nxi * N * G * Cg * Tp));
         if (!VA) {
             free(org); free(run); free(tap);
@@ -581,16 +599,6 @@ static int fc_wino_run(const fc_cgeom *q, const float *x, const float *w, const 
         free(VA); free(org); free(run); free(tap);
         return failed ? -1 : 0;
     }
-    /* tiles per item: V (nxi x Cg x tb floats) within FCW_V_BYTES, enough items for every
-     * thread, then near-equal blocks of a multiple of 6 (49 tiles in blocks of 24 would
-     * pad to 72, in 18s to 54) */
-    int64_t tb = FCW_V_BYTES / ((int64_t)sizeof(float) * nxi * fc_max(Cg, 1));
-    tb = fc_max(FCI_MP, fc_min(tb, FCW_TB_MAX)) / FCI_MP * FCI_MP;
-    const int64_t want = 4 * (int64_t)nthreads;
-    if (N * G * fc_cdiv(T, tb) < want)
-        tb = fc_max(FCI_MP, fc_rup(fc_cdiv(T, fc_cdiv(want, N * G)), FCI_MP));
-    const int64_t nblk = fc_cdiv(T, tb), items = N * G * nblk;
-    tb = fc_rup(fc_cdiv(T, nblk), FCI_MP);
     float *U = (float *)fc_alloc_aligned(sizeof(float) * (size_t)(nxi * G * njt * Cg * FCI_NV));
     if (!U) {
         free(org); free(run); free(tap);
