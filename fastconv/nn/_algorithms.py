@@ -50,14 +50,14 @@ _RATES = {
     # call, per (input channel, run of 8 tiles) of the input transform, per (output
     # channel, tile) of the output one, per transformed weight written through memory or
     # (few tiles) in cache (thread-seconds), per call (seconds)
-    "wino_mac": 2.35e-11,
-    "wino_call": 1.68e-08,
-    "wino_in": 1.25e-07,
-    "wino_out": 1e-09,
-    "wino_weight": 3.63e-08,
-    "wino_weight_small": 1.06e-08,
-    "wino_stream": 0.0,
-    "wino_fixed": 2.08e-05,
+    "wino_mac": 1.74e-11,
+    "wino_call": 2.32e-08,
+    "wino_in": 1.09e-07,
+    "wino_out": 0.0,
+    "wino_weight": 8.15e-09,
+    "wino_weight_small": 1.14e-08,
+    "wino_stream": 3.57e-11,
+    "wino_fixed": 1.69e-05,
     "fft_flop": 4e-10,          # per modelled flop of the FFT path
     "overhead": 2e-5,
 }
@@ -366,14 +366,14 @@ def _winograd_cost(n, cg, c_out, groups, kernel, out_spatial, dilation, nt):
     rates (thread-seconds, split over ``nt`` threads) plus a fixed cost per call."""
     terms = _winograd_terms(n, cg, c_out, groups, kernel, out_spatial, dilation, nt)
     work = sum(v * _RATES[k] for k, v in terms.items())
-    # x1.3: the rates (fitted on 62 timed layers with >= 48 output channels, of 90: batch
-    # 1-4, 16-512 channels, 7^2-56^2 maps, dilation 1-2, 2 threads) are fitted to measured
-    # times, while the GEMM model it is weighed against reads 1.2-1.4x high on these
-    # sizes; scaled so that their ratio is the measured one (of 1.0-1.45, the factor that
-    # chose best on three held-out sets of 40-50 layers: the chosen engine's time 1.06x,
-    # 1.06x and 1.12x less than without Winograd, geo-mean; where Winograd was chosen
-    # wrongly, at worst 0.80x)
-    return 1.3 * (work / nt + _RATES["wino_fixed"])
+    # x1.15: the rates are fitted to measured times (90 timed layers with >= 48 output
+    # channels per group: 50 of a random grid -- batch 1-4, 16-512 channels, 7^2-56^2
+    # maps, dilation 1-2 -- and 27 ResNet/VGG/Inception-sized 3x3 layers at batch 1, 2, 8;
+    # 2 threads), while the GEMM model it is weighed against reads high on these sizes;
+    # of 1.0-1.45 the factor that chose best on 40 held-out layers: the chosen engine's
+    # time 1.115x less than without Winograd (geo-mean), 1.020x the fastest engine's on
+    # average, 1.31x at worst; on the ResNet/VGG set 1.32x less, 1.003x the fastest
+    return 1.15 * (work / nt + _RATES["wino_fixed"])
 
 
 def _memoised(key, compute):
