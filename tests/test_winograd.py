@@ -372,3 +372,20 @@ def test_non_finite_values_like_torch(where, value):
     with pytest.raises(FloatingPointError, match="Inf or NaN"):
         cg.conv_gemm_f32(x[:, :, None], w[:, :, None], None, o, 1, (1, 1, 1), (1, 1, 1),
                          pad=(0, 1, 1), engine=2)
+
+
+def test_conv_gemm_out_slices():
+    """conv_gemm_f32 writes a channel slice of a larger output in place (the Winograd
+    blocks use it) and refuses an output whose spatial axes are not C-contiguous."""
+    from fastconv import _gemm as cg
+    rng = np.random.default_rng(15)
+    x = rng.standard_normal((2, 8, 1, 9, 10)).astype(np.float32)
+    w = rng.standard_normal((12, 8, 1, 3, 3)).astype(np.float32)
+    big = np.full((2, 20, 1, 7, 8), 7.0, np.float32)
+    cg.conv_gemm_f32(x, w, None, big[:, 5:17], 1, (1, 1, 1), (1, 1, 1), pad=(0, 0, 0))
+    want = _oracle(x[:, :, 0], w[:, :, 0], None)
+    _check(big[:, 5:17, 0], want, 8)
+    assert (big[:, :5] == 7).all() and (big[:, 17:] == 7).all()   # nothing else written
+    with pytest.raises(ValueError, match="C-contiguous"):
+        cg.conv_gemm_f32(x, w, None, np.zeros((2, 12, 1, 7, 16), np.float32)[..., ::2], 1,
+                         (1, 1, 1), (1, 1, 1), pad=(0, 0, 0))
