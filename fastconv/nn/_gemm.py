@@ -241,23 +241,15 @@ def implicit_form(kernel_taps, cog, images=0, pixels=0):
     return _cgemm.implicit_form(kernel_taps, cog, images, pixels)
 
 
-def correlate_fused(x, w, out_spatial, stride, dilation, pad, groups, bias=None,
-                    shuffle=False, out=None):
-    """:func:`correlate` (plus ``bias``, and ShuffleNet's channel order with ``shuffle``) by
-    the fused engine: no im2col matrix; blocks of it are packed from the padded input into
-    cache-sized panels and consumed at once. Scratch: the packed weight and ~0.4 MiB per
-    thread, besides the engine's zero-padded (strided: phase-split) copy of the input when
-    padding or a stride is asked for."""
+def _fused_operands(x, w, out, out_spatial, pad, bias):
+    """The fused engine's operands of a forward call: ``x`` with leading samples of negative
+    padding skipped (the engine pads with zeros only) and the pads clipped at 0, ``x``,
+    ``w`` and ``out`` as float32 5-D views (unit leading spatial axes), the bias flat, and
+    the threads (~1 M multiply-adds per thread at least). Returns (x5, w5, o5, b, pad, nt)."""
     from .._config import get_num_threads
     nd = x.ndim - 2
-    n, c = x.shape[:2]
-    c_out = w.shape[0]
     kernel = tuple(w.shape[2:])
-    if out is None:
-        out = np.empty((n, c_out) + tuple(out_spatial), dtype=np.float32)
-    if out.size == 0:
-        return out
-    if any(p < 0 for p in pad):  # skip leading samples (the engine pads with zeros only)
+    if any(p < 0 for p in pad):
         x = x[(Ellipsis, *[slice(-p, None) if p < 0 else slice(None) for p in pad])]
         pad = tuple(max(p, 0) for p in pad)
     xp = np.ascontiguousarray(x, dtype=np.float32)
@@ -266,8 +258,27 @@ def correlate_fused(x, w, out_spatial, stride, dilation, pad, groups, bias=None,
     w5 = np.ascontiguousarray(w, dtype=np.float32).reshape(w.shape[:2] + ext + kernel)
     o5 = out.reshape(out.shape[:2] + ext + tuple(out_spatial))
     b = None if bias is None else np.ascontiguousarray(bias, dtype=np.float32).reshape(-1)
-    macs = out.size * _prod(w.shape[1:])
-    nt = max(1, min(get_num_threads(), macs >> 20))  # ~1 M MACs per thread at least
+    nt = max(1, min(get_num_threads(), (out.size * _prod(w.shape[1:])) >> 20))
+    return x5, w5, o5, b, tuple(pad), nt
+
+
+def correlate_fused(x, w, out_spatial, stride, dilation, pad, groups, bias=None,
+                    shuffle=False, out=None):
+    """:func:`correlate` (plus ``bias``, and ShuffleNet's channel order with ``shuffle``) by
+    the fused engine: no im2col matrix; blocks of it are packed from the padded input into
+    cache-sized panels and consumed at once. Scratch: the packed weight and ~0.4 MiB per
+    thread, besides the engine's zero-padded (strided: phase-split) copy of the input when
+    padding or a stride is asked for."""
+    nd = x.ndim - 2
+    ext = (1,) * (3 - nd)
+    n, c = x.shape[:2]
+    c_out = w.shape[0]
+    kernel = tuple(w.shape[2:])
+    if out is None:
+        out = np.empty((n, c_out) + tuple(out_spatial), dtype=np.float32)
+    if out.size == 0:
+        return out
+    x5, w5, o5, b, pad, nt = _fused_operands(x, w, out, out_spatial, pad, bias)
     # the engine's padded / phase-split copy of the input: at most SCRATCH_BYTES per call
     # (blocks of images), and refused before allocation when one image alone cannot fit
     per_image = 4 * c * _prod(-(-((o - 1) * s + d * (k - 1) + 1) // s) * s
@@ -301,8 +312,8 @@ def correlate_winograd(x, w, out_spatial, dilation, pad, groups, bias=None):
     ~0.4 MiB per thread. Inputs or weights holding Inf or NaN are computed by
     :func:`correlate_fused` instead (the transforms' differences would turn an Inf into
     NaN). Raises ValueError when :func:`winograd_serves` says no."""
-    from .._config import get_num_threads
     nd = x.ndim - 2
+    ext = (1,) * (3 - nd)
     kernel = tuple(w.shape[2:])
     if not winograd_serves(x.dtype, kernel, (1,) * nd):
         raise ValueError(
@@ -318,17 +329,7 @@ def correlate_winograd(x, w, out_spatial, dilation, pad, groups, bias=None):
     if out.size == 0:
         return out
     args = (x, w, out_spatial, (1,) * nd, dilation, pad, groups)
-    if any(p < 0 for p in pad):  # skip leading samples (the engine pads with zeros only)
-        x = x[(Ellipsis, *[slice(-p, None) if p < 0 else slice(None) for p in pad])]
-        pad = tuple(max(p, 0) for p in pad)
-    xp = np.ascontiguousarray(x, dtype=np.float32)
-    ext = (1,) * (3 - nd)
-    x5 = xp.reshape(xp.shape[:2] + ext + xp.shape[2:])
-    w5 = np.ascontiguousarray(w, dtype=np.float32).reshape(w.shape[:2] + ext + kernel)
-    o5 = out.reshape(out.shape[:2] + ext + tuple(out_spatial))
-    b = None if bias is None else np.ascontiguousarray(bias, dtype=np.float32).reshape(-1)
-    macs = out.size * _prod(w.shape[1:])
-    nt = max(1, min(get_num_threads(), macs >> 20))  # ~1 M MACs per thread at least
+    x5, w5, o5, b, pad, nt = _fused_operands(x, w, out, out_spatial, pad, bias)
     # the transformed weight within SCRATCH_BYTES: blocks of output channels (one group)
     cb = winograd_channel_block(c_out, w.shape[1], groups, kernel)
     if cb is None:
