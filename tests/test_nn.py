@@ -721,3 +721,52 @@ def test_small_map_pointwise(n, cin, cout, sz, bias, stride):
             None if b is None else torch.from_numpy(b.astype(np.float64)), stride=stride).numpy()
         assert got.dtype == np.float32
         np.testing.assert_allclose(got, ref, rtol=1e-4, atol=1e-4 * np.sqrt(cin))
+
+
+@pytest.mark.parametrize("alg", ALGORITHMS + ["winograd"])
+@pytest.mark.parametrize("cout", [8, 64])
+def test_no_input_channels_gives_the_bias(alg, cout):
+    """C_in = 0: every output is the bias (an empty sum). 'auto' divided by the empty
+    reduction in its cost model (ZeroDivisionError) and the Winograd engine left the
+    output unwritten; torch 2.13 returns 0 output channels here, so the oracle is the
+    definition."""
+    from fastconv.nn import _gemm
+    if alg == "winograd" and not _gemm.winograd_serves(np.float32, (3, 3), (1, 1)):
+        pytest.skip("the Winograd engine needs an AVX2+FMA CPU and the compiled extension")
+    x = np.zeros((2, 0, 7, 6), np.float32)
+    w = np.zeros((cout, 0, 3, 3), np.float32)
+    b = np.arange(cout, dtype=np.float32) - 3
+    got = fnn.conv2d(x, w, b, padding=1, algorithm=alg)
+    assert got.shape == (2, cout, 7, 6)
+    np.testing.assert_array_equal(got, np.broadcast_to(b[None, :, None, None], got.shape))
+
+
+@pytest.mark.parametrize("nd", [1, 2, 3])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_empty_channels_every_route(nd, dtype):
+    """Zero input (or output) channels through every algorithm, the transposed
+    convolution (unit and strided) and both gradients: empty sums, the bias, right shapes.
+    Before: float64 GEMM and the weight gradient failed in a reshape, 'auto' divided by
+    zero, the direct kernel left the output unwritten."""
+    sp = (6,) * nd
+    b = np.arange(5, dtype=dtype) - 2
+    bsh = (1, 5) + (1,) * nd
+    for alg in ALGORITHMS:
+        got = CONV[nd](np.zeros((2, 0) + sp, dtype), np.zeros((5, 0) + (3,) * nd, dtype), b,
+                       padding=1, algorithm=alg)
+        assert got.dtype == dtype
+        np.testing.assert_array_equal(got, np.broadcast_to(b.reshape(bsh), got.shape))
+        for s in (1, 2):
+            got = CONV_T[nd](np.zeros((2, 0) + sp, dtype), np.zeros((0, 5) + (3,) * nd, dtype),
+                             b, stride=s, algorithm=alg)
+            np.testing.assert_array_equal(got, np.broadcast_to(b.reshape(bsh), got.shape))
+        gi = getattr(fnn.grad, f"conv{nd}d_input")((2, 3) + sp, np.zeros((0, 3) + (3,) * nd,
+                                                                            dtype),
+                                                   np.zeros((2, 0) + (4,) * nd, dtype),
+                                                   algorithm=alg)
+        assert gi.shape == (2, 3) + sp and not gi.any()
+        for cin, cout in ((0, 4), (3, 0)):
+            gw = getattr(fnn.grad, f"conv{nd}d_weight")(
+                np.zeros((2, cin) + sp, dtype), (cout, cin) + (3,) * nd,
+                np.zeros((2, cout) + (4,) * nd, dtype), algorithm=alg)
+            assert gw.shape == (cout, cin) + (3,) * nd and gw.dtype == dtype

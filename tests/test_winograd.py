@@ -318,7 +318,7 @@ def test_transformed_weight_within_scratch_budget(monkeypatch):
     """The transformed weight (16 floats per 3x3 weight) stays within SCRATCH_BYTES: blocks
     of output channels per engine call (written into channel slices of the output), a
     MemoryError naming the size for a grouped layer, and 'auto' not taking it."""
-    monkeypatch.setattr(_gemm, "SCRATCH_BYTES", 100_000)
+    monkeypatch.setattr(_gemm, "SCRATCH_BYTES", (16 << 20) + 100_000)
     rng = np.random.default_rng(12)
     x = rng.standard_normal((2, 20, 9, 11)).astype(np.float32)
     w = rng.standard_normal((70, 20, 3, 3)).astype(np.float32)

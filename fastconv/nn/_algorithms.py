@@ -240,7 +240,8 @@ def predict(x_shape, w_shape, out_spatial, stride, dilation, groups, dtype, nthr
     # quiet 2-core machine, timed interleaved with torch: ResNet stem 3->64 7x7/2 direct
     # 2.65 ms, GEMM 5.48 ms; AlexNet conv1 a tie)
     red = cg * kk
-    thin = (1 + 8 / cog) * (1 + (16 if kk == 1 else 64) / red) * (1 + 64 / max(hw, 1))
+    thin = ((1 + 8 / cog) * (1 + (16 if kk == 1 else 64) / max(red, 1))
+            * (1 + 64 / max(hw, 1)))
     calls = groups * max(1, n)
     t_gemm = (macs * _RATES["gemm"] * sc["gemm_s_per_mac_float32"] * thin / nt
               + calls * 2e-6 + over)
@@ -428,6 +429,10 @@ def correlate(x, w, out_spatial, stride, dilation, pad, groups, algorithm="auto"
         from . import _gpu
         out = _gpu.correlate(xp, x, w, out_spatial, stride, dilation, pad, groups,
                              algorithm)
+    elif w.shape[1] == 0:
+        # no input channels: every output is an empty sum (the engines' reshapes and cost
+        # terms assume at least one)
+        out = np.zeros(x.shape[:1] + w.shape[:1] + tuple(out_spatial), dtype=x.dtype)
     else:
         if algorithm == "auto":
             algorithm = choose(x.shape, w.shape, out_spatial, stride, dilation, groups,
@@ -624,6 +629,9 @@ def correlate_adjoint(y, w, x_spatial, stride, dilation, pad, groups, algorithm=
         from . import _gpu
         return _gpu.correlate_adjoint(xp, y, w, x_spatial, stride, dilation, pad, groups,
                                       algorithm)
+    if y.shape[1] == 0 or w.shape[1] == 0:   # nothing to scatter, or no output channels
+        return np.zeros(y.shape[:1] + (w.shape[1] * groups,) + tuple(x_spatial),
+                        dtype=y.dtype)
     nd = y.ndim - 2
     kernel = w.shape[2:]
     unit = all(s == 1 for s in stride)

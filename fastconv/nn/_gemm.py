@@ -362,14 +362,16 @@ def winograd_weight_bytes(c_out, cg, groups, kernel):
 
 
 def winograd_channel_block(c_out, cg, groups, kernel):
-    """Output channels per engine call so that the transformed weight stays within
-    SCRATCH_BYTES (all of them when it does; None when a grouped layer does not fit)."""
-    if winograd_weight_bytes(c_out, cg, groups, kernel) <= SCRATCH_BYTES:
+    """Output channels per engine call so that the transformed weight, with the threads'
+    own scratch (~0.5 MiB each; 16 MiB are set aside), stays within SCRATCH_BYTES (all of
+    them when it does; None when a grouped layer does not fit)."""
+    budget = SCRATCH_BYTES - (16 << 20)
+    if winograd_weight_bytes(c_out, cg, groups, kernel) <= budget:
         return c_out
     if groups != 1:
         return None
     per16 = winograd_weight_bytes(16, cg, 1, kernel)
-    return max(16, SCRATCH_BYTES // per16 * 16)
+    return max(16, budget // per16 * 16)
 
 
 def correlate_weight_fused(x, gy, kernel, stride, dilation, pad, groups):

@@ -100,6 +100,8 @@ def _weight(input, weight_size, grad_output, stride, padding, dilation, groups, 
     kernel, stride, dilation, lo, groups = _common(gy, wsize, stride, padding, dilation,
                                                    groups, nd, fname)
     _check_out(x.shape, wsize, gy, stride, dilation, padding, groups, nd, fname)
+    if math.prod(wsize) == 0:   # an empty weight (no input or output channels)
+        return xp.zeros(tuple(wsize), dtype=rdt)
     x = xp.ascontiguousarray(x, dtype=cdt)
     gy = xp.ascontiguousarray(gy, dtype=cdt)
     if xp is not np:

@@ -552,8 +552,6 @@ static int fc_cgemm_run(const fc_cgeom *q, const float *x, const float *w,
     const int64_t P = q->OD * q->OH * q->OW;
     if (N <= 0 || G <= 0 || Cog <= 0 || P <= 0)
         return 0;
-    if (q->engine == 2 && !wgrad)
-        return fc_wino_run(q, x, w, bias, out, nthreads);
     /* The GEMM as the blocked loops see it. Forward: per image, columns = the P pixels,
      * reduction = the K taps, A = the weights. Weight gradient (wgrad): one "image",
      * columns = the K taps, reduction = the N*P (image, pixel) pairs, A = grad_output. */
@@ -634,6 +632,8 @@ static int fc_cgemm_run(const fc_cgeom *q, const float *x, const float *w,
                 }
         return 0;
     }
+    if (q->engine == 2 && !wgrad)   /* Winograd (fc_winograd.h) */
+        return fc_wino_run(q, x, w, bias, out, nthreads);
 
     /* a batch-1 forward call on a small map: each of fci_run's items packs its own panels
      * of the weight (every panel is used by one item), instead of all of them being packed
