@@ -305,7 +305,28 @@ def predict(x_shape, w_shape, out_spatial, stride, dilation, groups, dtype, nthr
         t["winograd"] = _winograd_cost(n, cg, c_out, groups, kernel, out_spatial, dilation,
                                        nt) \
             * sc["gemm_s_per_mac_float32"] + over
+        # dilated layers: the implicit GEMM skips the kernel rows that read only padding
+        # (fci_run), which grow with the dilation, and Winograd computes them: 3x3 d18 on
+        # 64^2 (19% such rows) took 28 ms against the GEMM's 23. Priced against Winograd
+        # only, and only when dilated (a padding term in the GEMM model, or for every
+        # layer, moved other choices the wrong way on held-out layers: a 7x7 map's 10%
+        # made 'auto' take a GEMM 2.3x slower)
+        share = _pad_rows_share(x_shape[2:], out_spatial, kernel, dilation)
+        if any(d > 1 for d in dilation) and share >= 0.03:
+            t["winograd"] /= 1 - share
     return t
+
+
+def _pad_rows_share(x_spatial, out_spatial, kernel, dilation):
+    """The share of (output row, kernel row) pairs of a unit-stride problem -- rows over
+    every axis but the last -- whose kernel row reads only padding (the implicit GEMM
+    skips those: fc_igemm.h's fci_pad_rows_permille), the padding taken as split evenly."""
+    keep = 1.0
+    for n, o, k, d in list(zip(x_spatial, out_spatial, kernel, dilation))[:-1]:
+        lo = ((o - 1) + d * (k - 1) + 1 - n) // 2
+        skip = sum(1 for a in range(o) for t in range(k) if not 0 <= a + t * d - lo < n)
+        keep *= 1 - skip / max(1, o * k)
+    return 1 - keep
 
 
 def _wino_chains(o, d):
