@@ -394,7 +394,8 @@ def _winograd_cost(n, cg, c_out, groups, kernel, out_spatial, dilation, nt):
     # 2 threads), while the GEMM model it is weighed against reads high on these sizes;
     # of 1.0-1.45 the factor that chose best on 40 held-out layers: the chosen engine's
     # time 1.115x less than without Winograd (geo-mean), 1.020x the fastest engine's on
-    # average, 1.31x at worst; on the ResNet/VGG set 1.32x less, 1.003x the fastest
+    # average, 1.31x at worst (1.121x and 1.014x with predict's dilation term); on the
+    # ResNet/VGG set 1.32x less, 1.003x the fastest
     return 1.15 * (work / nt + _RATES["wino_fixed"])
 
 
