@@ -770,3 +770,33 @@ def test_empty_channels_every_route(nd, dtype):
                 np.zeros((2, cin) + sp, dtype), (cout, cin) + (3,) * nd,
                 np.zeros((2, cout) + (4,) * nd, dtype), algorithm=alg)
             assert gw.shape == (cout, cin) + (3,) * nd and gw.dtype == dtype
+
+
+@pytest.mark.parametrize("alg", ALGORITHMS)
+def test_empty_batch_every_algorithm(alg):
+    """N = 0: empty outputs of the right shape (the Winograd cost terms divided by the
+    number of images: ZeroDivisionError under 'auto')."""
+    for nd in (1, 2, 3):
+        got = CONV[nd](np.zeros((0, 64) + (8,) * nd, np.float32),
+                       np.ones((64, 64) + (3,) * nd, np.float32), padding=1, algorithm=alg)
+        assert got.shape == (0, 64) + (8,) * nd
+        got = CONV_T[nd](np.zeros((0, 64) + (8,) * nd, np.float32),
+                         np.ones((64, 48) + (3,) * nd, np.float32), padding=1, algorithm=alg)
+        assert got.shape == (0, 48) + (8,) * nd
+
+
+def test_float16_overflow_is_inf_without_warning():
+    """float16 results past 65504 become +-inf, as torch's do, with no RuntimeWarning from
+    the final cast."""
+    import warnings
+    rng = np.random.default_rng(16)
+    x = (rng.random((1, 64, 8, 8)) * 300).astype(np.float16)
+    w = (rng.random((64, 64, 3, 3)) * 300).astype(np.float16)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        got = fnn.conv2d(x, w, padding=1)
+        gx = fnn.grad.conv2d_input(x.shape, w, np.ones((1, 64, 8, 8), np.float16) * 3e4,
+                                   padding=1)
+    want = F.conv2d(_t(x).float(), _t(w).float(), padding=1).half().numpy()
+    np.testing.assert_array_equal(np.isinf(got), np.isinf(want))
+    assert np.isinf(got).any() and got.dtype == np.float16 and np.isinf(gx).any()

@@ -355,7 +355,7 @@ def _winograd_terms(n, cg, c_out, groups, kernel, out_spatial, dilation, nt):
     runs = rows * sum(-(-c // 8) for c in cx)
     cog = max(1, c_out // groups)
     njt = -(-cog // 16)
-    ng = n * groups
+    ng = max(1, n * groups)   # (no images: priced as one, the call returns at once)
     tp = -(-tiles // 6) * 6
     # the tile-block form: tiles per item with V (nxi x cg x tb floats) within 384 KiB, at
     # least 4 items per thread when the tiles allow, then near-equal blocks of 6k tiles

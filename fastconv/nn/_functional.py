@@ -4,6 +4,8 @@ Each public function validates (:mod:`fastconv.nn._shapes`), applies a non-zero 
 mode explicitly, hands one correlation problem to an engine
 (:mod:`fastconv.nn._algorithms`), adds the bias and casts to the result dtype.
 """
+import numpy as np
+
 from .. import _cupy
 from . import _algorithms, _shapes
 
@@ -30,7 +32,8 @@ def _finish(out, b, cdt, rdt, batched):
     if b is not None:
         out += b.astype(cdt, copy=False).reshape((-1,) + (1,) * (out.ndim - 2))
     if out.dtype != rdt:
-        out = out.astype(rdt)
+        with np.errstate(over="ignore"):   # float16 results past 65504 become +-inf, as torch's
+            out = out.astype(rdt)
     return out if batched else out[0]
 
 

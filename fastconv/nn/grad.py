@@ -77,7 +77,8 @@ def _input(input_size, weight, grad_output, stride, padding, dilation, groups, a
     w = xp.ascontiguousarray(w, dtype=cdt)
     gx = _algorithms.correlate_adjoint(gy, w, size[2:], stride, dilation, lo, groups,
                                        algorithm, xp=xp)
-    gx = gx.astype(rdt, copy=False)
+    with np.errstate(over="ignore"):   # float16 past 65504: +-inf, as torch's
+        gx = gx.astype(rdt, copy=False)
     return gx if batched else gx[0]
 
 
@@ -125,7 +126,8 @@ def _weight(input, weight_size, grad_output, stride, padding, dilation, groups, 
         gw = _weight_direct(x, gy, kernel, stride, dilation, lo, groups)
     else:
         gw = _gemm.correlate_weight(x, gy, kernel, stride, dilation, lo, groups)
-    return gw.astype(rdt, copy=False)
+    with np.errstate(over="ignore"):
+        return gw.astype(rdt, copy=False)
 
 
 def _pointwise_unit(x, gy, kernel, stride, pad):
