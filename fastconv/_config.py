@@ -105,6 +105,13 @@ def show_config(file=None):
         "threads": get_num_threads(),
         "cache_dir": get_cache_dir(),
     }
+    try:   # fastconv.nn's fused float32 engines (fastconv._gemm): AVX2+FMA forms
+        from . import _gemm
+        avx2 = bool(_gemm.conv_gemm_avx2())
+        info["nn_engines"] = ("implicit GEMM + Winograd (AVX2+FMA)" if avx2
+                              else "packed GEMM, portable loops (no AVX2+FMA: no Winograd)")
+    except ImportError:
+        info["nn_engines"] = "BLAS only (fastconv._gemm not built)"
     try:
         import pyfftw
         info["fft"] = "pyfftw " + pyfftw.__version__
