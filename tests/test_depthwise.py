@@ -229,12 +229,17 @@ CASES_3D = [
 ]
 
 
+def _case_3d(case, salt):
+    """A CASES_3D row unpacked, with its random input and the generator for the rest."""
+    n, c, m, k, s, p, d, sp = case
+    rng = np.random.default_rng(sum(sp) + c * salt + m)
+    return (n, c, m, k, s, p, d, sp), rng, rng.standard_normal((n, c) + sp).astype(np.float32)
+
+
 @pytest.mark.parametrize("generic", [False, True])
 @pytest.mark.parametrize("case", CASES_3D)
 def test_kernel_3d_matches_torch(case, generic):
-    n, c, m, k, s, p, d, sp = case
-    rng = np.random.default_rng(sum(sp) + c * 7 + m)
-    x = rng.standard_normal((n, c) + sp).astype(np.float32)
+    (n, c, m, k, s, p, d, sp), rng, x = _case_3d(case, 7)
     w = rng.standard_normal((c * m, 1) + k).astype(np.float32)
     b = rng.standard_normal(c * m).astype(np.float32)
     want = F.conv3d(torch.from_numpy(x).double(), torch.from_numpy(w).double(),
@@ -272,9 +277,7 @@ def test_public_conv3d_routes_to_the_3d_kernel(monkeypatch):
 @pytest.mark.parametrize("case", CASES_3D)
 def test_wgrad_kernel_3d_matches_torch(case, generic):
     """The 3-D weight gradient reads the forward kernel's slabs (chunks of output planes)."""
-    n, c, m, k, s, p, d, sp = case
-    rng = np.random.default_rng(sum(sp) + c * 5 + m)
-    x = rng.standard_normal((n, c) + sp).astype(np.float32)
+    (n, c, m, k, s, p, d, sp), rng, x = _case_3d(case, 5)
     osp = tuple((a + 2 * pp - dd * (kk - 1) - 1) // ss + 1
                 for a, kk, ss, pp, dd in zip(sp, k, s, p, d))
     gy = rng.standard_normal((n, c * m) + osp).astype(np.float32)

@@ -261,9 +261,9 @@ typedef struct {
 
 /* The input transform of tiles [t0, t0 + nt) of channels [c0, c1) of one group's Cg
  * (xc, cs floats apart) into V[xi][c][i] (xi stride Cg * tbp, channel stride tbp); tiles
- * nt .. tbp-1 zero. Tile t = (tz, ty, tx) in row-major order. Runs of up to 8 tiles of one tile row
- * and chain go through one vector transform, their patch rows read in place when inside
- * the input at unit dilation along x, else gathered with zeros outside. */
+ * nt .. tbp-1 zero. Tile t = (tz, ty, tx) in row-major order. Runs of up to 8 tiles of one
+ * tile row and chain go through one vector transform, their patch rows read in place when
+ * inside the input at unit dilation along x, else gathered with zeros outside. */
 static void fcw_input_block(const fc_cgeom *q, const fcw_tiles *tl, const float *xc,
                             int64_t cs, int64_t Cg, int64_t c0, int64_t c1, int64_t t0,
                             int64_t nt, int64_t tbp, float *V)
@@ -547,15 +547,20 @@ static int fc_wino_run(const fc_cgeom *q, const float *x, const float *w, const 
      * with enough panels for the threads. */
     const double va_bytes = (double)sizeof(float) * nxi * N * G * Cg * Tp;
     const double u_group = (double)sizeof(float) * nxi * njt * FCI_NV * Cg;
-    if (G * njt >= 2 * (int64_t)nthreads && va_bytes <= (double)FCW_PANELS_MAX_BYTES
-        && (va_bytes <= (double)FCW_SMALL_BYTES || va_bytes * njt < (double)items * u_group)) {
-        float *VA = (float *)fc_alloc_aligned(sizeof(float) * (size_t)(nxi * N * G * Cg * Tp));
-        if (!VA) {
-            free(org); free(run); free(tap);
-            return -1;
-        }
-        for (int64_t c = 0; c < Cg; c++)
-            tap[c] = c * Tp;
+    const int panels = G * njt >= 2 * (int64_t)nthreads
+                       && va_bytes <= (double)FCW_PANELS_MAX_BYTES
+                       && (va_bytes <= (double)FCW_SMALL_BYTES
+                           || va_bytes * njt < (double)items * u_group);
+    /* the GEMMs' channel stride in V: one channel's tiles */
+    for (int64_t c = 0; c < Cg; c++)
+        tap[c] = c * (panels ? Tp : tb);
+    /* VA (panels) or U (tile blocks) */
+    float *buf = (float *)fc_alloc_aligned(
+        sizeof(float) * (size_t)(panels ? nxi * N * G * Cg * Tp : nxi * G * njt * Cg * FCI_NV));
+    if (!buf) {
+        fc_flag_failure(&failed);
+    } else if (panels) {
+        const float *VA = buf;
         const int64_t vng = (int64_t)nxi * Cg * Tp;   /* one (image, group) */
         const int64_t cch = fc_max(1, fc_cdiv(Cg, 4 * (int64_t)nthreads));
         const int64_t ncc = fc_cdiv(Cg, cch);
@@ -569,7 +574,7 @@ static int fc_wino_run(const fc_cgeom *q, const float *x, const float *w, const 
             for (int64_t it = 0; it < N * G * ncc; it++) {
                 const int64_t cc = it % ncc, ng = it / ncc, g = ng % G, n = ng / G;
                 fcw_input_block(q, &tl, x + n * q->x_sn + g * Cg * cs, cs, Cg, cc * cch,
-                                fc_min(Cg, (cc + 1) * cch), 0, T, Tp, VA + ng * vng);
+                                fc_min(Cg, (cc + 1) * cch), 0, T, Tp, buf + ng * vng);
             }
             float *Up = (float *)fc_alloc_aligned(sizeof(float) * (size_t)(nxi * Cg * FCI_NV));
             float *M = (float *)fc_alloc_aligned(sizeof(float) * (size_t)(nxi * Tp * FCI_NV));
@@ -596,60 +601,54 @@ static int fc_wino_run(const fc_cgeom *q, const float *x, const float *w, const 
             free(Up);
             free(M);
         }
-        free(VA); free(org); free(run); free(tap);
-        return failed ? -1 : 0;
-    }
-    float *U = (float *)fc_alloc_aligned(sizeof(float) * (size_t)(nxi * G * njt * Cg * FCI_NV));
-    if (!U) {
-        free(org); free(run); free(tap);
-        return -1;
-    }
-    for (int64_t c = 0; c < Cg; c++)
-        tap[c] = c * tb;
-    /* U[xi][g][jt][c][16]: panel (g, jt) of transform position xi, zero past Cog */
-    const int64_t xis = G * njt * Cg * FCI_NV;
+    } else {
+        float *U = buf;
+        /* U[xi][g][jt][c][16]: panel (g, jt) of transform position xi, zero past Cog */
+        const int64_t xis = G * njt * Cg * FCI_NV;
 #if defined(_OPENMP)
 #pragma omp parallel for schedule(static) num_threads(nthreads) if (G * Cog * Cg >= 4096)
 #endif
-    for (int64_t gc = 0; gc < G * njt * Cg; gc++) {
-        const int64_t gj = gc / Cg, c = gc % Cg;
-        fcw_weight_one(w, gj / njt, gj % njt, c, Cog, Cg, nd3, U + (gj * Cg + c) * FCI_NV, xis);
-    }
-    if (items < nthreads)
-        nthreads = (int)items;
+        for (int64_t gc = 0; gc < G * njt * Cg; gc++) {
+            const int64_t gj = gc / Cg, c = gc % Cg;
+            fcw_weight_one(w, gj / njt, gj % njt, c, Cog, Cg, nd3, U + (gj * Cg + c) * FCI_NV,
+                           xis);
+        }
+        if (items < nthreads)
+            nthreads = (int)items;
 #if defined(_OPENMP)
 #pragma omp parallel num_threads(nthreads)
 #endif
-    {
-        float *V = (float *)fc_alloc_aligned(sizeof(float) * (size_t)(nxi * Cg * tb));
-        float *M = (float *)fc_alloc_aligned(sizeof(float) * (size_t)(nxi * tb * FCI_NV));
-        if (!V || !M)
-            fc_flag_failure(&failed);
+        {
+            float *V = (float *)fc_alloc_aligned(sizeof(float) * (size_t)(nxi * Cg * tb));
+            float *M = (float *)fc_alloc_aligned(sizeof(float) * (size_t)(nxi * tb * FCI_NV));
+            if (!V || !M)
+                fc_flag_failure(&failed);
 #if defined(_OPENMP)
 #pragma omp for schedule(dynamic, 1)
 #endif
-        for (int64_t it = 0; it < items; it++) {
-            if (!V || !M)
-                continue;
-            const int64_t jb = it % nblk, ng = it / nblk, g = ng % G, n = ng / G;
-            const int64_t t0 = jb * tb, nt = fc_min(tb, T - t0);
-            fcw_input_block(q, &tl, x + n * q->x_sn + g * Cg * cs, cs, Cg, 0, Cg, t0, nt, tb,
-                            V);
-            for (int64_t jt = 0; jt < njt; jt++) {
-                const int64_t m0 = jt * FCI_NV;
-                /* M[xi][tile][16] = U[xi] panel jt x V[xi], then each run's output tiles */
-                fcw_gemms(nxi, Cg, U + (g * njt + jt) * Cg * FCI_NV, xis, V, Cg * tb, tb, tap,
-                          M);
-                fcw_output_tiles(q, &tl, M, tb * FCI_NV, t0, nt,
-                                 bias ? bias + g * Cog + m0 : NULL,
-                                 (int)fc_min(FCI_NV, Cog - m0),
-                                 out + n * q->o_sn + g * q->o_sg + m0 * q->o_sm);
+            for (int64_t it = 0; it < items; it++) {
+                if (!V || !M)
+                    continue;
+                const int64_t jb = it % nblk, ng = it / nblk, g = ng % G, n = ng / G;
+                const int64_t t0 = jb * tb, nt = fc_min(tb, T - t0);
+                fcw_input_block(q, &tl, x + n * q->x_sn + g * Cg * cs, cs, Cg, 0, Cg, t0, nt, tb,
+                                V);
+                for (int64_t jt = 0; jt < njt; jt++) {
+                    const int64_t m0 = jt * FCI_NV;
+                    /* M[xi][tile][16] = U[xi] panel jt x V[xi], then each run's output tiles */
+                    fcw_gemms(nxi, Cg, U + (g * njt + jt) * Cg * FCI_NV, xis, V, Cg * tb, tb, tap,
+                              M);
+                    fcw_output_tiles(q, &tl, M, tb * FCI_NV, t0, nt,
+                                     bias ? bias + g * Cog + m0 : NULL,
+                                     (int)fc_min(FCI_NV, Cog - m0),
+                                     out + n * q->o_sn + g * q->o_sg + m0 * q->o_sm);
+                }
             }
+            free(V);
+            free(M);
         }
-        free(V);
-        free(M);
     }
-    free(U); free(org); free(run); free(tap);
+    free(buf); free(org); free(run); free(tap);
     return failed ? -1 : 0;
 #else
     (void)q; (void)x; (void)w; (void)bias; (void)out; (void)nthreads;
