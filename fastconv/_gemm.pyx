@@ -287,8 +287,8 @@ def conv_gemm_f32(const float[:, :, :, :, ::1] xp, const float[:, :, :, :, ::1] 
     CPUs; others always run the portable packed loops): -1 chooses, 0 the packed form
     (patch panels packed from the input, pixels in the vector lanes), 1 the implicit form
     (fastconv/src/fc_igemm.h: output channels in the lanes, the input broadcast in place,
-    no phase split; ``phase`` is then ignored), 2 Winograd F(2x2, 3x3)
-    (fastconv/src/fc_winograd.h: 3x3, 1x3x3 or 3x3x3 kernels at unit stride only, any
+    no phase split; ``phase`` is then ignored), 2 Winograd F(2x2, 3x3) / F(2x2, 5x5)
+    (fastconv/src/fc_winograd.h: 3x3, 1x3x3, 3x3x3, 5x5 or 1x5x5 kernels at unit stride only, any
     dilation; ValueError otherwise; FloatingPointError, nothing written, when ``xp`` or
     ``w`` holds an Inf or NaN). -1 takes 1 for spatial kernels with >= 16
     output channels per group. ``out`` may be a slice of a larger array along its first
@@ -312,8 +312,8 @@ def conv_gemm_f32(const float[:, :, :, :, ::1] xp, const float[:, :, :, :, ::1] 
         raise ValueError(f"conv_gemm_f32: engine must be -1, 0, 1 or 2, got {engine}")
     q.engine = engine
     if engine == 2 and not fc_wino_supported(&q):
-        raise ValueError("conv_gemm_f32: engine 2 (Winograd) needs a 3x3, 1x3x3 or 3x3x3 "
-                         "kernel, unit strides and an AVX2+FMA CPU, got kernel %s, stride %s"
+        raise ValueError("conv_gemm_f32: engine 2 (Winograd) needs a 3x3, 1x3x3, 3x3x3, 5x5 "
+                         "or 1x5x5 kernel, unit strides and an AVX2+FMA CPU, got kernel %s, stride %s"
                          % (tuple(wshape[2:]), tuple(stride)))
     cdef Py_ssize_t c_out = q.G * q.Cog, npix = q.OD * q.OH * q.OW
     if q.N == 0 or c_out == 0 or npix == 0:

@@ -344,7 +344,7 @@ def _winograd_terms(n, cg, c_out, groups, kernel, out_spatial, dilation, nt):
     through memory, or -- few tiles -- one panel at a time in cache). Rates: see
     :func:`_winograd_cost`."""
     nd3 = len(kernel) == 3 and kernel[0] == 3   # F(2x2x2, 3x3x3): 64 positions
-    nxi = 64 if nd3 else 16
+    nxi = _gemm.winograd_positions(kernel)
     ty = sum(_wino_chains(out_spatial[-2], dilation[-2]))
     cx = _wino_chains(out_spatial[-1], dilation[-1])
     tz = 1

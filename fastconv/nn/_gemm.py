@@ -294,22 +294,36 @@ def correlate_fused(x, w, out_spatial, stride, dilation, pad, groups, bias=None,
     return out
 
 
+WINOGRAD_KERNELS = ((3, 3), (1, 3, 3), (3, 3, 3), (5, 5), (1, 5, 5))
+
+
 def winograd_serves(dtype, kernel, stride):
-    """Whether the Winograd engine (fastconv/src/fc_winograd.h: F(2x2, 3x3), in 3-D
-    F(2x2x2, 3x3x3)) serves a forward correlation: float32, a 3x3 kernel (2-D; 1x3x3 or
-    3x3x3 in 3-D), unit stride, an AVX2+FMA CPU. Any dilation, padding and groups."""
+    """Whether the Winograd engine (fastconv/src/fc_winograd.h: F(2x2, 3x3), F(2x2, 5x5),
+    in 3-D F(2x2x2, 3x3x3)) serves a forward correlation: float32, a 3x3 or 5x5 kernel
+    (2-D; 1x3x3, 3x3x3 or 1x5x5 in 3-D), unit stride, an AVX2+FMA CPU. Any dilation,
+    padding and groups."""
     kernel, stride = tuple(kernel), tuple(stride)
     return (have_fused(dtype, len(kernel)) and _cgemm.conv_gemm_avx2()
-            and kernel in ((3, 3), (1, 3, 3), (3, 3, 3)) and all(s == 1 for s in stride))
+            and kernel in WINOGRAD_KERNELS and all(s == 1 for s in stride))
+
+
+def winograd_positions(kernel):
+    """Transform positions (GEMMs) of the Winograd form serving ``kernel``: 16 for
+    F(2x2, 3x3), 36 for F(2x2, 5x5), 64 for F(2x2x2, 3x3x3)."""
+    kernel = tuple(kernel)
+    return 64 if kernel == (3, 3, 3) else 36 if kernel[-1] == 5 else 16
 
 
 def correlate_winograd(x, w, out_spatial, dilation, pad, groups, bias=None):
-    """:func:`correlate` (plus ``bias``) of a float32 3x3 (1x3x3, 3x3x3) kernel at unit
-    stride by Winograd's F(2x2, 3x3) (fastconv/src/fc_winograd.h): per 2x2 output tile 16
-    multiplies per channel pair instead of 36 (3x3x3: F(2x2x2, 3x3x3), 64 per 2x2x2 tile
-    instead of 216), in 16 (64) GEMMs over the input channels, the input read in place (no
-    padded copy). Scratch: the transformed weight (16/9, 3-D 64/27, of the weight) and
-    ~0.4 MiB per thread. Inputs or weights holding Inf or NaN are computed by
+    """:func:`correlate` (plus ``bias``) of a float32 3x3 (1x3x3, 3x3x3) or 5x5 (1x5x5)
+    kernel at unit stride by Winograd's F(2x2, 3x3) (fastconv/src/fc_winograd.h): per 2x2
+    output tile 16 multiplies per channel pair instead of 36 (3x3x3: F(2x2x2, 3x3x3), 64
+    per 2x2x2 tile instead of 216; 5x5: F(2x2, 5x5), 36 instead of 100), in 16 (64, 36)
+    GEMMs over the input channels, the input read in place (no padded copy). Rounding: a
+    few times the direct sum's for 3x3, ~10-25x for 5x5 (relative errors ~3e-6 of the
+    output's largest value; the tests bound both against float64 sums). Scratch: the
+    transformed weight (16/9, 3-D 64/27, 5x5 36/25 of the weight) and ~0.4 MiB per
+    thread. Inputs or weights holding Inf or NaN are computed by
     :func:`correlate_fused` instead (the transforms' differences would turn an Inf into
     NaN). Raises ValueError when :func:`winograd_serves` says no."""
     nd = x.ndim - 2
@@ -317,8 +331,8 @@ def correlate_winograd(x, w, out_spatial, dilation, pad, groups, bias=None):
     kernel = tuple(w.shape[2:])
     if not winograd_serves(x.dtype, kernel, (1,) * nd):
         raise ValueError(
-            "algorithm='winograd' serves float32 (and float16) 3x3 kernels (1x3x3 or 3x3x3 "
-            "in 3-D) "
+            "algorithm='winograd' serves float32 (and float16) 3x3 and 5x5 kernels (1x3x3, "
+            "3x3x3 or 1x5x5 in 3-D) "
             f"at stride 1 on AVX2+FMA CPUs; got a {np.dtype(x.dtype).name} "
             f"{'x'.join(map(str, kernel))} kernel"
             + ("" if have_fused(np.float32, nd) and _cgemm.conv_gemm_avx2()
@@ -355,8 +369,8 @@ def correlate_winograd(x, w, out_spatial, dilation, pad, groups, bias=None):
 
 def winograd_weight_bytes(c_out, cg, groups, kernel):
     """Bytes of the Winograd engine's transformed weight: 16 floats per 3x3 weight (64 per
-    3x3x3), output channels rounded up to 16 per group."""
-    nxi = 64 if tuple(kernel) == (3, 3, 3) else 16
+    3x3x3, 36 per 5x5), output channels rounded up to 16 per group."""
+    nxi = winograd_positions(kernel)
     cog = c_out // groups
     return 4 * nxi * groups * (cog - cog % -16) * cg
 

@@ -445,7 +445,7 @@ static int64_t fc_cgemm_scratch_bytes(const fc_cgeom *q, int nthreads)
     if (q->engine == 2) {   /* fc_wino_run: U, and per thread V and M */
         /* the larger form: U and per-thread V and M, or the transformed input of every
          * image (at most FCW_PANELS_MAX_BYTES) and per-thread weight panels and M */
-        const int64_t tb = FCW_TB_MAX, nxi = q->KD == 3 ? FCW_XI3 : FCW_XI;
+        const int64_t tb = FCW_TB_MAX, nxi = fcw_nxi(q);
         const int64_t blocks = (int64_t)sizeof(float) * nxi
                                * (q->G * fc_rup(q->Cog, FCI_NV) * q->Cg
                                   + (int64_t)nthreads * tb * (q->Cg + FCI_NV));

@@ -35,9 +35,13 @@
 #include <string.h>
 
 #define FCW_XI 16          /* transform positions of F(2x2, 3x3) */
+#define FCW_XI5 36         /* ... of F(2x2, 5x5) */
 #define FCW_XI3 64         /* ... of F(2x2x2, 3x3x3) */
 #ifndef FCW_V_BYTES
 #define FCW_V_BYTES ((int64_t)384 << 10)   /* one item's transformed input, per thread */
+#endif
+#ifndef FCW_V_BYTES_5
+#define FCW_V_BYTES_5 ((int64_t)864 << 10)   /* ... of F(2x2, 5x5) */
 #endif
 #ifndef FCW_TB_MAX
 #define FCW_TB_MAX 96       /* tiles per item at most */
@@ -52,12 +56,20 @@
 #define FCW_PANELS_MAX_BYTES ((int64_t)64 << 20)   /* ... at most, streamed (fc_wino_run) */
 #endif
 
-/* Whether engine 2 serves this problem: 3x3, 1x3x3 or 3x3x3 kernels, unit strides,
- * float32 on an AVX2 + FMA CPU, the weight in its own layout. */
+/* Whether engine 2 serves this problem: 3x3, 1x3x3, 3x3x3, 5x5 or 1x5x5 kernels, unit
+ * strides, float32 on an AVX2 + FMA CPU, the weight in its own layout. */
 static int fc_wino_supported(const fc_cgeom *q)
 {
-    return FC_X86 && fc_cpu_has_avx2_fma() && (q->KD == 1 || q->KD == 3) && q->KH == 3
-           && q->KW == 3 && q->sd == 1 && q->sh == 1 && q->sw == 1 && !q->w_trans;
+    const int k3 = (q->KD == 1 || q->KD == 3) && q->KH == 3 && q->KW == 3;
+    const int k5 = q->KD == 1 && q->KH == 5 && q->KW == 5;
+    return FC_X86 && fc_cpu_has_avx2_fma() && (k3 || k5) && q->sd == 1 && q->sh == 1
+           && q->sw == 1 && !q->w_trans;
+}
+
+/* Transform positions of the problem's form: 16 (3x3), 36 (5x5), 64 (3x3x3). */
+static int fcw_nxi(const fc_cgeom *q)
+{
+    return q->KD == 3 ? FCW_XI3 : q->KH == 5 ? FCW_XI5 : FCW_XI;
 }
 
 /* Tile origins along one axis of n outputs at dilation d: the outputs o and o + d form a
@@ -113,7 +125,66 @@ static void fcw_weight_tf16(int nd3, const float g[27][FCI_NV], float u[FCW_XI3]
                     u[(1 * 4 + y) * 4 + x], u[(2 * 4 + y) * 4 + x], u[(3 * 4 + y) * 4 + x]);
 }
 
+/* F(2x2, 5x5): G (6x5, interpolation points 0, 1, -1, 2, -2, infinity) along one axis of
+ * 16 weights side by side (g[k * s][j], k = 0..4 -> o[i * os][j], i = 0..5):
+ *   (a, b, c, d, e) -> (a/4, -(a+b+c+d+e)/6, -(a-b+c-d+e)/6, (a+2b+4c+8d+16e)/24,
+ *                       (a-2b+4c-8d+16e)/24, e) */
+static inline void fcw_g16_5(const float (*g)[FCI_NV], int s, float (*o)[FCI_NV], int os)
+{
+    for (int j = 0; j < FCI_NV; j++) {
+        const float a = g[0][j], b = g[s][j], c = g[2 * s][j], d = g[3 * s][j],
+                    e = g[4 * s][j];
+        const float ace = a + c + e, bd = b + d, ace4 = a + 4.0f * c + 16.0f * e,
+                    bd2 = 2.0f * b + 8.0f * d;
+        o[0][j] = 0.25f * a;
+        o[os][j] = -(ace + bd) * (1.0f / 6.0f);
+        o[2 * os][j] = -(ace - bd) * (1.0f / 6.0f);
+        o[3 * os][j] = (ace4 + bd2) * (1.0f / 24.0f);
+        o[4 * os][j] = (ace4 - bd2) * (1.0f / 24.0f);
+        o[5 * os][j] = e;
+    }
+}
+
+/* U = G g G^T of F(2x2, 5x5) for 16 weights side by side: g[k][j] (k = kh*5 + kw) ->
+ * u[xi][j] (xi = i*6 + x). */
+static void fcw_weight_tf16_5(const float g[27][FCI_NV], float u[FCW_XI3][FCI_NV])
+{
+    float t[5][6][FCI_NV];
+    for (int y = 0; y < 5; y++)   /* along x */
+        fcw_g16_5(g + 5 * y, 1, t[y], 1);
+    for (int x = 0; x < 6; x++)   /* along y */
+        fcw_g16_5((const float (*)[FCI_NV])t[0][x], 6, u + x, 6);
+}
+
 #if FC_X86
+/* B^T of F(2x2, 5x5) along one axis (points 0, 1, -1, 2, -2, infinity), in registers:
+ * (d0..d5) -> (4d0 - 5d2 + d4, d3 + d4 - 4(d1 + d2), d4 - d3 + 4(d1 - d2),
+ *              d4 - d2 + 2(d3 - d1), d4 - d2 - 2(d3 - d1), 4d1 - 5d3 + d5). */
+#define FCW_BT6(d0, d1, d2, d3, d4, d5, o)                                              \
+    do {                                                                                \
+        const __m256 c4_ = _mm256_set1_ps(4.0f), c5_ = _mm256_set1_ps(5.0f),            \
+                     c2_ = _mm256_set1_ps(2.0f);                                        \
+        const __m256 e0_ = (d0), e1_ = (d1), e2_ = (d2), e3_ = (d3), e4_ = (d4),        \
+                     e5_ = (d5);                                                        \
+        const __m256 t3_ = _mm256_sub_ps(e3_, e1_), t4_ = _mm256_sub_ps(e4_, e2_);      \
+        (o)[0] = _mm256_fmadd_ps(c4_, e0_, _mm256_fnmadd_ps(c5_, e2_, e4_));            \
+        (o)[1] = _mm256_fnmadd_ps(c4_, _mm256_add_ps(e1_, e2_), _mm256_add_ps(e3_, e4_)); \
+        (o)[2] = _mm256_fmadd_ps(c4_, _mm256_sub_ps(e1_, e2_), _mm256_sub_ps(e4_, e3_)); \
+        (o)[3] = _mm256_fmadd_ps(c2_, t3_, t4_);                                        \
+        (o)[4] = _mm256_fnmadd_ps(c2_, t3_, t4_);                                       \
+        (o)[5] = _mm256_fmadd_ps(c4_, e1_, _mm256_fnmadd_ps(c5_, e3_, e5_));            \
+    } while (0)
+/* A^T of F(2x2, 5x5) along one axis: (m0..m5) -> (m0+m1+m2+m3+m4, m1-m2+2(m3-m4)+m5). */
+#define FCW_AT6(m0, m1, m2, m3, m4, m5, o0, o1)                                         \
+    do {                                                                                \
+        const __m256 f1_ = (m1), f2_ = (m2), f3_ = (m3), f4_ = (m4);                    \
+        o0 = _mm256_add_ps(_mm256_add_ps((m0), _mm256_add_ps(f1_, f2_)),                \
+                           _mm256_add_ps(f3_, f4_));                                    \
+        o1 = _mm256_add_ps(_mm256_fmadd_ps(_mm256_set1_ps(2.0f), _mm256_sub_ps(f3_, f4_), \
+                                           _mm256_sub_ps(f1_, f2_)),                    \
+                           (m5));                                                       \
+    } while (0)
+
 /* B^T along one axis, in registers: (d0, d1, d2, d3) -> (d0-d2, d1+d2, d2-d1, d1-d3). */
 #define FCW_BT(d0, d1, d2, d3, o0, o1, o2, o3)                                          \
     do {                                                                                \
@@ -168,6 +239,34 @@ FC_ATTR_AVX2 static void fcw_output_tf(int nd3, const float *acc, int64_t ld,
                     _mm256_storeu_ps(y[(1 * 2 + a) * 2 + b] + 8 * h, _mm256_add_ps(y1, bv));
                 }
             }
+    }
+}
+
+/* fcw_output_tf of F(2x2, 5x5): m[xi] (xi = i*6 + x) -> y[2a + b] = (A^T m A)[a][b]. */
+FC_ATTR_AVX2 static void fcw_output_tf5(const float *acc, int64_t ld, const float *bias,
+                                        int nch, float y[8][FCI_NV])
+{
+    for (int h = 0; h < 2; h++) {
+        __m256 r[6][2];   /* [row i][b]: A^T along x */
+        for (int i = 0; i < 6; i++) {
+            const float *m = acc + (i * 6) * ld + 8 * h;
+            FCW_AT6(_mm256_load_ps(m), _mm256_load_ps(m + ld), _mm256_load_ps(m + 2 * ld),
+                    _mm256_load_ps(m + 3 * ld), _mm256_load_ps(m + 4 * ld),
+                    _mm256_load_ps(m + 5 * ld), r[i][0], r[i][1]);
+        }
+        __m256 bv = _mm256_setzero_ps();
+        if (bias) {
+            float bb[8];
+            for (int j = 0; j < 8; j++)
+                bb[j] = 8 * h + j < nch ? bias[8 * h + j] : 0.0f;
+            bv = _mm256_loadu_ps(bb);
+        }
+        for (int b = 0; b < 2; b++) {
+            __m256 y0, y1;
+            FCW_AT6(r[0][b], r[1][b], r[2][b], r[3][b], r[4][b], r[5][b], y0, y1);
+            _mm256_storeu_ps(y[b] + 8 * h, _mm256_add_ps(y0, bv));
+            _mm256_storeu_ps(y[2 + b] + 8 * h, _mm256_add_ps(y1, bv));
+        }
     }
 }
 
@@ -238,6 +337,28 @@ FC_ATTR_AVX2 static void fcw_input_tf8(int nd3, const float *const *rows, float 
             fcw_store8(v + ((3 * 4 + i) * 4 + j) * xs, o3, k, mk);
         }
 }
+
+/* fcw_input_tf8 of F(2x2, 5x5): 6 patch rows (tile k's columns 2k .. 2k+5 of each). */
+FC_ATTR_AVX2 static void fcw_input_tf8_5(const float *const *rows, float *v, int64_t xs,
+                                         int k)
+{
+    const __m256i mk = _mm256_cmpgt_epi32(_mm256_set1_epi32(k),
+                                          _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+    __m256 w[6][6];
+    for (int u = 0; u < 6; u++) {
+        __m256 d[6];
+        fcw_deint(rows[u], &d[0], &d[1]);       /* columns 2k, 2k + 1 */
+        fcw_deint(rows[u] + 2, &d[2], &d[3]);   /* 2k + 2, 2k + 3 */
+        fcw_deint(rows[u] + 4, &d[4], &d[5]);   /* 2k + 4, 2k + 5 */
+        FCW_BT6(d[0], d[1], d[2], d[3], d[4], d[5], w[u]);
+    }
+    for (int j = 0; j < 6; j++) {
+        __m256 o[6];
+        FCW_BT6(w[0][j], w[1][j], w[2][j], w[3][j], w[4][j], w[5][j], o);
+        for (int i = 0; i < 6; i++)
+            fcw_store8(v + (i * 6 + j) * xs, o[i], k, mk);
+    }
+}
 #endif
 
 /* The number of tiles, at most 8, from tile index tx on that continue its chain along
@@ -253,7 +374,7 @@ static int fcw_run8(const int64_t *org, int64_t ntx, int64_t tx, int64_t d)
 /* Tile geometry of one call: origins per axis (orz: tile depth origins in 3-D, every
  * depth plane in 2-D), their counts, runs along x. */
 typedef struct {
-    int nd3, nxi;
+    int nd3, nxi, r;   /* r: the kernel's side, 3 or 5 (nd3: 3x3x3) */
     int64_t ntz, nty, ntx;
     const int64_t *orz, *ory, *orx;
     const int8_t *run;
@@ -272,7 +393,10 @@ static void fcw_input_block(const fc_cgeom *q, const fcw_tiles *tl, const float 
     const int64_t D = q->D, H = q->H, W = q->W, HW = H * W, dd = q->dd, dh = q->dh,
                   dw = q->dw;
     const int64_t xs = Cg * tbp, ntx = tl->ntx, nty = tl->nty;
-    const int nxi = tl->nxi, nzr = tl->nd3 ? 4 : 1;
+    const int nxi = tl->nxi, nzr = tl->nd3 ? 4 : 1, r5 = tl->r == 5, pn = tl->r + 1;
+    /* floats one run of k tiles reads per patch row: 2k + r - 1 (in place: 16 + r - 1,
+     * the vector reads of fcw_deint) */
+    const int64_t rd = 16 + tl->r - 1;
     float buf[16 * 24];
     for (int64_t c = c0; c < c1; c++) {
         float *vc = V + c * tbp;
@@ -282,38 +406,42 @@ static void fcw_input_block(const fc_cgeom *q, const fcw_tiles *tl, const float 
             const int k = (int)fc_min(tl->run[tx], nt - i);
             const int64_t z0 = tl->orz[tz] - q->pd, y0 = tl->ory[ty] - q->ph,
                           x0 = tl->orx[tx] - q->pw;
-            const int xin = x0 >= 0 && x0 + (2 * k + 1) * dw < W;
+            const int xin = x0 >= 0 && x0 + (2 * k + tl->r - 2) * dw < W;
             const float *rows[16];
             for (int z = 0; z < nzr; z++)
-                for (int u = 0; u < 4; u++) {
+                for (int u = 0; u < pn; u++) {
                     const int64_t zz = z0 + z * dd, yy = y0 + u * dh;
-                    float *br = buf + 24 * (z * 4 + u);
+                    float *br = buf + 24 * (z * pn + u);
                     if (zz < 0 || zz >= D || yy < 0 || yy >= H) {
                         memset(br, 0, sizeof(float) * 24);
-                        rows[z * 4 + u] = br;
+                        rows[z * pn + u] = br;
                         continue;
                     }
                     const float *r = pc + zz * HW + yy * W;
-                    if (xin && dw == 1 && x0 + 18 <= W) {   /* in place */
-                        rows[z * 4 + u] = r + x0;
+                    if (xin && dw == 1 && x0 + rd <= W) {   /* in place */
+                        rows[z * pn + u] = r + x0;
                         continue;
                     }
                     int m = 0;
+                    const int ncol = 2 * k + tl->r - 1;
                     if (xin) {   /* a dilated run inside the row: strided reads */
                         const float *rx = r + x0;
-                        for (; m < 2 * k + 2; m++)
+                        for (; m < ncol; m++)
                             br[m] = rx[m * dw];
                     } else {
-                        for (; m < 2 * k + 2; m++) {
+                        for (; m < ncol; m++) {
                             const int64_t xx = x0 + m * dw;
                             br[m] = xx >= 0 && xx < W ? r[xx] : 0.0f;
                         }
                     }
                     for (; m < 24; m++)
                         br[m] = 0.0f;
-                    rows[z * 4 + u] = br;
+                    rows[z * pn + u] = br;
                 }
-            fcw_input_tf8(tl->nd3, rows, vc + i, xs, k);
+            if (r5)
+                fcw_input_tf8_5(rows, vc + i, xs, k);
+            else
+                fcw_input_tf8(tl->nd3, rows, vc + i, xs, k);
             i += k;
         }
         for (int64_t i = nt; i < tbp; i++)
@@ -330,15 +458,19 @@ static void fcw_input_block(const fc_cgeom *q, const fcw_tiles *tl, const float 
  * M + i * 16 (xi stride ld): depth planes oz (+ dd in 3-D), rows oy, oy + dh; tile j's
  * columns ox + 2*j*dw, + dw; all clipped to the output. o: channel m0's plane; channel
  * stride osm. */
-FC_ATTR_AVX2 static void fcw_output_run(const fc_cgeom *q, int nd3, const float *M,
+FC_ATTR_AVX2 static void fcw_output_run(const fc_cgeom *q, int nd3, int r5, const float *M,
                                         int64_t ld, int k, const float *bias, int nch,
                                         int64_t oz, int64_t oy, int64_t ox, float *o,
                                         int64_t osm)
 {
     const int64_t OD = q->OD, OH = q->OH, OW = q->OW, dh = q->dh, dw = q->dw;
     float Y[8][8][FCI_NV] __attribute__((aligned(32)));
-    for (int j = 0; j < k; j++)
-        fcw_output_tf(nd3, M + j * FCI_NV, ld, bias, nch, Y[j]);
+    for (int j = 0; j < k; j++) {
+        if (r5)
+            fcw_output_tf5(M + j * FCI_NV, ld, bias, nch, Y[j]);
+        else
+            fcw_output_tf(nd3, M + j * FCI_NV, ld, bias, nch, Y[j]);
+    }
     for (int j = k; j < 8; j++)
         memset(Y[j], 0, sizeof(Y[j]));
     const int64_t ncol = fc_min(2 * (int64_t)k, dw == 1 ? OW - ox : fc_cdiv(OW - ox, dw));
@@ -388,16 +520,19 @@ FC_ATTR_AVX2 static void fcw_output_run(const fc_cgeom *q, int nd3, const float 
 /* The transformed weight of input channel c for output channels jt*16 .. jt*16+15 of
  * group g (zero past Cog): d[xi * xis + j] for every transform position xi. */
 static void fcw_weight_one(const float *w, int64_t g, int64_t jt, int64_t c, int64_t Cog,
-                           int64_t Cg, int nd3, float *d, int64_t xis)
+                           int64_t Cg, int nd3, int r, float *d, int64_t xis)
 {
-    const int ktaps = nd3 ? 27 : 9, nxi = nd3 ? FCW_XI3 : FCW_XI;
+    const int ktaps = nd3 ? 27 : r * r, nxi = nd3 ? FCW_XI3 : (r + 1) * (r + 1);
     float gw[27][FCI_NV], u[FCW_XI3][FCI_NV];
     for (int j = 0; j < FCI_NV; j++) {
         const int64_t m = jt * FCI_NV + j;
         for (int k = 0; k < ktaps; k++)
             gw[k][j] = m < Cog ? w[((g * Cog + m) * Cg + c) * ktaps + k] : 0.0f;
     }
-    fcw_weight_tf16(nd3, gw, u);
+    if (r == 5)
+        fcw_weight_tf16_5(gw, u);
+    else
+        fcw_weight_tf16(nd3, gw, u);
     for (int xi = 0; xi < nxi; xi++)
         memcpy(d + xi * xis, u[xi], sizeof(float) * FCI_NV);
 }
@@ -413,7 +548,7 @@ static void fcw_output_tiles(const fc_cgeom *q, const fcw_tiles *tl, const float
     for (int64_t i = 0; i < nt;) {
         const int64_t t = t0 + i, tx = t % ntx, ty = (t / ntx) % nty, tz = t / (ntx * nty);
         const int k = (int)fc_min(tl->run[tx], nt - i);
-        fcw_output_run(q, tl->nd3, M + i * FCI_NV, ld, k, bias, nch, tl->orz[tz],
+        fcw_output_run(q, tl->nd3, tl->r == 5, M + i * FCI_NV, ld, k, bias, nch, tl->orz[tz],
                        tl->ory[ty], tl->orx[tx], og, q->o_sm);
         i += k;
     }
@@ -496,7 +631,7 @@ static int fc_wino_run(const fc_cgeom *q, const float *x, const float *w, const 
         || fcw_nonfinite(x, (N - 1) * q->x_sn + G * Cg * q->D * q->H * q->W, nthreads))
         return -2;
     const int64_t OD = q->OD, OH = q->OH, OW = q->OW;
-    const int nd3 = q->KD == 3, nxi = nd3 ? FCW_XI3 : FCW_XI;
+    const int nd3 = q->KD == 3, nxi = fcw_nxi(q), kr = (int)q->KH;
     const int64_t njt = fc_cdiv(Cog, FCI_NV);
     const int64_t ntz = nd3 ? fcw_origins(OD, q->dd, NULL) : OD;
     const int64_t nty = fcw_origins(OH, q->dh, NULL), ntx = fcw_origins(OW, q->dw, NULL);
@@ -513,7 +648,7 @@ static int fc_wino_run(const fc_cgeom *q, const float *x, const float *w, const 
         free(org); free(run); free(tap);
         return -1;
     }
-    fcw_tiles tl = {nd3, nxi, ntz, nty, ntx, org, org + ntz, org + ntz + nty, run};
+    fcw_tiles tl = {nd3, nxi, kr, ntz, nty, ntx, org, org + ntz, org + ntz + nty, run};
     if (nd3) {
         fcw_origins(OD, q->dd, org);
     } else {
@@ -529,7 +664,8 @@ static int fc_wino_run(const fc_cgeom *q, const float *x, const float *w, const 
     /* tiles per item of the tile-block form below: V (nxi x Cg x tb floats) within
      * FCW_V_BYTES, enough items for every thread, then near-equal blocks of a multiple of
      * 6 (49 tiles in blocks of 24 would pad to 72, in 18s to 54) */
-    int64_t tb = FCW_V_BYTES / ((int64_t)sizeof(float) * nxi * fc_max(Cg, 1));
+    const int64_t vbytes = nxi == FCW_XI5 ? FCW_V_BYTES_5 : FCW_V_BYTES;
+    int64_t tb = vbytes / ((int64_t)sizeof(float) * nxi * fc_max(Cg, 1));
     tb = fc_max(FCI_MP, fc_min(tb, FCW_TB_MAX)) / FCI_MP * FCI_MP;
     const int64_t want = 4 * (int64_t)nthreads;
     if (N * G * fc_cdiv(T, tb) < want)
@@ -589,7 +725,7 @@ static int fc_wino_run(const fc_cgeom *q, const float *x, const float *w, const 
                 const int64_t g = it / njt, jt = it % njt, m0 = jt * FCI_NV;
                 const int nch = (int)fc_min(FCI_NV, Cog - m0);
                 for (int64_t c = 0; c < Cg; c++)
-                    fcw_weight_one(w, g, jt, c, Cog, Cg, nd3, Up + c * FCI_NV, Cg * FCI_NV);
+                    fcw_weight_one(w, g, jt, c, Cog, Cg, nd3, kr, Up + c * FCI_NV, Cg * FCI_NV);
                 for (int64_t n = 0; n < N; n++) {
                     fcw_gemms(nxi, Cg, Up, Cg * FCI_NV, VA + (n * G + g) * vng, Cg * Tp, Tp,
                               tap, M);
@@ -610,7 +746,7 @@ static int fc_wino_run(const fc_cgeom *q, const float *x, const float *w, const 
 #endif
         for (int64_t gc = 0; gc < G * njt * Cg; gc++) {
             const int64_t gj = gc / Cg, c = gc % Cg;
-            fcw_weight_one(w, gj / njt, gj % njt, c, Cog, Cg, nd3, U + (gj * Cg + c) * FCI_NV,
+            fcw_weight_one(w, gj / njt, gj % njt, c, Cog, Cg, nd3, kr, U + (gj * Cg + c) * FCI_NV,
                            xis);
         }
         if (items < nthreads)
