@@ -1,5 +1,6 @@
-"""The Winograd F(2x2, 3x3) engine (fastconv/src/fc_winograd.h, ``algorithm='winograd'``)
-against torch.nn.functional and float64 direct sums (the oracles)."""
+"""The Winograd engine (fastconv/src/fc_winograd.h, ``algorithm='winograd'``: F(2x2, 3x3),
+F(2x2, 5x5), F(2x2x2, 3x3x3)) against torch.nn.functional and float64 direct sums (the
+oracles)."""
 import threading
 
 import numpy as np
@@ -26,13 +27,13 @@ def _oracle(x, w, b, nd=2, **kw):
                 **kw).numpy()
 
 
-def _check(got, want, cg):
-    """float32 rounding of a sum of 9*cg terms (the same bound the other engines meet)."""
-    tol = 2e-4 * max(1.0, np.sqrt(9 * cg))
+def _check(got, want, cg, k=3):
+    """float32 rounding of a sum of k*k*cg terms (the same bound the other engines meet)."""
+    tol = 2e-4 * max(1.0, np.sqrt(k * k * cg))
     np.testing.assert_allclose(got, want, rtol=tol, atol=tol)
 
 
-def _random_case(rng):
+def _random_case(rng, k):
     groups = int(rng.choice([1, 1, 1, 2, 3]))
     cg = int(rng.choice([1, 3, 8, 17, 40]))
     cog = int(rng.choice([1, 5, 16, 21, 33]))
@@ -49,31 +50,32 @@ def _random_case(rng):
     size = (int(rng.integers(1, 40)), int(rng.integers(1, 50)))
     batch = None if rng.random() < 0.2 else int(rng.integers(1, 4))
     p = (0, 0) if pad == "valid" else (dil if pad == "same" else pad)
-    if any(s + 2 * q < 2 * d + 1 for s, q, d in zip(size, p, dil)):
+    if any(s + 2 * q < (k - 1) * d + 1 for s, q, d in zip(size, p, dil)):
         return None
     return dict(groups=groups, cg=cg, cog=cog, dil=dil, pad=pad, size=size, batch=batch,
                 bias=rng.random() < 0.5)
 
 
-def _cases(n, seed):
+def _cases(n, seed, k):
     rng = np.random.default_rng(seed)
     out = []
     while len(out) < n:
-        c = _random_case(rng)
+        c = _random_case(rng, k)
         if c is not None:
             out.append(c)
     return out
 
 
 @needs_avx2
+@pytest.mark.parametrize("k", [3, 5])
 @pytest.mark.parametrize("i", range(40))
-def test_random_against_torch(i):
-    c = _cases(40, 77)[i]
+def test_random_against_torch(i, k):
+    c = _cases(40, 77 if k == 3 else 78, k)[i]
     rng = np.random.default_rng(i)
     g = c["groups"]
     shape = ((c["batch"],) if c["batch"] else ()) + (g * c["cg"],) + c["size"]
     x = rng.standard_normal(shape).astype(np.float32)
-    w = rng.standard_normal((g * c["cog"], c["cg"], 3, 3)).astype(np.float32)
+    w = rng.standard_normal((g * c["cog"], c["cg"], k, k)).astype(np.float32)
     b = rng.standard_normal(g * c["cog"]).astype(np.float32) if c["bias"] else None
     x0, w0 = x.copy(), w.copy()
     kw = dict(padding=c["pad"], dilation=c["dil"], groups=g)
@@ -83,7 +85,7 @@ def test_random_against_torch(i):
     if not c["batch"]:
         want = want[0]
     assert got.shape == want.shape and got.dtype == np.float32
-    _check(got, want, c["cg"])
+    _check(got, want, c["cg"], k)
     np.testing.assert_array_equal(x, x0)   # inputs never modified
     np.testing.assert_array_equal(w, w0)
 
@@ -99,15 +101,19 @@ def test_random_against_torch(i):
     # 16-channel panel per work item, every image's GEMMs in that item
     (128, 96, (14, 14), 1),
     (256, 80, (7, 7), 2),
+    # F(2x2, 5x5) with many channels: tile blocks sized by its own V budget
+    (192, 64, (20, 30), 1),
 ])
 @pytest.mark.parametrize("batch", [1, 2])
-def test_engine_shapes(cin, cout, hw, dil, batch):
+@pytest.mark.parametrize("k", [3, 5])
+def test_engine_shapes(cin, cout, hw, dil, batch, k):
     rng = np.random.default_rng(cin + cout)
     x = rng.standard_normal((batch, cin) + hw).astype(np.float32)
-    w = rng.standard_normal((cout, cin, 3, 3)).astype(np.float32)
+    w = rng.standard_normal((cout, cin, k, k)).astype(np.float32)
     b = rng.standard_normal(cout).astype(np.float32)
-    got = fnn.conv2d(x, w, b, padding=dil, dilation=dil, algorithm="winograd")
-    _check(got, _oracle(x, w, b, padding=dil, dilation=dil), cin)
+    p = dil * (k // 2)
+    got = fnn.conv2d(x, w, b, padding=p, dilation=dil, algorithm="winograd")
+    _check(got, _oracle(x, w, b, padding=p, dilation=dil), cin, k)
 
 
 @needs_avx2
@@ -125,6 +131,35 @@ def test_accuracy_against_float64_sums():
         err[alg] = np.abs(got - want).max() / np.abs(want).max()
     assert err["winograd"] < 1e-5
     assert err["winograd"] < 4 * max(err["direct"], err["gemm"]), err
+
+
+@needs_avx2
+def test_accuracy_5x5_against_float64_sums():
+    """F(2x2, 5x5)'s transforms have factors up to 5 (B^T) and 1/24 (G): its error is
+    larger than the direct sum's (~20x here) but stays a few parts per million of the
+    output's largest value, well inside float32 tolerances (measured: 3-4e-6)."""
+    rng = np.random.default_rng(25)
+    x = rng.standard_normal((2, 96, 27, 27)).astype(np.float32)
+    w = rng.standard_normal((64, 96, 5, 5)).astype(np.float32)
+    want = _oracle(x, w, None, padding=2)
+    err = {}
+    for alg in ("winograd", "direct", "gemm"):
+        got = fnn.conv2d(x, w, padding=2, algorithm=alg).astype(np.float64)
+        err[alg] = np.abs(got - want).max() / np.abs(want).max()
+    assert err["winograd"] < 1.5e-5, err
+    assert err["winograd"] < 100 * max(err["direct"], err["gemm"]), err
+
+
+@needs_avx2
+def test_conv3d_1x5x5():
+    """A 1x5x5 kernel in 3-D: F(2x2, 5x5) on every depth plane."""
+    rng = np.random.default_rng(31)
+    x = rng.standard_normal((2, 7, 3, 12, 17)).astype(np.float32)
+    w = rng.standard_normal((19, 7, 1, 5, 5)).astype(np.float32)
+    b = rng.standard_normal(19).astype(np.float32)
+    kw = dict(padding=(1, 2, 4), dilation=(1, 1, 2))
+    _check(fnn.conv3d(x, w, b, algorithm="winograd", **kw), _oracle(x, w, b, nd=3, **kw), 7,
+           5)
 
 
 @needs_avx2
@@ -224,13 +259,28 @@ def test_transposed_and_gradients():
            xt.grad.numpy(), 20)
     _check(fnn.grad.conv2d_weight(x, wf.shape, gy, padding=1, algorithm="winograd"),
            wt.grad.numpy(), 2 * 15 * 13 / 9)
+    # 5x5: the transposed convolution and the input gradient by F(2x2, 5x5)
+    w5 = rng.standard_normal((12, 20, 5, 5)).astype(np.float32)
+    want = F.conv_transpose2d(_t(x).double(), _t(w5).double(), padding=1).numpy()
+    _check(fnn.conv_transpose2d(x, w5, padding=1, algorithm="winograd"), want, 12, 5)
+    wf5 = rng.standard_normal((20, 12, 5, 5)).astype(np.float32)
+    gy5 = rng.standard_normal((2, 20, 13, 11)).astype(np.float32)
+    xt = _t(x).double().requires_grad_()
+    F.conv2d(xt, _t(wf5).double(), padding=1).backward(_t(gy5).double())
+    _check(fnn.grad.conv2d_input(x.shape, wf5, gy5, padding=1, algorithm="winograd"),
+           xt.grad.numpy(), 20, 5)
 
 
 def test_unsupported_problems_raise():
     x = np.zeros((1, 4, 8, 8), np.float32)
     cases = [
-        (lambda: fnn.conv2d(x, np.zeros((4, 4, 5, 5), np.float32), algorithm="winograd"),
+        (lambda: fnn.conv2d(x, np.zeros((4, 4, 7, 7), np.float32), algorithm="winograd"),
          "3x3"),
+        (lambda: fnn.conv2d(x, np.zeros((4, 4, 3, 5), np.float32), algorithm="winograd"),
+         "5x5"),
+        (lambda: fnn.conv3d(np.zeros((1, 4, 6, 6, 6), np.float32),
+                            np.zeros((4, 4, 5, 5, 5), np.float32), algorithm="winograd"),
+         "1x5x5"),
         (lambda: fnn.conv2d(x, np.zeros((4, 4, 3, 3), np.float32), stride=2,
                             algorithm="winograd"), "stride"),
         (lambda: fnn.conv2d(x.astype(np.float64), np.zeros((4, 4, 3, 3)),
@@ -253,8 +303,9 @@ def test_engine_rejects_other_geometries():
     x = np.zeros((1, 4, 1, 8, 8), np.float32)
     out = np.zeros((1, 4, 1, 4, 4), np.float32)
     with pytest.raises(ValueError, match="engine 2"):
-        cg.conv_gemm_f32(x, np.zeros((4, 4, 1, 5, 5), np.float32), None, out, 1, (1, 1, 1),
-                         (1, 1, 1), pad=(0, 0, 0), engine=2)
+        cg.conv_gemm_f32(x, np.zeros((4, 4, 1, 5, 3), np.float32), None,
+                         np.zeros((1, 4, 1, 4, 6), np.float32), 1, (1, 1, 1), (1, 1, 1),
+                         pad=(0, 0, 0), engine=2)
     with pytest.raises(ValueError, match="engine 2"):
         cg.conv_gemm_f32(x, np.zeros((4, 4, 1, 3, 3), np.float32), None,
                          np.zeros((1, 4, 1, 3, 3), np.float32), 1, (1, 2, 2), (1, 1, 1),
@@ -286,6 +337,19 @@ def test_auto_routes_by_cost(monkeypatch):
     w3 = rng.standard_normal((512, 512, 3, 3)).astype(np.float32) * 0.05
     _check(fnn.conv2d(x3, w3, padding=1), _oracle(x3, w3, None, padding=1), 512)
     assert calls == []
+    # 5x5: AlexNet conv2 (bench L3, batch 2) takes F(2x2, 5x5) (measured 1.4-1.5x faster
+    # than the GEMM at 2 threads); GoogLeNet's 16 -> 32 5x5 branch (bench L8) does not
+    import fastconv
+    x4 = rng.standard_normal((2, 96, 27, 27)).astype(np.float32)
+    w4 = rng.standard_normal((256, 48, 5, 5)).astype(np.float32)
+    x5 = rng.standard_normal((2, 16, 28, 28)).astype(np.float32)
+    w5 = rng.standard_normal((32, 16, 5, 5)).astype(np.float32)
+    with fastconv.threads(2):
+        _check(fnn.conv2d(x4, w4, padding=2, groups=2),
+               _oracle(x4, w4, None, padding=2, groups=2), 48, 5)
+        assert calls == [x4.shape]
+        _check(fnn.conv2d(x5, w5, padding=2), _oracle(x5, w5, None, padding=2), 16, 5)
+    assert calls == [x4.shape]
 
 
 @needs_avx2
@@ -295,7 +359,8 @@ def test_threads_at_once():
     for i in range(8):
         c = 8 + 4 * i
         x = rng.standard_normal((1 + i % 2, c, 10 + 3 * i, 31 - 2 * i)).astype(np.float32)
-        w = rng.standard_normal((c + 3, c, 3, 3)).astype(np.float32)
+        k = 3 if i % 2 else 5   # both forms at once
+        w = rng.standard_normal((c + 3, c, k, k)).astype(np.float32)
         probs.append((x, w, 1 + i % 3))
     results = [None] * len(probs)
 
@@ -310,7 +375,7 @@ def test_threads_at_once():
     for t in threads:
         t.join()
     for (x, w, d), got in zip(probs, results):
-        _check(got, _oracle(x, w, None, padding=d, dilation=d), x.shape[1])
+        _check(got, _oracle(x, w, None, padding=d, dilation=d), x.shape[1], w.shape[-1])
 
 
 @needs_avx2
@@ -347,31 +412,32 @@ def test_transformed_weight_within_scratch_budget(monkeypatch):
 @needs_avx2
 @pytest.mark.parametrize("where", ["input", "weight"])
 @pytest.mark.parametrize("value", [np.inf, -np.inf, np.nan])
-def test_non_finite_values_like_torch(where, value):
+@pytest.mark.parametrize("k", [3, 5])
+def test_non_finite_values_like_torch(where, value, k):
     """The transforms' differences would turn an Inf into NaN (V0 = d0 - d2 = -Inf,
     V1 = V2 = +Inf, then A^T subtracts their products) where the direct sum gives +-Inf:
     such calls go to the implicit GEMM, so Inf and NaN land where torch puts them."""
     rng = np.random.default_rng(13)
     x = rng.standard_normal((2, 32, 12, 13)).astype(np.float32)
-    w = rng.standard_normal((24, 32, 3, 3)).astype(np.float32)
+    w = rng.standard_normal((24, 32, k, k)).astype(np.float32)
     if where == "input":
         x[1, 3, 5, 6] = value
         x[0, 31, 0, 12] = value
     else:
         w[5, 7, 1, 2] = value
-    want = _oracle(x, w, None, padding=1)
+    want = _oracle(x, w, None, padding=k // 2)
     for alg in ("winograd", "auto"):
-        got = fnn.conv2d(x, w, padding=1, algorithm=alg)
+        got = fnn.conv2d(x, w, padding=k // 2, algorithm=alg)
         np.testing.assert_array_equal(np.isnan(got), np.isnan(want))
         np.testing.assert_array_equal(np.isinf(got), np.isinf(want))
         np.testing.assert_array_equal(np.sign(got[np.isinf(got)]), np.sign(want[np.isinf(want)]))
         fin = np.isfinite(want)
-        _check(got[fin], want[fin], 32)
+        _check(got[fin], want[fin], 32, k)
     from fastconv import _gemm as cg
     o = np.empty((2, 24, 1, 12, 13), np.float32)
     with pytest.raises(FloatingPointError, match="Inf or NaN"):
         cg.conv_gemm_f32(x[:, :, None], w[:, :, None], None, o, 1, (1, 1, 1), (1, 1, 1),
-                         pad=(0, 1, 1), engine=2)
+                         pad=(0, k // 2, k // 2), engine=2)
 
 
 def test_conv_gemm_out_slices():

@@ -357,9 +357,11 @@ def _winograd_terms(n, cg, c_out, groups, kernel, out_spatial, dilation, nt):
     njt = -(-cog // 16)
     ng = max(1, n * groups)   # (no images: priced as one, the call returns at once)
     tp = -(-tiles // 6) * 6
-    # the tile-block form: tiles per item with V (nxi x cg x tb floats) within 384 KiB, at
-    # least 4 items per thread when the tiles allow, then near-equal blocks of 6k tiles
-    tb = max(6, min((384 << 10) // (4 * nxi * max(cg, 1)), 96)) // 6 * 6
+    # the tile-block form: tiles per item with V (nxi x cg x tb floats) within 384 KiB
+    # (F(2x2, 5x5): 864 KiB), at least 4 items per thread when the tiles allow, then
+    # near-equal blocks of 6k tiles
+    vbytes = (864 << 10) if nxi == 36 else (384 << 10)
+    tb = max(6, min(vbytes // (4 * nxi * max(cg, 1)), 96)) // 6 * 6
     if ng * -(-tiles // tb) < 4 * nt:
         tb = max(6, -(-(-(-tiles // -(-4 * nt // ng))) // 6) * 6)
     nblk = -(-tiles // tb)
@@ -395,8 +397,14 @@ def _winograd_cost(n, cg, c_out, groups, kernel, out_spatial, dilation, nt):
     # of 1.0-1.45 the factor that chose best on 40 held-out layers: the chosen engine's
     # time 1.115x less than without Winograd (geo-mean), 1.020x the fastest engine's on
     # average, 1.31x at worst (1.121x and 1.014x with predict's dilation term); on the
-    # ResNet/VGG set 1.32x less, 1.003x the fastest
-    return 1.15 * (work / nt + _RATES["wino_fixed"])
+    # ResNet/VGG set 1.32x less, 1.003x the fastest.
+    # F(2x2, 5x5) (36 positions: 6x6 transforms, ~2x the arithmetic per position) reads
+    # x1.2 higher still: of 1.0-1.3 the factor that chose best on 63 timed 5x5 layers
+    # (batch 1-8, 16-256 -> 48-256 channels, 7^2-56^2 maps, groups 1-2, dilation 1-2;
+    # 2 threads; the chosen engine 1.009x the fastest on average), and on 62 held-out ones
+    # 1.023x (1.035x without the factor), 1.22x at worst, 1.110x less than without Winograd
+    form = 1.2 if _gemm.winograd_positions(kernel) == 36 else 1.0
+    return 1.15 * form * (work / nt + _RATES["wino_fixed"])
 
 
 def _memoised(key, compute):

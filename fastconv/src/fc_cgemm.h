@@ -62,11 +62,12 @@ typedef struct {
                                      * (a transposed convolution's W_g^T without a copy) */
     int64_t engine;                 /* forward, AVX2: -1 auto, 0 packed (pixels in the vector
                                      * lanes), 1 implicit (channels in the lanes, fc_igemm.h),
-                                     * 2 Winograd F(2x2, 3x3) (fc_winograd.h; 3x3, stride 1) */
+                                     * 2 Winograd F(2x2, 3x3) / F(2x2, 5x5) (fc_winograd.h;
+                                     * 3x3, 3x3x3, 5x5, stride 1) */
 } fc_cgeom;
 
 #include "fc_igemm.h"   /* the implicit forward engine: needs fc_cgeom */
-#include "fc_winograd.h"   /* engine 2: Winograd F(2x2, 3x3) on fc_igemm.h's micro-kernel */
+#include "fc_winograd.h"   /* engine 2: Winograd on fc_igemm.h's micro-kernel */
 
 /* Strided problems are computed on a phase-split copy of the input (each of the
  * sd*sh*sw phase images holds x[r + s*i]), where every tap reads unit-stride runs again,

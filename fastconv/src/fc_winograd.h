@@ -6,6 +6,20 @@
  * along each axis: 64 multiplies per 2x2x2 tile where the direct sum takes 216 (3.4x).
  * A 1x3x3 kernel in 3-D is the 2-D form on every depth plane.
  *
+ * 5x5 (and 1x5x5) kernels take F(2x2, 5x5): the same 2x2 output tiles, 6x6 input patches,
+ * 36 multiplies per tile where the direct sum takes 100 (2.8x fewer), with the
+ * interpolation points 0, 1, -1, 2, -2, infinity (the B^T of F(4x4, 3x3)):
+ *
+ *   B^T = [4 0 -5 0 1 0; 0 -4 -4 1 1 0; 0 4 -4 -1 1 0; 0 -2 -1 2 1 0; 0 2 -1 -2 1 0;
+ *          0 4 0 -5 0 1]
+ *   G = [1/4 0 0 0 0; -1/6 -1/6 -1/6 -1/6 -1/6; -1/6 1/6 -1/6 1/6 -1/6;
+ *        1/24 1/12 1/6 1/3 2/3; 1/24 -1/12 1/6 -1/3 2/3; 0 0 0 0 1]
+ *   A^T = [1 1 1 1 1 0; 0 1 -1 2 -2 1]
+ *
+ * Its factors (up to 5 in B^T, 1/24 in G) cost accuracy: ~3e-6 of the output's largest
+ * value against the direct float32 sum's ~1e-7 (float32 inputs of unit scale, 2-4k terms;
+ * tests/test_winograd.py bounds it), the price oneDNN's and cuDNN's F(4x4, 3x3) pay too.
+ *
  * Per output tile (2x2 outputs, in the dilated sense: outputs (oy + a*dh, ox + b*dw),
  * a, b in {0, 1}) and input channel c the 4x4 input patch d (rows oy - ph + u*dh,
  * columns ox - pw + v*dw, zero outside the input) becomes V = B^T d B; per (output
@@ -26,7 +40,9 @@
  * Work items: (image, group, block of tiles); per item the input transform of the block
  * (all channels, V in the thread's scratch, sized to stay in L2), then per 16-channel
  * panel the 16 GEMMs and the output transform (plus bias) straight into the output.
- * Included by fc_cgemm.h (fc_cgemm_run dispatches engine 2 here).
+ * The tile geometry (origins, runs of 8 tiles, output scatter) is shared by both 2-D forms;
+ * fcw_tiles.r selects the transforms. Included by fc_cgemm.h (fc_cgemm_run dispatches
+ * engine 2 here).
  */
 #ifndef FASTCONV_FC_WINOGRAD_H
 #define FASTCONV_FC_WINOGRAD_H
@@ -41,7 +57,10 @@
 #define FCW_V_BYTES ((int64_t)384 << 10)   /* one item's transformed input, per thread */
 #endif
 #ifndef FCW_V_BYTES_5
-#define FCW_V_BYTES_5 ((int64_t)864 << 10)   /* ... of F(2x2, 5x5) */
+/* ... of F(2x2, 5x5): 2.25x the positions; at 384 KiB a 256-channel layer's blocks were 6
+ * tiles and every block read the whole transformed weight (192 -> 192 on 2 x 56^2:
+ * 105 ms, 29 ms at 864 KiB; 640 KiB and 1.25 MiB slower) */
+#define FCW_V_BYTES_5 ((int64_t)864 << 10)
 #endif
 #ifndef FCW_TB_MAX
 #define FCW_TB_MAX 96       /* tiles per item at most */
