@@ -297,10 +297,14 @@ def predict(x_shape, w_shape, out_spatial, stride, dilation, groups, dtype, nthr
     else:
         t_fft = math.inf
     t = {"direct": t_direct, "gemm": t_gemm, "fft": t_fft}
-    # Winograd: not below 48 output channels per group (each transformed input element
-    # meets only C_out/G of them, so the transforms dominate: on 180 timed 3x3 layers it
-    # never won there, and won 40% of those with 48 or more)
-    if (cog >= 48 and _gemm.winograd_serves(dt, kernel, stride)
+    # Winograd: not below 48 output channels per group for 3x3 (each transformed input
+    # element meets only C_out/G of them, so the transforms dominate: on 180 timed 3x3
+    # layers it never won there, and won 40% of those with 48 or more); 5x5 saves more
+    # multiplies (2.8x, not 2.25x): on 60 timed 5x5 layers with 16-40 output channels it
+    # won up to 1.34x from 24 on, and the model kept the choices within 1.025x of the
+    # fastest engine on average with any threshold from 16 to 40 (1.034x without it)
+    five = tuple(kernel)[-1] == 5
+    if (cog >= (24 if five else 48) and _gemm.winograd_serves(dt, kernel, stride)
             and _gemm.winograd_channel_block(c_out, cg, groups, kernel) == c_out):
         t["winograd"] = _winograd_cost(n, cg, c_out, groups, kernel, out_spatial, dilation,
                                        nt) \
@@ -389,6 +393,14 @@ def _winograd_cost(n, cg, c_out, groups, kernel, out_spatial, dilation, nt):
     """Predicted seconds of the Winograd engine: :func:`_winograd_terms` at the ``wino_*``
     rates (thread-seconds, split over ``nt`` threads) plus a fixed cost per call."""
     terms = _winograd_terms(n, cg, c_out, groups, kernel, out_spatial, dilation, nt)
+    if _gemm.winograd_positions(kernel) == 36:
+        # F(2x2, 5x5): its input-transform runs (6x6 patches, priced per position as the
+        # 4x4 ones) x0.8 -- of 0.4-1.5 (with an overall factor of 0.9-1.4) the value that
+        # chose best on 128 timed 5x5 layers (batch 1-8, 3-256 -> 16-256 channels,
+        # 7^2-56^2 maps, groups 1-2, dilation 1-2; 2 threads): the chosen engine 1.011x
+        # the fastest on average, 1.23x at worst; on 130 held-out layers 1.010x (1.18x at
+        # worst) and 1.112x less time than without Winograd
+        terms["wino_in"] *= 0.8
     work = sum(v * _RATES[k] for k, v in terms.items())
     # x1.15: the rates are fitted to measured times (90 timed layers with >= 48 output
     # channels per group: 50 of a random grid -- batch 1-4, 16-512 channels, 7^2-56^2
@@ -397,14 +409,8 @@ def _winograd_cost(n, cg, c_out, groups, kernel, out_spatial, dilation, nt):
     # of 1.0-1.45 the factor that chose best on 40 held-out layers: the chosen engine's
     # time 1.115x less than without Winograd (geo-mean), 1.020x the fastest engine's on
     # average, 1.31x at worst (1.121x and 1.014x with predict's dilation term); on the
-    # ResNet/VGG set 1.32x less, 1.003x the fastest.
-    # F(2x2, 5x5) (36 positions: 6x6 transforms, ~2x the arithmetic per position) reads
-    # x1.2 higher still: of 1.0-1.3 the factor that chose best on 63 timed 5x5 layers
-    # (batch 1-8, 16-256 -> 48-256 channels, 7^2-56^2 maps, groups 1-2, dilation 1-2;
-    # 2 threads; the chosen engine 1.009x the fastest on average), and on 62 held-out ones
-    # 1.023x (1.035x without the factor), 1.22x at worst, 1.110x less than without Winograd
-    form = 1.2 if _gemm.winograd_positions(kernel) == 36 else 1.0
-    return 1.15 * form * (work / nt + _RATES["wino_fixed"])
+    # ResNet/VGG set 1.32x less, 1.003x the fastest
+    return 1.15 * (work / nt + _RATES["wino_fixed"])
 
 
 def _memoised(key, compute):

@@ -390,6 +390,9 @@ static int fcw_run8(const int64_t *org, int64_t ntx, int64_t tx, int64_t d)
     return k;
 }
 
+/* The patch row of a row outside the input (fcw_input_block; read 24 floats at most). */
+static const float fcw_zero_row[24] __attribute__((aligned(32))) = {0};
+
 /* Tile geometry of one call: origins per axis (orz: tile depth origins in 3-D, every
  * depth plane in 2-D), their counts, runs along x. */
 typedef struct {
@@ -432,8 +435,7 @@ static void fcw_input_block(const fc_cgeom *q, const fcw_tiles *tl, const float 
                     const int64_t zz = z0 + z * dd, yy = y0 + u * dh;
                     float *br = buf + 24 * (z * pn + u);
                     if (zz < 0 || zz >= D || yy < 0 || yy >= H) {
-                        memset(br, 0, sizeof(float) * 24);
-                        rows[z * pn + u] = br;
+                        rows[z * pn + u] = fcw_zero_row;
                         continue;
                     }
                     const float *r = pc + zz * HW + yy * W;
@@ -443,6 +445,14 @@ static void fcw_input_block(const fc_cgeom *q, const fcw_tiles *tl, const float 
                     }
                     int m = 0;
                     const int ncol = 2 * k + tl->r - 1;
+                    if (dw == 1) {   /* the columns inside the row copied, zeros around */
+                        const int64_t a = x0 < 0 ? -x0 : 0, b = fc_min(ncol, W - x0);
+                        memset(br, 0, sizeof(float) * 24);
+                        if (b > a)
+                            memcpy(br + a, r + x0 + a, sizeof(float) * (size_t)(b - a));
+                        rows[z * pn + u] = br;
+                        continue;
+                    }
                     if (xin) {   /* a dilated run inside the row: strided reads */
                         const float *rx = r + x0;
                         for (; m < ncol; m++)
