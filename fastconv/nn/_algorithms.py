@@ -46,7 +46,7 @@ _RATES = {
     "fused_mac": 2.6e-11,
     "fused_pack": 0.25e-9,
     "fused_call": 1e-5,
-    # Winograd F(2x2, 3x3) (fc_winograd.h, see _winograd_terms): per GEMM MAC, per kernel
+    # Winograd (fc_winograd.h, see _winograd_terms): per GEMM MAC, per kernel
     # call, per (input channel, run of 8 tiles) of the input transform, per (output
     # channel, tile) of the output one, per transformed weight written through memory or
     # (few tiles) in cache (thread-seconds), per call (seconds)
@@ -334,7 +334,7 @@ def _pad_rows_share(x_spatial, out_spatial, kernel, dilation):
 
 
 def _wino_chains(o, d):
-    """F(2x2, 3x3) tiles of each chain along an axis of ``o`` outputs at dilation ``d``
+    """Winograd tiles (2 outputs per axis) of each chain along an axis of ``o`` outputs at dilation ``d``
     (every d-th output, cut into pairs: fc_winograd.h's fcw_origins)."""
     return [-(-(-(-(o - r) // d)) // 2) for r in range(min(d, o))]
 
@@ -444,8 +444,8 @@ def choose(x_shape, w_shape, out_spatial, stride, dilation, groups, dtype):
 
 
 def winograd(x, w, out_spatial, stride, dilation, pad, groups, bias=None):
-    """Winograd F(2x2, 3x3) (:func:`fastconv.nn._gemm.correlate_winograd`): float32 3x3
-    kernels at unit stride; ValueError for any other problem."""
+    """Winograd F(2x2, 3x3) / F(2x2, 5x5) (:func:`fastconv.nn._gemm.correlate_winograd`):
+    float32 3x3 and 5x5 kernels at unit stride; ValueError for any other problem."""
     if any(s != 1 for s in stride):
         raise ValueError(f"algorithm='winograd' needs stride 1, got stride={tuple(stride)}")
     return _gemm.correlate_winograd(x, w, out_spatial, dilation, pad, groups, bias=bias)

@@ -100,8 +100,9 @@ _CONV_DOC = """{d}-D convolution (cross-correlation) with PyTorch semantics.
         How the padding is filled (``torch.nn.Conv{d}d`` semantics).
     algorithm : {{'auto', 'direct', 'gemm', 'fft', 'winograd'}}, default 'auto'
         Engine: direct loops (``fastconv._core``), im2col + BLAS GEMM, FFT, or Winograd's
-        F(2x2, 3x3) (float32/float16 3x3 kernels -- 1x3x3 in 3-D -- at stride 1 on AVX2+FMA
-        CPUs: 2.25x fewer multiplies; ValueError for any other problem). All give the
+        F(2x2, 3x3) / F(2x2, 5x5) (float32/float16 3x3 and 5x5 kernels -- 1x3x3, 3x3x3,
+        1x5x5 in 3-D -- at stride 1 on AVX2+FMA CPUs: 2.25x / 2.8x fewer multiplies;
+        ValueError for any other problem). All give the
         same answer to rounding; 'auto' picks the cheapest by the calibrated cost model
         (on CuPy arrays: direct CUDA kernels for depthwise and thin layers, im2col + cuBLAS
         otherwise; see ``fastconv.nn._gpu``; 'winograd' is CPU-only).
@@ -156,8 +157,9 @@ _T_DOC = """{d}-D transposed convolution ("deconvolution") with PyTorch semantic
         taps (sub-pixel decomposition); 'fft' correlates the zero-stuffed input with the
         flipped, transposed weight. 'auto' also considers the phases with each phase's
         cheapest engine (it takes them for depthwise transposed layers). 'winograd' (3x3
-        kernels, float32): at stride 1 the forward correlation with the flipped weight by
-        Winograd's F(2x2, 3x3); strided, that correlation of the zero-stuffed input.
+        and 5x5 kernels, float32): at stride 1 the forward correlation with the flipped
+        weight by Winograd's F(2x2, 3x3) / F(2x2, 5x5); strided, that correlation of the
+        zero-stuffed input.
 
     Returns
     -------
