@@ -301,7 +301,10 @@ def test_unsupported_problems_raise():
 def test_engine_rejects_other_geometries():
     from fastconv import _gemm as cg
     x = np.zeros((1, 4, 1, 8, 8), np.float32)
-    out = np.zeros((1, 4, 1, 4, 4), np.float32)
+    with pytest.raises(ValueError, match="engine 2"):   # 7x7: no Winograd form
+        cg.conv_gemm_f32(x, np.zeros((4, 4, 1, 7, 7), np.float32), None,
+                         np.zeros((1, 4, 1, 2, 2), np.float32), 1, (1, 1, 1), (1, 1, 1),
+                         pad=(0, 0, 0), engine=2)
     with pytest.raises(ValueError, match="engine 2"):
         cg.conv_gemm_f32(x, np.zeros((4, 4, 1, 5, 3), np.float32), None,
                          np.zeros((1, 4, 1, 4, 6), np.float32), 1, (1, 1, 1), (1, 1, 1),
