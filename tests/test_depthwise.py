@@ -124,7 +124,23 @@ def test_large_output_streaming_stores():
     w = rng.standard_normal((64, 1, 3, 3), dtype=np.float32)
     b = rng.standard_normal(64, dtype=np.float32)
     got = fnn.conv2d(x, w, b, padding=1, groups=64, algorithm="direct")
-    np.testing.assert_allclose(got, _torch2d(x, w, b, 1, 1, 1, 64), rtol=1e-5, atol=_tol(w))
+    want = _torch2d(x, w, b, 1, 1, 1, 64)
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=_tol(w))
+    # the result is a reused, page-aligned buffer (fastconv._pool), writable and owned by
+    # the caller: a second call does not overwrite it
+    assert got.ctypes.data % 4096 == 0 and got.flags.writeable and got.flags.c_contiguous
+    again = fnn.conv2d(x * 2, w, b, padding=1, groups=64, algorithm="direct")
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=_tol(w))
+    assert not np.shares_memory(got, again)
+    # outputs only 16-byte aligned (numpy's large arrays often are): 128-bit streaming
+    # stores; 32-byte aligned: 256-bit ones; 4-byte aligned: ordinary stores
+    wk = w.reshape(64, 3, 3)
+    buf = np.zeros(x.size + 64, np.float32)
+    base = (-buf.ctypes.data % 64) // 4
+    for off in (0, 4, 1):
+        out = buf[base + off: base + off + x.size].reshape(x.shape)
+        _core.depthwise2d_f32(x, wk, b, out, (1, 1), (1, 1), (1, 1), 2)
+        np.testing.assert_allclose(out, want, rtol=1e-5, atol=_tol(w))
 
 
 def test_auto_picks_a_depthwise_engine_for_mobilenet_layer():

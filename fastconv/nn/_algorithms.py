@@ -127,7 +127,7 @@ def direct(x, w, out_spatial, stride, dilation, pad, groups, bias=None):
             pad = tuple(max(p, 0) for p in pad)
         x = np.ascontiguousarray(x)
         w = np.ascontiguousarray(w)
-        out = np.empty(x.shape[:1] + w.shape[:1] + tuple(out_spatial), dtype=x.dtype)
+        out = _gemm.result_empty(x.shape[:1] + w.shape[:1] + tuple(out_spatial), dtype=x.dtype)
         if out.size and _depthwise_fast(x, w, groups) and x.ndim == 5:
             nt = max(1, min(_config.get_num_threads(), (out.size * w[0].size) >> 17))
             b = None if bias is None else np.ascontiguousarray(bias, dtype=np.float32)

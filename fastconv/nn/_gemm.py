@@ -29,6 +29,8 @@ SCRATCH_BYTES = 256 << 20
 # in the last-level cache between the im2col copy and the GEMM that reads it
 TILE_BYTES = 8 << 20
 
+from .._pool import empty as result_empty   # large results: reused, page-aligned buffers
+
 try:  # optional compiled helpers (fastconv/_gemm.pyx)
     from .. import _gemm as _cgemm
 except ImportError:  # pragma: no cover - pure NumPy fallback
@@ -275,7 +277,7 @@ def correlate_fused(x, w, out_spatial, stride, dilation, pad, groups, bias=None,
     c_out = w.shape[0]
     kernel = tuple(w.shape[2:])
     if out is None:
-        out = np.empty((n, c_out) + tuple(out_spatial), dtype=np.float32)
+        out = result_empty((n, c_out) + tuple(out_spatial), dtype=np.float32)
     if out.size == 0:
         return out
     x5, w5, o5, b, pad, nt = _fused_operands(x, w, out, out_spatial, pad, bias)
@@ -339,7 +341,7 @@ def correlate_winograd(x, w, out_spatial, dilation, pad, groups, bias=None):
                else " on a CPU or build without the AVX2 engine"))
     n, c = x.shape[:2]
     c_out = w.shape[0]
-    out = np.empty((n, c_out) + tuple(out_spatial), dtype=np.float32)
+    out = result_empty((n, c_out) + tuple(out_spatial), dtype=np.float32)
     if out.size == 0:
         return out
     args = (x, w, out_spatial, (1,) * nd, dilation, pad, groups)
@@ -456,7 +458,7 @@ def _correlate_blas(x, w, out_spatial, stride, dilation, pad, groups):
     kernel = w.shape[2:]
     g = groups
     cg, cog = c // g, c_out // g
-    out = np.empty((n, c_out) + tuple(out_spatial), dtype=x.dtype)
+    out = result_empty((n, c_out) + tuple(out_spatial), dtype=x.dtype)
     if n == 0 or out.size == 0:
         return out
     if all(k == 1 for k in kernel):
@@ -559,7 +561,7 @@ def _pointwise_blas(x, w2, out_spatial, stride, pad, groups, out, shuffle):
         x = np.ascontiguousarray(x)
     hw = _prod(out_spatial)
     if out is None:
-        out = np.empty((n, c_out) + tuple(out_spatial), dtype=x.dtype)
+        out = result_empty((n, c_out) + tuple(out_spatial), dtype=x.dtype)
     if n == 0 or out.size == 0:
         return out
     if shuffle:
@@ -639,7 +641,7 @@ def correlate_adjoint(y, w, x_spatial, stride, dilation, pad, groups):
         # col2im scatters straight into the output, dropping the taps that land in the
         # padding, and zeroes each channel plane in the thread that owns it: no padded
         # buffer, no serial crop copy (L13, 2 threads: ~10 % of the call before)
-        out = np.empty((n, c) + tuple(x_spatial), dtype=y.dtype)
+        out = result_empty((n, c) + tuple(x_spatial), dtype=y.dtype)
         out5 = out.reshape((n, c) + ext + tuple(x_spatial))
         geo = (*(ext + tuple(kernel)), *(ext + tuple(y_spatial)), *(ext + tuple(stride)),
                *(ext + tuple(dilation)))
