@@ -456,7 +456,10 @@ static int64_t fc_cgemm_scratch_bytes(const fc_cgeom *q, int nthreads)
         const int64_t panels = va + (int64_t)sizeof(float) * nxi * nthreads
                                     * (q->Cg * FCI_NV + fc_rup(q->OD * q->OH * q->OW, FCI_MP)
                                                         * FCI_NV);
-        return fc_max(blocks, panels) + 8 * (q->Cg + q->OD + q->OH + q->OW);
+        /* per thread the weight transform's transposed rows (fcw_weight_panel) */
+        const int64_t wt = (int64_t)sizeof(float) * nthreads * q->Cg * q->KD * q->KH * q->KW
+                           * FCI_NV;
+        return fc_max(blocks, panels) + wt + 8 * (q->Cg + q->OD + q->OH + q->OW);
     }
     return fc_max(packed, impl) + 8 * (K + P + FC_NR) + ph;
 }

@@ -108,8 +108,12 @@ static int64_t fcw_origins(int64_t n, int64_t d, int64_t *org)
     return c;
 }
 
+#if FC_X86
+/* The weight transforms: AVX2 (the 16 lanes are two vectors; compiled for the baseline
+ * they ran at SSE width, ~20% of a batch-1 256 -> 256 14x14 call). */
+
 /* G along one axis of 16 weights side by side: (a, b, c) -> (a, (a+b+c)/2, (a-b+c)/2, c). */
-static inline void fcw_g16(const float *a, const float *b, const float *c, float *o0,
+FC_ATTR_AVX2 static inline void fcw_g16(const float *a, const float *b, const float *c, float *o0,
                            float *o1, float *o2, float *o3)
 {
     for (int j = 0; j < FCI_NV; j++) {
@@ -122,7 +126,8 @@ static inline void fcw_g16(const float *a, const float *b, const float *c, float
 
 /* U = G g G^T (3-D: G along each axis) of 16 weights side by side: g[k][j] (k the tap,
  * row-major over (kd,) kh, kw) -> u[xi][j] (xi row-major over the (4,) 4, 4 positions). */
-static void fcw_weight_tf16(int nd3, const float g[27][FCI_NV], float u[FCW_XI3][FCI_NV])
+FC_ATTR_AVX2 static void fcw_weight_tf16(int nd3, const float g[27][FCI_NV],
+                                         float u[FCW_XI3][FCI_NV])
 {
     const int nz = nd3 ? 3 : 1;
     float t[3][3][4][FCI_NV], t2[3][4][4][FCI_NV];
@@ -144,38 +149,6 @@ static void fcw_weight_tf16(int nd3, const float g[27][FCI_NV], float u[FCW_XI3]
                     u[(1 * 4 + y) * 4 + x], u[(2 * 4 + y) * 4 + x], u[(3 * 4 + y) * 4 + x]);
 }
 
-/* F(2x2, 5x5): G (6x5, interpolation points 0, 1, -1, 2, -2, infinity) along one axis of
- * 16 weights side by side (g[k * s][j], k = 0..4 -> o[i * os][j], i = 0..5):
- *   (a, b, c, d, e) -> (a/4, -(a+b+c+d+e)/6, -(a-b+c-d+e)/6, (a+2b+4c+8d+16e)/24,
- *                       (a-2b+4c-8d+16e)/24, e) */
-static inline void fcw_g16_5(const float (*g)[FCI_NV], int s, float (*o)[FCI_NV], int os)
-{
-    for (int j = 0; j < FCI_NV; j++) {
-        const float a = g[0][j], b = g[s][j], c = g[2 * s][j], d = g[3 * s][j],
-                    e = g[4 * s][j];
-        const float ace = a + c + e, bd = b + d, ace4 = a + 4.0f * c + 16.0f * e,
-                    bd2 = 2.0f * b + 8.0f * d;
-        o[0][j] = 0.25f * a;
-        o[os][j] = -(ace + bd) * (1.0f / 6.0f);
-        o[2 * os][j] = -(ace - bd) * (1.0f / 6.0f);
-        o[3 * os][j] = (ace4 + bd2) * (1.0f / 24.0f);
-        o[4 * os][j] = (ace4 - bd2) * (1.0f / 24.0f);
-        o[5 * os][j] = e;
-    }
-}
-
-/* U = G g G^T of F(2x2, 5x5) for 16 weights side by side: g[k][j] (k = kh*5 + kw) ->
- * u[xi][j] (xi = i*6 + x). */
-static void fcw_weight_tf16_5(const float g[27][FCI_NV], float u[FCW_XI3][FCI_NV])
-{
-    float t[5][6][FCI_NV];
-    for (int y = 0; y < 5; y++)   /* along x */
-        fcw_g16_5(g + 5 * y, 1, t[y], 1);
-    for (int x = 0; x < 6; x++)   /* along y */
-        fcw_g16_5((const float (*)[FCI_NV])t[0][x], 6, u + x, 6);
-}
-
-#if FC_X86
 /* B^T of F(2x2, 5x5) along one axis (points 0, 1, -1, 2, -2, infinity), in registers:
  * (d0..d5) -> (4d0 - 5d2 + d4, d3 + d4 - 4(d1 + d2), d4 - d3 + 4(d1 - d2),
  *              d4 - d2 + 2(d3 - d1), d4 - d2 - 2(d3 - d1), 4d1 - 5d3 + d5). */
@@ -546,25 +519,117 @@ FC_ATTR_AVX2 static void fcw_output_run(const fc_cgeom *q, int nd3, int r5, cons
 }
 #endif
 
-/* The transformed weight of input channel c for output channels jt*16 .. jt*16+15 of
- * group g (zero past Cog): d[xi * xis + j] for every transform position xi. */
-static void fcw_weight_one(const float *w, int64_t g, int64_t jt, int64_t c, int64_t Cog,
-                           int64_t Cg, int nd3, int r, float *d, int64_t xis)
+#if FC_X86
+/* G of F(2x2, 3x3) along one axis in registers: (a, b, c) -> (a, (a+b+c)/2, (a-b+c)/2, c) */
+#define FCW_G3(a, b, c, o)                                                              \
+    do {                                                                                \
+        const __m256 h_ = _mm256_set1_ps(0.5f), ac_ = _mm256_add_ps((a), (c));          \
+        (o)[0] = (a);                                                                   \
+        (o)[1] = _mm256_mul_ps(h_, _mm256_add_ps(ac_, (b)));                            \
+        (o)[2] = _mm256_mul_ps(h_, _mm256_sub_ps(ac_, (b)));                            \
+        (o)[3] = (c);                                                                   \
+    } while (0)
+/* G of F(2x2, 5x5) along one axis in registers (points 0, 1, -1, 2, -2, infinity):
+ *   (a, b, c, d, e) -> (a/4, -(a+b+c+d+e)/6, -(a-b+c-d+e)/6, (a+2b+4c+8d+16e)/24,
+ *                       (a-2b+4c-8d+16e)/24, e) */
+#define FCW_G5(a, b, c, d, e, o)                                                        \
+    do {                                                                                \
+        const __m256 ace_ = _mm256_add_ps(_mm256_add_ps((a), (c)), (e)),                \
+                     bd_ = _mm256_add_ps((b), (d)),                                     \
+                     ace4_ = _mm256_fmadd_ps(_mm256_set1_ps(16.0f), (e),                \
+                                             _mm256_fmadd_ps(_mm256_set1_ps(4.0f), (c), (a))), \
+                     bd2_ = _mm256_fmadd_ps(_mm256_set1_ps(8.0f), (d),                  \
+                                            _mm256_mul_ps(_mm256_set1_ps(2.0f), (b)));   \
+        const __m256 s6_ = _mm256_set1_ps(-1.0f / 6.0f), s24_ = _mm256_set1_ps(1.0f / 24.0f); \
+        (o)[0] = _mm256_mul_ps(_mm256_set1_ps(0.25f), (a));                             \
+        (o)[1] = _mm256_mul_ps(s6_, _mm256_add_ps(ace_, bd_));                          \
+        (o)[2] = _mm256_mul_ps(s6_, _mm256_sub_ps(ace_, bd_));                          \
+        (o)[3] = _mm256_mul_ps(s24_, _mm256_add_ps(ace4_, bd2_));                       \
+        (o)[4] = _mm256_mul_ps(s24_, _mm256_sub_ps(ace4_, bd2_));                       \
+        (o)[5] = (e);                                                                   \
+    } while (0)
+
+/* U = G g G^T of a 2-D r x r kernel (r 3 or 5) for 16 output channels: g[k][16] (k row-
+ * major over the taps) -> d[xi * xis + j], xi row-major over the (r+1) x (r+1) positions. */
+FC_ATTR_AVX2 static void fcw_weight_2d(int r, const float *g, float *d, int64_t xis)
+{
+    for (int h = 0; h < 2; h++) {
+        if (r == 3) {
+            __m256 t[3][4];
+            for (int y = 0; y < 3; y++)   /* along x */
+                FCW_G3(_mm256_load_ps(g + (3 * y) * FCI_NV + 8 * h),
+                       _mm256_load_ps(g + (3 * y + 1) * FCI_NV + 8 * h),
+                       _mm256_load_ps(g + (3 * y + 2) * FCI_NV + 8 * h), t[y]);
+            for (int x = 0; x < 4; x++) {   /* along y */
+                __m256 o[4];
+                FCW_G3(t[0][x], t[1][x], t[2][x], o);
+                for (int i = 0; i < 4; i++)
+                    _mm256_storeu_ps(d + (i * 4 + x) * xis + 8 * h, o[i]);
+            }
+        } else {
+            __m256 t[5][6];
+            for (int y = 0; y < 5; y++) {
+                const float *gy = g + 5 * y * FCI_NV + 8 * h;
+                FCW_G5(_mm256_load_ps(gy), _mm256_load_ps(gy + FCI_NV),
+                       _mm256_load_ps(gy + 2 * FCI_NV), _mm256_load_ps(gy + 3 * FCI_NV),
+                       _mm256_load_ps(gy + 4 * FCI_NV), t[y]);
+            }
+            for (int x = 0; x < 6; x++) {
+                __m256 o[6];
+                FCW_G5(t[0][x], t[1][x], t[2][x], t[3][x], t[4][x], o);
+                for (int i = 0; i < 6; i++)
+                    _mm256_storeu_ps(d + (i * 6 + x) * xis + 8 * h, o[i]);
+            }
+        }
+    }
+}
+
+/* The transformed weight of input channels [c0, c1) for output channels jt*16 ..
+ * jt*16+15 of group g (zero past Cog): channel c's d[(c - c0) * cs + xi * xis + j] for
+ * every transform position xi. The 16 output channels' weight rows (each channel's taps
+ * contiguous, channels in a row) are read front to back and transposed 8x8 at a time into
+ * tb[(c - c0) * ktaps + k][16] (scratch of (c1 - c0) * ktaps * 16 floats, 32-byte
+ * aligned), then each channel's taps go through G: reading 16 rows tap by tap (16 streams
+ * 9 KiB apart for 256 channels) had taken 23% of a batch-1 256 -> 256 14x14 call. */
+FC_ATTR_AVX2 static void fcw_weight_panel(const float *w, int64_t g, int64_t jt, int64_t c0,
+                                          int64_t c1, int64_t Cog, int64_t Cg, int nd3, int r,
+                                          float *tb, float *d, int64_t cs, int64_t xis)
 {
     const int ktaps = nd3 ? 27 : r * r, nxi = nd3 ? FCW_XI3 : (r + 1) * (r + 1);
-    float gw[27][FCI_NV], u[FCW_XI3][FCI_NV];
-    for (int j = 0; j < FCI_NV; j++) {
-        const int64_t m = jt * FCI_NV + j;
-        for (int k = 0; k < ktaps; k++)
-            gw[k][j] = m < Cog ? w[((g * Cog + m) * Cg + c) * ktaps + k] : 0.0f;
+    const int64_t L = (c1 - c0) * ktaps;   /* floats of each row used */
+    for (int h = 0; h < 2; h++) {
+        const float *row[8];
+        for (int i = 0; i < 8; i++) {
+            const int64_t m = jt * FCI_NV + 8 * h + i;
+            row[i] = m < Cog ? w + ((g * Cog + m) * Cg + c0) * ktaps : NULL;
+        }
+        int64_t p = 0;
+        for (; p + 8 <= L; p += 8) {
+            __m256 rv[8], cv[8];
+            for (int i = 0; i < 8; i++)
+                rv[i] = row[i] ? _mm256_loadu_ps(row[i] + p) : _mm256_setzero_ps();
+            fci_tr8(rv, cv);   /* cv[e] = the 8 rows' float p + e */
+            for (int e = 0; e < 8; e++)
+                _mm256_store_ps(tb + (p + e) * FCI_NV + 8 * h, cv[e]);
+        }
+        for (; p < L; p++)
+            for (int i = 0; i < 8; i++)
+                tb[p * FCI_NV + 8 * h + i] = row[i] ? row[i][p] : 0.0f;
     }
-    if (r == 5)
-        fcw_weight_tf16_5(gw, u);
-    else
-        fcw_weight_tf16(nd3, gw, u);
-    for (int xi = 0; xi < nxi; xi++)
-        memcpy(d + xi * xis, u[xi], sizeof(float) * FCI_NV);
+    float u[FCW_XI3][FCI_NV];
+    for (int64_t c = c0; c < c1; c++) {
+        const float *gt = tb + (c - c0) * ktaps * FCI_NV;
+        float *dc = d + (c - c0) * cs;
+        if (!nd3) {   /* 2-D: G along x and y in registers, stored straight into d */
+            fcw_weight_2d(r, gt, dc, xis);
+            continue;
+        }
+        fcw_weight_tf16(nd3, (const float (*)[FCI_NV])gt, u);
+        for (int xi = 0; xi < nxi; xi++)
+            memcpy(dc + xi * xis, u[xi], sizeof(float) * FCI_NV);
+    }
 }
+#endif
 
 /* The 2x2 (2x2x2) output tiles [0, nt) of M (M[xi][tile][16], xi stride ld floats) for
  * the 16 output channels from m0 (nch of them) of image n, group g: run by run. */
@@ -743,18 +808,19 @@ static int fc_wino_run(const fc_cgeom *q, const float *x, const float *w, const 
             }
             float *Up = (float *)fc_alloc_aligned(sizeof(float) * (size_t)(nxi * Cg * FCI_NV));
             float *M = (float *)fc_alloc_aligned(sizeof(float) * (size_t)(nxi * Tp * FCI_NV));
-            if (!Up || !M)
+            float *Tw = (float *)fc_alloc_aligned(sizeof(float)
+                                                  * (size_t)(Cg * q->KD * q->KH * q->KW * FCI_NV));
+            if (!Up || !M || !Tw)
                 fc_flag_failure(&failed);
 #if defined(_OPENMP)
 #pragma omp for schedule(dynamic, 1)
 #endif
             for (int64_t it = 0; it < G * njt; it++) {
-                if (!Up || !M)
+                if (!Up || !M || !Tw)
                     continue;
                 const int64_t g = it / njt, jt = it % njt, m0 = jt * FCI_NV;
                 const int nch = (int)fc_min(FCI_NV, Cog - m0);
-                for (int64_t c = 0; c < Cg; c++)
-                    fcw_weight_one(w, g, jt, c, Cog, Cg, nd3, kr, Up + c * FCI_NV, Cg * FCI_NV);
+                fcw_weight_panel(w, g, jt, 0, Cg, Cog, Cg, nd3, kr, Tw, Up, FCI_NV, Cg * FCI_NV);
                 for (int64_t n = 0; n < N; n++) {
                     fcw_gemms(nxi, Cg, Up, Cg * FCI_NV, VA + (n * G + g) * vng, Cg * Tp, Tp,
                               tap, M);
@@ -765,18 +831,33 @@ static int fc_wino_run(const fc_cgeom *q, const float *x, const float *w, const 
             }
             free(Up);
             free(M);
+            free(Tw);
         }
     } else {
         float *U = buf;
         /* U[xi][g][jt][c][16]: panel (g, jt) of transform position xi, zero past Cog */
         const int64_t xis = G * njt * Cg * FCI_NV;
+        /* per (panel, block of <= 64 channels): rows read in runs, transposed in L1 */
+        const int64_t wcb = fc_min(Cg, 64), nwc = fc_cdiv(Cg, wcb);
 #if defined(_OPENMP)
-#pragma omp parallel for schedule(static) num_threads(nthreads) if (G * Cog * Cg >= 4096)
+#pragma omp parallel num_threads(nthreads) if (G * Cog * Cg >= 4096)
 #endif
-        for (int64_t gc = 0; gc < G * njt * Cg; gc++) {
-            const int64_t gj = gc / Cg, c = gc % Cg;
-            fcw_weight_one(w, gj / njt, gj % njt, c, Cog, Cg, nd3, kr, U + (gj * Cg + c) * FCI_NV,
-                           xis);
+        {
+            float *Tw = (float *)fc_alloc_aligned(sizeof(float)
+                                                  * (size_t)(wcb * q->KD * q->KH * q->KW * FCI_NV));
+            if (!Tw)
+                fc_flag_failure(&failed);
+#if defined(_OPENMP)
+#pragma omp for schedule(static)
+#endif
+            for (int64_t gc = 0; gc < G * njt * nwc; gc++) {
+                if (!Tw)
+                    continue;
+                const int64_t gj = gc / nwc, c0 = gc % nwc * wcb, c1 = fc_min(Cg, c0 + wcb);
+                fcw_weight_panel(w, gj / njt, gj % njt, c0, c1, Cog, Cg, nd3, kr, Tw,
+                                 U + (gj * Cg + c0) * FCI_NV, FCI_NV, xis);
+            }
+            free(Tw);
         }
         if (items < nthreads)
             nthreads = (int)items;
