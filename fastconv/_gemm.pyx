@@ -391,8 +391,8 @@ def implicit_form(Py_ssize_t kernel_taps, Py_ssize_t cog, Py_ssize_t images=0,
                   Py_ssize_t pixels=0):
     """Whether ``conv_gemm_f32(engine=-1)`` takes the implicit form (fc_igemm.h) for a
     kernel of ``kernel_taps`` taps and ``cog`` output channels per group, or for a forward
-    call on ``images`` images of ``pixels`` output pixels each (batch 1 on a small map:
-    any kernel; on AVX2 CPUs; the rules themselves, shared with the engine, so the cost
+    call on ``images`` images of ``pixels`` output pixels each (at most 256 pixels in
+    all: any kernel; on AVX2 CPUs; the rules themselves, shared with the engine, so the cost
     model sees the same choice)."""
     return bool(fc_igemm_pays_dims(kernel_taps, cog)
                 or (images > 0 and fc_igemm_small_map(images, pixels)))

@@ -264,12 +264,14 @@ def test_thread_shares(n, groups, nthreads, engine):
 @pytest.mark.parametrize("nthreads", [2, 3, 4])
 @pytest.mark.parametrize("sp,cog,k,p", [((7, 7), 72, 3, 1), ((5, 6), 40, 3, 0),
                                         ((14, 14), 33, 3, 1), ((7, 7), 64, 1, 0)])
-def test_few_pixel_blocks_split_panels(sp, cog, k, p, nthreads):
-    """A batch-1 layer on a small map has fewer pixel blocks than threads x 4: the items
-    then also split the 16-channel panels (fci_run's nmc); every (pixel, channel) is
-    written once, including the last, partial panel (its weight gathered with a mask)."""
-    rng = np.random.default_rng(cog * 10 + nthreads)
-    x = _rand(rng, (1, 40) + sp)
+@pytest.mark.parametrize("n", [1, 3])
+def test_few_pixel_blocks_split_panels(sp, cog, k, p, nthreads, n):
+    """A layer on few small maps (at most 256 pixels in all: each item packs its own
+    weight panels) has fewer pixel blocks than threads x 4: the items then also split the
+    16-channel panels (fci_run's nmc); every (image, pixel, channel) is written once,
+    including the last, partial panel (its weight gathered with a mask)."""
+    rng = np.random.default_rng(cog * 10 + nthreads + n)
+    x = _rand(rng, (n, 40) + sp)
     w = _rand(rng, (cog, 40, k, k))
     b = _rand(rng, (cog,))
     _check(_run(x, w, b, (1, 1), (p, p), (1, 1), 1, 1, nthreads=nthreads),

@@ -417,13 +417,18 @@ static int fc_igemm_pays(const fc_cgeom *q)
     return fc_igemm_pays_dims(q->KD * q->KH * q->KW, q->Cog);
 }
 
-/* A batch-1 forward call on a map of at most FCI_FUSE_MAX_P output pixels: the implicit
- * form, whatever the kernel, with each work item packing its own weight panels (see
- * ``fuse`` in fc_cgemm_run; 1x1 2048 -> 512 on 7x7 1.27 -> 0.91 ms, 256 -> 1024 on 14x14
- * 0.78 -> 0.56 ms against the packed form). */
+/* A forward call on at most FCI_FUSE_MAX_P output pixels in all (batch 1 on a small map,
+ * or a few images of a smaller one): the implicit form, whatever the kernel, with each
+ * work item -- one image's pixels, a share of the 16-channel panels -- packing its own
+ * weight panels (see ``fuse`` in fc_cgemm_run; 1x1 2048 -> 512 on 7x7 1.27 -> 0.91 ms,
+ * 256 -> 1024 on 14x14 0.78 -> 0.56 ms against the packed form; 512 -> 512 3x3 on
+ * 2 x 7x7 4.4 -> 2.6 ms, 4 x 7x7 6.6 -> 5.2 ms, where every pixel block had read back
+ * the 9 MiB packed weight). Items that run all the images through each packed panel
+ * (each panel packed once) measured slower: 2.9 and 5.4 ms, 256 -> 256 on 8 x 7x7 3.1
+ * against 2.7 ms. */
 static int fc_igemm_small_map(int64_t N, int64_t P)
 {
-    return N == 1 && P <= FCI_FUSE_MAX_P;
+    return N >= 1 && N * P <= FCI_FUSE_MAX_P;
 }
 
 /* Bytes of scratch a call allocates (packed A, tap table, pixel table, per-thread B). */
@@ -639,10 +644,10 @@ static int fc_cgemm_run(const fc_cgeom *q, const float *x, const float *w,
     if (q->engine == 2 && !wgrad)   /* Winograd (fc_winograd.h) */
         return fc_wino_run(q, x, w, bias, out, nthreads);
 
-    /* a batch-1 forward call on a small map: each of fci_run's items packs its own panels
-     * of the weight (every panel is used by one item), instead of all of them being packed
-     * first and read back (512 -> 512 3x3 on 7x7: a 9 MiB weight packed, written and read
-     * three times) */
+    /* a forward call on few small maps: each of fci_run's items packs its own panels of
+     * the weight (every panel is used by one item per image), instead of all of them
+     * being packed first and read back (512 -> 512 3x3 on 7x7: a 9 MiB weight packed,
+     * written and read three times) */
     const int fuse = implicit && small1;
     float *Ap = (float *)fc_alloc_aligned(
         sizeof(float) * (size_t)(fuse ? 1 : implicit ? G * fc_rup(Cog, FCI_NV) * Kr

@@ -62,7 +62,7 @@
 #define FCI_NB_MAX 384                      /* pixels per work item at most */
 #endif
 #ifndef FCI_FUSE_MAX_P
-#define FCI_FUSE_MAX_P 256   /* batch-1 maps up to this many pixels pack per item (fc_cgemm_run) */
+#define FCI_FUSE_MAX_P 256   /* calls of up to this many pixels (all images) pack per item (fc_cgemm_run) */
 #endif
 
 #if FC_X86
