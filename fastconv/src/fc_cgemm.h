@@ -464,7 +464,9 @@ static int64_t fc_cgemm_scratch_bytes(const fc_cgeom *q, int nthreads)
         /* per thread the weight transform's transposed rows (fcw_weight_panel) */
         const int64_t wt = (int64_t)sizeof(float) * nthreads * q->Cg * q->KD * q->KH * q->KW
                            * FCI_NV;
-        return fc_max(blocks, panels) + wt + 8 * (q->Cg + q->OD + q->OH + q->OW);
+        /* the xi strides' padding (fcw_xstride) */
+        const int64_t xpad = (int64_t)sizeof(float) * 16 * nxi * (q->N * q->G + 2 * nthreads + 2);
+        return fc_max(blocks, panels) + wt + xpad + 8 * (q->Cg + q->OD + q->OH + q->OW);
     }
     return fc_max(packed, impl) + 8 * (K + P + FC_NR) + ph;
 }

@@ -85,6 +85,13 @@ static int fc_wino_supported(const fc_cgeom *q)
            && q->sw == 1 && !q->w_trans;
 }
 
+/* The stride between transform positions of U, V and VA: their blocks plus one cache
+ * line. The transforms write (and the GEMMs read) 16-64 positions at once; blocks of a
+ * multiple of 4 KiB (256 channels x 16 floats, 256 x 24 tiles) put all of them in one L1
+ * set, and 16 streams thrashed its 8 ways (the weight transform of a 256 -> 256 layer
+ * took ~250 cycles per channel and panel). */
+static inline int64_t fcw_xstride(int64_t block) { return block + 16; }
+
 /* Transform positions of the problem's form: 16 (3x3), 36 (5x5), 64 (3x3x3). */
 static int fcw_nxi(const fc_cgeom *q)
 {
@@ -376,18 +383,18 @@ typedef struct {
 } fcw_tiles;
 
 /* The input transform of tiles [t0, t0 + nt) of channels [c0, c1) of one group's Cg
- * (xc, cs floats apart) into V[xi][c][i] (xi stride Cg * tbp, channel stride tbp); tiles
+ * (xc, cs floats apart) into V[xi][c][i] (xi stride xs >= Cg * tbp, channel stride tbp); tiles
  * nt .. tbp-1 zero. Tile t = (tz, ty, tx) in row-major order. Runs of up to 8 tiles of one
  * tile row and chain go through one vector transform, their patch rows read in place when
  * inside the input at unit dilation along x, else gathered with zeros outside. */
 static void fcw_input_block(const fc_cgeom *q, const fcw_tiles *tl, const float *xc,
                             int64_t cs, int64_t Cg, int64_t c0, int64_t c1, int64_t t0,
-                            int64_t nt, int64_t tbp, float *V)
+                            int64_t nt, int64_t tbp, int64_t xs, float *V)
 {
 #if FC_X86
     const int64_t D = q->D, H = q->H, W = q->W, HW = H * W, dd = q->dd, dh = q->dh,
                   dw = q->dw;
-    const int64_t xs = Cg * tbp, ntx = tl->ntx, nty = tl->nty;
+    const int64_t ntx = tl->ntx, nty = tl->nty;
     const int nxi = tl->nxi, nzr = tl->nd3 ? 4 : 1, r5 = tl->r == 5, pn = tl->r + 1;
     /* floats one run of k tiles reads per patch row: 2k + r - 1 (in place: 16 + r - 1,
      * the vector reads of fcw_deint) */
@@ -451,7 +458,8 @@ static void fcw_input_block(const fc_cgeom *q, const fcw_tiles *tl, const float 
                 vc[xi * xs + i] = 0.0f;
     }
 #else
-    (void)q; (void)tl; (void)xc; (void)cs; (void)Cg; (void)t0; (void)nt; (void)tbp; (void)V;
+    (void)q; (void)tl; (void)xc; (void)cs; (void)Cg; (void)t0; (void)nt; (void)tbp; (void)xs;
+    (void)V;
 #endif
 }
 
@@ -784,14 +792,18 @@ static int fc_wino_run(const fc_cgeom *q, const float *x, const float *w, const 
     /* the GEMMs' channel stride in V: one channel's tiles */
     for (int64_t c = 0; c < Cg; c++)
         tap[c] = c * (panels ? Tp : tb);
+    /* xi strides (fcw_xstride): VA's per (image, group), each thread's weight panel Up,
+     * U's, each thread's V */
+    const int64_t vaxs = fcw_xstride(Cg * Tp), upxs = fcw_xstride(Cg * FCI_NV),
+                  uxs = fcw_xstride(G * njt * Cg * FCI_NV), vxs = fcw_xstride(Cg * tb);
     /* VA (panels) or U (tile blocks) */
     float *buf = (float *)fc_alloc_aligned(
-        sizeof(float) * (size_t)(panels ? nxi * N * G * Cg * Tp : nxi * G * njt * Cg * FCI_NV));
+        sizeof(float) * (size_t)(panels ? nxi * N * G * vaxs : nxi * uxs));
     if (!buf) {
         fc_flag_failure(&failed);
     } else if (panels) {
         const float *VA = buf;
-        const int64_t vng = (int64_t)nxi * Cg * Tp;   /* one (image, group) */
+        const int64_t vng = (int64_t)nxi * vaxs;   /* one (image, group) */
         const int64_t cch = fc_max(1, fc_cdiv(Cg, 4 * (int64_t)nthreads));
         const int64_t ncc = fc_cdiv(Cg, cch);
 #if defined(_OPENMP)
@@ -804,9 +816,9 @@ static int fc_wino_run(const fc_cgeom *q, const float *x, const float *w, const 
             for (int64_t it = 0; it < N * G * ncc; it++) {
                 const int64_t cc = it % ncc, ng = it / ncc, g = ng % G, n = ng / G;
                 fcw_input_block(q, &tl, x + n * q->x_sn + g * Cg * cs, cs, Cg, cc * cch,
-                                fc_min(Cg, (cc + 1) * cch), 0, T, Tp, buf + ng * vng);
+                                fc_min(Cg, (cc + 1) * cch), 0, T, Tp, vaxs, buf + ng * vng);
             }
-            float *Up = (float *)fc_alloc_aligned(sizeof(float) * (size_t)(nxi * Cg * FCI_NV));
+            float *Up = (float *)fc_alloc_aligned(sizeof(float) * (size_t)(nxi * upxs));
             float *M = (float *)fc_alloc_aligned(sizeof(float) * (size_t)(nxi * Tp * FCI_NV));
             float *Tw = (float *)fc_alloc_aligned(sizeof(float)
                                                   * (size_t)(Cg * q->KD * q->KH * q->KW * FCI_NV));
@@ -820,10 +832,9 @@ static int fc_wino_run(const fc_cgeom *q, const float *x, const float *w, const 
                     continue;
                 const int64_t g = it / njt, jt = it % njt, m0 = jt * FCI_NV;
                 const int nch = (int)fc_min(FCI_NV, Cog - m0);
-                fcw_weight_panel(w, g, jt, 0, Cg, Cog, Cg, nd3, kr, Tw, Up, FCI_NV, Cg * FCI_NV);
+                fcw_weight_panel(w, g, jt, 0, Cg, Cog, Cg, nd3, kr, Tw, Up, FCI_NV, upxs);
                 for (int64_t n = 0; n < N; n++) {
-                    fcw_gemms(nxi, Cg, Up, Cg * FCI_NV, VA + (n * G + g) * vng, Cg * Tp, Tp,
-                              tap, M);
+                    fcw_gemms(nxi, Cg, Up, upxs, VA + (n * G + g) * vng, vaxs, Tp, tap, M);
                     fcw_output_tiles(q, &tl, M, Tp * FCI_NV, 0, T,
                                      bias ? bias + g * Cog + m0 : NULL, nch,
                                      out + n * q->o_sn + g * q->o_sg + m0 * q->o_sm);
@@ -836,7 +847,7 @@ static int fc_wino_run(const fc_cgeom *q, const float *x, const float *w, const 
     } else {
         float *U = buf;
         /* U[xi][g][jt][c][16]: panel (g, jt) of transform position xi, zero past Cog */
-        const int64_t xis = G * njt * Cg * FCI_NV;
+        const int64_t xis = uxs;
         /* per (panel, block of <= 64 channels): rows read in runs, transposed in L1 */
         const int64_t wcb = fc_min(Cg, 64), nwc = fc_cdiv(Cg, wcb);
 #if defined(_OPENMP)
@@ -865,7 +876,7 @@ static int fc_wino_run(const fc_cgeom *q, const float *x, const float *w, const 
 #pragma omp parallel num_threads(nthreads)
 #endif
         {
-            float *V = (float *)fc_alloc_aligned(sizeof(float) * (size_t)(nxi * Cg * tb));
+            float *V = (float *)fc_alloc_aligned(sizeof(float) * (size_t)(nxi * vxs));
             float *M = (float *)fc_alloc_aligned(sizeof(float) * (size_t)(nxi * tb * FCI_NV));
             if (!V || !M)
                 fc_flag_failure(&failed);
@@ -878,12 +889,11 @@ static int fc_wino_run(const fc_cgeom *q, const float *x, const float *w, const 
                 const int64_t jb = it % nblk, ng = it / nblk, g = ng % G, n = ng / G;
                 const int64_t t0 = jb * tb, nt = fc_min(tb, T - t0);
                 fcw_input_block(q, &tl, x + n * q->x_sn + g * Cg * cs, cs, Cg, 0, Cg, t0, nt, tb,
-                                V);
+                                vxs, V);
                 for (int64_t jt = 0; jt < njt; jt++) {
                     const int64_t m0 = jt * FCI_NV;
                     /* M[xi][tile][16] = U[xi] panel jt x V[xi], then each run's output tiles */
-                    fcw_gemms(nxi, Cg, U + (g * njt + jt) * Cg * FCI_NV, xis, V, Cg * tb, tb, tap,
-                              M);
+                    fcw_gemms(nxi, Cg, U + (g * njt + jt) * Cg * FCI_NV, xis, V, vxs, tb, tap, M);
                     fcw_output_tiles(q, &tl, M, tb * FCI_NV, t0, nt,
                                      bias ? bias + g * Cog + m0 : NULL,
                                      (int)fc_min(FCI_NV, Cog - m0),
