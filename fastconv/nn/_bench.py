@@ -145,16 +145,24 @@ def peak_gflops(nthreads, quick=False):
 def _scratch(fn, out_bytes):
     """Peak scratch of one call beyond its output: the larger of what NumPy allocated
     (tracemalloc) and the rise of the resident set (VmHWM, which also sees the compiled
-    engines' own buffers, e.g. the fused GEMM's padded copy and packed panels)."""
+    engines' own buffers, e.g. the fused GEMM's padded copy and packed panels). Measured
+    with fastconv's result pool off, so the output is a fresh allocation in both (a pooled
+    one would not show, and subtracting its size would hide as much scratch)."""
+    from .. import _pool
     from .._bench import PeakMemory
-    tracemalloc.start()
-    tracemalloc.reset_peak()
-    fn()
-    peak = tracemalloc.get_traced_memory()[1]
-    tracemalloc.stop()
-    with PeakMemory() as pm:
+    saved = _pool.POOL_BYTES
+    _pool.POOL_BYTES = 0
+    try:
+        tracemalloc.start()
+        tracemalloc.reset_peak()
         fn()
-    rss = (pm.peak or 0)
+        peak = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+        with PeakMemory() as pm:
+            fn()
+        rss = (pm.peak or 0)
+    finally:
+        _pool.POOL_BYTES = saved
     return max(0, peak - out_bytes, rss - out_bytes)
 
 
