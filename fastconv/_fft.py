@@ -480,10 +480,16 @@ def _available_bytes():
     return available_memory()
 
 
+_INTP_MAX = int(np.iinfo(np.intp).max)
+_CHECK_FROM = 1 << 28   # 256 MiB, as fastconv._config.check_alloc
+
+
 def _check_memory(nbytes, what, elems=()):
     """Raise MemoryError, before allocating, when ``nbytes`` cannot be had."""
+    too_big = any(e > _INTP_MAX for e in elems) or nbytes > _INTP_MAX
+    if not too_big and nbytes < _CHECK_FROM:
+        return  # small: not worth reading /proc/meminfo for (a third of a tiny call)
     gib = nbytes / 2**30
-    too_big = any(e > np.iinfo(np.intp).max for e in elems) or nbytes > np.iinfo(np.intp).max
     if not too_big:
         avail = _available_bytes()
         if nbytes <= avail:
