@@ -42,6 +42,7 @@ import numpy as np
 
 from cython.parallel cimport parallel, prange
 from libc.stdint cimport int64_t
+cimport numpy as cnp
 
 cdef extern from "fc_conv.h" nogil:
     ctypedef struct fc_plan:
@@ -347,7 +348,11 @@ def _correlate_real(x, w, out, stride, dilation, pad, groups, nthreads, isa, int
     cdef int64_t pa[32]
     cdef int i, rc, nt = nthreads
     cdef fc_plan pl
-    cdef size_t px = x.ctypes.data, pw = w.ctypes.data, po = out.ctypes.data
+    # the data pointers straight from the array structs (``.ctypes.data`` built three
+    # ctypes helper objects, ~1.5 us of a small layer's call)
+    cdef size_t px = <size_t>cnp.PyArray_DATA(<cnp.ndarray?>x)
+    cdef size_t pw = <size_t>cnp.PyArray_DATA(<cnp.ndarray?>w)
+    cdef size_t po = <size_t>cnp.PyArray_DATA(<cnp.ndarray?>out)
     for i in range(D + 2):
         xs[i] = x.shape[i]
         ws[i] = w.shape[i]
