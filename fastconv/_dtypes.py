@@ -59,6 +59,27 @@ def fft_dtype(dt):
     return compute_dtype(dt)
 
 
+def freq_dtype(dt1, dt2):
+    """The dtype scipy.signal.fftconvolve computes and returns in for inputs of dtypes
+    ``dt1`` and ``dt2``: each input as scipy.fft transforms it (integers and bool as
+    float64, float16 as float32, other floats and complex as they are), the two combined
+    by numpy.result_type -- int8 with float32 is float64, not float32."""
+    def as_fft(dt):
+        dt = np.dtype(dt)
+        if dt.kind in "biu":
+            return np.dtype(np.float64)
+        if dt.kind == "f" and dt.itemsize < 4:
+            return np.dtype(np.float32)
+        return dt
+    return np.result_type(as_fft(dt1), as_fft(dt2))
+
+
+def is_long(dt):
+    """Whether ``dt`` is long double (real or complex): wider than the engines' float64."""
+    dt = np.dtype(dt)
+    return (dt.kind == "f" and dt.itemsize > 8) or (dt.kind == "c" and dt.itemsize > 16)
+
+
 def finish(out, dt):
     """Cast an engine result to the result dtype ``dt`` (bool: nonzero)."""
     dt = np.dtype(dt)

@@ -4,6 +4,8 @@ Every scipy.signal mode is a window ``[start, start + shape)`` of the *full* lin
 convolution (length ``n1 + n2 - 1`` per axis). Engines compute windows, so the front
 never crops after the fact.
 """
+import operator
+
 import numpy as np
 
 MODES = ("full", "same", "valid")
@@ -11,7 +13,8 @@ MODES = ("full", "same", "valid")
 
 def check_mode(mode):
     if not isinstance(mode, str) or mode not in MODES:
-        raise ValueError(f"mode must be one of 'full', 'same' or 'valid', got {mode!r}")
+        # scipy's wording (tests match on it), then what we got
+        raise ValueError(f"acceptable mode flags are 'valid', 'same', or 'full'; got mode={mode!r}")
     return mode
 
 
@@ -55,8 +58,12 @@ def correlation_lags(in1_len, in2_len, mode="full"):
     array([-1,  0,  1,  2])
     """
     for name, v in (("in1_len", in1_len), ("in2_len", in2_len)):
-        if isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, np.integer)):
+        if isinstance(v, (bool, np.bool_)):
             raise TypeError(f"{name} must be an int, got {type(v).__name__}")
+        try:
+            v = operator.index(v)         # ints, numpy integers, 0-d integer arrays
+        except TypeError:
+            raise TypeError(f"{name} must be an int, got {type(v).__name__}") from None
         if v < 0:
             raise ValueError(f"{name} must be non-negative, got {v}")
     if mode == "full":
@@ -76,5 +83,5 @@ def correlation_lags(in1_len, in2_len, mode="full"):
         else:
             lags = np.arange(lag_bound, 1)
     else:
-        raise ValueError(f"mode must be one of 'full', 'same' or 'valid', got {mode!r}")
+        raise ValueError(f"Mode {mode} is invalid: mode must be 'full', 'same' or 'valid'")
     return lags

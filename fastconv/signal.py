@@ -15,6 +15,8 @@ second input, exactly as scipy defines it.
 import math
 import operator
 
+import warnings
+
 import numpy as np
 
 from . import _dtypes, _plan, _pool, _shapes
@@ -26,7 +28,9 @@ __all__ = ["convolve", "correlate", "fftconvolve", "oaconvolve", "convolve2d", "
 correlation_lags = _shapes.correlation_lags
 
 _METHODS = ("auto", "direct", "fft", "oa", "separable")
-_BOUNDARIES = ("fill", "wrap", "symm")
+#: scipy's boundary names and their aliases ('pad', 'circular', 'symmetric')
+_BOUNDARIES = {"fill": "fill", "pad": "fill", "wrap": "wrap", "circular": "wrap",
+               "symm": "symm", "symmetric": "symm"}
 
 
 # ----------------------------------------------------------------------------- helpers
@@ -147,6 +151,25 @@ def _rank1_factors(kernel, cdt):
     return col, row
 
 
+def _long_fft(a, b, axes, starts, shape):
+    """A window of the convolution of long-double ``a`` and ``b`` along ``axes`` by
+    scipy.fft's long-double transforms (FFTW's and our engines' widest are float64), as
+    scipy.signal.fftconvolve computes it; the other axes broadcast."""
+    import scipy.fft as sf
+    cplx = a.dtype.kind == "c" or b.dtype.kind == "c"
+    full = [a.shape[ax] + b.shape[ax] - 1 for ax in axes]
+    fsh = [sf.next_fast_len(n, not cplx) for n in full]
+    if cplx:
+        r = sf.ifftn(sf.fftn(a, fsh, axes=axes) * sf.fftn(b, fsh, axes=axes), fsh, axes=axes)
+    else:
+        r = sf.irfftn(sf.rfftn(a, fsh, axes=axes) * sf.rfftn(b, fsh, axes=axes), fsh,
+                      axes=axes)
+    crop = [slice(None)] * a.ndim
+    for ax, s0, n in zip(axes, starts, shape):
+        crop[ax] = slice(s0, s0 + n)
+    return np.ascontiguousarray(r[tuple(crop)])
+
+
 # ----------------------------------------------------------------------------- the core
 class _Problem:
     """A window of the full linear convolution of ``a`` and ``b`` (same ndim)."""
@@ -235,18 +258,30 @@ class _Problem:
             return _dtypes.finish(self._direct(nthreads), self.rdt)
         if method == "separable":
             return _dtypes.finish(self._separable(nthreads), self.rdt)
-        fdt = _dtypes.fft_dtype(self.rdt)
+        # the transforms run in scipy.signal.fftconvolve's dtype (int8 with float32: float64)
+        fdt = _dtypes.freq_dtype(self.a.dtype, self.b.dtype)
         a = self.a.astype(fdt, copy=False)
         b = self.b.astype(fdt, copy=False)
         axes = tuple(range(a.ndim))
         eng = _engines(xp)
         fn = eng.fft_convolve if method == "fft" else eng.oaconvolve
-        if check_finite and xp is np:
+        if _dtypes.is_long(fdt) and xp is np:
+            out = _long_fft(a, b, axes, self.starts, self.shape)
+            if check_finite and not _all_finite(xp, out):
+                return self.run("direct", get_num_threads())
+        elif check_finite and xp is np:
             out = fn(a, b, axes, self.starts, self.shape, nthreads, check_finite=True)
             if out is None:
                 return self.run("direct", get_num_threads())
         else:
             out = fn(a, b, axes, self.starts, self.shape, nthreads)
+        if not check_finite and xp is np and out.size:
+            first = out[(0,) * out.ndim]
+            if not np.isfinite(first):
+                # scipy.signal.convolve's warning (it reads the first output only)
+                warnings.warn("Use of fft convolution on input with NAN or inf results in "
+                              "NAN or inf output. Consider using method='direct' instead.",
+                              RuntimeWarning, stacklevel=3)
         return _dtypes.finish_fft(out, self.rdt)
 
     def _prepared(self):
@@ -500,12 +535,15 @@ def _freq_axes(a, b, mode, axes):
         try:
             axes = [operator.index(ax) for ax in axes]
         except TypeError:
-            raise TypeError(f"axes must be None, an int or a sequence of ints, got {axes!r}")
+            # scipy's ValueError and wording
+            raise ValueError(f"axes must be a scalar or iterable of integers, got {axes!r}") \
+                from None
         if not axes:
             raise ValueError("when provided, axes cannot be empty; give None for all axes")
         for ax in axes:
             if not -nd <= ax < nd:
-                raise ValueError(f"axes entry {ax} is out of range for arrays of ndim {nd}")
+                raise ValueError(f"axes exceeds dimensionality of input: entry {ax} for "
+                                 f"arrays of ndim {nd}")
         axes = [ax % nd for ax in axes]
         if len(set(axes)) != len(axes):
             raise ValueError(f"all axes must be unique, got {axes}")
@@ -532,9 +570,7 @@ def _freq_conv(xp, in1, in2, mode, axes, engine):
         return xp.array([])
     a, b, axes = _freq_axes(a, b, mode, axes)
     rdt = _dtypes.result_dtype(a, b)
-    fdt = _dtypes.fft_dtype(rdt)
-    if rdt.kind == "f" and rdt.itemsize < 4:
-        fdt = np.dtype(np.float32)
+    fdt = _dtypes.freq_dtype(a.dtype, b.dtype)     # scipy's: int8 with float32 is float64
     starts, shape = [], []
     out_shape = []
     for i in range(a.ndim):
@@ -558,6 +594,8 @@ def _freq_conv(xp, in1, in2, mode, axes, engine):
         return a * b           # as scipy: a plain (broadcast) product, in the inputs' dtype
     a = a.astype(fdt, copy=False)
     b = b.astype(fdt, copy=False)
+    if _dtypes.is_long(fdt) and xp is np:
+        return _long_fft(a, b, axes, starts, shape)
     eng = _engines(xp)
     fn = eng.fft_convolve if engine == "fft" else eng.oaconvolve
     nthreads = _threads_for(_fft_work(a.size, b.size, float(math.prod(out_shape))),
@@ -604,16 +642,20 @@ def _conv2d(in1, in2, mode, boundary, fillvalue, correlation):
     _shapes.check_mode(mode)
     if not isinstance(boundary, str) or boundary not in _BOUNDARIES:
         raise ValueError(
-            f"boundary must be one of 'fill', 'wrap' or 'symm', got {boundary!r}")
+            "boundary must be one of 'fill' ('pad'), 'wrap' ('circular') or 'symm' "
+            f"('symmetric'), got {boundary!r}")
+    boundary = _BOUNDARIES[boundary]
     if a.ndim != 2 or b.ndim != 2:
         name = "correlate2d" if correlation else "convolve2d"
         raise ValueError(f"{name} inputs must both be 2-D arrays, got ndim {a.ndim} and {b.ndim}")
     fv = np.asarray(fillvalue)
     if fv.size != 1:
         raise ValueError(
-            f"fillvalue must be a scalar or an array with one element, got shape {fv.shape}")
+            f"`fillvalue` must be scalar or an array with one element, got shape {fv.shape}")
     if fv.dtype.kind not in "biufc":
         raise TypeError(f"fillvalue must be numeric, got dtype {fv.dtype}")
+    if a.size == 0 and mode == "same":
+        return xp.zeros(a.shape, _dtypes.result_dtype(a, b))   # as scipy: in1's empty shape
     if a.size == 0 or b.size == 0:
         raise ValueError(
             f"in1 and in2 must not be empty, got shapes {a.shape} and {b.shape}")
@@ -626,7 +668,8 @@ def _conv2d(in1, in2, mode, boundary, fillvalue, correlation):
     fv = fv.reshape(())
     if fv.dtype.kind == "c" and rdt.kind != "c":
         if fv.imag != 0:
-            raise ValueError("fillvalue is complex but the inputs are real")
+            raise ValueError("could not cast `fillvalue` directly to the output type: it is "
+                             f"complex ({fv.item()!r}) and the inputs are real")
         fv = fv.real
     if rdt.kind in "iu":
         info = np.iinfo(rdt)
@@ -682,7 +725,8 @@ def convolve2d(in1, in2, mode="full", boundary="fill", fillvalue=0):
         2-D inputs.
     mode : {'full', 'valid', 'same'}
     boundary : {'fill', 'wrap', 'symm'}
-        'fill': pad with `fillvalue`; 'wrap': circular; 'symm': mirror (edge repeated).
+        'fill' (alias 'pad'): pad with `fillvalue`; 'wrap' ('circular'): circular; 'symm'
+        ('symmetric'): mirror (edge repeated).
     fillvalue : scalar
         Value for ``boundary='fill'`` (default 0).
 
