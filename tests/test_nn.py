@@ -8,6 +8,7 @@ import torch  # the oracle: a test dependency (torch==2.13.0), a failure when mi
 F = torch.nn.functional
 
 import fastconv.nn as fnn  # noqa: E402
+import fastconv.nn.grad as fgrad  # noqa: E402
 
 pytestmark = pytest.mark.filterwarnings("ignore:Using padding='same':UserWarning")
 
@@ -749,32 +750,83 @@ def test_no_input_channels_gives_the_bias(alg, cout):
 @pytest.mark.parametrize("nd", [1, 2, 3])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_empty_channels_every_route(nd, dtype):
-    """Zero input (or output) channels through every algorithm, the transposed
-    convolution (unit and strided) and both gradients: empty sums, the bias, right shapes.
-    Before: float64 GEMM and the weight gradient failed in a reshape, 'auto' divided by
-    zero, the direct kernel left the output unwritten."""
+    """Zero input channels through every algorithm and the weight gradient: empty sums,
+    the bias, right shapes (before: float64 GEMM and the weight gradient failed in a
+    reshape, 'auto' divided by zero, the direct kernel left the output unwritten). What
+    torch refuses -- a weight with no rows (zero output channels; a transposed weight with
+    zero input or output channels), an input with an empty spatial axis -- is refused."""
     sp = (6,) * nd
     b = np.arange(5, dtype=dtype) - 2
     bsh = (1, 5) + (1,) * nd
+    k = (3,) * nd
     for alg in ALGORITHMS:
-        got = CONV[nd](np.zeros((2, 0) + sp, dtype), np.zeros((5, 0) + (3,) * nd, dtype), b,
+        got = CONV[nd](np.zeros((2, 0) + sp, dtype), np.zeros((5, 0) + k, dtype), b,
                        padding=1, algorithm=alg)
         assert got.dtype == dtype
         np.testing.assert_array_equal(got, np.broadcast_to(b.reshape(bsh), got.shape))
+        gw = getattr(fnn.grad, f"conv{nd}d_weight")(
+            np.zeros((2, 0) + sp, dtype), (4, 0) + k, np.zeros((2, 4) + (4,) * nd, dtype),
+            algorithm=alg)
+        assert gw.shape == (4, 0) + k and gw.dtype == dtype
+        with pytest.raises(ValueError, match="at least 1 at dimension 0"):
+            CONV[nd](np.zeros((2, 3) + sp, dtype), np.zeros((0, 3) + k, dtype), algorithm=alg)
         for s in (1, 2):
-            got = CONV_T[nd](np.zeros((2, 0) + sp, dtype), np.zeros((0, 5) + (3,) * nd, dtype),
-                             b, stride=s, algorithm=alg)
-            np.testing.assert_array_equal(got, np.broadcast_to(b.reshape(bsh), got.shape))
-        gi = getattr(fnn.grad, f"conv{nd}d_input")((2, 3) + sp, np.zeros((0, 3) + (3,) * nd,
-                                                                            dtype),
-                                                   np.zeros((2, 0) + (4,) * nd, dtype),
-                                                   algorithm=alg)
-        assert gi.shape == (2, 3) + sp and not gi.any()
-        for cin, cout in ((0, 4), (3, 0)):
-            gw = getattr(fnn.grad, f"conv{nd}d_weight")(
-                np.zeros((2, cin) + sp, dtype), (cout, cin) + (3,) * nd,
-                np.zeros((2, cout) + (4,) * nd, dtype), algorithm=alg)
-            assert gw.shape == (cout, cin) + (3,) * nd and gw.dtype == dtype
+            with pytest.raises(ValueError, match="at least 1 at dimension 0"):
+                CONV_T[nd](np.zeros((2, 0) + sp, dtype), np.zeros((0, 5) + k, dtype),
+                           stride=s, algorithm=alg)
+            with pytest.raises(ValueError, match=r"weight.shape\[1\]"):
+                CONV_T[nd](np.zeros((2, 3) + sp, dtype), np.zeros((3, 0) + k, dtype),
+                           stride=s, algorithm=alg)
+        with pytest.raises(ValueError, match="at least 1 at dimension 0"):
+            getattr(fnn.grad, f"conv{nd}d_input")((2, 3) + sp, np.zeros((0, 3) + k, dtype),
+                                                  np.zeros((2, 0) + (4,) * nd, dtype),
+                                                  algorithm=alg)
+        with pytest.raises(ValueError, match="at least 1 at dimension 0"):
+            getattr(fnn.grad, f"conv{nd}d_weight")(
+                np.zeros((2, 3) + sp, dtype), (0, 3) + k, np.zeros((2, 0) + (4,) * nd, dtype),
+                algorithm=alg)
+
+
+@pytest.mark.parametrize("nd", [1, 2, 3])
+def test_empty_spatial_axis_refused_like_torch(nd):
+    x = np.ones((1, 2, 0) + (6,) * (nd - 1))
+    w = np.ones((3, 2) + (1,) * nd)
+    ref = [F.conv1d, F.conv2d, F.conv3d][nd - 1]
+    with pytest.raises(RuntimeError, match="Only zero batch or zero channel"):
+        ref(_t(x), _t(w), padding=1)
+    with pytest.raises(ValueError, match="only zero batch or zero channel inputs"):
+        CONV[nd](x, w, padding=1)
+    with pytest.raises(ValueError, match="only zero batch or zero channel inputs"):
+        CONV_T[nd](x, np.ones((2, 3) + (1,) * nd))
+    gy = np.ones((1, 3, 2) + (6,) * (nd - 1))
+    with pytest.raises(ValueError, match="only zero batch or zero channel inputs"):
+        getattr(fnn.grad, f"conv{nd}d_input")(x.shape, w, gy, padding=1)
+    with pytest.raises(ValueError, match="only zero batch or zero channel inputs"):
+        getattr(fnn.grad, f"conv{nd}d_weight")(x, w.shape, gy, padding=1)
+    with pytest.raises(ValueError, match="input_size"):
+        fnn.conv_output_shape((0,) + (6,) * (nd - 1), 1, padding=1)
+    # zero batch stays accepted, as torch
+    assert CONV[nd](np.ones((0, 2) + (6,) * nd), w).shape == (0, 3) + (6,) * nd
+
+
+def test_channel_shuffle_returns_a_copy():
+    x = np.arange(12.).reshape(1, 6, 2)
+    for g in (1, 2, 6):
+        y = fnn.channel_shuffle(x, g)
+        np.testing.assert_array_equal(
+            y, torch.nn.functional.channel_shuffle(_t(x), g).numpy())
+        assert not np.shares_memory(x, y)
+
+
+def test_shuffled_group_conv2d_array_arguments():
+    rng = np.random.default_rng(4)
+    x = rng.standard_normal((1, 6, 5, 5)).astype(np.float32)
+    w = rng.standard_normal((6, 2, 1, 1)).astype(np.float32)
+    want = fnn.channel_shuffle(fnn.conv2d(x, w, groups=3), 3)
+    for kw in ({"padding": np.array([0, 0])}, {"dilation": np.array([1, 1])},
+               {"stride": np.array([1, 1]), "padding": "same"}, {"padding": (0, 0)}):
+        np.testing.assert_allclose(fnn.shuffled_group_conv2d(x, w, 3, **kw), want,
+                                   rtol=1e-5, atol=1e-5)
 
 
 @pytest.mark.parametrize("alg", ALGORITHMS)
@@ -805,3 +857,44 @@ def test_float16_overflow_is_inf_without_warning():
     want = F.conv2d(_t(x).float(), _t(w).float(), padding=1).half().numpy()
     np.testing.assert_array_equal(np.isinf(got), np.isinf(want))
     assert np.isinf(got).any() and got.dtype == np.float16 and np.isinf(gx).any()
+
+
+# ----------------------------------------------------------------------------- NaN / Inf, FFT engine
+def _same_nonfinite(got, want):
+    """NaN where torch has NaN, +-Inf where it has +-Inf, finite values close."""
+    np.testing.assert_array_equal(np.isnan(got), np.isnan(want))
+    np.testing.assert_array_equal(np.isposinf(got), np.isposinf(want))
+    np.testing.assert_array_equal(np.isneginf(got), np.isneginf(want))
+    fin = np.isfinite(want)
+    np.testing.assert_allclose(got[fin], want[fin], rtol=1e-9, atol=1e-9)
+
+
+@pytest.mark.parametrize("algorithm", ["auto", "fft"])
+@pytest.mark.parametrize("where", ["input", "weight"])
+@pytest.mark.parametrize("bad", [np.nan, np.inf])
+def test_fft_engine_keeps_nonfinite_local_like_torch(algorithm, where, bad):
+    # a 15x15 kernel: 'auto' takes the FFT engine for it; a product of spectra would smear
+    # one NaN/Inf over every output, torch keeps it to the outputs that read it
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((2, 3, 40, 40))
+    w = rng.standard_normal((4, 3, 15, 15))
+    if where == "input":
+        x[1, 2, 5, 7] = bad
+    else:
+        w[2, 1, 3, 3] = bad
+    want = F.conv2d(_t(x), _t(w), padding=2).numpy()
+    _same_nonfinite(fnn.conv2d(x, w, padding=2, algorithm=algorithm), want)
+    y = rng.standard_normal((2, 4, 20, 20))
+    if where == "input":
+        y[0, 3, 4, 4] = bad
+    for stride in (1, 2):
+        # transposed (weight (C_in=4, C_out=3, k, k)) and the input gradient
+        want = F.conv_transpose2d(_t(y), _t(w), stride=stride).numpy()
+        _same_nonfinite(fnn.conv_transpose2d(y, w, stride=stride, algorithm=algorithm), want)
+        want = torch.nn.grad.conv2d_input(want.shape, _t(w), _t(y), stride=stride).numpy()
+        _same_nonfinite(fgrad.conv2d_input(want.shape, w, y, stride=stride,
+                                           algorithm=algorithm), want)
+    x1 = np.ones((1, 1, 8))
+    x1[0, 0, 0] = bad
+    _same_nonfinite(fnn.conv1d(x1, np.ones((1, 1, 3)), algorithm="fft"),
+                    F.conv1d(_t(x1), torch.ones(1, 1, 3, dtype=torch.float64)).numpy())

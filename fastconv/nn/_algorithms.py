@@ -201,6 +201,12 @@ def fft(x, w, out_spatial, stride, dilation, pad, groups):
     inv = scipy.fft.ifftn if cplx else scipy.fft.irfftn
     xf = fwd(xp, s=fshape, axes=axes, workers=workers)            # (n, c, *F)
     wf = fwd(wd, s=fshape, axes=axes, workers=workers)            # (c_out, cg, *F)
+    dc = (Ellipsis,) + (0,) * nd      # a DC bin sums its input: NaN/Inf anywhere show there
+    if (not (np.isfinite(xf[dc]).all() and np.isfinite(wf[dc]).all())
+            and not (np.isfinite(x).all() and np.isfinite(w).all())):
+        # the product of spectra would spread one NaN/Inf over every output; torch (and
+        # the other engines) keep it to the outputs that read it: the direct sum instead
+        return direct(x, w, out_spatial, stride, dilation, pad, groups)
     fsz = math.prod(xf.shape[2:])
     # (g, F, cog, cg) @ (g, F, cg, n) -> (g, F, cog, n)
     xt = xf.reshape(n, g, cg, fsz).transpose(1, 3, 2, 0)
@@ -668,6 +674,13 @@ def correlate_adjoint(y, w, x_spatial, stride, dilation, pad, groups, algorithm=
     if y.shape[1] == 0 or w.shape[1] == 0:   # nothing to scatter, or no output channels
         return np.zeros(y.shape[:1] + (w.shape[1] * groups,) + tuple(x_spatial),
                         dtype=y.dtype)
+    if not np.isfinite(w).all():
+        # a NaN/Inf weight tap: torch scatters each y sample over the taps (GEMM + col2im
+        # here, the same sum), never multiplying the tap by padding or stuffed zeros, which
+        # every correlation form does (NaN over the whole output channel). torch's float32
+        # (oneDNN) itself differs from its float64 there; this follows the float64 one.
+        with np.errstate(invalid="ignore", over="ignore"):    # torch does not warn
+            return _gemm.correlate_adjoint(y, w, x_spatial, stride, dilation, pad, groups)
     nd = y.ndim - 2
     kernel = w.shape[2:]
     unit = all(s == 1 for s in stride)
@@ -691,7 +704,9 @@ def correlate_adjoint(y, w, x_spatial, stride, dilation, pad, groups, algorithm=
             return _adjoint_phases(y, w, x_spatial, stride, dilation, pad, groups, "auto")
     if algorithm == "gemm":
         return _gemm.correlate_adjoint(y, w, x_spatial, stride, dilation, pad, groups)
-    if algorithm == "direct":
+    if algorithm == "direct" or not (np.isfinite(y).all() and np.isfinite(w).all()):
+        # (NaN/Inf: the zero-stuffed y below would multiply a non-finite weight tap by the
+        # stuffed zeros, NaN at outputs torch's scatter never reaches with that tap)
         return _adjoint_phases(y, w, x_spatial, stride, dilation, pad, groups, "direct")
     n, c_out = y.shape[:2]
     ys = np.zeros((n, c_out) + tuple((o - 1) * s + 1 for o, s in zip(y.shape[2:], stride)),

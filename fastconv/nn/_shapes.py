@@ -212,8 +212,25 @@ def conv_params(x, w, stride, padding, dilation, groups, padding_mode, nd, fname
     return r
 
 
+def _check_nonempty(x, w, fname, transposed=False):
+    """torch's refusals of empty operands: an input with an empty spatial axis (zero batch
+    or zero channels are accepted), a weight with no rows (dimension 0), and a transposed
+    convolution's weight with no output channels (dimension 1)."""
+    if any(s == 0 for s in x.shape[2:]):
+        raise ValueError(f"{fname}: only zero batch or zero channel inputs are supported, "
+                         f"got input of shape {tuple(x.shape)} (input)")
+    if w.shape[0] == 0:
+        raise ValueError(f"{fname}: expected weight to be at least 1 at dimension 0, got "
+                         f"weight of shape {tuple(w.shape)} (weight)")
+    if transposed and w.shape[1] == 0:
+        raise ValueError(f"{fname}: expected a non-empty weight, got weight of shape "
+                         f"{tuple(w.shape)} (weight.shape[1], output channels per group, "
+                         "is 0)")
+
+
 def _conv_params(x, w, stride, padding, dilation, groups, padding_mode, nd, fname):
     check_weight(w, nd, fname)
+    _check_nonempty(x, w, fname)
     stride = positive(stride, nd, "stride")
     dilation = positive(dilation, nd, "dilation")
     groups = check_groups(groups)
@@ -258,6 +275,7 @@ def transpose_params(x, w, stride, padding, output_padding, groups, dilation, nd
     """Validate a transposed convolution; return
     ``(stride, dilation, padding, groups, c_out, out_spatial)``."""
     check_weight(w, nd, fname)
+    _check_nonempty(x, w, fname, transposed=True)
     stride = positive(stride, nd, "stride")
     dilation = positive(dilation, nd, "dilation")
     groups = check_groups(groups)

@@ -41,7 +41,7 @@ def conv_output_shape(input_size, kernel_size, stride=1, padding=0, dilation=1):
     """
     size = (input_size,) if np.ndim(input_size) == 0 else tuple(input_size)
     nd = len(size)
-    size = _shapes.nonnegative(size, nd, "input_size")
+    size = _shapes.positive(size, nd, "input_size")
     kernel = _shapes.positive(kernel_size, nd, "kernel_size")
     stride = _shapes.positive(stride, nd, "stride")
     dilation = _shapes.positive(dilation, nd, "dilation")
@@ -73,7 +73,7 @@ def conv_transpose_output_shape(input_size, kernel_size, stride=1, padding=0,
     """
     size = (input_size,) if np.ndim(input_size) == 0 else tuple(input_size)
     nd = len(size)
-    size = _shapes.nonnegative(size, nd, "input_size")
+    size = _shapes.positive(size, nd, "input_size")
     kernel = _shapes.positive(kernel_size, nd, "kernel_size")
     stride = _shapes.positive(stride, nd, "stride")
     dilation = _shapes.positive(dilation, nd, "dilation")
@@ -240,7 +240,21 @@ def channel_shuffle(input, groups):
         raise ValueError(f"channel_shuffle: number of channels ({c}) must be divisible by "
                          f"groups ({groups})")
     r = x.reshape((n, groups, c // groups) + x.shape[2:]).swapaxes(1, 2)
-    return xp.ascontiguousarray(r).reshape(x.shape)
+    # a copy always (groups 1 or C: the swapped view is already contiguous, and
+    # ascontiguousarray would hand back the input itself)
+    return r.copy(order="C").reshape(x.shape)
+
+
+def _all_int(v, value):
+    """Whether ``v`` (an int, a 2-sequence or array of ints) is ``value`` in every entry; False
+    for anything else (strings, floats: the general path validates those)."""
+    if isinstance(v, str):
+        return False
+    try:
+        a = np.asarray(v)
+    except Exception:  # noqa: BLE001 - not array-like: not the shortcut
+        return False
+    return a.dtype.kind in "iu" and a.size in (1, 2) and a.ndim <= 1 and bool((a == value).all())
 
 
 def grouped_conv2d(input, weight, groups, bias=None, stride=1, padding=0, dilation=1,
@@ -307,10 +321,10 @@ def shuffled_group_conv2d(input, weight, groups, bias=None, stride=1, padding=0,
     w = _shapes.as_array(weight, "weight", xp)
     # 1x1 shortcut; 'same' only at stride 1 (strided 'same' is an error, as in conv2d)
     no_pad = (isinstance(padding, str) and (padding == "valid"
-                                            or (padding == "same" and stride in (1, (1, 1))))
-              or padding in (0, (0, 0)))
+                                            or (padding == "same" and _all_int(stride, 1)))
+              or _all_int(padding, 0))
     if (w.ndim == 4 and w.shape[2:] == (1, 1) and no_pad
-            and dilation in (1, (1, 1)) and algorithm in ("auto", "gemm")):
+            and _all_int(dilation, 1) and algorithm in ("auto", "gemm")):
         return grouped_pointwise_conv2d(input, w, groups, bias, stride, shuffle=True)
     out = conv2d(input, w, bias, stride, padding, dilation, groups, "zeros", algorithm)
     if out.ndim == 3:
