@@ -509,6 +509,9 @@ def correlate(in1, in2, mode="full", method="auto"):
         # scipy: swap, correlate, then reverse and conjugate the result
         out = correlate(b, a, mode, method)
         return _reverse_and_conj(xp, out)
+    if b.dtype.kind == "c":
+        # the conjugate below is a copy of in2: the output's memory check first
+        _Problem.from_mode(xp, a, b, mode).check_memory()
     return convolve(a, _reverse_and_conj(xp, b), mode, method)
 
 

@@ -820,6 +820,22 @@ def test_memory_error_names_the_size_before_allocating():
         fastconv.convolve(huge, small, "valid", "direct")
 
 
+def test_correlate_refuses_before_the_conjugate_copy(monkeypatch):
+    # complex in2: correlate conjugates a copy of it; a too-large output is refused before
+    # that copy is made (here a 512 MiB copy, with 1 GiB said to be available)
+    import tracemalloc
+    from fastconv import _config
+    monkeypatch.setattr(_config, "available_memory", lambda: 2 ** 30)
+    c = np.broadcast_to(np.ones(1, np.complex64), (512, 1024, 128))
+    tracemalloc.start()
+    try:
+        with pytest.raises(MemoryError, match="GiB"):
+            fastconv.correlate(c, c)
+        assert tracemalloc.get_traced_memory()[1] < 2 ** 24
+    finally:
+        tracemalloc.stop()
+
+
 @pytest.mark.parametrize("method", METHODS)
 def test_longdouble_computed_in_double(method, rng):
     """Deviation (documented): the direct sum of long double runs in double precision; the
