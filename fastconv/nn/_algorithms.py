@@ -291,6 +291,14 @@ def predict(x_shape, w_shape, out_spatial, stride, dilation, groups, dtype, nthr
         # maps where the fused GEMM took a quarter of its time); now 1.009x, at most 1.51x
         rate = _RATES["direct"] * (1 + 8 / cog) * (1 + 16 / max(1, out_spatial[-1]))
     t_direct = macs * rate * strided * sc["direct_s_per_mac_float32"] / nt + over
+    if dt == np.float64 and kk > 1:
+        # the float64 direct kernel runs at ~1.6x its float32 time, not the 2x the doubled
+        # MACs say, while float64 GEMM is BLAS on im2col tiles (3-6x the fused float32
+        # engine): priced at 2x, 'auto' took that GEMM for float64 layers the direct kernel
+        # ran 1.05-5x faster (measured, 2 threads: 16 -> 16 3x3 on 16^2 46 against 108 us,
+        # 64 -> 64 on 2 x 16^2 0.55 against 1.21 ms, AlexNet conv1 19.8 against 23.4 ms;
+        # VGG conv3_2 at batch 1 the one loss, 48 against 41 ms)
+        t_direct *= 0.5
     if not _HAVE_CORE:
         t_direct *= 4
     # FFT: transforms of input, kernel and output, a complex GEMM per frequency
