@@ -165,6 +165,18 @@ def assert_unchanged(snap, *arrays):
         np.testing.assert_array_equal(a, copy)
 
 
+@pytest.fixture(autouse=True, params=["planned", "small"])
+def fft_route(request, monkeypatch):
+    """Every test twice: small FFT problems through the planned pyFFTW engine (the
+    shortcut off: these tests' shapes are small, and the engine must stay covered) and
+    through the one-pass scipy.fft shortcut (fastconv.signal._SMALL_FFT_POINTS)."""
+    if request.param == "planned":
+        monkeypatch.setattr(fs, "_SMALL_FFT_POINTS", 0)
+    else:
+        monkeypatch.setattr(fs, "_SMALL_FFT_POINTS", 1 << 62)
+    return request.param
+
+
 def pick(*key):
     """A deterministic index from parameters (samples the layout cross-product)."""
     return zlib.crc32(repr(key).encode())
