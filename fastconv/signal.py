@@ -228,12 +228,18 @@ class _Problem:
         input holds NaN or Inf (a pass over the inputs); without it the caller runs the
         choice with ``run(..., check_finite=True)``, which finds out from the transforms."""
         self.check_memory()
-        if self.integer:
-            return "direct", {}
-        x, k = self.kernel_and_signal()
-        cdt = _dtypes.compute_dtype(self.rdt)
         gpu = self.xp is not np
         dev = "gpu" if gpu else "cpu"
+        x, k = self.kernel_and_signal()
+        if self.integer:
+            # the exact integer sum, or a float64 FFT where its rounded result is provably
+            # the same integers (scipy takes the FFT on a looser test): whichever the model
+            # says is faster
+            if self.rdt.kind == "b" or gpu or not self._fft_exact():
+                return "direct", {}
+            return _plan.choose_signal_method(x.shape, k.shape, self.shape, np.int64, False,
+                                              nthreads, device=dev)
+        cdt = _dtypes.compute_dtype(self.rdt)
         # the rank-1 test (an SVD of the kernel) only where the model would pick the
         # separable passes if the kernel were separable (both choices are memoised)
         method, times = _plan.choose_signal_method(
@@ -249,6 +255,23 @@ class _Problem:
                 and not _all_finite(self.xp, self.a, self.b)):
             method = "direct"
         return method, times
+
+    def _fft_exact(self):
+        """Whether a float64 FFT convolution of these integer inputs, rounded, is exactly
+        their integer convolution: a bound on its error stays below 1/4. The error of each
+        output is at most ~c eps log2(L) ||a||_1 ||b||_2 (transforms of length L; c = 16
+        covers the two forward and one inverse transform with a margin), with the norms
+        bounded by max|a| * size and max|b| * sqrt(size). ~1e-4 for a uint8 2048^2 image
+        by a 31x31 uint8 kernel; kernels of values near 2**20 fail it (direct, exact)."""
+        a, b = self.a, self.b
+        if a.size == 0 or b.size == 0:
+            return False
+        amax = max(abs(int(a.max())), abs(int(a.min())))
+        bmax = max(abs(int(b.max())), abs(int(b.min())))
+        na, nb = float(a.size), float(b.size)
+        L = float(math.prod(n1 + n2 - 1 for n1, n2 in zip(a.shape, b.shape)))
+        norms = float(amax) * float(bmax) * math.sqrt(na * nb) * math.sqrt(min(na, nb))
+        return 16.0 * 2.0 ** -52 * max(1.0, math.log2(L)) * norms < 0.25
 
     # -- engines
     def run(self, method, nthreads, check_finite=False):
@@ -451,9 +474,10 @@ def convolve(in1, in2, mode="full", method="auto"):
     Notes
     -----
     Cost: direct is ``O(out.size * in2.size)``; fft is ``O(N log N)`` in the padded size;
-    overlap-add is ``O(in1.size * log(block))``. Integer and boolean inputs always use an
-    integer direct sum under 'auto' and 'separable' (exact; wraps like scipy in the result
-    dtype). Inputs containing NaN or Inf use 'direct' under 'auto', keeping the non-finite
+    overlap-add is ``O(in1.size * log(block))``. Integer and boolean inputs give scipy's
+    exact integers (wrapping like scipy in the result dtype): 'auto' takes the integer direct
+    sum, or a float64 FFT where a bound on its rounding error proves the rounded result
+    exact and the model says it is faster; 'separable' runs the direct sum. Inputs containing NaN or Inf use 'direct' under 'auto', keeping the non-finite
     values local. An output (plus input copies) that cannot fit in memory raises MemoryError
     naming its size before anything is allocated.
 
@@ -799,8 +823,8 @@ def choose_conv_method(in1, in2, mode="full", measure=False):
     -----
     Without `measure`, the choice comes from the cost model: predicted seconds of each engine
     from operation counts times constants measured on this machine by :func:`fastconv.tune`
-    (built-in defaults until then). Integer/boolean inputs, and inputs containing NaN or Inf,
-    choose 'direct'.
+    (built-in defaults until then). Boolean inputs, integer inputs whose FFT could round wrong
+    (see :func:`convolve`), and inputs containing NaN or Inf choose 'direct'.
 
     Examples
     --------
@@ -830,9 +854,11 @@ def choose_conv_method(in1, in2, mode="full", measure=False):
     import time
     # scipy's dict always holds 'fft' and 'direct'; integers are timed on the FFT too
     # but keep the exact direct sum (the choice 'auto' makes)
+    exact_fft = not prob.integer or (prob.rdt.kind != "b" and prob._fft_exact())
     candidates = ["direct", "fft"]
-    if not prob.integer:
+    if exact_fft:
         candidates += ["oa"]
+    if not prob.integer:
         _, k = prob.kernel_and_signal()
         if xp is np and _rank1_factors(k, _dtypes.compute_dtype(prob.rdt)) is not None:
             candidates.append("separable")
@@ -844,6 +870,6 @@ def choose_conv_method(in1, in2, mode="full", measure=False):
             prob.run(m, nthreads)
             best = min(best, time.perf_counter() - t0)
         times[m] = best
-    if prob.integer:
+    if not exact_fft:
         return "direct", times
     return min(times, key=times.get), times
