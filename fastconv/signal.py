@@ -385,7 +385,7 @@ def _small_windows(in1, in2, mode, method):
             or type(in2) is not np.ndarray):
         return None
     dt = in1.dtype
-    if dt.char not in "fd" or in2.dtype != dt or not dt.isnative:
+    if dt.char not in "fdFD" or in2.dtype != dt or not dt.isnative:
         return None
     nd = in1.ndim
     if nd == 0 or nd > 3 or in2.ndim != nd or mode not in _SMALL_MODES:
@@ -413,6 +413,10 @@ def _small_direct(in1, in2, mode, method):
     x = np.ascontiguousarray(in1[crop])
     w = np.ascontiguousarray(in2[(slice(None, None, -1),) * nd])
     out = np.empty(tuple(n for _, n in wins), dt)
+    if dt.kind == "c":
+        _core.correlate(x[None, None], w[None, None], out[None, None], (1,) * nd, (1,) * nd,
+                        pads, 1, 1)
+        return out
     _core._correlate_real(x[None, None], w[None, None], out[None, None], (1,) * nd,
                           (1,) * nd, pads, 1, 1, None, _core._REAL_CODES[dt])
     return out
@@ -534,9 +538,12 @@ def correlate(in1, in2, mode="full", method="auto"):
     >>> fastconv.correlation_lags(3, 3)
     array([-2, -1,  0,  1,  2])
     """
-    if type(in2) is np.ndarray and in2.dtype.kind == "f":
-        # real: the convolution with in2 reversed (no conjugate), small ones in one call
-        out = _small_direct(in1, in2[(slice(None, None, -1),) * in2.ndim], mode, method)
+    if type(in2) is np.ndarray and in2.dtype.kind in "fc":
+        # the convolution with in2 reversed (and conjugated), small ones in one call
+        rev = in2[(slice(None, None, -1),) * in2.ndim]
+        if in2.dtype.kind == "c" and _small_windows(in1, rev, mode, method) is not None:
+            rev = rev.conj()
+        out = _small_direct(in1, rev, mode, method)
         if out is not None:
             return out
     xp, a, b = _prepare(in1, in2, mode, method)
