@@ -866,7 +866,7 @@ def test_longdouble_computed_in_double(method, rng):
             np.testing.assert_allclose(got, ref, rtol=0, atol=1e-17 * float(abs(ref).max()))
 
 
-@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.complex64, np.complex128])
 @pytest.mark.parametrize("mode", ["full", "same", "valid"])
 @pytest.mark.parametrize("shapes", [((1000,), (3,)), ((7,), (7,)), ((9,), (4,)),
                                     ((12, 11), (3, 4)), ((5, 6), (5, 1)),
@@ -879,11 +879,15 @@ def test_small_direct_fast_path(shapes, mode, dtype):
     rng = np.random.default_rng(sum(shapes[0]) + sum(shapes[1]))
     s1, s2 = shapes
     base1 = rng.standard_normal(tuple(2 * n for n in s1)).astype(dtype)
+    # (complex: imaginary parts added below, with the dtype kept)
     a_views = [base1[tuple(slice(0, n) for n in s1)].copy(),
                np.asfortranarray(base1[tuple(slice(0, n) for n in s1)]),
                base1[tuple(slice(0, 2 * n, 2) for n in s1)],
                base1[tuple(slice(n - 1, None, -1) for n in s1)]]
     b = rng.standard_normal(s2).astype(dtype)
+    if np.dtype(dtype).kind == "c":
+        a_views = [v + (1j * v[::-1]).astype(dtype) for v in a_views]
+        b = b + (1j * rng.standard_normal(s2)).astype(dtype)
     for a in a_views:
         a0, b0 = a.copy(), b.copy()
         assert fsig._small_direct(a, b, mode, "auto") is not None
@@ -892,19 +896,17 @@ def test_small_direct_fast_path(shapes, mode, dtype):
             got = ours(a, b, mode=mode)
             want = ref(a, b, mode=mode, method="direct")
             assert got.dtype == want.dtype and got.shape == want.shape
-            tol = 1e-5 if dtype == np.float32 else 1e-12
+            tol = 1e-5 if dtype in (np.float32, np.complex64) else 1e-12
             np.testing.assert_allclose(got, want, rtol=tol, atol=tol * np.abs(b).sum())
         assert np.array_equal(a, a0) and np.array_equal(b, b0)
 
 
 def test_small_direct_fast_path_declines():
-    """What the fast path leaves to the planner: large work, integers, complex, mixed
-    dtypes, a kernel larger than the signal, 'fft' asked for, non-numpy inputs."""
+    """What the fast path leaves to the planner: large work, integers, mixed dtypes, a kernel larger than the signal, 'fft' asked for, non-numpy inputs."""
     from fastconv import signal as fsig
     f = np.ones(1000)
     assert fsig._small_direct(np.ones(10**6), np.ones(3), "same", "auto") is None
     assert fsig._small_direct(np.ones(10, int), np.ones(3, int), "same", "auto") is None
-    assert fsig._small_direct(f.astype(complex), f[:3].astype(complex), "same", "auto") is None
     assert fsig._small_direct(f, f[:3].astype(np.float32), "same", "auto") is None
     assert fsig._small_direct(f[:3], f, "full", "auto") is None
     assert fsig._small_direct(f, f[:3], "same", "fft") is None
