@@ -252,13 +252,18 @@ def _len_cost(m):
 
 
 @functools.lru_cache(maxsize=4096)
-def _good_len(n):
-    """The fast length in [n, 1.08 n] with the least predicted transform time.
+def _good_len(n, even=False):
+    """The fast length in [n, 1.08 n] with the least predicted transform time (``even``:
+    the least even one, for the last axis, which the real transforms halve).
 
     Smallest is not fastest: e.g. 2079 = 3**3 7 11 and 1002375 (odd) transform 1.3-2x slower
-    per point than 2160 or 1008000 on FFTW.
+    per point than 2160 or 1008000 on FFTW. An odd last axis is worse: FFTW_ESTIMATE's
+    2-thread r2c/c2r plans of (1500, 35), (48, 8, 35) or (2000, 75) ran 5-10x slower than
+    its 1-thread ones (0.33 -> 2.4 ms), where (1500, 36) ran 1.35x faster with 2 threads.
     """
     m = next_fast_len(n)
+    while even and m % 2 and m > 1:       # (a length-1 axis needs no transform)
+        m = next_fast_len(m + 1)
     if n < 64:
         return m
     best, hi = (_len_cost(m), m), max(m, int(n * 1.08))
@@ -266,7 +271,8 @@ def _good_len(n):
         m = next_fast_len(m + 1)
         if m > hi:
             return best[1]
-        best = min(best, (_len_cost(m), m))
+        if not (even and m % 2):
+            best = min(best, (_len_cost(m), m))
 
 
 @functools.lru_cache(maxsize=4096)
@@ -329,9 +335,10 @@ def padded_shape(in1_shape, in2_shape, axes, start=None, shape=None):
     (2160, 2160)
     """
     start, shape = _norm_window(in1_shape, in2_shape, axes, start, shape)
+    k = len(axes)
     return tuple(
-        _good_len(_window_len(in1_shape[a], in2_shape[a], s, m))
-        for a, s, m in zip(axes, start, shape)
+        _good_len(_window_len(in1_shape[a], in2_shape[a], s, m), i == k - 1)
+        for i, (a, s, m) in enumerate(zip(axes, start, shape))
     )
 
 
@@ -430,11 +437,14 @@ def oa_plan(in1_shape, in2_shape, axes, start=None, shape=None, real=True, batch
     n2s = [in2_shape[a] for a in axes]
     nd_rule = len(axes) >= 2
     cands = []
-    for n2, m in zip(n2s, shape):
-        lmax = next_fast_len(m + n2 - 1)
+    for i, (n2, m) in enumerate(zip(n2s, shape)):
+        # the last axis even (see _good_len: odd real transforms plan badly on 2 threads)
+        last = i == len(n2s) - 1
+        lmax = _good_len(m + n2 - 1, True) if last else next_fast_len(m + n2 - 1)
         lo = max(n2, 2 * (n2 - 1), 8)
         c = [L for L in _fast_lengths(lo, lmax) if L < lmax
-             and (not nd_rule or _odd_part(L) in OA_ND_ODD_PARTS)] + [lmax]
+             and (not nd_rule or _odd_part(L) in OA_ND_ODD_PARTS)
+             and not (last and L % 2)] + [lmax]
         # per-axis cost per output sample: keep the best few candidates
         c.sort(key=lambda L: (L * math.log2(max(L, 2)) + 64) / (L - n2 + 1))
         cands.append(sorted(set(c[:6] + [lmax])))
@@ -529,7 +539,14 @@ def _run_parallel(fn, items):
     if len(items) == 1:
         fn(items[0])
         return
-    futs = [_executor().submit(fn, it) for it in items[1:]]
+    # numpy's floating-point error handling is per thread: the workers take the caller's
+    # (an overflow inside a block warned from a worker though the caller had silenced it)
+    err_state = np.geterr()
+
+    def in_callers_errstate(it):
+        with np.errstate(**err_state):
+            return fn(it)
+    futs = [_executor().submit(in_callers_errstate, it) for it in items[1:]]
     err = None
     try:
         fn(items[0])
@@ -1308,7 +1325,8 @@ def convolve(in1, in2, axes, start, shape, nthreads=None, *, contiguous=False,
     p = _Problem(in1, in2, axes, start, shape, nthreads)
     if p.trivial:
         return p.finish_trivial()
-    L = tuple(_good_len(_window_len(a, b, s, m)) for a, b, s, m in zip(p.n1, p.n2, p.start, p.shape))
+    L = tuple(_good_len(_window_len(a, b, s, m), i == p.k - 1)
+              for i, (a, b, s, m) in enumerate(zip(p.n1, p.n2, p.start, p.shape)))
     use_fftw = USE_PYFFTW and HAVE_PYFFTW
     nb1, e1 = _spec_bytes(p.b1, L, p.dtype, p.real)
     nb2, e2 = _spec_bytes(p.b2, L, p.dtype, p.real)

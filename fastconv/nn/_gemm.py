@@ -109,13 +109,16 @@ def _run_chunks(fn, chunks, nthreads):
     lock = threading.Lock()
     end = object()
 
+    err_state = np.geterr()   # numpy's error handling is per thread: the caller's for all
+
     def drain():
-        while True:
-            with lock:
-                ch = next(it, end)
-            if ch is end:
-                return
-            fn(ch)
+        with np.errstate(**err_state):
+            while True:
+                with lock:
+                    ch = next(it, end)
+                if ch is end:
+                    return
+                fn(ch)
     futs = [pool.submit(drain) for _ in range(min(nthreads, len(chunks)) - 1)]
     set_local = _find_blas_local()
     prev = set_local(1)
