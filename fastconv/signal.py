@@ -379,13 +379,14 @@ _SMALL_MODES = ("full", "same", "valid")
 
 def _small_windows(in1, in2, mode, method):
     """The per-axis (start, length) windows when :func:`_small_direct` takes the problem:
-    two small real float32/float64 numpy arrays of one dtype, ``in2`` no larger than ``in1``
+    two small float32/float64/complex/integer numpy arrays of one dtype, ``in2`` no larger than ``in1``
     along every axis, 'auto' or 'direct'; else None."""
     if (method not in ("auto", "direct") or type(in1) is not np.ndarray
             or type(in2) is not np.ndarray):
         return None
     dt = in1.dtype
-    if dt.char not in "fdFD" or in2.dtype != dt or not dt.isnative:
+    if (not (dt.char in "fdFD" or dt.kind in "iu") or in2.dtype != dt
+            or not dt.isnative):
         return None
     nd = in1.ndim
     if nd == 0 or nd > 3 or in2.ndim != nd or mode not in _SMALL_MODES:
@@ -410,6 +411,14 @@ def _small_direct(in1, in2, mode, method):
     from . import _core
     dt, nd = in1.dtype, in1.ndim
     crop, pads = _direct_window([st for st, _ in wins], in2.shape)
+    if dt.kind in "iu":
+        # integers: the int64 sum, wrapped into the dtype as scipy's (modular casts)
+        x = np.ascontiguousarray(in1[crop], dtype=np.int64)
+        w = np.ascontiguousarray(in2[(slice(None, None, -1),) * nd], dtype=np.int64)
+        out = np.empty(tuple(n for _, n in wins), np.int64)
+        _core._correlate_real(x[None, None], w[None, None], out[None, None], (1,) * nd,
+                              (1,) * nd, pads, 1, 1, None, _core._REAL_CODES[out.dtype])
+        return out if dt == np.int64 else out.astype(dt)
     x = np.ascontiguousarray(in1[crop])
     w = np.ascontiguousarray(in2[(slice(None, None, -1),) * nd])
     out = np.empty(tuple(n for _, n in wins), dt)
@@ -538,7 +547,7 @@ def correlate(in1, in2, mode="full", method="auto"):
     >>> fastconv.correlation_lags(3, 3)
     array([-2, -1,  0,  1,  2])
     """
-    if type(in2) is np.ndarray and in2.dtype.kind in "fc":
+    if type(in2) is np.ndarray and in2.dtype.kind in "fciu":
         # the convolution with in2 reversed (and conjugated), small ones in one call
         rev = in2[(slice(None, None, -1),) * in2.ndim]
         if in2.dtype.kind == "c" and _small_windows(in1, rev, mode, method) is not None:

@@ -866,25 +866,32 @@ def test_longdouble_computed_in_double(method, rng):
             np.testing.assert_allclose(got, ref, rtol=0, atol=1e-17 * float(abs(ref).max()))
 
 
-@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.complex64, np.complex128])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.complex64, np.complex128,
+                                   np.int8, np.uint16, np.int64])
 @pytest.mark.parametrize("mode", ["full", "same", "valid"])
 @pytest.mark.parametrize("shapes", [((1000,), (3,)), ((7,), (7,)), ((9,), (4,)),
                                     ((12, 11), (3, 4)), ((5, 6), (5, 1)),
                                     ((6, 5, 7), (2, 3, 3)), ((40, 40), (1, 1))])
 def test_small_direct_fast_path(shapes, mode, dtype):
-    """Small real problems (<= 2**19 multiply-adds) skip the planner (signal._small_direct):
+    """Small problems (<= 2**19 multiply-adds) skip the planner (signal._small_direct):
     the same results as scipy, for C, Fortran, strided and reversed inputs, convolve and
     correlate, and the inputs untouched."""
     from fastconv import signal as fsig
     rng = np.random.default_rng(sum(shapes[0]) + sum(shapes[1]))
     s1, s2 = shapes
-    base1 = rng.standard_normal(tuple(2 * n for n in s1)).astype(dtype)
+    exact = np.dtype(dtype).kind in "iu"
+
+    def draw(shape):      # integers: wide enough values that the sums wrap in the dtype
+        if exact:
+            return rng.integers(-300, 300, shape).astype(dtype)
+        return rng.standard_normal(shape).astype(dtype)
+    base1 = draw(tuple(2 * n for n in s1))
     # (complex: imaginary parts added below, with the dtype kept)
     a_views = [base1[tuple(slice(0, n) for n in s1)].copy(),
                np.asfortranarray(base1[tuple(slice(0, n) for n in s1)]),
                base1[tuple(slice(0, 2 * n, 2) for n in s1)],
                base1[tuple(slice(n - 1, None, -1) for n in s1)]]
-    b = rng.standard_normal(s2).astype(dtype)
+    b = draw(s2)
     if np.dtype(dtype).kind == "c":
         a_views = [v + (1j * v[::-1]).astype(dtype) for v in a_views]
         b = b + (1j * rng.standard_normal(s2)).astype(dtype)
@@ -896,17 +903,20 @@ def test_small_direct_fast_path(shapes, mode, dtype):
             got = ours(a, b, mode=mode)
             want = ref(a, b, mode=mode, method="direct")
             assert got.dtype == want.dtype and got.shape == want.shape
+            if exact:
+                np.testing.assert_array_equal(got, want)
+                continue
             tol = 1e-5 if dtype in (np.float32, np.complex64) else 1e-12
             np.testing.assert_allclose(got, want, rtol=tol, atol=tol * np.abs(b).sum())
         assert np.array_equal(a, a0) and np.array_equal(b, b0)
 
 
 def test_small_direct_fast_path_declines():
-    """What the fast path leaves to the planner: large work, integers, mixed dtypes, a kernel larger than the signal, 'fft' asked for, non-numpy inputs."""
+    """What the fast path leaves to the planner: large work, booleans, mixed dtypes, a kernel larger than the signal, 'fft' asked for, non-numpy inputs."""
     from fastconv import signal as fsig
     f = np.ones(1000)
     assert fsig._small_direct(np.ones(10**6), np.ones(3), "same", "auto") is None
-    assert fsig._small_direct(np.ones(10, int), np.ones(3, int), "same", "auto") is None
+    assert fsig._small_direct(np.ones(10, bool), np.ones(3, bool), "same", "auto") is None
     assert fsig._small_direct(f, f[:3].astype(np.float32), "same", "auto") is None
     assert fsig._small_direct(f[:3], f, "full", "auto") is None
     assert fsig._small_direct(f, f[:3], "same", "fft") is None
