@@ -335,3 +335,20 @@ def test_kernel_bias_and_empty_input(nd):
     fn(x0, w, b, out0, (1,) * nd, (1,) * nd, (1,) * nd, 1)
     np.testing.assert_array_equal(out0, np.broadcast_to(b.reshape((1, 2) + (1,) * nd),
                                                         out0.shape))
+
+
+@pytest.mark.parametrize("stride, mult", [(1, 1), (2, 1), (2, 2)])
+def test_auto_takes_the_depthwise_kernel_for_1x1(stride, mult, monkeypatch):
+    """A 1x1 depthwise layer (a per-channel scale) under 'auto': the depthwise kernel, not
+    the GEMM engines (one tiny product per image and group; 15x slower at 4 x 128ch 56^2)."""
+    calls = []
+    real = _core.depthwise2d_f32
+    monkeypatch.setattr(_core, "depthwise2d_f32", lambda *a, **k: calls.append(1) or real(*a, **k))
+    rng = np.random.default_rng(11)
+    x = rng.standard_normal((4, 128, 56, 56)).astype(np.float32)
+    w = rng.standard_normal((128 * mult, 1, 1, 1)).astype(np.float32)
+    got = fnn.conv2d(x, w, stride=stride, groups=128)
+    want = torch.nn.functional.conv2d(torch.from_numpy(x), torch.from_numpy(w), stride=stride,
+                                      groups=128).numpy()
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+    assert calls

@@ -339,6 +339,9 @@ def test_auto_routes_by_cost(monkeypatch):
     x3 = rng.standard_normal((1, 512, 7, 7)).astype(np.float32)   # weight transform dominates
     w3 = rng.standard_normal((512, 512, 3, 3)).astype(np.float32) * 0.05
     _check(fnn.conv2d(x3, w3, padding=1), _oracle(x3, w3, None, padding=1), 512)
+    x4 = rng.standard_normal((8, 16, 28, 28)).astype(np.float32)  # 16 input channels: K = 16
+    w4 = rng.standard_normal((64, 16, 3, 3)).astype(np.float32)
+    _check(fnn.conv2d(x4, w4, padding=1), _oracle(x4, w4, None, padding=1), 16)
     assert calls == []
     # 5x5: AlexNet conv2 (bench L3, batch 2) takes F(2x2, 5x5) (measured 1.4-1.5x faster
     # than the GEMM at 2 threads); a 16 -> 16 layer (below 24 output channels) does not

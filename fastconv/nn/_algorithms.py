@@ -270,7 +270,14 @@ def predict(x_shape, w_shape, out_spatial, stride, dilation, groups, dtype, nthr
         strided = 1.5  # the direct kernel's strided loads (measured: AlexNet conv1, 3x3/2)
     else:
         strided = 1.0
-    if kk == 1:
+    if cg == 1 and groups > 1:
+        rate = _RATES["direct_depthwise"]
+        if dt == np.float32 and len(kernel) <= 2:
+            # the float32 depthwise kernel serves a channel multiplier's outputs from one
+            # read of the input (measured: LeNet-5 conv1, 1 -> 6 5x5, 0.31 ms where the
+            # multiplier-1 rate predicts 0.43 ms)
+            rate *= 0.6 + 0.4 / cog
+    elif kk == 1:
         # a short reduction leaves the 1x1 direct kernel mostly in per-tile overhead
         # (measured: 4 -> 32 channels per group, 4 groups, 4 x 8^3: 0.37 ms, where the
         # rate alone said 0.09 ms; the fused GEMM took 0.08 ms)
@@ -291,6 +298,12 @@ def predict(x_shape, w_shape, out_spatial, stride, dilation, groups, dtype, nthr
         # maps where the fused GEMM took a quarter of its time); now 1.009x, at most 1.51x
         rate = _RATES["direct"] * (1 + 8 / cog) * (1 + 16 / max(1, out_spatial[-1]))
     t_direct = macs * rate * strided * sc["direct_s_per_mac_float32"] / nt + over
+    if cg == 1 and groups > 1:
+        # depthwise: the GEMM engines run one tiny product per (image, group) with a panel
+        # of 16 or 6 output channels mostly padding; priced as dense they were taken for
+        # 1x1 depthwise layers the depthwise kernel ran 2-15x faster (4 x 128ch 56^2:
+        # GEMM 4.4 ms, direct 0.28 ms, torch 0.34 ms)
+        t_gemm *= 1 + 16 / cog
     if dt == np.float64 and kk > 1:
         # the float64 direct kernel runs at ~1.6x its float32 time, not the 2x the doubled
         # MACs say, while float64 GEMM is BLAS on im2col tiles (3-6x the fused float32
@@ -316,9 +329,14 @@ def predict(x_shape, w_shape, out_spatial, stride, dilation, groups, dtype, nthr
     # layers it never won there, and won 40% of those with 48 or more); 5x5 saves more
     # multiplies (2.8x, not 2.25x): on 60 timed 5x5 layers with 16-40 output channels it
     # won up to 1.34x from 24 on, and the model kept the choices within 1.025x of the
-    # fastest engine on average with any threshold from 16 to 40 (1.034x without it)
+    # fastest engine on average with any threshold from 16 to 40 (1.034x without it).
+    # 3x3 also needs 24 input channels per group: each (tile, position) GEMM has K = C_in/G,
+    # and below that the transforms dominate (16 -> 64 on 8 x 28^2: Winograd 1.25-2.25 ms,
+    # GEMM 0.70 ms, where the model said 0.76 ms; 16 -> 128 1.77 against 1.28; at 24 a tie,
+    # at 32 Winograd 1.26 against 1.42)
     five = tuple(kernel)[-1] == 5
-    if (cog >= (24 if five else 48) and _gemm.winograd_serves(dt, kernel, stride)
+    if (cog >= (24 if five else 48) and (five or cg >= 24)
+            and _gemm.winograd_serves(dt, kernel, stride)
             and _gemm.winograd_channel_block(c_out, cg, groups, kernel) == c_out):
         t["winograd"] = _winograd_cost(n, cg, c_out, groups, kernel, out_spatial, dilation,
                                        nt) \
