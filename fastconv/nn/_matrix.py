@@ -28,7 +28,8 @@ def conv_matrix(weight, input_shape, stride=1, padding=0, dilation=1, groups=1):
     Returns
     -------
     scipy.sparse.csr_matrix, shape (C_out * prod(out_spatial), C_in * prod(spatial))
-        With the weight's dtype (float64 for integers).
+        With the weight's dtype (float64 for integers; float32 for float16, which
+        scipy.sparse does not compute in).
 
     Raises
     ------
