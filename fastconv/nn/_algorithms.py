@@ -296,7 +296,18 @@ def predict(x_shape, w_shape, out_spatial, stride, dilation, groups, dtype, nthr
         # channels, 6^2-56^2 maps, 1x1-5x5, both engines timed): the choice cost 1.126x
         # the faster engine's time on average and up to 4.97x (direct picked on 6x6-8x8
         # maps where the fused GEMM took a quarter of its time); now 1.009x, at most 1.51x
-        rate = _RATES["direct"] * (1 + 8 / cog) * (1 + 16 / max(1, out_spatial[-1]))
+        #
+        # Refit (session 14, 270 random float32 layers of <= 3e8 MACs, 1-8 images, 3-256
+        # -> 8-256 channels, groups 1-4, 3x3-7x7, stride and dilation 1-2, 7^2-56^2 maps):
+        # the direct kernel (since dispatched to AVX-512 where the CPU has it) ran at
+        # ~0.4x this rate's prediction, and lost far less to few output channels per
+        # group than 1 + 8/cog said (2-8 channels: direct 1.2-1.8x faster than the GEMM
+        # 'auto' took). 0.8 * (1 + 1/cog): the chosen engine 1.048 -> 1.019x the fastest
+        # (geo-mean; 12 -> 5 layers over 1.2x) on 120 layers, 1.047 -> 1.022x on 150
+        # held out; larger factors for the GEMM's side were worse (the fused engine's
+        # prediction reads ~1.2x high, but the winograd and fft terms are fitted to it).
+        rate = (_RATES["direct"] * 0.8 * (1 + 1 / cog)
+                * (1 + 16 / max(1, out_spatial[-1])))
     t_direct = macs * rate * strided * sc["direct_s_per_mac_float32"] / nt + over
     if cg == 1 and groups > 1:
         # depthwise: the GEMM engines run one tiny product per (image, group) with a panel
@@ -310,8 +321,9 @@ def predict(x_shape, w_shape, out_spatial, stride, dilation, groups, dtype, nthr
         # engine): priced at 2x, 'auto' took that GEMM for float64 layers the direct kernel
         # ran 1.05-5x faster (measured, 2 threads: 16 -> 16 3x3 on 16^2 46 against 108 us,
         # 64 -> 64 on 2 x 16^2 0.55 against 1.21 ms, AlexNet conv1 19.8 against 23.4 ms;
-        # VGG conv3_2 at batch 1 the one loss, 48 against 41 ms)
-        t_direct *= 0.5
+        # VGG conv3_2 at batch 1 the one loss, 48 against 41 ms; 0.65 with the float32
+        # refit below, which lowered the rate it scales by ~0.76 at 64-128 channels)
+        t_direct *= 0.65
     if not _HAVE_CORE:
         t_direct *= 4
     # FFT: transforms of input, kernel and output, a complex GEMM per frequency
