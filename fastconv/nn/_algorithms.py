@@ -306,8 +306,10 @@ def predict(x_shape, w_shape, out_spatial, stride, dilation, groups, dtype, nthr
         # (geo-mean; 12 -> 5 layers over 1.2x) on 120 layers, 1.047 -> 1.022x on 150
         # held out; larger factors for the GEMM's side were worse (the fused engine's
         # prediction reads ~1.2x high, but the winograd and fft terms are fitted to it).
-        rate = (_RATES["direct"] * 0.8 * (1 + 1 / cog)
-                * (1 + 16 / max(1, out_spatial[-1])))
+        # Float32 only: the float64 kernel keeps the old penalty (a 96 -> 6 transposed
+        # layer in 3 groups on 4x5: direct 201 us, col2im 41 us).
+        few = 0.8 * (1 + 1 / cog) if dt == np.float32 else 1 + 8 / cog
+        rate = _RATES["direct"] * few * (1 + 16 / max(1, out_spatial[-1]))
     t_direct = macs * rate * strided * sc["direct_s_per_mac_float32"] / nt + over
     if cg == 1 and groups > 1:
         # depthwise: the GEMM engines run one tiny product per (image, group) with a panel
@@ -321,9 +323,8 @@ def predict(x_shape, w_shape, out_spatial, stride, dilation, groups, dtype, nthr
         # engine): priced at 2x, 'auto' took that GEMM for float64 layers the direct kernel
         # ran 1.05-5x faster (measured, 2 threads: 16 -> 16 3x3 on 16^2 46 against 108 us,
         # 64 -> 64 on 2 x 16^2 0.55 against 1.21 ms, AlexNet conv1 19.8 against 23.4 ms;
-        # VGG conv3_2 at batch 1 the one loss, 48 against 41 ms; 0.65 with the float32
-        # refit below, which lowered the rate it scales by ~0.76 at 64-128 channels)
-        t_direct *= 0.65
+        # VGG conv3_2 at batch 1 the one loss, 48 against 41 ms)
+        t_direct *= 0.5
     if not _HAVE_CORE:
         t_direct *= 4
     # FFT: transforms of input, kernel and output, a complex GEMM per frequency
