@@ -1018,3 +1018,18 @@ def test_integer_auto_keeps_direct_when_fft_could_round_wrong(rng):
     want = np.convolve(a, b, "valid")      # int64, exact: |sums| < 3000 * 2**40 < 2**63
     np.testing.assert_array_equal(got, want)
     assert fastconv.choose_conv_method(a > 0, b > 0) == "direct"      # booleans: direct
+
+
+def test_rank1_memo_keys_on_kernel_content():
+    # 'auto' remembers the separability test by a digest of the kernel's bytes: a kernel
+    # changed in place, or another of the same shape, is tested again
+    g = np.exp(-np.linspace(-2, 2, 9) ** 2)
+    k = np.outer(g, g)
+    assert fs._is_rank1(k, np.float64)
+    k[4, 4] += 0.5                                   # the same array, now full rank
+    assert not fs._is_rank1(k, np.float64)
+    assert fs._is_rank1(np.outer(g, g), np.float64)
+    img = np.random.default_rng(5).standard_normal((300, 300))
+    for kern in (np.outer(g, g), k):
+        np.testing.assert_allclose(fastconv.convolve(img, kern, "same"),
+                                   ss.convolve(img, kern, "same"), rtol=1e-9, atol=1e-9)
