@@ -117,37 +117,25 @@ def test_engine_shapes(cin, cout, hw, dil, batch, k):
 
 
 @needs_avx2
-def test_accuracy_against_float64_sums():
-    """Winograd's transforms add a few terms with factors 1 and 1/2: its error stays
-    within a small multiple of the direct float32 sum's (F(4x4, 3x3) or larger tiles,
-    with factors up to 4-8, would not meet this)."""
-    rng = np.random.default_rng(5)
-    x = rng.standard_normal((2, 128, 30, 30)).astype(np.float32)
-    w = rng.standard_normal((64, 128, 3, 3)).astype(np.float32)
-    want = _oracle(x, w, None, padding=1)
+@pytest.mark.parametrize("k, shape, c_out, bound, factor", [
+    # F(2x2, 3x3): factors 1 and 1/2, its error within a small multiple of the direct
+    # float32 sum's (F(4x4, 3x3) or larger tiles, with factors up to 4-8, would not meet this)
+    (3, (2, 128, 30, 30), 64, 1e-5, 4),
+    # F(2x2, 5x5): factors up to 5 (B^T) and 1/24 (G): ~20x the direct sum's error here,
+    # still a few parts per million of the output's largest value (measured: 3-4e-6)
+    (5, (2, 96, 27, 27), 64, 1.5e-5, 100),
+])
+def test_accuracy_against_float64_sums(k, shape, c_out, bound, factor):
+    rng = np.random.default_rng(5 * k)
+    x = rng.standard_normal(shape).astype(np.float32)
+    w = rng.standard_normal((c_out, shape[1], k, k)).astype(np.float32)
+    want = _oracle(x, w, None, padding=k // 2)
     err = {}
     for alg in ("winograd", "direct", "gemm"):
-        got = fnn.conv2d(x, w, padding=1, algorithm=alg).astype(np.float64)
+        got = fnn.conv2d(x, w, padding=k // 2, algorithm=alg).astype(np.float64)
         err[alg] = np.abs(got - want).max() / np.abs(want).max()
-    assert err["winograd"] < 1e-5
-    assert err["winograd"] < 4 * max(err["direct"], err["gemm"]), err
-
-
-@needs_avx2
-def test_accuracy_5x5_against_float64_sums():
-    """F(2x2, 5x5)'s transforms have factors up to 5 (B^T) and 1/24 (G): its error is
-    larger than the direct sum's (~20x here) but stays a few parts per million of the
-    output's largest value, well inside float32 tolerances (measured: 3-4e-6)."""
-    rng = np.random.default_rng(25)
-    x = rng.standard_normal((2, 96, 27, 27)).astype(np.float32)
-    w = rng.standard_normal((64, 96, 5, 5)).astype(np.float32)
-    want = _oracle(x, w, None, padding=2)
-    err = {}
-    for alg in ("winograd", "direct", "gemm"):
-        got = fnn.conv2d(x, w, padding=2, algorithm=alg).astype(np.float64)
-        err[alg] = np.abs(got - want).max() / np.abs(want).max()
-    assert err["winograd"] < 1.5e-5, err
-    assert err["winograd"] < 100 * max(err["direct"], err["gemm"]), err
+    assert err["winograd"] < bound, err
+    assert err["winograd"] < factor * max(err["direct"], err["gemm"]), err
 
 
 @needs_avx2

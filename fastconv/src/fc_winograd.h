@@ -201,6 +201,18 @@ FC_ATTR_AVX2 static void fcw_weight_tf16(int nd3, const float g[27][FCI_NV],
         o1 = _mm256_sub_ps(_mm256_sub_ps(a1_, a2_), (m3));                              \
     } while (0)
 
+/* The bias of output channels 8h .. 8h + 7 of a panel of ``nch`` (zeros past it, or no
+ * bias). */
+FC_ATTR_AVX2 static inline __m256 fcw_bias8(const float *bias, int nch, int h)
+{
+    float bb[8];
+    if (!bias)
+        return _mm256_setzero_ps();
+    for (int j = 0; j < 8; j++)
+        bb[j] = 8 * h + j < nch ? bias[8 * h + j] : 0.0f;
+    return _mm256_loadu_ps(bb);
+}
+
 /* The output transform of one tile for 16 channels: m[xi] at acc + xi * ld (16 floats
  * each, 32-byte aligned), y[r][c] = (A^T m A)[r] + bias (r row-major over the (2,) 2, 2
  * outputs: 4 in 2-D, 8 in 3-D). */
@@ -220,13 +232,7 @@ FC_ATTR_AVX2 static void fcw_output_tf(int nd3, const float *acc, int64_t ld,
             for (int b = 0; b < 2; b++)
                 FCW_AT(r[0][b], r[1][b], r[2][b], r[3][b], s[z][0][b], s[z][1][b]);
         }
-        __m256 bv = _mm256_setzero_ps();
-        if (bias) {
-            float bb[8];
-            for (int j = 0; j < 8; j++)
-                bb[j] = 8 * h + j < nch ? bias[8 * h + j] : 0.0f;
-            bv = _mm256_loadu_ps(bb);
-        }
+        const __m256 bv = fcw_bias8(bias, nch, h);
         for (int a = 0; a < 2; a++)
             for (int b = 0; b < 2; b++) {
                 if (!nd3) {
@@ -253,13 +259,7 @@ FC_ATTR_AVX2 static void fcw_output_tf5(const float *acc, int64_t ld, const floa
                     _mm256_load_ps(m + 3 * ld), _mm256_load_ps(m + 4 * ld),
                     _mm256_load_ps(m + 5 * ld), r[i][0], r[i][1]);
         }
-        __m256 bv = _mm256_setzero_ps();
-        if (bias) {
-            float bb[8];
-            for (int j = 0; j < 8; j++)
-                bb[j] = 8 * h + j < nch ? bias[8 * h + j] : 0.0f;
-            bv = _mm256_loadu_ps(bb);
-        }
+        const __m256 bv = fcw_bias8(bias, nch, h);
         for (int b = 0; b < 2; b++) {
             __m256 y0, y1;
             FCW_AT6(r[0][b], r[1][b], r[2][b], r[3][b], r[4][b], r[5][b], y0, y1);
