@@ -128,13 +128,14 @@ def direct(x, w, out_spatial, stride, dilation, pad, groups, bias=None):
         x = np.ascontiguousarray(x)
         w = np.ascontiguousarray(w)
         out = _gemm.result_empty(x.shape[:1] + w.shape[:1] + tuple(out_spatial), dtype=x.dtype)
-        if out.size and _depthwise_fast(x, w, groups) and x.ndim == 5:
+        dw = out.size and _depthwise_fast(x, w, groups)
+        if dw and x.ndim == 5:
             nt = max(1, min(_config.get_num_threads(), (out.size * w[0].size) >> 17))
             b = None if bias is None else np.ascontiguousarray(bias, dtype=np.float32)
             _core.depthwise3d_f32(x, w.reshape((w.shape[0],) + w.shape[2:]), b, out,
                                   tuple(stride), tuple(dilation), tuple(pad), nt)
             return out
-        if out.size and _depthwise_fast(x, w, groups):
+        if dw:
             one = x.ndim == 3  # 1-D: a plane of one row
             x4 = x[:, :, None] if one else x
             w3 = w.reshape(w.shape[0], *((1,) if one else ()), *w.shape[2:])
@@ -458,14 +459,20 @@ def _winograd_cost(n, cg, c_out, groups, kernel, out_spatial, dilation, nt):
     return 1.15 * (work / nt + _RATES["wino_fixed"])
 
 
+_plan_mod = None   # fastconv._plan, imported on first use (an import statement per call
+                   # was a tenth of a tiny layer's time)
+
+
 def _memoised(key, compute):
     """``compute()`` once per ``key`` in ``fastconv._plan``'s choice cache (cleared when
     the constants change, e.g. by tune; at most 4096 entries)."""
-    try:
-        from .. import _plan
-        cache, lock = _plan._choice_cache, _plan._lock
-    except ImportError:  # pragma: no cover - planner not available
-        return compute()
+    global _plan_mod
+    if _plan_mod is None:
+        try:
+            from .. import _plan as _plan_mod
+        except ImportError:  # pragma: no cover - planner not available
+            return compute()
+    cache, lock = _plan_mod._choice_cache, _plan_mod._lock
     hit = cache.get(key)
     if hit is not None:
         return hit
