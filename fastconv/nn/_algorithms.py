@@ -624,8 +624,17 @@ def _phases_cost(y_shape, w_shape, x_spatial, stride, dilation, pad, groups, dty
         t = predict((n, c_out) + tuple(y_shape[2:]),
                     (cg * groups, c_out // groups) + tuple(len(t) for t in taps), lengths,
                     (1,) * len(taps), dils, groups, dtype)
-        total += min(t.values())
+        total += min(t.values()) + _PHASE_CALL_S
     return total
+
+
+#: Fixed cost per phase of :func:`_adjoint_phases` beyond its engine's predicted time (its
+#: own call, the weight gather, the interleaving write, and small phases' engines running
+#: below their rates). Fitted on 100 random strided transposed float32 layers (1-8 images,
+#: 8-256 -> 8-128 channels, 7^2-28^2, kernels 2-5, stride 2-3, groups 1-2): the chosen
+#: route within 1.043x -> 1.018x of the faster one (geo-mean), 1.053x -> 1.014x on 100 held
+#: out (20-40 us per phase gave 1.026-1.042x)
+_PHASE_CALL_S = 80e-6
 
 
 #: The GEMM route of a strided transposed convolution (:func:`fastconv.nn._gemm.correlate_adjoint`)
