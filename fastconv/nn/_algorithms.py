@@ -206,7 +206,11 @@ def fft(x, w, out_spatial, stride, dilation, pad, groups):
     if (not (np.isfinite(xf[dc]).all() and np.isfinite(wf[dc]).all())
             and not (np.isfinite(x).all() and np.isfinite(w).all())):
         # the product of spectra would spread one NaN/Inf over every output; torch (and
-        # the other engines) keep it to the outputs that read it: the direct sum instead
+        # the other engines) keep it to the outputs that read it: the cheaper of the
+        # direct sum and the GEMM instead (a large kernel's direct sum can take minutes)
+        t = predict(x.shape, w.shape, out_spatial, stride, dilation, groups, x.dtype)
+        if t["gemm"] < t["direct"]:
+            return _gemm.correlate(x, w, out_spatial, stride, dilation, pad, groups)
         return direct(x, w, out_spatial, stride, dilation, pad, groups)
     fsz = math.prod(xf.shape[2:])
     # (g, F, cog, cg) @ (g, F, cg, n) -> (g, F, cog, n)
