@@ -111,7 +111,8 @@ static float *fcd_panel_alloc(const fc_dwgeom *q, const fcd_panel *pg)
  * [zeros | input columns a + t*sw for lo <= t < hi | zeros], a = ph - pw; the copy loops
  * have constant strides (1, 2, other) and no exits, so the compiler vectorises them (a
  * stride-2 loop with a break in it ran scalar: ~60% of a 3-D depthwise stride-2 call). */
-static void fcd_fill(const fc_dwgeom *q, const fcd_panel *pg, const float *src, float *panel)
+static void fcd_fill(const fc_dwgeom *q, const fcd_panel *pg, const float *src, float *panel,
+                     int interior)
 {
     const int64_t sw = q->sw, P = pg->pitch;
     for (int64_t ph = 0; ph < sw; ph++) {
@@ -124,13 +125,15 @@ static void fcd_fill(const fc_dwgeom *q, const fcd_panel *pg, const float *src, 
             float *restrict d = panel + ph * pg->phase_stride + r * P;
             const int64_t iy = r - q->ph;
             if (iy < 0 || iy >= q->H) {
-                memset(d, 0, sizeof(float) * (size_t)P);
+                if (!interior)
+                    memset(d, 0, sizeof(float) * (size_t)P);
                 continue;
             }
             const float *restrict s = src + iy * q->W;   /* s[a + t*sw]: column a + t*sw */
             int64_t t;
-            for (t = 0; t < lo; t++)
-                d[t] = 0.0f;
+            if (!interior)
+                for (t = 0; t < lo; t++)
+                    d[t] = 0.0f;
             if (sw == 1)
                 memcpy(d + lo, s + a + lo, sizeof(float) * (size_t)(hi - lo));
             else if (sw == 2)
@@ -139,8 +142,9 @@ static void fcd_fill(const fc_dwgeom *q, const fcd_panel *pg, const float *src, 
             else
                 for (t = lo; t < hi; t++)
                     d[t] = s[a + t * sw];
-            for (t = hi; t < P; t++)
-                d[t] = 0.0f;
+            if (!interior)
+                for (t = hi; t < P; t++)
+                    d[t] = 0.0f;
         }
     }
 }
@@ -150,8 +154,12 @@ static void fcd_fill(const fc_dwgeom *q, const fcd_panel *pg, const float *src, 
  * Planes: one slab, the plane itself. Shared by the forward kernel and the weight
  * gradient. */
 static void fcd_fill_slabs(const fc_dwgeom *q, const fcd_panel *pg, const float *xv,
-                           int64_t od0, int64_t od1, float *panel)
+                           int64_t od0, int64_t od1, float *panel, int64_t *ready)
 {
+    /* The cells of a slab outside the input (padding rows and columns) are only ever
+     * written with zeros, so once a thread has filled slab j of its panel (*ready > j) the
+     * next fills copy the input rows alone: on 7x7 planes the zeroing had been a third of
+     * the call. */
     const int64_t slab = q->sw * pg->phase_stride, isz = q->H * q->W;
     const int64_t z0 = od0 * q->sd - q->pd, ns = fcd_nslab(q, od1 - od0);
     for (int64_t j = 0; j < ns; j++) {
@@ -159,8 +167,10 @@ static void fcd_fill_slabs(const fc_dwgeom *q, const fcd_panel *pg, const float 
         if (id < 0 || id >= q->D)
             memset(panel + j * slab, 0, sizeof(float) * (size_t)slab);
         else
-            fcd_fill(q, pg, xv + id * isz, panel + j * slab);
+            fcd_fill(q, pg, xv + id * isz, panel + j * slab, j < *ready);
     }
+    if (ns > *ready)
+        *ready = ns;
 }
 
 /* Portable: one output plane from the panel. */
@@ -333,6 +343,7 @@ static int fc_depthwise_f32(const fc_dwgeom *q, const float *x, const float *w,
 #endif
     {
         float *panel = fcd_panel_alloc(q, &pg);
+        int64_t ready = 0;   /* slabs of this thread's panel whose padding cells are zero */
         if (!panel) {
             fc_flag_failure(&failed);
         }
@@ -345,7 +356,7 @@ static int fc_depthwise_f32(const fc_dwgeom *q, const float *x, const float *w,
             const int64_t ch = pl % nchunk, nc = pl / nchunk;   /* nc = n*C + c */
             const int64_t c = nc % q->C, n = nc / q->C;
             const int64_t od0 = ch * ob, od1 = fc_min(q->OD, od0 + ob);
-            fcd_fill_slabs(q, &pg, x + nc * q->D * isz, od0, od1, panel);
+            fcd_fill_slabs(q, &pg, x + nc * q->D * isz, od0, od1, panel, &ready);
             for (int64_t od = od0; od < od1; od++)
                 for (int64_t m = 0; m < q->M; m++) {
                     const int64_t co = c * q->M + m;
@@ -471,6 +482,7 @@ static int fc_depthwise_wgrad_f32(const fc_dwgeom *q, const float *x, const floa
 #endif
     {
         float *panel = fcd_panel_alloc(q, &pg);
+        int64_t ready = 0;   /* slabs of this thread's panel whose padding cells are zero */
         double *sums = (double *)malloc(sizeof(double) * (size_t)(q->M * T));
         if (!panel || !sums) {
             fc_flag_failure(&failed);
@@ -485,7 +497,8 @@ static int fc_depthwise_wgrad_f32(const fc_dwgeom *q, const float *x, const floa
             for (int64_t n = 0; n < q->N; n++)
                 for (int64_t od0 = 0; od0 < q->OD; od0 += ob) {
                     const int64_t od1 = fc_min(q->OD, od0 + ob);
-                    fcd_fill_slabs(q, &pg, x + (n * q->C + c) * q->D * isz, od0, od1, panel);
+                    fcd_fill_slabs(q, &pg, x + (n * q->C + c) * q->D * isz, od0, od1, panel,
+                                   &ready);
                     for (int64_t od = od0; od < od1; od++)
                         for (int64_t m = 0; m < q->M; m++)
                             plane(q, &pg, panel + (od - od0) * q->sd * slab,
