@@ -142,10 +142,15 @@ def available_memory():
         return 1 << 62
 
 
+#: Requests below this many bytes are not checked against the available memory (reading
+#: /proc/meminfo was a third of a tiny call); check_alloc and the FFT engine's guard share it
+CHECK_ALLOC_FROM = 1 << 28      # 256 MiB
+
+
 def check_alloc(nbytes, what):
     """Raise MemoryError (naming the size) if ``nbytes`` cannot fit, before allocating."""
     nbytes = int(nbytes)
-    if nbytes < (1 << 28):      # 256 MiB: not worth reading /proc/meminfo for
+    if nbytes < CHECK_ALLOC_FROM:
         return
     if nbytes > available_memory() or nbytes >= (1 << 62):
         raise MemoryError(

@@ -51,14 +51,6 @@ def compute_dtype(dt):
     raise TypeError(f"unsupported dtype {dt}")
 
 
-def fft_dtype(dt):
-    """Dtype the FFT engine computes in for result dtype ``dt`` (integers -> float64)."""
-    dt = np.dtype(dt)
-    if dt.kind in "biu":
-        return np.dtype(np.float64)
-    return compute_dtype(dt)
-
-
 def freq_dtype(dt1, dt2):
     """The dtype scipy.signal.fftconvolve computes and returns in for inputs of dtypes
     ``dt1`` and ``dt2``: each input as scipy.fft transforms it (integers and bool as
@@ -72,12 +64,6 @@ def freq_dtype(dt1, dt2):
             return np.dtype(np.float32)
         return dt
     return np.result_type(as_fft(dt1), as_fft(dt2))
-
-
-def is_long(dt):
-    """Whether ``dt`` is long double (real or complex): wider than the engines' float64."""
-    dt = np.dtype(dt)
-    return (dt.kind == "f" and dt.itemsize > 8) or (dt.kind == "c" and dt.itemsize > 16)
 
 
 def finish(out, dt):

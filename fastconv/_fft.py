@@ -166,6 +166,22 @@ OA_BATCHED_BLOCK_OVERHEAD = 5e3
 
 _REAL = {np.dtype(np.float32): np.dtype(np.complex64), np.dtype(np.float64): np.dtype(np.complex128)}
 _COMPLEX = {np.dtype(np.complex64), np.dtype(np.complex128)}
+#: long double (where it is wider than float64): transformed by scipy.fft, as
+#: scipy.signal.fftconvolve does (FFTW's plans here go to float64 at most)
+_LONG = ({np.dtype(np.longdouble), np.dtype(np.clongdouble)}
+         if np.dtype(np.longdouble).itemsize > 8 else set())
+#: Problems of at most this many transform points in all (padded lengths times the broadcast
+#: batch) run in one scipy.fft pass (:func:`_convolve_scipy`) instead of on FFTW plans: the
+#: plan cache, buffers and threads are then most of the call. Measured (1 thread): 100 by 5
+#: samples 54 -> 29 us for the transforms' part (scipy.signal.fftconvolve 39 us in all),
+#: 32x32 by 5x5 81 -> 47 us; even at 4000 by 100 and 128x128 by 9x9.
+SMALL_POINTS = 6144
+
+
+def _scipy_route(p, L):
+    """Whether problem ``p`` padded to ``L`` takes the one-pass scipy.fft route even where
+    pyFFTW is at hand: long double, or at most :data:`SMALL_POINTS` transform points."""
+    return p.dtype in _LONG or math.prod(p.b) * math.prod(L) <= SMALL_POINTS
 
 
 # --------------------------------------------------------------------------------------------
@@ -491,13 +507,13 @@ def _available_bytes():
 
 
 _INTP_MAX = int(np.iinfo(np.intp).max)
-_CHECK_FROM = 1 << 28   # 256 MiB, as fastconv._config.check_alloc
 
 
 def _check_memory(nbytes, what, elems=()):
     """Raise MemoryError, before allocating, when ``nbytes`` cannot be had."""
+    from . import _config
     too_big = any(e > _INTP_MAX for e in elems) or nbytes > _INTP_MAX
-    if not too_big and nbytes < _CHECK_FROM:
+    if not too_big and nbytes < _config.CHECK_ALLOC_FROM:
         return  # small: not worth reading /proc/meminfo for (a third of a tiny call)
     gib = nbytes / 2**30
     if not too_big:
@@ -1144,8 +1160,9 @@ class _Problem:
         if in1.dtype != in2.dtype:
             raise TypeError(f"in1 and in2 must have the same dtype, got {in1.dtype} and {in2.dtype}")
         dt = in1.dtype
-        if dt not in _REAL and dt not in _COMPLEX:
-            raise TypeError(f"FFT engine supports float32/64 and complex64/128, got {dt}")
+        if dt not in _REAL and dt not in _COMPLEX and dt not in _LONG:
+            raise TypeError(f"FFT engine supports float32/64, complex64/128 and long double, "
+                            f"got {dt}")
         nd = in1.ndim
         axes = tuple(int(a) for a in axes)
         axes = tuple(a + nd if a < 0 else a for a in axes)
@@ -1184,7 +1201,7 @@ class _Problem:
         self.in1 = in1.transpose(self.perm)
         self.in2 = in2.transpose(self.perm)
         self.dtype = dt
-        self.real = dt in _REAL
+        self.real = dt in _REAL or (dt in _LONG and dt.kind == "f")
         self.b1, self.b2, self.b = b1, b2, b
         self.n1, self.n2 = n1, n2
         self.start, self.shape = start, shape
@@ -1327,7 +1344,13 @@ def convolve(in1, in2, axes, start, shape, nthreads=None, *, contiguous=False,
         return p.finish_trivial()
     L = tuple(_good_len(_window_len(a, b, s, m), i == p.k - 1)
               for i, (a, b, s, m) in enumerate(zip(p.n1, p.n2, p.start, p.shape)))
-    use_fftw = USE_PYFFTW and HAVE_PYFFTW
+    use_fftw = USE_PYFFTW and HAVE_PYFFTW and not _scipy_route(p, L)
+    if not use_fftw:
+        # pocketfft's own fast lengths (5-smooth; the 11s and 13s FFTW takes are slow there:
+        # 64x64 by 3x3 at 66^2 took 134 us, at 72^2 99 us)
+        import scipy.fft as sfft
+        L = tuple(sfft.next_fast_len(n, real=p.real) for n in
+                  (_window_len(a, b, s, m) for a, b, s, m in zip(p.n1, p.n2, p.start, p.shape)))
     nb1, e1 = _spec_bytes(p.b1, L, p.dtype, p.real)
     nb2, e2 = _spec_bytes(p.b2, L, p.dtype, p.real)
     nbp, ep = _spec_bytes(p.b, L, p.dtype, p.real)
@@ -1395,17 +1418,20 @@ def _convolve_scipy(p, L, contiguous):
         f, inv = sfft.rfftn, sfft.irfftn
     else:
         f, inv = sfft.fftn, sfft.ifftn
-    s1 = f(p.in1, s=L, axes=axes, workers=p.nthreads)
-    s2 = f(p.in2, s=L, axes=axes, workers=p.nthreads)
-    if s1.shape == np.broadcast_shapes(s1.shape, s2.shape):
+    # threads only where the transforms are large (a small problem's pool wake-ups cost
+    # more than its transforms: 0.08 -> 0.25 ms with 2 workers on 4200 points)
+    workers = 1 if math.prod(p.b) * math.prod(L) <= SMALL_POINTS else p.nthreads
+    s1 = f(p.in1, s=L, axes=axes, workers=workers)
+    s2 = f(p.in2, s=L, axes=axes, workers=workers)
+    if p.b1 == p.b:     # (the batch shapes say which spectrum the product fits in)
         np.multiply(s1, s2, out=s1)
-    elif s2.shape == np.broadcast_shapes(s1.shape, s2.shape):
+    elif p.b2 == p.b:
         np.multiply(s1, s2, out=s2)
         s1 = s2
     else:
         s1 = s1 * s2
     del s2
-    r = inv(s1, s=L, axes=axes, workers=p.nthreads, overwrite_x=True)
+    r = inv(s1, s=L, axes=axes, workers=workers, overwrite_x=True)
     del s1
     pre = (slice(None),) * (r.ndim - k)
     return _finish(p, r[pre + tuple(slice(s, s + m) for s, m in zip(p.start, p.shape))], r.size, contiguous)[0]
@@ -1459,6 +1485,9 @@ def oaconvolve(in1, in2, axes, start, shape, nthreads=None, *, check_finite=Fals
     p = _Problem(in1, in2, axes, start, shape, nthreads)
     if p.trivial:
         return p.finish_trivial()
+    if _scipy_route(p, tuple(a + b - 1 for a, b in zip(p.n1, p.n2))):
+        # blocks would not pay: the whole transform (same contract and results)
+        return convolve(in1, in2, axes, start, shape, nthreads, check_finite=check_finite)
     p.smaller_second()  # convolution commutes: block the larger input
     nb = len(p.b)
     # oa_plan on canonical shapes (batch first): give it the conv part only

@@ -57,7 +57,7 @@ def correlation_lags(in1_len, in2_len, mode="full"):
     >>> correlation_lags(3, 2)
     array([-1,  0,  1,  2])
     """
-    for name, v in (("in1_len", in1_len), ("in2_len", in2_len)):
+    def length(name, v):
         if isinstance(v, (bool, np.bool_)):
             raise TypeError(f"{name} must be an int, got {type(v).__name__}")
         try:
@@ -66,6 +66,8 @@ def correlation_lags(in1_len, in2_len, mode="full"):
             raise TypeError(f"{name} must be an int, got {type(v).__name__}") from None
         if v < 0:
             raise ValueError(f"{name} must be non-negative, got {v}")
+        return v
+    in1_len, in2_len = length("in1_len", in1_len), length("in2_len", in2_len)
     if mode == "full":
         lags = np.arange(-in2_len + 1, in1_len)
     elif mode == "same":

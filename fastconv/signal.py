@@ -179,41 +179,6 @@ def _rank1_factors(kernel, cdt):
     return col, row
 
 
-#: FFT problems of at most this many transform points in all (the full convolution's
-#: size times the broadcast batch) run on scipy.fft in one pass (:func:`_pocketfft_conv`):
-#: the planned pyFFTW engine's fixed cost (plan cache, buffer pool, threads) is then most
-#: of the call. Measured (1 thread): 100 by 5 samples 54 -> 29 us (scipy.signal 39 us),
-#: 32x32 by 5x5 81 -> 47 us; even at 4000 by 100 and 128x128 by 9x9.
-_SMALL_FFT_POINTS = 6144
-
-
-def _small_fft(a_shape, b_shape, axes):
-    """Whether an FFT convolution of these shapes along ``axes`` is small (see above)."""
-    n = 1
-    for i, (x, y) in enumerate(zip(a_shape, b_shape)):
-        n *= x + y - 1 if i in axes else max(x, y)
-    return n <= _SMALL_FFT_POINTS
-
-
-def _pocketfft_conv(a, b, axes, starts, shape):
-    """A window of the convolution of ``a`` and ``b`` along ``axes`` by scipy.fft, as
-    scipy.signal.fftconvolve computes it (the other axes broadcast): long double (FFTW's and
-    our engines' widest type is float64) and small problems (:data:`_SMALL_FFT_POINTS`)."""
-    import scipy.fft as sf
-    cplx = a.dtype.kind == "c" or b.dtype.kind == "c"
-    full = [a.shape[ax] + b.shape[ax] - 1 for ax in axes]
-    fsh = [sf.next_fast_len(n, not cplx) for n in full]
-    if cplx:
-        r = sf.ifftn(sf.fftn(a, fsh, axes=axes) * sf.fftn(b, fsh, axes=axes), fsh, axes=axes)
-    else:
-        r = sf.irfftn(sf.rfftn(a, fsh, axes=axes) * sf.rfftn(b, fsh, axes=axes), fsh,
-                      axes=axes)
-    crop = [slice(None)] * a.ndim
-    for ax, s0, n in zip(axes, starts, shape):
-        crop[ax] = slice(s0, s0 + n)
-    return np.ascontiguousarray(r[tuple(crop)])
-
-
 # ----------------------------------------------------------------------------- the core
 class _Problem:
     """A window of the full linear convolution of ``a`` and ``b`` (same ndim)."""
@@ -332,11 +297,7 @@ class _Problem:
         axes = tuple(range(a.ndim))
         eng = _engines(xp)
         fn = eng.fft_convolve if method == "fft" else eng.oaconvolve
-        if xp is np and (_dtypes.is_long(fdt) or _small_fft(a.shape, b.shape, axes)):
-            if check_finite and not _all_finite(xp, a, b):
-                return self.run("direct", get_num_threads())
-            out = _pocketfft_conv(a, b, axes, self.starts, self.shape)
-        elif check_finite and xp is np:
+        if check_finite and xp is np:
             out = fn(a, b, axes, self.starts, self.shape, nthreads, check_finite=True)
             if out is None:
                 return self.run("direct", get_num_threads())
@@ -681,8 +642,6 @@ def _freq_conv(xp, in1, in2, mode, axes, engine):
         return a * b           # as scipy: a plain (broadcast) product, in the inputs' dtype
     a = a.astype(fdt, copy=False)
     b = b.astype(fdt, copy=False)
-    if xp is np and (_dtypes.is_long(fdt) or _small_fft(a.shape, b.shape, axes)):
-        return _pocketfft_conv(a, b, axes, starts, shape)
     eng = _engines(xp)
     fn = eng.fft_convolve if engine == "fft" else eng.oaconvolve
     nthreads = _threads_for(_fft_work(a.size, b.size, float(math.prod(out_shape))),

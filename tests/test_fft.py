@@ -13,6 +13,13 @@ import scipy.signal
 from fastconv import _fft
 from _helpers import rand, run_concurrently  # noqa: E402  (tests/ is on sys.path under pytest)
 
+
+@pytest.fixture(autouse=True)
+def planned_engine(monkeypatch):
+    """These tests are of the FFTW engine: their small problems would otherwise take the
+    one-pass scipy.fft route (``_fft.SMALL_POINTS``; tested on its own below)."""
+    monkeypatch.setattr(_fft, "SMALL_POINTS", 0)
+
 if _fft.HAVE_PYFFTW:
     import pyfftw
 else:  # pragma: no cover - the scipy.fft fallback build; pyfftw-only tests are skipif-marked
@@ -458,7 +465,8 @@ def test_memory_error_before_allocation(engine, use_fftw, monkeypatch):
 
 def test_memory_error_when_memory_is_short(monkeypatch):
     monkeypatch.setattr(_fft, "_available_bytes", lambda: 10_000)
-    monkeypatch.setattr(_fft, "_CHECK_FROM", 0)  # small requests skip the check
+    from fastconv import _config
+    monkeypatch.setattr(_config, "CHECK_ALLOC_FROM", 0)  # small requests skip the check
     with pytest.raises(MemoryError, match="GiB"):
         _fft.convolve(np.ones(1000), np.ones(1000), (0,), (0,), (1999,))
     monkeypatch.undo()
@@ -785,3 +793,27 @@ def test_parallel_workers_take_the_callers_errstate():
         warnings.simplefilter("error")
         with np.errstate(over="ignore"):
             _fft._run_parallel(overflow, [0, 1, 2, 3])
+
+
+def test_small_and_long_double_problems_take_scipy_fft(monkeypatch):
+    # at most SMALL_POINTS transform points (and long double at any size): one scipy.fft
+    # pass, no FFTW plan built; the results are scipy.signal.fftconvolve's
+    monkeypatch.setattr(_fft, "SMALL_POINTS", 6144)
+    rng = np.random.default_rng(40)
+    _fft.clear_plan_cache()
+    before = _fft.plan_cache_info()["plans_built"]
+    for s1, s2, axes in (((100,), (5,), (0,)), ((40, 30), (5, 4), (0, 1)),
+                         ((6, 8, 40), (3, 1, 11), (0, 2))):
+        a, b = rng.standard_normal(s1), rng.standard_normal(s2)
+        full = tuple(a.shape[x] + b.shape[x] - 1 for x in axes)
+        for engine in (_fft.convolve, _fft.oaconvolve):
+            got = engine(a, b, axes, (0,) * len(axes), full)
+            np.testing.assert_allclose(got, scipy.signal.fftconvolve(a, b, axes=axes),
+                                       rtol=1e-12, atol=1e-12)
+    assert _fft.plan_cache_info()["plans_built"] == before
+    if _fft._LONG:
+        a = rng.standard_normal(5000).astype(np.longdouble)
+        got = _fft.convolve(a, a[:999], (0,), (0,), (5998,))
+        assert got.dtype == np.longdouble
+        want = scipy.signal.fftconvolve(a, a[:999])
+        np.testing.assert_allclose(got, want, rtol=0, atol=1e-17 * float(abs(want).max()))

@@ -822,9 +822,11 @@ def test_shuffled_group_conv2d_array_arguments():
     rng = np.random.default_rng(4)
     x = rng.standard_normal((1, 6, 5, 5)).astype(np.float32)
     w = rng.standard_normal((6, 2, 1, 1)).astype(np.float32)
-    want = fnn.channel_shuffle(fnn.conv2d(x, w, groups=3), 3)
+    # torch as the oracle: the grouped convolution, then its channel shuffle
+    want = F.channel_shuffle(F.conv2d(_t(x), _t(w), groups=3), 3).numpy()
     for kw in ({"padding": np.array([0, 0])}, {"dilation": np.array([1, 1])},
-               {"stride": np.array([1, 1]), "padding": "same"}, {"padding": (0, 0)}):
+               {"stride": np.array([1, 1]), "padding": "same"}, {"padding": (0, 0)},
+               {"padding": np.int64(0), "stride": [1]}):
         np.testing.assert_allclose(fnn.shuffled_group_conv2d(x, w, 3, **kw), want,
                                    rtol=1e-5, atol=1e-5)
 

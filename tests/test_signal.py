@@ -29,6 +29,7 @@ import scipy.signal as ss
 
 import fastconv
 import fastconv.signal as fs
+from fastconv import _fft
 
 PUBLIC = ["convolve", "correlate", "fftconvolve", "oaconvolve", "convolve2d", "correlate2d",
           "choose_conv_method", "correlation_lags"]
@@ -169,11 +170,11 @@ def assert_unchanged(snap, *arrays):
 def fft_route(request, monkeypatch):
     """Every test twice: small FFT problems through the planned pyFFTW engine (the
     shortcut off: these tests' shapes are small, and the engine must stay covered) and
-    through the one-pass scipy.fft shortcut (fastconv.signal._SMALL_FFT_POINTS)."""
+    through the engine's one-pass scipy.fft route (fastconv._fft.SMALL_POINTS)."""
     if request.param == "planned":
-        monkeypatch.setattr(fs, "_SMALL_FFT_POINTS", 0)
+        monkeypatch.setattr(_fft, "SMALL_POINTS", 0)
     else:
-        monkeypatch.setattr(fs, "_SMALL_FFT_POINTS", 1 << 62)
+        monkeypatch.setattr(_fft, "SMALL_POINTS", 1 << 62)
     return request.param
 
 

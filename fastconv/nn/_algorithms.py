@@ -275,7 +275,9 @@ def predict(x_shape, w_shape, out_spatial, stride, dilation, groups, dtype, nthr
         strided = 1.5  # the direct kernel's strided loads (measured: AlexNet conv1, 3x3/2)
     else:
         strided = 1.0
-    if cg == 1 and groups > 1:
+    if cg == 1 and (groups > 1 or kk > 1):
+        # one input channel per group: the depthwise kernel (1x1 depthwise layers too, a
+        # per-channel scale; a dense single-channel 1x1 layer is priced below)
         rate = _RATES["direct_depthwise"]
         if dt == np.float32 and len(kernel) <= 2:
             # the float32 depthwise kernel serves a channel multiplier's outputs from one
@@ -287,13 +289,6 @@ def predict(x_shape, w_shape, out_spatial, stride, dilation, groups, dtype, nthr
         # (measured: 4 -> 32 channels per group, 4 groups, 4 x 8^3: 0.37 ms, where the
         # rate alone said 0.09 ms; the fused GEMM took 0.08 ms)
         rate = _RATES["direct_1x1"] * (1 + 16 / max(1, cg))
-    elif cg == 1:
-        rate = _RATES["direct_depthwise"]
-        if dt == np.float32 and len(kernel) <= 2:
-            # the float32 depthwise kernel serves a channel multiplier's outputs from one
-            # read of the input (measured: LeNet-5 conv1, 1 -> 6 5x5, 0.31 ms where the
-            # multiplier-1 rate predicts 0.43 ms)
-            rate *= 0.6 + 0.4 / cog
     else:
         # few output channels per group leave the register tile partly idle (measured:
         # 8 -> 8 3x3 at ~2x, 16 -> 32 5x5 at ~1.25x the dense rate), and short output rows
@@ -763,10 +758,10 @@ def correlate_adjoint(y, w, x_spatial, stride, dilation, pad, groups, algorithm=
             return _adjoint_phases(y, w, x_spatial, stride, dilation, pad, groups, "auto")
     if algorithm == "gemm":
         return _gemm.correlate_adjoint(y, w, x_spatial, stride, dilation, pad, groups)
-    if algorithm == "direct" or not (np.isfinite(y).all() and np.isfinite(w).all()):
-        # (NaN/Inf: the zero-stuffed y below would multiply a non-finite weight tap by the
-        # stuffed zeros, NaN at outputs torch's scatter never reaches with that tap)
+    if algorithm == "direct":
         return _adjoint_phases(y, w, x_spatial, stride, dilation, pad, groups, "direct")
+    # (a non-finite weight went to the scatter above; a NaN/Inf in y meets only finite
+    # taps, so the zero-stuffed correlation below keeps it local, as fft() does)
     n, c_out = y.shape[:2]
     ys = np.zeros((n, c_out) + tuple((o - 1) * s + 1 for o, s in zip(y.shape[2:], stride)),
                   dtype=y.dtype)

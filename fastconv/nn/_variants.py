@@ -246,15 +246,14 @@ def channel_shuffle(input, groups):
 
 
 def _all_int(v, value):
-    """Whether ``v`` (an int, a 2-sequence or array of ints) is ``value`` in every entry; False
-    for anything else (strings, floats: the general path validates those)."""
+    """Whether ``v`` normalises (:func:`fastconv.nn._shapes.ntuple`, as conv2d's own
+    arguments) to ``(value, value)``; False for anything else, which conv2d then validates."""
     if isinstance(v, str):
         return False
     try:
-        a = np.asarray(v)
-    except Exception:  # noqa: BLE001 - not array-like: not the shortcut
+        return _shapes.ntuple(v, 2, "argument") == (value, value)
+    except (TypeError, ValueError):
         return False
-    return a.dtype.kind in "iu" and a.size in (1, 2) and a.ndim <= 1 and bool((a == value).all())
 
 
 def grouped_conv2d(input, weight, groups, bias=None, stride=1, padding=0, dilation=1,

@@ -131,24 +131,19 @@ FC_ATTR_AVX2 static inline void fcw_g16(const float *a, const float *b, const fl
     }
 }
 
-/* U = G g G^T (3-D: G along each axis) of 16 weights side by side: g[k][j] (k the tap,
- * row-major over (kd,) kh, kw) -> u[xi][j] (xi row-major over the (4,) 4, 4 positions). */
-FC_ATTR_AVX2 static void fcw_weight_tf16(int nd3, const float g[27][FCI_NV],
-                                         float u[FCW_XI3][FCI_NV])
+/* U = G g G^T of a 3x3x3 kernel (G along each axis) for 16 weights side by side: g[k][j]
+ * (k the tap, row-major over kd, kh, kw) -> u[xi][j] (xi row-major over the 4, 4, 4
+ * positions). (The 2-D kernels go through fcw_weight_2d, G in registers.) */
+FC_ATTR_AVX2 static void fcw_weight_3d(const float g[27][FCI_NV], float u[FCW_XI3][FCI_NV])
 {
-    const int nz = nd3 ? 3 : 1;
     float t[3][3][4][FCI_NV], t2[3][4][4][FCI_NV];
-    for (int z = 0; z < nz; z++) {
+    for (int z = 0; z < 3; z++) {
         for (int y = 0; y < 3; y++)   /* along x */
             fcw_g16(g[(z * 3 + y) * 3], g[(z * 3 + y) * 3 + 1], g[(z * 3 + y) * 3 + 2],
                     t[z][y][0], t[z][y][1], t[z][y][2], t[z][y][3]);
         for (int x = 0; x < 4; x++)   /* along y */
             fcw_g16(t[z][0][x], t[z][1][x], t[z][2][x], t2[z][0][x], t2[z][1][x],
                     t2[z][2][x], t2[z][3][x]);
-    }
-    if (!nd3) {
-        memcpy(u, t2[0], sizeof(float) * FCW_XI * FCI_NV);
-        return;
     }
     for (int y = 0; y < 4; y++)       /* along z */
         for (int x = 0; x < 4; x++)
@@ -632,7 +627,7 @@ FC_ATTR_AVX2 static void fcw_weight_panel(const float *w, int64_t g, int64_t jt,
             fcw_weight_2d(r, gt, dc, xis);
             continue;
         }
-        fcw_weight_tf16(nd3, (const float (*)[FCI_NV])gt, u);
+        fcw_weight_3d((const float (*)[FCI_NV])gt, u);
         for (int xi = 0; xi < nxi; xi++)
             memcpy(dc + xi * xis, u[xi], sizeof(float) * FCI_NV);
     }
