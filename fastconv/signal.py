@@ -640,6 +640,9 @@ def _freq_conv(xp, in1, in2, mode, axes, engine):
     check_alloc(nbytes, f"an FFT convolution output of shape {tuple(out_shape)}")
     if not axes:
         return a * b           # as scipy: a plain (broadcast) product, in the inputs' dtype
+    direct = _freq_direct(xp, a, b, mode, axes, out_shape, rdt, fdt)
+    if direct is not None:
+        return direct
     a = a.astype(fdt, copy=False)
     b = b.astype(fdt, copy=False)
     eng = _engines(xp)
@@ -647,6 +650,44 @@ def _freq_conv(xp, in1, in2, mode, axes, engine):
     nthreads = _threads_for(_fft_work(a.size, b.size, float(math.prod(out_shape))),
                             get_num_threads())
     return fn(a, b, axes, tuple(starts), tuple(shape), nthreads)
+
+
+#: fftconvolve/oaconvolve take the direct sum where the cost model predicts it faster
+#: (:func:`_freq_direct`); tests of the FFT engines turn this off.
+FREQ_DIRECT = True
+
+
+def _freq_direct(xp, a, b, mode, axes, out_shape, rdt, fdt):
+    """The result of fftconvolve/oaconvolve by the direct sum where the cost model predicts
+    it faster than the transforms (small problems, short kernels), else None.
+
+    Only where that is the same function to rounding and the direct sum is at least as
+    accurate: NumPy float or complex inputs computed in their own dtype (integer inputs are
+    transformed in float64 and keep that result), every axis a convolution axis or one of
+    length 1 in in2 (its broadcast product is the convolution), and finite inputs (an FFT
+    spreads a NaN over the whole output, as scipy's does; the direct sum would keep it
+    local)."""
+    if not FREQ_DIRECT or xp is not np or rdt != fdt or fdt.char not in "fdFD":
+        return None
+    starts, shape = [], []
+    for i, (n1, n2, want) in enumerate(zip(a.shape, b.shape, out_shape)):
+        if i not in axes and n1 != 1 and n2 != 1:   # a batch axis (axes=...)
+            return None
+        try:
+            s, n = _shapes.window(mode, n1, n2)
+        except ValueError:
+            return None
+        if n != want:
+            return None
+        starts.append(s)
+        shape.append(n)
+    p = _Problem(xp, a, b, starts, shape, rdt)
+    x, k = p.kernel_and_signal()
+    nthreads = get_num_threads()
+    method, _ = _plan.choose_signal_method(x.shape, k.shape, p.shape, rdt, False, nthreads)
+    if method != "direct" or not _all_finite(xp, a, b):
+        return None
+    return p.run("direct", nthreads)
 
 
 def fftconvolve(in1, in2, mode="full", axes=None):

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import scipy.signal
 
+import fastconv.signal
 from fastconv import _fft
 from _helpers import rand, run_concurrently  # noqa: E402  (tests/ is on sys.path under pytest)
 
@@ -17,8 +18,10 @@ from _helpers import rand, run_concurrently  # noqa: E402  (tests/ is on sys.pat
 @pytest.fixture(autouse=True)
 def planned_engine(monkeypatch):
     """These tests are of the FFTW engine: their small problems would otherwise take the
-    one-pass scipy.fft route (``_fft.SMALL_POINTS``; tested on its own below)."""
+    one-pass scipy.fft route (``_fft.SMALL_POINTS``; tested on its own below), and
+    fftconvolve/oaconvolve the direct sum (``fastconv.signal.FREQ_DIRECT``)."""
     monkeypatch.setattr(_fft, "SMALL_POINTS", 0)
+    monkeypatch.setattr(fastconv.signal, "FREQ_DIRECT", False)
 
 if _fft.HAVE_PYFFTW:
     import pyfftw
@@ -817,3 +820,49 @@ def test_small_and_long_double_problems_take_scipy_fft(monkeypatch):
         assert got.dtype == np.longdouble
         want = scipy.signal.fftconvolve(a, a[:999])
         np.testing.assert_allclose(got, want, rtol=0, atol=1e-17 * float(abs(want).max()))
+
+
+@pytest.mark.skipif(not (_fft.HAVE_PYFFTW and _fft.USE_PYFFTW), reason="pyFFTW is absent")
+@pytest.mark.parametrize("dtype", [np.complex64, np.complex128])
+@pytest.mark.parametrize("s1,s2", [((70, 90), (7, 5)), ((64, 125), (9, 4)),
+                                   ((12, 20, 40), (3, 4, 5)), ((3, 64, 64), (1, 5, 5))])
+def test_complex_spectra_with_padded_pitch(s1, s2, dtype, monkeypatch):
+    """Complex N-d work sets allocate their spectra with padded line pitches (odd numbers
+    of cache lines: _spec_pitch); the buffers are strided views, the result is
+    scipy.signal.fftconvolve's, and a result handed out as a view of a transform buffer is
+    not overwritten by the next call of the same shape."""
+    padded = []
+    real_buffer = _fft._spec_buffer
+
+    def spy(batch, spec, dt, pad=True):
+        w = real_buffer(batch, spec, dt, pad)
+        padded.append(not w.flags.c_contiguous)
+        return w
+
+    monkeypatch.setattr(_fft, "_spec_buffer", spy)
+    _fft.clear_plan_cache()
+    rng = np.random.default_rng(sum(s1) + sum(s2))
+    a, b = rand(rng, s1, dtype), rand(rng, s2, dtype)
+    c, d = rand(rng, s1, dtype), rand(rng, s2, dtype)
+    got = fastconv.signal.fftconvolve(a, b)
+    keep = got.copy()
+    for mode in ("full", "same"):
+        got2 = fastconv.signal.fftconvolve(c, d, mode)
+        want = scipy.signal.fftconvolve(c.astype(np.complex128), d.astype(np.complex128), mode)
+        assert got2.dtype == dtype and got2.shape == want.shape
+        np.testing.assert_allclose(got2, want, rtol=0, atol=TOL[dtype] * np.abs(want).max())
+    np.testing.assert_array_equal(got, keep)
+    np.testing.assert_allclose(got, scipy.signal.fftconvolve(a.astype(np.complex128),
+                                                             b.astype(np.complex128)),
+                               rtol=0, atol=TOL[dtype] * np.abs(keep).max())
+    assert padded and any(padded)
+
+
+def test_spec_pitch():
+    # lines to an odd number of 64-byte cache lines, middle axes to odd lengths; short
+    # lines and 1-D transforms unchanged
+    assert _fft._spec_pitch((1024, 1024), 16) == (1024, 1028)
+    assert _fft._spec_pitch((800, 1152), 8) == (800, 1160)
+    assert _fft._spec_pitch((120, 96, 128), 16) == (120, 97, 132)
+    assert _fft._spec_pitch((64, 15), 16) == (64, 15)
+    assert _fft._spec_pitch((4096,), 16) == (4096,)

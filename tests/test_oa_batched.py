@@ -13,6 +13,13 @@ pytestmark = pytest.mark.skipif(not (_fft.HAVE_PYFFTW and _fft.USE_PYFFTW),
                                 reason="the batched path runs on pyFFTW, which is absent")
 
 
+@pytest.fixture(autouse=True)
+def fft_engine(monkeypatch):
+    """oaconvolve's own engine: never the direct sum that fastconv.signal takes for problems
+    it predicts faster that way (``FREQ_DIRECT``)."""
+    monkeypatch.setattr(fastconv.signal, "FREQ_DIRECT", False)
+
+
 def _ref(x, w, mode):
     wide = np.complex128 if x.dtype.kind == "c" or w.dtype.kind == "c" else np.float64
     return scipy.signal.convolve(x.astype(wide), w.astype(wide), mode, method="direct")

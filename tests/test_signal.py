@@ -169,12 +169,16 @@ def assert_unchanged(snap, *arrays):
 @pytest.fixture(autouse=True, params=["planned", "small"])
 def fft_route(request, monkeypatch):
     """Every test twice: small FFT problems through the planned pyFFTW engine (the
-    shortcut off: these tests' shapes are small, and the engine must stay covered) and
-    through the engine's one-pass scipy.fft route (fastconv._fft.SMALL_POINTS)."""
+    shortcuts off: these tests' shapes are small, and the engine must stay covered) and
+    with the shortcuts on: fftconvolve/oaconvolve's direct sum where it is predicted faster
+    (fastconv.signal.FREQ_DIRECT), else the engine's one-pass scipy.fft route
+    (fastconv._fft.SMALL_POINTS)."""
     if request.param == "planned":
         monkeypatch.setattr(_fft, "SMALL_POINTS", 0)
+        monkeypatch.setattr(fs, "FREQ_DIRECT", False)
     else:
         monkeypatch.setattr(_fft, "SMALL_POINTS", 1 << 62)
+        monkeypatch.setattr(fs, "FREQ_DIRECT", True)
     return request.param
 
 
@@ -1034,3 +1038,61 @@ def test_rank1_memo_keys_on_kernel_content():
     for kern in (np.outer(g, g), k):
         np.testing.assert_allclose(fastconv.convolve(img, kern, "same"),
                                    ss.convolve(img, kern, "same"), rtol=1e-9, atol=1e-9)
+
+
+# ------------------------------------------------- fftconvolve / oaconvolve by the direct sum
+@pytest.mark.parametrize("fname", ["fftconvolve", "oaconvolve"])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.complex64, np.complex128])
+def test_freq_functions_take_direct_sum_where_faster(fname, dtype, monkeypatch, fft_route):
+    """Small problems and short kernels: fftconvolve/oaconvolve give scipy's result by the
+    direct sum, no transform run (FREQ_DIRECT); batched axes, integer inputs and inputs
+    holding NaN keep the transforms (NaN spread over the output as scipy's is)."""
+    monkeypatch.setattr(fs, "FREQ_DIRECT", True)
+    ran = []
+    for name in ("convolve", "oaconvolve"):
+        real = getattr(_fft, name)
+        monkeypatch.setattr(_fft, name, functools.partial(
+            lambda real, *a, **k: ran.append(1) or real(*a, **k), real))
+    rng = np.random.default_rng(3)
+    ours, theirs = getattr(fastconv, fname), getattr(ss, fname)
+    for s1, s2 in (((300,), (5,)), ((40, 33), (3, 3)), ((9, 10, 11), (3, 1, 2)),
+                   ((34, 18), (3, 1)), ((1, 40), (5, 3))):
+        a = rng.standard_normal(s1).astype(dtype)
+        b = rng.standard_normal(s2).astype(dtype)
+        for mode in ("full", "same", "valid"):
+            want = theirs(a, b, mode)
+            got = ours(a, b, mode)
+            assert got.dtype == want.dtype and got.shape == want.shape
+            tol = 1e-5 if np.dtype(dtype).itemsize * (2 if dtype in (np.float32,) else 1) \
+                <= 8 else 1e-12
+            np.testing.assert_allclose(got, want, rtol=0, atol=tol * np.abs(want).max())
+    assert not ran
+    # a batch axis (axes=...): the transforms
+    a = rng.standard_normal((5, 40)).astype(dtype)
+    b = rng.standard_normal((5, 3)).astype(dtype)
+    for mode in ("full", "same", "valid"):
+        np.testing.assert_allclose(ours(a, b, mode, axes=1), theirs(a, b, mode, axes=1),
+                                   rtol=0, atol=1e-4)
+    assert ran
+    # NaN: the transforms (fftconvolve: NaN over the whole output, as scipy's; overlap-add
+    # spreads it over the blocks that read it, which depend on the block sizes)
+    ran.clear()
+    a = rng.standard_normal(300).astype(dtype)
+    a[7] = np.nan
+    got = ours(a, np.ones(5, dtype))
+    assert ran
+    if fname == "fftconvolve":
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            want = theirs(a, np.ones(5, dtype))
+        np.testing.assert_array_equal(np.isnan(got), np.isnan(want))
+
+
+def test_freq_functions_integer_inputs_stay_float64_transforms(monkeypatch):
+    monkeypatch.setattr(fs, "FREQ_DIRECT", True)
+    a, b = np.arange(50, dtype=np.int32), np.array([1, -2, 3], dtype=np.int16)
+    for fname in ("fftconvolve", "oaconvolve"):
+        got = getattr(fastconv, fname)(a, b)
+        want = getattr(ss, fname)(a, b)
+        assert got.dtype == want.dtype == np.float64
+        np.testing.assert_allclose(got, want, rtol=0, atol=1e-9)
