@@ -178,6 +178,15 @@ _LONG = ({np.dtype(np.longdouble), np.dtype(np.clongdouble)}
 SMALL_POINTS = 6144
 
 
+#: One 1-D real transform (no batch) shorter than this runs on one FFTW thread: FFTW_ESTIMATE's
+#: 2-thread r2c/c2r plans of such lengths measured 1.3-3x slower than its 1-thread ones
+#: (convolutions, float32: 17280 points 0.18 -> 0.37 ms with 2 threads, 552960 5.6 -> 15.2;
+#: float64 33750 0.39 -> 0.92), and first faster at about a million points (1105920: 0.86x
+#: float32, 0.93x float64). Complex 1-D transforms gain from 2 threads from ~30000 points,
+#: N-d real ones from a few thousand.
+REAL_1D_THREADS_FROM = 1 << 20
+
+
 def _scipy_route(p, L):
     """Whether problem ``p`` padded to ``L`` takes the one-pass scipy.fft route even where
     pyFFTW is at hand: long double, or at most :data:`SMALL_POINTS` transform points."""
@@ -1401,6 +1410,8 @@ def convolve(in1, in2, axes, start, shape, nthreads=None, *, contiguous=False,
     L = tuple(_good_len(_window_len(a, b, s, m), i == p.k - 1)
               for i, (a, b, s, m) in enumerate(zip(p.n1, p.n2, p.start, p.shape)))
     use_fftw = USE_PYFFTW and HAVE_PYFFTW and not _scipy_route(p, L)
+    if use_fftw and p.real and p.k == 1 and math.prod(p.b) == 1 and L[0] < REAL_1D_THREADS_FROM:
+        p.nthreads = 1
     if not use_fftw:
         # pocketfft's own fast lengths (5-smooth; the 11s and 13s FFTW takes are slow there:
         # 64x64 by 3x3 at 66^2 took 134 us, at 72^2 99 us)
@@ -1548,6 +1559,12 @@ def oaconvolve(in1, in2, axes, start, shape, nthreads=None, *, check_finite=Fals
     nb = len(p.b)
     # oa_plan on canonical shapes (batch first): give it the conv part only
     plan = oa_plan(p.n1, p.n2, tuple(range(p.k)), p.start, p.shape, p.real, max(1, math.prod(p.b)))
+    # blocks that cost more than one transform of the whole problem (a kernel about as large
+    # as the signal: scipy.signal.oaconvolve hands those to fftconvolve too)
+    whole = flops(padded_shape(p.n1, p.n2, tuple(range(p.k)), p.start, p.shape), p.real,
+                  max(1, math.prod(p.b)), max(1, math.prod(p.b2)))
+    if whole <= plan["flops"]:
+        return convolve(in1, in2, axes, start, shape, nthreads, check_finite=check_finite)
     L, steps, nblk = plan["block"], plan["step"], plan["nblocks"]
     use_fftw = USE_PYFFTW and HAVE_PYFFTW
     total_blocks = math.prod(nblk)

@@ -866,3 +866,25 @@ def test_spec_pitch():
     assert _fft._spec_pitch((120, 96, 128), 16) == (120, 97, 132)
     assert _fft._spec_pitch((64, 15), 16) == (64, 15)
     assert _fft._spec_pitch((4096,), 16) == (4096,)
+
+
+def test_oaconvolve_hands_large_kernels_to_one_transform(monkeypatch):
+    """Blocks predicted to cost more than one transform of the whole problem (kernel about
+    as large as the signal): the single-transform convolve, as scipy's oaconvolve falls back
+    to fftconvolve; short kernels keep the blocks."""
+    whole = []
+    real = _fft.convolve
+    monkeypatch.setattr(_fft, "convolve", lambda *a, **k: whole.append(1) or real(*a, **k))
+    rng = np.random.default_rng(8)
+    for s1, s2, dtype in (((1396,), (1370,), np.float64), ((60, 70), (31, 40), np.complex128),
+                          ((25527,), (12763,), np.float32)):
+        a, b = rand(rng, s1, dtype), rand(rng, s2, dtype)
+        full = tuple(x + y - 1 for x, y in zip(s1, s2))
+        got = _fft.oaconvolve(a, b, tuple(range(len(s1))), (0,) * len(s1), full)
+        want = scipy.signal.fftconvolve(a.astype(np.complex128), b.astype(np.complex128))
+        np.testing.assert_allclose(got, want, rtol=0, atol=TOL[dtype] * np.abs(want).max())
+        assert whole
+        whole.clear()
+    a, b = rand(rng, 20000, np.float64), rand(rng, 31, np.float64)
+    _fft.oaconvolve(a, b, (0,), (0,), (20030,))
+    assert not whole
