@@ -765,6 +765,13 @@ def _conv2d(in1, in2, mode, boundary, fillvalue, correlation):
                 f"fillvalue {fv.item()!r} cannot be represented in the output dtype {rdt} "
                 f"(range {info.min}..{info.max})")
     kh, kw = b.shape
+    if (boundary == "fill" and fv == 0 and xp is np
+            and not (correlation and mode == "same" and (kh % 2 == 0 or kw % 2 == 0))):
+        # zero fill: convolve()'s windows (correlate2d's 'same' too for odd kernels); small
+        # problems in one direct call, as convolve's (a tiny call: 22 -> 6 us)
+        out = _small_direct(a, b, mode, "auto")
+        if out is not None:
+            return out[::-1, ::-1] if swapped and correlation else out
     # scipy's correlate2d centres 'same' at kernel index k // 2 of the (unflipped) kernel,
     # i.e. at full-correlation offset k // 2, where correlate() (and convolve2d) use
     # (k - 1) // 2: the two differ by one for even kernel sizes.
