@@ -900,3 +900,25 @@ def test_fft_engine_keeps_nonfinite_local_like_torch(algorithm, where, bad):
     x1[0, 0, 0] = bad
     _same_nonfinite(fnn.conv1d(x1, np.ones((1, 1, 3)), algorithm="fft"),
                     F.conv1d(_t(x1), torch.ones(1, 1, 3, dtype=torch.float64)).numpy())
+
+
+def test_results_that_cannot_fit_are_refused_before_allocation(monkeypatch):
+    """MemoryError naming the size, before any allocation, for results (and conv_matrix's
+    entries) larger than the memory available (here made 1 GiB)."""
+    from fastconv import _config
+    monkeypatch.setattr(_config, "available_memory", lambda: 2 ** 30)
+    x = np.ones((1, 1, 100, 100), np.float32)
+    w = np.ones((1, 1, 3, 3), np.float32)
+    cases = [
+        lambda: fnn.conv2d(x, np.ones((30000, 1, 1, 1), np.float32)),     # 1.1 GiB result
+        lambda: fnn.conv_transpose2d(x, np.ones((1, 30000, 1, 1), np.float32)),
+        lambda: fnn.conv_transpose2d(x, w, stride=(200, 200)),            # 1.5 GiB result
+        lambda: fnn.grad.conv2d_input((1, 30000, 100, 100), np.ones((1, 30000, 1, 1)),
+                                      np.ones((1, 1, 100, 100))),
+        lambda: fnn.conv_matrix(np.ones((64, 64, 3, 3)), (64, 200, 200), padding=1),
+    ]
+    for f in cases:
+        with pytest.raises(MemoryError, match="GiB"):
+            f()
+    # what fits still runs
+    assert fnn.conv2d(x, np.ones((8, 1, 1, 1), np.float32)).shape == (1, 8, 100, 100)

@@ -45,6 +45,8 @@ def convnd(input, weight, bias, stride, padding, dilation, groups, padding_mode,
     stride, dilation, lo, hi, groups, out_spatial = _shapes.conv_params(
         x, w, stride, padding, dilation, groups, padding_mode, nd, fname)
     _shapes.check_bias(b, w.shape[0], fname)
+    _shapes.check_result_memory(xp, x.shape[:1] + w.shape[:1] + tuple(out_spatial), x, cdt,
+                                fname)
     x = x.astype(cdt, copy=False)
     w = xp.ascontiguousarray(w, dtype=cdt)
     if padding_mode != "zeros" and (any(lo) or any(hi)):
@@ -66,6 +68,8 @@ def conv_transposend(input, weight, bias, stride, padding, output_padding, group
     stride, dilation, padding, groups, c_out, out_spatial = _shapes.transpose_params(
         x, w, stride, padding, output_padding, groups, dilation, nd, fname)
     _shapes.check_bias(b, c_out, fname)
+    _shapes.check_result_memory(xp, x.shape[:1] + (c_out,) + tuple(out_spatial), x, cdt,
+                                fname)
     x = xp.ascontiguousarray(x, dtype=cdt)
     w = xp.ascontiguousarray(w, dtype=cdt)
     out = _algorithms.correlate_adjoint(x, w, out_spatial, stride, dilation, padding, groups,

@@ -3,6 +3,7 @@ import math
 
 import numpy as np
 
+from .._config import check_alloc
 from . import _shapes
 
 
@@ -85,6 +86,13 @@ def conv_matrix(weight, input_shape, stride=1, padding=0, dilation=1, groups=1):
     c_in = shape[0]
     kernel = w.shape[2:]
     spatial = shape[1:]
+    # memory, before anything is allocated: the index grids over (output position, tap),
+    # then per stored entry its value, row and column (COO), and the CSR copy of them
+    pairs = float(math.prod(out)) * float(math.prod(kernel))
+    entries = float(c_out) * float(cg) * pairs
+    check_alloc(pairs * 8 * (3 * nd + 3) + entries * (cdt.itemsize + 16) * 2,
+                f"conv_matrix of a {tuple(w.shape)} weight on input {shape} "
+                f"({entries:.3g} stored entries)")
     # spatial pattern: for every (o, k), the input position o*s + k*d - p (if inside)
     grids = np.meshgrid(*[np.arange(o) for o in out], *[np.arange(k) for k in kernel],
                         indexing="ij")

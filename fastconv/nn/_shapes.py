@@ -20,6 +20,8 @@ longdouble             float64          float64
 """
 import operator
 
+import math
+
 import numpy as np
 
 PADDING_MODES = ("zeros", "reflect", "replicate", "circular")
@@ -301,3 +303,17 @@ def transpose_params(x, w, stride, padding, output_padding, groups, dilation, nd
         raise ValueError(f"{fname}: computed output size {out} is non-positive "
                          "(padding too large for this input)")
     return stride, dilation, padding, groups, w.shape[1] * groups, out
+
+
+def check_result_memory(xp, result_shape, operand, dtype, fname):
+    """MemoryError naming the size, before anything is allocated, when a NumPy result of
+    ``result_shape`` and a working copy of ``operand`` (the zero-padded input or the
+    converted operands every engine makes), both in ``dtype``, cannot fit in memory."""
+    if xp is not np:
+        return       # device memory: CuPy's allocator reports it
+    from .._config import check_alloc
+    item = np.dtype(dtype).itemsize
+    n = float(math.prod(result_shape)) + float(operand.size)
+    check_alloc(n * item, f"{fname}: a result of shape {tuple(result_shape)} "
+                          f"and a copy of the {tuple(operand.shape)} operand")
+

@@ -73,6 +73,7 @@ def _input(input_size, weight, grad_output, stride, padding, dilation, groups, a
     lo = _check_out(size, w.shape, gy, stride, dilation, padding, groups, nd, fname)
     stride = _shapes.positive(stride, nd, "stride")
     dilation = _shapes.positive(dilation, nd, "dilation")
+    _shapes.check_result_memory(xp, size, gy, cdt, fname)
     gy = xp.ascontiguousarray(gy, dtype=cdt)
     w = xp.ascontiguousarray(w, dtype=cdt)
     gx = _algorithms.correlate_adjoint(gy, w, size[2:], stride, dilation, lo, groups,
