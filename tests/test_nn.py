@@ -922,3 +922,25 @@ def test_results_that_cannot_fit_are_refused_before_allocation(monkeypatch):
             f()
     # what fits still runs
     assert fnn.conv2d(x, np.ones((8, 1, 1, 1), np.float32)).shape == (1, 8, 100, 100)
+
+
+@pytest.mark.parametrize("nd", [1, 2, 3])
+@pytest.mark.parametrize("k,s,d,p", [(1, 2, 1, 0), (1, 3, 1, 2), (1, 2, 1, 1), (3, 2, 2, 1),
+                                     (3, 2, 4, 3), ((1, 3, 1), (2, 2, 3), 1, (0, 1, 1)),
+                                     (2, 3, 3, 0)])
+def test_strided_single_phase_taps(nd, k, s, d, p):
+    """Strided layers whose taps read one stride phase of the input (1x1 kernels, dilation
+    a multiple of the stride): the GEMM engine computes them on that phase, copied out
+    (_gemm._single_phase); torch is the oracle."""
+    def per_axis(v):
+        return tuple(v[:nd]) if isinstance(v, tuple) else (v,) * nd
+    k, s, d, p = per_axis(k), per_axis(s), per_axis(d), per_axis(p)
+    rng = np.random.default_rng(sum(k) + sum(s) + sum(d) + sum(p) + nd)
+    x = rng.standard_normal((2, 6) + (11, 9, 10)[:nd]).astype(np.float32)
+    w = rng.standard_normal((10, 3) + k).astype(np.float32)
+    b = rng.standard_normal(10).astype(np.float32)
+    want = [F.conv1d, F.conv2d, F.conv3d][nd - 1](_t(x), _t(w), _t(b), stride=s, padding=p,
+                                                 dilation=d, groups=2).numpy()
+    for alg in ("auto", "gemm"):
+        got = CONV[nd](x, w, b, stride=s, padding=p, dilation=d, groups=2, algorithm=alg)
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
