@@ -55,7 +55,12 @@ _RATES = {
     "wino_in": 1.09e-07,
     "wino_out": 0.0,
     "wino_weight": 8.15e-09,
-    "wino_weight_small": 1.14e-08,
+    # refitted (was 1.14e-08, which priced a 512 x 512 3x3 weight's transform at 1.5 ms of
+    # a 1.46 ms layer and kept small-map 512-channel layers on the slower GEMM: 8 x 512 ->
+    # 512 on 7x7 12.4 ms against Winograd's 8.7): chosen engine over the fastest, geo-mean
+    # (worst), 36 small-map 3x3 layers 1.059 (1.42) -> 1.023 (1.27), 67 random 3x3/5x5
+    # layers 1.038 (1.34) -> 1.025 (1.30)
+    "wino_weight_small": 0.4e-08,
     "wino_stream": 3.57e-11,
     "wino_fixed": 1.69e-05,
     "fft_flop": 4e-10,          # per modelled flop of the FFT path
