@@ -220,7 +220,7 @@ cdef extern from "fc_cgemm.h" nogil:
     int fc_cgemm_wgrad_f32(const fc_cgeom *q, const float *x, const float *gy, float *gw,
                            int nthreads, int force_generic)
     int64_t fc_cgemm_scratch_bytes(const fc_cgeom *q, int nthreads)
-    int fc_igemm_pays_dims(int64_t KT, int64_t Cog)
+    int fc_igemm_pays_dims(int64_t KT, int64_t Cog, int64_t Cg, int64_t P)
     int fc_igemm_small_map(int64_t N, int64_t P)
     int fc_wino_supported(const fc_cgeom *q)
     int fc_cpu_has_avx2_fma()
@@ -388,13 +388,15 @@ def conv_wgrad_f32(const float[:, :, :, :, ::1] x, const float[:, :, :, :, ::1] 
 
 
 def implicit_form(Py_ssize_t kernel_taps, Py_ssize_t cog, Py_ssize_t images=0,
-                  Py_ssize_t pixels=0):
+                  Py_ssize_t pixels=0, Py_ssize_t cg=0):
     """Whether ``conv_gemm_f32(engine=-1)`` takes the implicit form (fc_igemm.h) for a
-    kernel of ``kernel_taps`` taps and ``cog`` output channels per group, or for a forward
-    call on ``images`` images of ``pixels`` output pixels each (at most 256 pixels in
-    all: any kernel; on AVX2 CPUs; the rules themselves, shared with the engine, so the cost
-    model sees the same choice)."""
-    return bool(fc_igemm_pays_dims(kernel_taps, cog)
+    forward call with a kernel of ``kernel_taps`` taps, ``cg`` input and ``cog`` output
+    channels per group, on ``images`` images of ``pixels`` output pixels each (spatial
+    kernels, or 1x1 ones with >= 128 input channels on maps of at most 100 pixels, with
+    16-channel panels that are at most 1/8 padding; or at most 256 pixels in all, any
+    kernel; on AVX2 CPUs; the rules themselves, shared with the engine, so the cost model
+    sees the same choice)."""
+    return bool(fc_igemm_pays_dims(kernel_taps, cog, cg, pixels)
                 or (images > 0 and fc_igemm_small_map(images, pixels)))
 
 

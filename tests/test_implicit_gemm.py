@@ -365,3 +365,32 @@ def test_wgrad_bad_engine():
     gw = np.zeros((1, 1, 1, 1, 1), np.float32)
     with pytest.raises(ValueError, match="engine"):
         _cgemm.conv_wgrad_f32(x, gy, gw, 1, (1, 1, 1), (1, 1, 1), (0, 0, 0), 1, engine=3)
+
+
+def test_implicit_form_rule_for_1x1_on_small_maps():
+    """1x1 layers take the implicit form on maps of at most 100 pixels with >= 128 input
+    channels per group (the packed form's 16-pixel panels would be mostly padding), not on
+    larger maps or with few input channels; spatial kernels as before."""
+    if not _cgemm.conv_gemm_avx2():
+        pytest.skip("the implicit form needs AVX2+FMA, which this CPU lacks")
+    assert _cgemm.implicit_form(1, 256, 8, 49, 512)
+    assert _cgemm.implicit_form(1, 160, 8, 100, 128)
+    assert not _cgemm.implicit_form(1, 256, 8, 196, 512)
+    assert not _cgemm.implicit_form(1, 256, 8, 49, 64)
+    assert not _cgemm.implicit_form(1, 24, 8, 49, 512)      # 16-channel panels 1/4 padding
+    assert _cgemm.implicit_form(9, 16, 8, 3136, 3)
+    assert not _cgemm.implicit_form(9, 8, 8, 3136, 64)
+
+
+@pytest.mark.parametrize("n,c,h,co,groups", [(8, 256, 7, 64, 1), (3, 512, 5, 48, 2),
+                                             (2, 128, 10, 32, 1), (4, 160, 6, 96, 1)])
+def test_pointwise_small_maps_auto_engine(n, c, h, co, groups):
+    """1x1 layers on small maps through engine=-1 (the implicit form), with bias, against
+    torch's float64 convolution."""
+    rng = np.random.default_rng(n * c + h)
+    x = _rand(rng, (n, c, h, h + 1))
+    w = _rand(rng, (co, c // groups, 1, 1))
+    b = _rand(rng, (co,))
+    got = _run(x, w, b, (1, 1), (0, 0), (1, 1), groups, -1, nthreads=2)
+    np.testing.assert_allclose(got, _ref(x, w, b, (1, 1), (0, 0), (1, 1), groups),
+                               rtol=1e-4, atol=1e-4)

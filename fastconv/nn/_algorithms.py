@@ -266,7 +266,7 @@ def predict(x_shape, w_shape, out_spatial, stride, dilation, groups, dtype, nthr
         # the output channels of its group in 6-row micro-panels (a tail of 1-2 or 3-4
         # rows runs a 2- or 4-row kernel), or, for spatial kernels, is read in place
         elems = n * groups * hw * red
-        if _gemm.implicit_form(kk, cog, n, hw):
+        if _gemm.implicit_form(kk, cog, n, hw, cg):
             # its implicit form (fc_igemm.h): nothing packed, 16-channel panels, a kernel
             # call and a transposed store per 6-pixel tile
             per = (cog - cog % -16) * _RATES["fused_mac"] * (1 + 16 / max(1, red))

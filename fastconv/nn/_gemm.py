@@ -239,11 +239,11 @@ def have_fused(dtype, nd):
             and np.dtype(dtype) == np.float32 and 1 <= nd <= 3)
 
 
-def implicit_form(kernel_taps, cog, images=0, pixels=0):
+def implicit_form(kernel_taps, cog, images=0, pixels=0, cg=0):
     """Whether the fused engine runs a forward layer of ``kernel_taps`` taps and ``cog``
     output channels per group (``images`` images of ``pixels`` output pixels, when known)
     in its implicit form (the engine's own rule, ``fastconv._gemm.implicit_form``)."""
-    return _cgemm.implicit_form(kernel_taps, cog, images, pixels)
+    return _cgemm.implicit_form(kernel_taps, cog, images, pixels, cg)
 
 
 def _fused_operands(x, w, out, out_spatial, pad, bias):
