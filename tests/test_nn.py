@@ -930,8 +930,7 @@ def test_results_that_cannot_fit_are_refused_before_allocation(monkeypatch):
                                      (2, 3, 3, 0)])
 def test_strided_single_phase_taps(nd, k, s, d, p):
     """Strided layers whose taps read one stride phase of the input (1x1 kernels, dilation
-    a multiple of the stride): the GEMM engine computes them on that phase, copied out
-    (_gemm._single_phase); torch is the oracle."""
+    a multiple of the stride), with and without padding; torch is the oracle."""
     def per_axis(v):
         return tuple(v[:nd]) if isinstance(v, tuple) else (v,) * nd
     k, s, d, p = per_axis(k), per_axis(s), per_axis(d), per_axis(p)

@@ -267,30 +267,6 @@ def _fused_operands(x, w, out, out_spatial, pad, bias):
     return x5, w5, o5, b, tuple(pad), nt
 
 
-def _single_phase(x, kernel, stride, dilation, pad):
-    """A strided axis whose taps all read one stride phase of ``x`` (a 1x1 kernel, or a
-    dilation that is a multiple of the stride) becomes a unit-stride axis of that phase,
-    copied out here: the fused engine's phase-split copy would write every phase of the
-    whole input (a 1x1 / 2 layer 96 -> 24 on 4 x 112^2: 1.52 -> 1.16 ms, torch 1.51).
-    Returns ``(x, stride, dilation, pad)``; ``x`` itself when no axis qualifies."""
-    sub, st, di, pa = [], [], [], []
-    for k, s, d, p in zip(kernel, stride, dilation, pad):
-        if s > 1 and p >= 0 and (k == 1 or d % s == 0):
-            r = -p % s                   # every tap reads x[r + s*j]
-            sub.append(slice(r, None, s))
-            st.append(1)
-            di.append(max(d // s, 1))
-            pa.append((p + r) // s)
-        else:
-            sub.append(slice(None))
-            st.append(s)
-            di.append(d)
-            pa.append(p)
-    if all(sl == slice(None) for sl in sub):
-        return x, stride, dilation, pad
-    return np.ascontiguousarray(x[(Ellipsis, *sub)]), tuple(st), tuple(di), tuple(pa)
-
-
 def correlate_fused(x, w, out_spatial, stride, dilation, pad, groups, bias=None,
                     shuffle=False, out=None):
     """:func:`correlate` (plus ``bias``, and ShuffleNet's channel order with ``shuffle``) by
@@ -307,7 +283,6 @@ def correlate_fused(x, w, out_spatial, stride, dilation, pad, groups, bias=None,
         out = result_empty((n, c_out) + tuple(out_spatial), dtype=np.float32)
     if out.size == 0:
         return out
-    x, stride, dilation, pad = _single_phase(x, kernel, stride, dilation, pad)
     x5, w5, o5, b, pad, nt = _fused_operands(x, w, out, out_spatial, pad, bias)
     # the engine's padded / phase-split copy of the input: at most SCRATCH_BYTES per call
     # (blocks of images), and refused before allocation when one image alone cannot fit
