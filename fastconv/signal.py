@@ -655,8 +655,9 @@ def _freq_conv(xp, in1, in2, mode, axes, engine):
 #: fftconvolve/oaconvolve take the direct sum where the cost model predicts it faster
 #: (:func:`_freq_direct`); tests of the FFT engines turn this off.
 FREQ_DIRECT = True
-#: ... only where its predicted time is at most this fraction of the transforms', or, for
-#: problems of at most FREQ_DIRECT_SMALL_MACS multiply-adds (tens of microseconds), below it
+#: ... for 3-D and higher problems only where its predicted time is at most
+#: this fraction of the transforms' (problems of at most FREQ_DIRECT_SMALL_MACS
+#: multiply-adds, tens of microseconds, and 1-D/2-D problems: below it)
 FREQ_DIRECT_MARGIN = 0.5
 FREQ_DIRECT_SMALL_MACS = 1 << 17
 
@@ -690,12 +691,14 @@ def _freq_direct(xp, a, b, mode, axes, out_shape, rdt, fdt):
     nthreads = get_num_threads()
     _, times = _plan.choose_signal_method(x.shape, k.shape, p.shape, rdt, False, nthreads)
     transforms = min(times.get("fft", np.inf), times.get("oa", np.inf))
-    # a margin beyond the smallest problems (where both predictions are mostly the same
-    # fixed cost): scipy's fftconvolve always transforms, so a direct sum the model
-    # over-rates would be a loss against it (a (58, 1, 6) kernel along 3-D axes: predicted
-    # 1.3 ms, ran 3.2 ms against the transforms' 1.1)
+    # a margin for 3-D and higher problems beyond the smallest ones (where both
+    # predictions are mostly the same fixed cost): scipy's fftconvolve always transforms,
+    # so a direct sum the model over-rates would be a loss against it (a (58, 1, 6) kernel
+    # along 3-D axes: predicted 1.3 ms, ran 3.2 ms against the transforms' 1.1; the 1-D
+    # and 2-D predictions held within 0.7-1.3x on the sweeps)
     small = float(math.prod(p.shape)) * k.size <= FREQ_DIRECT_SMALL_MACS
-    if (times["direct"] > (1.0 if small else FREQ_DIRECT_MARGIN) * transforms
+    sure = small or k.ndim <= 2
+    if (times["direct"] > (1.0 if sure else FREQ_DIRECT_MARGIN) * transforms
             or not _all_finite(xp, a, b)):
         return None
     return p.run("direct", nthreads)
