@@ -18,9 +18,11 @@ from _helpers import rand, run_concurrently  # noqa: E402  (tests/ is on sys.pat
 @pytest.fixture(autouse=True)
 def planned_engine(monkeypatch):
     """These tests are of the FFTW engine: their small problems would otherwise take the
-    one-pass scipy.fft route (``_fft.SMALL_POINTS``; tested on its own below), and
-    fftconvolve/oaconvolve the direct sum (``fastconv.signal.FREQ_DIRECT``)."""
+    one-pass scipy.fft route (``_fft.SMALL_POINTS``; tested on its own below), overlap-add
+    its whole transform (``_fft.OA_WHOLE_POINTS``), and fftconvolve/oaconvolve the direct
+    sum (``fastconv.signal.FREQ_DIRECT``)."""
     monkeypatch.setattr(_fft, "SMALL_POINTS", 0)
+    monkeypatch.setattr(_fft, "OA_WHOLE_POINTS", 0)
     monkeypatch.setattr(fastconv.signal, "FREQ_DIRECT", False)
 
 if _fft.HAVE_PYFFTW:
@@ -888,3 +890,8 @@ def test_oaconvolve_hands_large_kernels_to_one_transform(monkeypatch):
     a, b = rand(rng, 20000, np.float64), rand(rng, 31, np.float64)
     _fft.oaconvolve(a, b, (0,), (0,), (20030,))
     assert not whole
+    # ... unless the whole transform is small (OA_WHOLE_POINTS): planning blocks costs more
+    monkeypatch.setattr(_fft, "OA_WHOLE_POINTS", 1 << 16)
+    got = _fft.oaconvolve(a, b, (0,), (0,), (20030,))
+    assert whole
+    np.testing.assert_allclose(got, scipy.signal.fftconvolve(a, b), rtol=0, atol=1e-10)

@@ -15,9 +15,11 @@ pytestmark = pytest.mark.skipif(not (_fft.HAVE_PYFFTW and _fft.USE_PYFFTW),
 
 @pytest.fixture(autouse=True)
 def fft_engine(monkeypatch):
-    """oaconvolve's own engine: never the direct sum that fastconv.signal takes for problems
-    it predicts faster that way (``FREQ_DIRECT``)."""
+    """oaconvolve's own blocks: never the direct sum that fastconv.signal takes for problems
+    it predicts faster that way (``FREQ_DIRECT``), nor the whole transform it takes for
+    small ones (``_fft.OA_WHOLE_POINTS``)."""
     monkeypatch.setattr(fastconv.signal, "FREQ_DIRECT", False)
+    monkeypatch.setattr(_fft, "OA_WHOLE_POINTS", 0)
 
 
 def _ref(x, w, mode):

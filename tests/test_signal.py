@@ -168,13 +168,15 @@ def assert_unchanged(snap, *arrays):
 
 @pytest.fixture(autouse=True, params=["planned", "small"])
 def fft_route(request, monkeypatch):
-    """Every test twice: small FFT problems through the planned pyFFTW engine (the
-    shortcuts off: these tests' shapes are small, and the engine must stay covered) and
+    """Every test twice: small FFT problems through the planned pyFFTW engine and its
+    overlap blocks (the shortcuts off: these tests' shapes are small, and the engine must
+    stay covered) and
     with the shortcuts on: fftconvolve/oaconvolve's direct sum where it is predicted faster
     (fastconv.signal.FREQ_DIRECT), else the engine's one-pass scipy.fft route
     (fastconv._fft.SMALL_POINTS)."""
     if request.param == "planned":
         monkeypatch.setattr(_fft, "SMALL_POINTS", 0)
+        monkeypatch.setattr(_fft, "OA_WHOLE_POINTS", 0)
         monkeypatch.setattr(fs, "FREQ_DIRECT", False)
     else:
         monkeypatch.setattr(_fft, "SMALL_POINTS", 1 << 62)
