@@ -178,13 +178,14 @@ _LONG = ({np.dtype(np.longdouble), np.dtype(np.clongdouble)}
 SMALL_POINTS = 6144
 
 
-#: One 1-D real transform (no batch) shorter than this runs on one FFTW thread: FFTW_ESTIMATE's
-#: 2-thread r2c/c2r plans of such lengths measured 1.3-3x slower than its 1-thread ones
-#: (convolutions, float32: 17280 points 0.18 -> 0.37 ms with 2 threads, 552960 5.6 -> 15.2;
-#: float64 33750 0.39 -> 0.92), and first faster at about a million points (1105920: 0.86x
-#: float32, 0.93x float64). Complex 1-D transforms gain from 2 threads from ~30000 points,
-#: N-d real ones from a few thousand.
-REAL_1D_THREADS_FROM = 1 << 20
+#: One 1-D real transform (no batch) shorter than this many points (by itemsize: float32,
+#: float64) runs on one FFTW thread. FFTW_ESTIMATE's 2-thread r2c/c2r plans are
+#: length-specific: measured on whole convolutions, 2 threads / 1 thread, float32 17280
+#: points 2.05x, 276480 3.0x, 552960 2.7x, 1012500 1.1x, 405000 and 708588 0.9-1.0x,
+#: 1105920 0.86x; float64 9000-135000 1.3-2.4x, 153600-1012500 0.7-0.9x (552960 1.14x).
+#: Complex 1-D transforms gain from 2 threads from ~30000 points, N-d real ones from a few
+#: thousand.
+REAL_1D_THREADS_FROM = {4: 1 << 21, 8: 1 << 17}
 
 
 def _scipy_route(p, L):
@@ -1410,7 +1411,8 @@ def convolve(in1, in2, axes, start, shape, nthreads=None, *, contiguous=False,
     L = tuple(_good_len(_window_len(a, b, s, m), i == p.k - 1)
               for i, (a, b, s, m) in enumerate(zip(p.n1, p.n2, p.start, p.shape)))
     use_fftw = USE_PYFFTW and HAVE_PYFFTW and not _scipy_route(p, L)
-    if use_fftw and p.real and p.k == 1 and math.prod(p.b) == 1 and L[0] < REAL_1D_THREADS_FROM:
+    if (use_fftw and p.real and p.k == 1 and math.prod(p.b) == 1
+            and L[0] < REAL_1D_THREADS_FROM[p.dtype.itemsize]):
         p.nthreads = 1
     if not use_fftw:
         # pocketfft's own fast lengths (5-smooth; the 11s and 13s FFTW takes are slow there:
