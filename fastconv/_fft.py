@@ -178,16 +178,6 @@ _LONG = ({np.dtype(np.longdouble), np.dtype(np.clongdouble)}
 SMALL_POINTS = 6144
 
 
-#: One 1-D real transform (no batch) shorter than this many points (by itemsize: float32,
-#: float64) runs on one FFTW thread. FFTW_ESTIMATE's 2-thread r2c/c2r plans are
-#: length-specific: measured on whole convolutions, 2 threads / 1 thread, float32 17280
-#: points 2.05x, 276480 3.0x, 552960 2.7x, 1012500 1.1x, 405000 and 708588 0.9-1.0x,
-#: 1105920 0.86x; float64 9000-135000 1.3-2.4x, 153600-1012500 0.7-0.9x (552960 1.14x).
-#: Complex 1-D transforms gain from 2 threads from ~30000 points, N-d real ones from a few
-#: thousand.
-REAL_1D_THREADS_FROM = {4: 1 << 21, 8: 1 << 17}
-
-
 def _scipy_route(p, L):
     """Whether problem ``p`` padded to ``L`` takes the one-pass scipy.fft route even where
     pyFFTW is at hand: long double, or at most :data:`SMALL_POINTS` transform points."""
@@ -776,7 +766,7 @@ class _WorkSet:
         self.L = L
         self.b1, self.b2, self.b = b1, b2, b
         self.threads = threads
-        self.fwd_oop, self.inv_oop = _layout(dtype, L)
+        self.fwd_oop, self.inv_oop = _layout(dtype, L, threads)
         self.pad = _pads(key[0], dtype)
         self.w1 = _spec_buffer(b1, spec, cdt, self.pad)
         self.w2 = _spec_buffer(b2, spec, cdt, self.pad)
@@ -925,20 +915,24 @@ OOP_1D_INV_BYTES = 17 * 2**20
 OOP_1D_FWD_BYTES = 0
 
 
-def _layout(dtype, L):
+def _layout(dtype, L, threads=1):
     """(forward out of place, inverse out of place) for a work set of transform shape ``L``.
 
     Measured with FFTW_ESTIMATE plans (float32/float64, 1 and 2 threads): N-d real transforms
     are up to 1.3x faster out of place (3-D 96**3..216**3, 2-D 2160**2 float32), never
-    clearly slower; 1-D r2c is as fast or faster in place, while 1-D c2r is 1.1-2x faster out
-    of place up to ~4M float32 / ~1M float64 points and 1.6x slower at 8M.
+    clearly slower; 1-D r2c is as fast or faster in place, while 1-D c2r on one thread is
+    1.1-2x faster out of place up to ~4M float32 / ~1M float64 points and 1.6x slower at 8M.
+    On more threads the 1-D inverse stays in place: multi-threaded out-of-place c2r plans
+    made whole 1-D convolutions 1.1-1.5x slower (float32 30000-500000 points 1.3-1.46x; a
+    2-thread call had then run slower than a 1-thread one).
     """
     if dtype.kind != "f":
         return False, False
     if len(L) >= 2:
         return True, True
     nbytes = L[0] * dtype.itemsize
-    return nbytes <= OOP_1D_FWD_BYTES, nbytes <= OOP_1D_INV_BYTES // (2 if dtype.itemsize == 8 else 1)
+    inv_oop = threads <= 1 and nbytes <= OOP_1D_INV_BYTES // (2 if dtype.itemsize == 8 else 1)
+    return nbytes <= OOP_1D_FWD_BYTES, inv_oop
 
 
 def _scratch_elems(b1, b2, b, L, fwd_oop, inv_oop):
@@ -1411,9 +1405,6 @@ def convolve(in1, in2, axes, start, shape, nthreads=None, *, contiguous=False,
     L = tuple(_good_len(_window_len(a, b, s, m), i == p.k - 1)
               for i, (a, b, s, m) in enumerate(zip(p.n1, p.n2, p.start, p.shape)))
     use_fftw = USE_PYFFTW and HAVE_PYFFTW and not _scipy_route(p, L)
-    if (use_fftw and p.real and p.k == 1 and math.prod(p.b) == 1
-            and L[0] < REAL_1D_THREADS_FROM[p.dtype.itemsize]):
-        p.nthreads = 1
     if not use_fftw:
         # pocketfft's own fast lengths (5-smooth; the 11s and 13s FFTW takes are slow there:
         # 64x64 by 3x3 at 66^2 took 134 us, at 72^2 99 us)
@@ -1427,7 +1418,8 @@ def convolve(in1, in2, axes, start, shape, nthreads=None, *, contiguous=False,
     if not use_fftw:
         need += max(nb1, nb2, nbp)  # scipy.fft works out of place
     else:
-        need += _scratch_elems(p.b1, p.b2, p.b, L, *_layout(p.dtype, L)) * p.dtype.itemsize
+        need += _scratch_elems(p.b1, p.b2, p.b, L, *_layout(p.dtype, L, p.nthreads)) \
+            * p.dtype.itemsize
     need += math.prod(p.out_shape) * p.dtype.itemsize
     _check_memory(need, f"FFT convolution of {p.in1.shape} by {p.in2.shape} padded to {L}", (e1, e2, ep))
     if not use_fftw:
