@@ -1296,10 +1296,11 @@ class _Problem:
         return np.zeros(self.out_shape, self.dtype)
 
 
-def _spec_bytes(batch, L, dtype, real):
+def _spec_bytes(batch, L, dtype, real, pad=False):
+    """(bytes, elements) of a spectrum buffer of ``batch`` transforms of shape ``L``
+    (``pad``: allocated with :func:`_spec_pitch`'s padded pitches)."""
     item = (2 * dtype.itemsize) if real else dtype.itemsize
     spec = L[:-1] + (L[-1] // 2 + 1,) if real else L
-    pad = USE_PYFFTW and HAVE_PYFFTW and _pads("conv", dtype)
     n = math.prod(_spec_pitch(spec, item) if pad else spec)
     return math.prod(batch) * n * item, math.prod(batch) * n
 
@@ -1411,9 +1412,10 @@ def convolve(in1, in2, axes, start, shape, nthreads=None, *, contiguous=False,
         import scipy.fft as sfft
         L = tuple(sfft.next_fast_len(n, real=p.real) for n in
                   (_window_len(a, b, s, m) for a, b, s, m in zip(p.n1, p.n2, p.start, p.shape)))
-    nb1, e1 = _spec_bytes(p.b1, L, p.dtype, p.real)
-    nb2, e2 = _spec_bytes(p.b2, L, p.dtype, p.real)
-    nbp, ep = _spec_bytes(p.b, L, p.dtype, p.real)
+    pad = use_fftw and _pads("conv", p.dtype)   # (the work set's own rule)
+    nb1, e1 = _spec_bytes(p.b1, L, p.dtype, p.real, pad)
+    nb2, e2 = _spec_bytes(p.b2, L, p.dtype, p.real, pad)
+    nbp, ep = _spec_bytes(p.b, L, p.dtype, p.real, pad)
     need = nb1 + nb2 + (nbp if p.b not in (p.b1, p.b2) else 0)
     if not use_fftw:
         need += max(nb1, nb2, nbp)  # scipy.fft works out of place

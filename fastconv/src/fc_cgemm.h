@@ -414,8 +414,8 @@ static void fcg_pack_gy(const float *gy, int64_t N, int64_t G, int64_t Cog, int6
  * map (P output pixels per image): 1x1 layers otherwise read contiguous runs that cost
  * little to pack, but the packed form's 16-pixel panels are then mostly padding (49 pixels
  * fill 64 lanes) and its per-image GEMMs short. Measured, 2 threads, 1x1 on 7x7: 512 ->
- * 512 x4 1.24 -> 0.67 ms, 1024 -> 256 x8 1.87 -> 1.39, 960 -> 160 x8 1.12 -> 0.87; 0.5-1.0x
- * the time for 16-100 pixels and >= 128 input channels, 0.9-1.1x at 144, and up to 1.18x
+ * 512 x4 1.24 -> 0.67 ms, 1024 -> 256 x8 1.87 -> 1.39, 960 -> 160 x8 1.12 -> 0.87; 0.27-1.04x
+ * the time for 16-100 pixels and >= 128 input channels, 0.87-1.09x at 144, and up to 1.18x
  * with 64 input channels. */
 static int fc_igemm_pays_dims(int64_t KT, int64_t Cog, int64_t Cg, int64_t P)
 {
