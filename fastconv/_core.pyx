@@ -387,7 +387,7 @@ cdef extern from "fc_depthwise.h" nogil:
         int64_t sh, sw, dh, dw, ph, pw
         int64_t D, KD, OD, sd, dd, pd
     int fc_depthwise_f32(const fc_dwgeom *q, const float *x, const float *w,
-                         const float *bias, float *out, int nthreads, int force_generic)
+                         const float *bias, float *out, int nthreads, int isa_cap)
     int64_t fc_depthwise_scratch_bytes(const fc_dwgeom *q, int nthreads)
     int fc_depthwise_wgrad_f32(const fc_dwgeom *q, const float *x, const float *gy,
                                float *gw, int nthreads, int force_generic)
@@ -437,12 +437,14 @@ cdef int _dw_prepare(str fname, const fc_dwgeom *q, bias, out, Py_ssize_t c_out,
 
 def depthwise2d_f32(const float[:, :, :, ::1] x, const float[:, :, ::1] w, bias,
                     float[:, :, :, ::1] out, stride, dilation, pad, int nthreads=1,
-                    bint force_generic=False):
+                    bint force_generic=False, int isa_cap=2):
     """Depthwise 2-D correlation of float32 planes (groups = C_in), into ``out``.
 
     ``out[n, c*M + m, oh, ow] = bias[c*M + m] + sum_{kh,kw} w[c*M + m, kh, kw] *
     x[n, c, oh*sh + kh*dh - ph, ow*sw + kw*dw - pw]`` (zeros outside ``x``), ``M`` the
     channel multiplier ``out.shape[1] // x.shape[1]``; ``pad`` >= 0 on each axis.
+    ``force_generic``: the portable loops; else ``isa_cap`` 1 caps the kernels at AVX2
+    (2: the best this CPU runs, AVX-512VL for 3x3 unit-stride kernels).
     """
     cdef const float *bptr = NULL
     cdef int rc
@@ -455,7 +457,7 @@ def depthwise2d_f32(const float[:, :, :, ::1] x, const float[:, :, ::1] w, bias,
         return out
     with nogil:
         rc = fc_depthwise_f32(&q, &x[0, 0, 0, 0], &w[0, 0, 0], bptr, &out[0, 0, 0, 0],
-                              nthreads, force_generic)
+                              nthreads, 0 if force_generic else isa_cap)
     if rc == -1:
         raise MemoryError("depthwise2d_f32: could not allocate %d bytes of scratch"
                           % fc_depthwise_scratch_bytes(&q, nthreads))
@@ -482,14 +484,15 @@ cdef fc_dwgeom _dw3_geometry(str fname, x_shape, Py_ssize_t c_out, Py_ssize_t n_
 
 def depthwise3d_f32(const float[:, :, :, :, ::1] x, const float[:, :, :, ::1] w, bias,
                     float[:, :, :, :, ::1] out, stride, dilation, pad, int nthreads=1,
-                    bint force_generic=False):
+                    bint force_generic=False, int isa_cap=2):
     """Depthwise 3-D correlation of float32 volumes (groups = C_in), into ``out``.
 
     ``out[n, c*M + m, od, oh, ow] = bias[c*M + m] + sum_{kd,kh,kw} w[c*M + m, kd, kh, kw] *
     x[n, c, od*sd + kd*dd - pd, oh*sh + kh*dh - ph, ow*sw + kw*dw - pw]`` (zeros outside
     ``x``); ``stride``, ``dilation``, ``pad`` three ints each (pad >= 0). One work item per
     (image, channel, output plane): the kernel's KD input planes are read into a panel of
-    KD slabs (fc_depthwise.h).
+    KD slabs (fc_depthwise.h). ``force_generic`` / ``isa_cap`` as in
+    :func:`depthwise2d_f32`.
     """
     cdef const float *bptr = NULL
     cdef int rc
@@ -503,7 +506,7 @@ def depthwise3d_f32(const float[:, :, :, :, ::1] x, const float[:, :, :, ::1] w,
         return out
     with nogil:
         rc = fc_depthwise_f32(&q, &x[0, 0, 0, 0, 0], &w[0, 0, 0, 0], bptr,
-                              &out[0, 0, 0, 0, 0], nthreads, force_generic)
+                              &out[0, 0, 0, 0, 0], nthreads, 0 if force_generic else isa_cap)
     if rc == -1:
         raise MemoryError("depthwise3d_f32: could not allocate %d bytes of scratch"
                           % fc_depthwise_scratch_bytes(&q, nthreads))

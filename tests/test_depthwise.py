@@ -39,9 +39,15 @@ CASES = [
 ]
 
 
-@pytest.mark.parametrize("generic", [False, True], ids=["simd", "portable"])
+# the kernels a call can take: the best this CPU runs (AVX-512VL for 3x3 unit-stride
+# kernels where present), at most AVX2, the portable loops
+ISAS = pytest.mark.parametrize("isa", [dict(), dict(isa_cap=1), dict(force_generic=True)],
+                               ids=["best", "avx2", "portable"])
+
+
+@ISAS
 @pytest.mark.parametrize("case", CASES)
-def test_kernel_matches_torch(case, generic):
+def test_kernel_matches_torch(case, isa):
     n, c, h, w_, m, kh, kw, stride, pad, dil = case
     rng = np.random.default_rng(hash(case) % 2**32)
     x = rng.standard_normal((n, c, h, w_), dtype=np.float32)
@@ -50,9 +56,31 @@ def test_kernel_matches_torch(case, generic):
     want = _torch2d(x, w, b, stride, pad, dil, c)
     out = np.full(want.shape, np.nan, np.float32)
     x0 = x.copy()
-    _core.depthwise2d_f32(x, w.reshape(c * m, kh, kw), b, out, stride, dil, pad, 2, generic)
+    _core.depthwise2d_f32(x, w.reshape(c * m, kh, kw), b, out, stride, dil, pad, 2, **isa)
     np.testing.assert_allclose(out, want, rtol=1e-5, atol=_tol(w))
     np.testing.assert_array_equal(x, x0)
+
+
+@ISAS
+@pytest.mark.parametrize("h", [1, 2, 3, 4, 7])
+@pytest.mark.parametrize("w_", [1, 5, 8, 9, 16, 23, 31, 32, 33, 57, 120])
+def test_3x3_unit_stride_kernel_edges(h, w_, isa):
+    """The row-stationary 3x3 kernel (unit stride and dilation): output heights from 1 (the
+    sweep's first and last rows), widths across its 8-column vectors and 32-column strips
+    (partial last vectors: masked stores), each padding, a channel multiplier, bias."""
+    rng = np.random.default_rng(100 * h + w_)
+    for pad, m, bias in (((1, 1), 1, True), ((0, 2), 2, False), ((2, 0), 1, True)):
+        hh, ww = h + 2 - 2 * pad[0], w_ + 2 - 2 * pad[1]   # output h x w_
+        if hh < 1 or ww < 1:
+            continue
+        x = rng.standard_normal((2, 3, hh, ww), dtype=np.float32)
+        w = rng.standard_normal((3 * m, 1, 3, 3), dtype=np.float32)
+        b = rng.standard_normal(3 * m, dtype=np.float32) if bias else None
+        want = _torch2d(x, w, b, 1, pad, 1, 3)
+        assert want.shape[2:] == (h, w_)
+        out = np.full(want.shape, np.nan, np.float32)
+        _core.depthwise2d_f32(x, w.reshape(3 * m, 3, 3), b, out, (1, 1), (1, 1), pad, 2, **isa)
+        np.testing.assert_allclose(out, want, rtol=1e-5, atol=_tol(w))
 
 
 @pytest.mark.parametrize("case", CASES[:6])
@@ -117,29 +145,32 @@ def test_threads_and_concurrent_callers():
         np.testing.assert_allclose(g, want, rtol=1e-5, atol=_tol(w))
 
 
-def test_large_output_streaming_stores():
-    # > 8 MiB of output: the kernel writes with streaming stores
+@pytest.mark.parametrize("k", [3, 5])
+def test_large_output_streaming_stores(k):
+    # > 8 MiB of output: a 5x5 kernel (fcd_plane_avx2) writes with streaming stores, the
+    # 3x3 unit-stride kernels with ordinary ones (they measured faster)
     rng = np.random.default_rng(6)
     x = rng.standard_normal((4, 64, 96, 96), dtype=np.float32)
-    w = rng.standard_normal((64, 1, 3, 3), dtype=np.float32)
+    w = rng.standard_normal((64, 1, k, k), dtype=np.float32)
     b = rng.standard_normal(64, dtype=np.float32)
-    got = fnn.conv2d(x, w, b, padding=1, groups=64, algorithm="direct")
-    want = _torch2d(x, w, b, 1, 1, 1, 64)
+    p = k // 2
+    got = fnn.conv2d(x, w, b, padding=p, groups=64, algorithm="direct")
+    want = _torch2d(x, w, b, 1, p, 1, 64)
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=_tol(w))
     # the result is a reused, page-aligned buffer (fastconv._pool), writable and owned by
     # the caller: a second call does not overwrite it
     assert got.ctypes.data % 4096 == 0 and got.flags.writeable and got.flags.c_contiguous
-    again = fnn.conv2d(x * 2, w, b, padding=1, groups=64, algorithm="direct")
+    again = fnn.conv2d(x * 2, w, b, padding=p, groups=64, algorithm="direct")
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=_tol(w))
     assert not np.shares_memory(got, again)
     # outputs only 16-byte aligned (numpy's large arrays often are): 128-bit streaming
     # stores; 32-byte aligned: 256-bit ones; 4-byte aligned: ordinary stores
-    wk = w.reshape(64, 3, 3)
+    wk = w.reshape(64, k, k)
     buf = np.zeros(x.size + 64, np.float32)
     base = (-buf.ctypes.data % 64) // 4
     for off in (0, 4, 1):
         out = buf[base + off: base + off + x.size].reshape(x.shape)
-        _core.depthwise2d_f32(x, wk, b, out, (1, 1), (1, 1), (1, 1), 2)
+        _core.depthwise2d_f32(x, wk, b, out, (1, 1), (1, 1), (p, p), 2)
         np.testing.assert_allclose(out, want, rtol=1e-5, atol=_tol(w))
 
 
@@ -235,6 +266,7 @@ CASES_3D = [
     # (N, C, mult, kernel, stride, padding, dilation, spatial): the 3-D kernel (work items of
     # output-plane chunks whose input slabs are filled once), against torch
     (2, 3, 1, (3, 3, 3), (1, 1, 1), (1, 1, 1), (1, 1, 1), (6, 7, 8)),
+    (2, 3, 2, (1, 3, 3), (2, 1, 1), (0, 1, 1), (1, 1, 1), (5, 9, 19)),   # 3x3 in-plane
     (1, 4, 2, (2, 3, 1), (2, 1, 3), (1, 0, 2), (2, 1, 1), (9, 5, 10)),
     (2, 2, 3, (3, 1, 3), (3, 2, 1), (4, 1, 0), (1, 3, 2), (7, 9, 6)),   # depth pad > reach
     (1, 5, 1, (1, 1, 1), (1, 1, 1), (0, 0, 0), (1, 1, 1), (3, 4, 5)),
@@ -252,17 +284,16 @@ def _case_3d(case, salt):
     return (n, c, m, k, s, p, d, sp), rng, rng.standard_normal((n, c) + sp).astype(np.float32)
 
 
-@pytest.mark.parametrize("generic", [False, True])
+@ISAS
 @pytest.mark.parametrize("case", CASES_3D)
-def test_kernel_3d_matches_torch(case, generic):
+def test_kernel_3d_matches_torch(case, isa):
     (n, c, m, k, s, p, d, sp), rng, x = _case_3d(case, 7)
     w = rng.standard_normal((c * m, 1) + k).astype(np.float32)
     b = rng.standard_normal(c * m).astype(np.float32)
     want = F.conv3d(torch.from_numpy(x).double(), torch.from_numpy(w).double(),
                     torch.from_numpy(b).double(), s, p, d, c).numpy()
     out = np.full(want.shape, np.nan, np.float32)
-    _core.depthwise3d_f32(x, np.ascontiguousarray(w[:, 0]), b, out, s, d, p, 2,
-                          force_generic=generic)
+    _core.depthwise3d_f32(x, np.ascontiguousarray(w[:, 0]), b, out, s, d, p, 2, **isa)
     np.testing.assert_allclose(out, want, rtol=1e-5, atol=_tol(w))
 
 
