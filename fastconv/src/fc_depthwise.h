@@ -192,12 +192,14 @@ static void fcd_plane_generic(const fc_dwgeom *q, const fcd_panel *pg, const flo
 }
 
 #if FC_X86
-/* AVX2 block: R output rows x V vectors of 8 columns, R*V independent accumulators (the
- * FMA latency is hidden with >= 8 of them). Columns past OW (the last vector of a row)
- * are computed from the panel's spare columns and stored masked. */
-#define FCD_BLOCK(R, V)                                                                   \
-FC_ATTR_AVX2 static inline __attribute__((always_inline)) void                                 \
-fcd_blk_##R##_##V(const float *p, int64_t rstride, const int64_t *toff, int64_t T,        \
+/* Block: R output rows x V vectors of 8 columns, R*V independent accumulators (the FMA
+ * latency is hidden with >= 8 of them). Columns past OW (the last vector of a row) are
+ * computed from the panel's spare columns and stored masked. Compiled for AVX2 and for
+ * AVX-512VL (fcd_plane_avx2 / fcd_plane_avx512: the same 256-bit code, 32 registers and
+ * k-masked tail stores). */
+#define FCD_BLOCK(ATTR, SFX, TAIL, R, V)                                                  \
+ATTR static inline __attribute__((always_inline)) void                                    \
+fcd_blk_##SFX##_##R##_##V(const float *p, int64_t rstride, const int64_t *toff, int64_t T, \
                   const __m256 *wv, const float *wk, int small, __m256 bv, float *d,       \
                   int64_t OW, int nvalid_last, __m256i tmask, int nt)                      \
 {                                                                                         \
@@ -217,7 +219,7 @@ fcd_blk_##R##_##V(const float *p, int64_t rstride, const int64_t *toff, int64_t 
         float *dr = d + r * OW;                                                           \
         for (int v = 0; v < V; v++) {                                                     \
             if (v == V - 1 && nvalid_last < 8)                                            \
-                _mm256_maskstore_ps(dr + v * 8, tmask, acc[r][v]);                        \
+                TAIL(dr + v * 8, acc[r][v]);                                              \
             else if (nt == 2)                                                             \
                 _mm256_stream_ps(dr + v * 8, acc[r][v]);                                  \
             else if (nt == 1) {                                                           \
@@ -229,64 +231,73 @@ fcd_blk_##R##_##V(const float *p, int64_t rstride, const int64_t *toff, int64_t 
         }                                                                                 \
     }                                                                                     \
 }
-FCD_BLOCK(1, 1) FCD_BLOCK(1, 2) FCD_BLOCK(1, 3) FCD_BLOCK(1, 4)
-FCD_BLOCK(2, 1) FCD_BLOCK(2, 2) FCD_BLOCK(2, 3) FCD_BLOCK(2, 4)
-FCD_BLOCK(3, 1) FCD_BLOCK(3, 2) FCD_BLOCK(3, 3) FCD_BLOCK(3, 4)
-#undef FCD_BLOCK
-
-FC_ATTR_AVX2 static void fcd_plane_avx2(const fc_dwgeom *q, const fcd_panel *pg,
-                                    const float *panel, const float *wk, float b, float *dst,
-                                    const int64_t *toff, int nt)
-{
-    const int64_t T = fcd_ntaps(q), OW = q->OW;
-    const int64_t nvec = (OW + 7) / 8;             /* vectors per row, the last maybe partial */
-    const int last = (int)(OW - (nvec - 1) * 8);   /* valid columns of the last vector */
-    __m256 wv[64];
-    const int small = T <= 64;
-    if (small)
-        for (int64_t t = 0; t < T; t++)
-            wv[t] = _mm256_set1_ps(wk[t]);
-    const __m256 bv = _mm256_set1_ps(b);
-    int32_t mk[16] = {-1, -1, -1, -1, -1, -1, -1, -1, 0, 0, 0, 0, 0, 0, 0, 0};
-    const __m256i tmask = _mm256_loadu_si256((const __m256i *)(mk + 8 - last));
-    /* streaming stores need aligned rows: 32-byte (one 256-bit store per vector) or
-     * 16-byte (two 128-bit ones), rows a whole number of vectors. numpy's large arrays
-     * are often only 16-byte aligned (glibc's mmapped chunks start 16 bytes into a page):
-     * with 256-bit streaming stores alone, MobileNetV2's depthwise layer (bench L9) took
-     * 1.35-1.45 ms into such an output and 0.95-1.0 ms into a 32-byte aligned one */
-    const uintptr_t al = (uintptr_t)dst;
-    const int ntok = !nt || (OW & 7) ? 0 : (al & 31) == 0 ? 2 : (al & 15) == 0 ? 1 : 0;
-    const int64_t rstride = q->sh * pg->pitch;
-    for (int64_t oh = 0; oh < q->OH; oh += 3) {
-        const int R = (int)(q->OH - oh < 3 ? q->OH - oh : 3);
-        const float *row = panel + oh * rstride;
-        float *d = dst + oh * OW;
-        for (int64_t v = 0; v < nvec; v += 4) {
-            const int V = (int)(nvec - v < 4 ? nvec - v : 4);
-            const int lastv = v + V == nvec ? last : 8;
-            const float *p = row + v * 8;
-            float *dd = d + v * 8;
-#define FCD_CALL(RR, VV)                                                                   \
-            fcd_blk_##RR##_##VV(p, rstride, toff, T, wv, wk, small, bv, dd, OW, lastv, tmask, \
-                                ntok)
-            switch (R * 8 + V) {
-            case 1 * 8 + 1: FCD_CALL(1, 1); break;
-            case 1 * 8 + 2: FCD_CALL(1, 2); break;
-            case 1 * 8 + 3: FCD_CALL(1, 3); break;
-            case 1 * 8 + 4: FCD_CALL(1, 4); break;
-            case 2 * 8 + 1: FCD_CALL(2, 1); break;
-            case 2 * 8 + 2: FCD_CALL(2, 2); break;
-            case 2 * 8 + 3: FCD_CALL(2, 3); break;
-            case 2 * 8 + 4: FCD_CALL(2, 4); break;
-            case 3 * 8 + 1: FCD_CALL(3, 1); break;
-            case 3 * 8 + 2: FCD_CALL(3, 2); break;
-            case 3 * 8 + 3: FCD_CALL(3, 3); break;
-            default: FCD_CALL(3, 4); break;
-            }
-#undef FCD_CALL
-        }
-    }
+/* a row's last, partial vector: vmaskmovps (AVX2; microcoded and slow on AMD: 7x7
+ * planes spent most of their time in it) or an AVX-512VL masked store */
+#define FCD_TAIL_AVX2(dst, v) _mm256_maskstore_ps(dst, tmask, v)
+#define FCD_TAIL_AVX512(dst, v) \
+    _mm256_mask_storeu_ps(dst, (__mmask8)((1u << nvalid_last) - 1u), v)
+#define FCD_PLANE(ATTR, SFX, TAIL)                                                        \
+FCD_BLOCK(ATTR, SFX, TAIL, 1, 1) FCD_BLOCK(ATTR, SFX, TAIL, 1, 2)                          \
+FCD_BLOCK(ATTR, SFX, TAIL, 1, 3) FCD_BLOCK(ATTR, SFX, TAIL, 1, 4)                          \
+FCD_BLOCK(ATTR, SFX, TAIL, 2, 1) FCD_BLOCK(ATTR, SFX, TAIL, 2, 2)                          \
+FCD_BLOCK(ATTR, SFX, TAIL, 2, 3) FCD_BLOCK(ATTR, SFX, TAIL, 2, 4)                          \
+FCD_BLOCK(ATTR, SFX, TAIL, 3, 1) FCD_BLOCK(ATTR, SFX, TAIL, 3, 2)                          \
+FCD_BLOCK(ATTR, SFX, TAIL, 3, 3) FCD_BLOCK(ATTR, SFX, TAIL, 3, 4)                          \
+ATTR static void fcd_plane_##SFX(const fc_dwgeom *q, const fcd_panel *pg,                  \
+                                const float *panel, const float *wk, float b, float *dst,  \
+                                const int64_t *toff, int nt)                               \
+{                                                                                          \
+    const int64_t T = fcd_ntaps(q), OW = q->OW;                                            \
+    const int64_t nvec = (OW + 7) / 8;             /* vectors per row, the last maybe partial */ \
+    const int last = (int)(OW - (nvec - 1) * 8);   /* valid columns of the last vector */  \
+    __m256 wv[64];                                                                         \
+    const int small = T <= 64;                                                             \
+    if (small)                                                                             \
+        for (int64_t t = 0; t < T; t++)                                                    \
+            wv[t] = _mm256_set1_ps(wk[t]);                                                 \
+    const __m256 bv = _mm256_set1_ps(b);                                                   \
+    int32_t mk[16] = {-1, -1, -1, -1, -1, -1, -1, -1, 0, 0, 0, 0, 0, 0, 0, 0};             \
+    const __m256i tmask = _mm256_loadu_si256((const __m256i *)(mk + 8 - last));            \
+    /* streaming stores need aligned rows: 32-byte (one 256-bit store per vector) or       \
+     * 16-byte (two 128-bit ones), rows a whole number of vectors. numpy's large arrays    \
+     * are often only 16-byte aligned (glibc's mmapped chunks start 16 bytes into a page): \
+     * with 256-bit streaming stores alone, MobileNetV2's depthwise layer (bench L9) took  \
+     * 1.35-1.45 ms into such an output and 0.95-1.0 ms into a 32-byte aligned one */      \
+    const uintptr_t al = (uintptr_t)dst;                                                   \
+    const int ntok = !nt || (OW & 7) ? 0 : (al & 31) == 0 ? 2 : (al & 15) == 0 ? 1 : 0;    \
+    const int64_t rstride = q->sh * pg->pitch;                                             \
+    for (int64_t oh = 0; oh < q->OH; oh += 3) {                                            \
+        const int R = (int)(q->OH - oh < 3 ? q->OH - oh : 3);                              \
+        const float *row = panel + oh * rstride;                                           \
+        float *d = dst + oh * OW;                                                          \
+        for (int64_t v = 0; v < nvec; v += 4) {                                            \
+            const int V = (int)(nvec - v < 4 ? nvec - v : 4);                              \
+            const int lastv = v + V == nvec ? last : 8;                                    \
+            const float *p = row + v * 8;                                                  \
+            float *dd = d + v * 8;                                                         \
+            switch (R * 8 + V) {                                                           \
+            case 1 * 8 + 1: fcd_blk_##SFX##_1_1(p, rstride, toff, T, wv, wk, small, bv, dd, OW, lastv, tmask, ntok); break; \
+            case 1 * 8 + 2: fcd_blk_##SFX##_1_2(p, rstride, toff, T, wv, wk, small, bv, dd, OW, lastv, tmask, ntok); break; \
+            case 1 * 8 + 3: fcd_blk_##SFX##_1_3(p, rstride, toff, T, wv, wk, small, bv, dd, OW, lastv, tmask, ntok); break; \
+            case 1 * 8 + 4: fcd_blk_##SFX##_1_4(p, rstride, toff, T, wv, wk, small, bv, dd, OW, lastv, tmask, ntok); break; \
+            case 2 * 8 + 1: fcd_blk_##SFX##_2_1(p, rstride, toff, T, wv, wk, small, bv, dd, OW, lastv, tmask, ntok); break; \
+            case 2 * 8 + 2: fcd_blk_##SFX##_2_2(p, rstride, toff, T, wv, wk, small, bv, dd, OW, lastv, tmask, ntok); break; \
+            case 2 * 8 + 3: fcd_blk_##SFX##_2_3(p, rstride, toff, T, wv, wk, small, bv, dd, OW, lastv, tmask, ntok); break; \
+            case 2 * 8 + 4: fcd_blk_##SFX##_2_4(p, rstride, toff, T, wv, wk, small, bv, dd, OW, lastv, tmask, ntok); break; \
+            case 3 * 8 + 1: fcd_blk_##SFX##_3_1(p, rstride, toff, T, wv, wk, small, bv, dd, OW, lastv, tmask, ntok); break; \
+            case 3 * 8 + 2: fcd_blk_##SFX##_3_2(p, rstride, toff, T, wv, wk, small, bv, dd, OW, lastv, tmask, ntok); break; \
+            case 3 * 8 + 3: fcd_blk_##SFX##_3_3(p, rstride, toff, T, wv, wk, small, bv, dd, OW, lastv, tmask, ntok); break; \
+            default: fcd_blk_##SFX##_3_4(p, rstride, toff, T, wv, wk, small, bv, dd, OW, lastv, tmask, ntok); break; \
+            }                                                                              \
+        }                                                                                  \
+    }                                                                                      \
 }
+FCD_PLANE(FC_ATTR_AVX2, avx2, FCD_TAIL_AVX2)
+FCD_PLANE(FC_ATTR_AVX512, avx512, FCD_TAIL_AVX512)
+#undef FCD_PLANE
+#undef FCD_BLOCK
+#undef FCD_TAIL_AVX2
+#undef FCD_TAIL_AVX512
 #endif
 
 #if FC_X86
@@ -510,6 +521,111 @@ FC_ATTR_AVX512 static void fcdx_plane_avx512(const fc_dwgeom *q, const float *xp
         }
     }
 }
+
+/* Stride 2 (3x3, unit dilation; MobileNet's downsampling layers), from the input plane in
+ * place as fcdx_plane_avx512: output row o reads input rows 2o, 2o+1, 2o+2, so each even
+ * row completes row o-1 (its kh = 2) and starts row o; output vector v reads input columns
+ * c0 + 16v + 0..16, de-interleaved by vpermt2ps into the even (kw = 0), odd (kw = 1) and
+ * shifted even (kw = 2) columns. The panel path spent 54% of a 576-channel 14x14 layer in
+ * its stride-2 fill; per plane (one core, from L1): 14x14 0.10 -> 0.03 us, 56x56 0.83 ->
+ * 0.51, 112x112 2.6 -> 1.7. Same sums in the same order as the panel kernels. */
+#define FCDX2_STRIP(V)                                                                    \
+FC_ATTR_AVX512 static inline __attribute__((always_inline)) void                          \
+fcdx2_strip_##V(const float *xp, int64_t H, int64_t W, int64_t ph, int64_t c0, int64_t OH, \
+                const __m256 *w, __m256 bv, float *d, int64_t OW, int nvalid_last)        \
+{                                                                                         \
+    /* output vector v: outputs 8v..8v+7 read input columns c0 + 16v + {0..16} */          \
+    /* valid lanes of columns c0+16v + 0..7, 8..15, 2..9 and 10..17 */                  \
+    __mmask8 m0[V], m1[V], m2[V], m3[V];                                                  \
+    for (int v = 0; v < V; v++) {                                                         \
+        m0[v] = fcdx_mask(c0 + 16 * v, W);                                                \
+        m1[v] = fcdx_mask(c0 + 16 * v + 8, W);                                            \
+        m2[v] = fcdx_mask(c0 + 16 * v + 2, W);                                            \
+        m3[v] = fcdx_mask(c0 + 16 * v + 10, W);                                           \
+    }                                                                                     \
+    const __m256i ev = _mm256_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14);                      \
+    const __m256i od = _mm256_setr_epi32(1, 3, 5, 7, 9, 11, 13, 15);                      \
+    const __mmask8 mst = (__mmask8)((1u << nvalid_last) - 1u);                            \
+    __m256 ap[V], ac[V];   /* output rows o-1 (waits for kh = 2) and o */                 \
+    for (int v = 0; v < V; v++)                                                           \
+        ap[v] = ac[v] = bv;                                                               \
+    for (int64_t o = 0; o <= OH; o++) {                                                   \
+        for (int k = 0; k < 2; k++) {   /* input rows 2o (kh 0 of o, kh 2 of o-1), 2o+1 */ \
+            if (o == OH && k == 1)                                                        \
+                break;                                                                    \
+            const int64_t iy = 2 * o + k - ph;                                            \
+            const int in = iy >= 0 && iy < H;                                             \
+            const float *s = xp + iy * W + c0;                                            \
+            for (int v = 0; v < V; v++) {                                                 \
+                __m256 s0, s1, s2;                                                        \
+                if (in) {                                                                 \
+                    const float *sv = s + 16 * v;                                         \
+                    const __m256 l0 = _mm256_maskz_loadu_ps(m0[v], sv);                   \
+                    const __m256 l1 = _mm256_maskz_loadu_ps(m1[v], sv + 8);               \
+                    const __m256 l2 = _mm256_maskz_loadu_ps(m2[v], sv + 2);               \
+                    const __m256 l3 = _mm256_maskz_loadu_ps(m3[v], sv + 10);              \
+                    s0 = _mm256_permutex2var_ps(l0, ev, l1);                              \
+                    s1 = _mm256_permutex2var_ps(l0, od, l1);                              \
+                    s2 = _mm256_permutex2var_ps(l2, ev, l3);                              \
+                } else {                                                                  \
+                    s0 = s1 = s2 = _mm256_setzero_ps();                                   \
+                }                                                                         \
+                if (k == 0) {                                                             \
+                    if (o >= 1) {                                                         \
+                        ap[v] = _mm256_fmadd_ps(w[6], s0, ap[v]);                         \
+                        ap[v] = _mm256_fmadd_ps(w[7], s1, ap[v]);                         \
+                        ap[v] = _mm256_fmadd_ps(w[8], s2, ap[v]);                         \
+                    }                                                                     \
+                    if (o < OH) {                                                         \
+                        ac[v] = _mm256_fmadd_ps(w[0], s0, bv);                            \
+                        ac[v] = _mm256_fmadd_ps(w[1], s1, ac[v]);                         \
+                        ac[v] = _mm256_fmadd_ps(w[2], s2, ac[v]);                         \
+                    }                                                                     \
+                } else {                                                                  \
+                    ac[v] = _mm256_fmadd_ps(w[3], s0, ac[v]);                             \
+                    ac[v] = _mm256_fmadd_ps(w[4], s1, ac[v]);                             \
+                    ac[v] = _mm256_fmadd_ps(w[5], s2, ac[v]);                             \
+                }                                                                         \
+            }                                                                             \
+            if (k == 0 && o >= 1) {                                                       \
+                float *dr = d + (o - 1) * OW;                                             \
+                for (int v = 0; v < V; v++) {                                             \
+                    if (v == V - 1 && nvalid_last < 8)                                    \
+                        _mm256_mask_storeu_ps(dr + v * 8, mst, ap[v]);                    \
+                    else                                                                  \
+                        _mm256_storeu_ps(dr + v * 8, ap[v]);                              \
+                }                                                                         \
+            }                                                                             \
+        }                                                                                 \
+        for (int v = 0; v < V; v++)                                                       \
+            ap[v] = ac[v];                                                                \
+    }                                                                                     \
+}
+FCDX2_STRIP(1) FCDX2_STRIP(2) FCDX2_STRIP(3) FCDX2_STRIP(4)
+#undef FCDX2_STRIP
+
+FC_ATTR_AVX512 static void fcdx2_plane_avx512(const fc_dwgeom *q, const float *xp,
+                                              const float *wk, float b, float *dst)
+{
+    const int64_t OW = q->OW, nvec = (OW + 7) / 8;
+    const int last = (int)(OW - (nvec - 1) * 8);
+    __m256 w[9];
+    for (int t = 0; t < 9; t++)
+        w[t] = _mm256_set1_ps(wk[t]);
+    const __m256 bv = _mm256_set1_ps(b);
+    for (int64_t v = 0; v < nvec; v += 4) {
+        const int V = (int)(nvec - v < 4 ? nvec - v : 4);
+        const int lastv = v + V == nvec ? last : 8;
+        const int64_t c0 = 16 * v - q->pw;
+        float *dv = dst + v * 8;
+        switch (V) {
+        case 1: fcdx2_strip_1(xp, q->H, q->W, q->ph, c0, q->OH, w, bv, dv, OW, lastv); break;
+        case 2: fcdx2_strip_2(xp, q->H, q->W, q->ph, c0, q->OH, w, bv, dv, OW, lastv); break;
+        case 3: fcdx2_strip_3(xp, q->H, q->W, q->ph, c0, q->OH, w, bv, dv, OW, lastv); break;
+        default: fcdx2_strip_4(xp, q->H, q->W, q->ph, c0, q->OH, w, bv, dv, OW, lastv); break;
+        }
+    }
+}
 #endif
 
 /* Whether the row-stationary 3x3 kernels serve a problem: in-plane 3x3 taps (KD = 1),
@@ -549,14 +665,19 @@ static int fc_depthwise_f32(const fc_dwgeom *q, const float *x, const float *w,
     int64_t toff[FCD_MAXTAPS];
     fcd_taps(q, &pg, toff);
     fcd_plane_fn plane = fcd_plane_generic;
-    int xdirect = 0;   /* 2-D 3x3 unit stride on AVX-512VL: fcdx_plane_avx512, no panel */
+    /* 2-D 3x3 on AVX-512VL, unit dilation: the input read in place, no panel --
+     * fcdx_plane_avx512 (unit stride) or fcdx2_plane_avx512 (stride 2) */
+    int xdirect = 0;
 #if FC_X86
     if (isa_cap >= 1 && fc_cpu_has_avx2_fma()) {
-        plane = fcd_plane_avx2;
+        plane = isa_cap >= 2 && fc_cpu_has_avx512vl() ? fcd_plane_avx512 : fcd_plane_avx2;
         if (fcd_rs_serves(q)) {
             plane = isa_cap >= 2 && fc_cpu_has_avx512vl() ? fcdrs_plane_avx512
                                                           : fcdrs_plane_avx2;
             xdirect = isa_cap >= 2 && fc_cpu_has_avx512vl() && q->D == 1 && q->OD == 1;
+        } else if (q->KD == 1 && q->KH == 3 && q->KW == 3 && q->sh == 2 && q->sw == 2
+                   && q->dh == 1 && q->dw == 1 && q->D == 1 && q->OD == 1) {
+            xdirect = 2 * (isa_cap >= 2 && fc_cpu_has_avx512vl());
         }
     }
 #else
@@ -600,8 +721,9 @@ static int fc_depthwise_f32(const fc_dwgeom *q, const float *x, const float *w,
             if (xdirect) {
                 for (int64_t m = 0; m < q->M; m++) {
                     const int64_t co = c * q->M + m;
-                    fcdx_plane_avx512(q, x + nc * isz, w + co * T, bias ? bias[co] : 0.0f,
-                                      out + (n * q->C * q->M + co) * osz);
+                    (xdirect == 1 ? fcdx_plane_avx512 : fcdx2_plane_avx512)(
+                        q, x + nc * isz, w + co * T, bias ? bias[co] : 0.0f,
+                        out + (n * q->C * q->M + co) * osz);
                 }
                 continue;
             }
