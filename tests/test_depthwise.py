@@ -285,22 +285,25 @@ def _case_3d(case, salt):
 
 
 @ISAS
+@pytest.mark.parametrize("k, stride", [(3, 2), (5, 1), (5, 2)])
 @pytest.mark.parametrize("h", [1, 2, 3, 4, 7, 15])
 @pytest.mark.parametrize("w_", [1, 2, 5, 9, 15, 16, 17, 31, 32, 33, 65, 113])
-def test_3x3_stride2_kernel_edges(h, w_, isa):
-    """3x3 at stride 2 (the AVX-512VL kernel reads the input in place, de-interleaving
-    even and odd columns): input heights and widths around its 16-column input vectors
-    and 64-column strips, each padding, a channel multiplier, bias."""
-    rng = np.random.default_rng(1000 + 100 * h + w_)
-    for pad, m, bias in (((1, 1), 1, True), ((0, 2), 2, False), ((2, 0), 1, True)):
-        if h + 2 * pad[0] < 3 or w_ + 2 * pad[1] < 3:
+def test_kxk_strided_kernel_edges(k, stride, h, w_, isa):
+    """3x3 at stride 2 and 5x5 at stride 1 and 2 (the AVX-512VL kernels read the input in
+    place; at stride 2 they de-interleave even and odd columns): input heights and widths
+    around their input vectors and strips, each padding, a channel multiplier, bias."""
+    rng = np.random.default_rng(1000 * k + 100 * h + w_ + stride)
+    for pad, m, bias in (((1, 1), 1, True), ((0, 2), 2, False), ((2, 0), 1, True),
+                         ((k // 2, k // 2), 1, True)):
+        if h + 2 * pad[0] < k or w_ + 2 * pad[1] < k:
             continue
         x = rng.standard_normal((2, 3, h, w_), dtype=np.float32)
-        w = rng.standard_normal((3 * m, 1, 3, 3), dtype=np.float32)
+        w = rng.standard_normal((3 * m, 1, k, k), dtype=np.float32)
         b = rng.standard_normal(3 * m, dtype=np.float32) if bias else None
-        want = _torch2d(x, w, b, 2, pad, 1, 3)
+        want = _torch2d(x, w, b, stride, pad, 1, 3)
         out = np.full(want.shape, np.nan, np.float32)
-        _core.depthwise2d_f32(x, w.reshape(3 * m, 3, 3), b, out, (2, 2), (1, 1), pad, 2, **isa)
+        _core.depthwise2d_f32(x, w.reshape(3 * m, k, k), b, out, (stride, stride), (1, 1), pad,
+                              2, **isa)
         np.testing.assert_allclose(out, want, rtol=1e-5, atol=_tol(w))
 
 
