@@ -655,6 +655,30 @@ def test_grouped_pointwise_conv2d(groups, cg, cog, hw, stride, with_bias, shuffl
     _assert_close(out, ref, x, w, b)
 
 
+@pytest.mark.parametrize("nd,shuffle", [(1, False), (2, False), (3, False), (2, True)])
+@pytest.mark.parametrize("n,groups,cg,cog,with_bias", [
+    (2, 1, 5, 3, False), (8, 3, 80, 80, True), (33, 2, 7, 20, True), (5, 4, 1, 1, False)])
+def test_pointwise_on_one_pixel_maps(n, groups, cg, cog, with_bias, nd, shuffle):
+    """1x1 layers on 1-pixel maps over several images (squeeze-and-excitation blocks,
+    classifier heads) run on the fused engine as one image whose pixels are the images:
+    groups, bias, the fused shuffle, 1-3 spatial axes, a non-contiguous input, and stride /
+    'same' padding that leave the output one pixel."""
+    rng = np.random.default_rng(n * 100 + cg)
+    sp = (1,) * nd
+    x = _rand(rng, (n, 2 * groups * cg) + sp)[:, ::2]   # a strided view
+    w = _rand(rng, (groups * cog, cg) + (1,) * nd)
+    b = _rand(rng, (groups * cog,)) if with_bias else None
+    conv = {1: fnn.conv1d, 2: fnn.conv2d, 3: fnn.conv3d}[nd]
+    for kw in (dict(), dict(stride=2), dict(padding="same")):
+        if shuffle:   # the 1x1 shortcut: the fused engine whatever the size
+            out = fnn.shuffled_group_conv2d(x, w, groups, b, **kw)
+        else:
+            out = conv(x, w, b, groups=groups, algorithm="gemm", **kw)
+        ref = _torch_conv(np.ascontiguousarray(x), w, b, groups=groups, shuffle=shuffle, **kw)
+        assert out.shape == ref.shape
+        _assert_close(out, ref, x, w, b)
+
+
 def test_torch_channel_shuffle_matches_reshape_transpose():
     """The oracle's shuffle is torch's own channel_shuffle."""
     y = torch.arange(2 * 12 * 3, dtype=torch.float64).reshape(2, 12, 3)

@@ -24,6 +24,8 @@ import threading
 
 import numpy as np
 
+from .. import _config
+
 SCRATCH_BYTES = 256 << 20
 # the tile size aimed at: big enough for BLAS to run at full speed, small enough to stay
 # in the last-level cache between the im2col copy and the GEMM that reads it
@@ -251,20 +253,44 @@ def _fused_operands(x, w, out, out_spatial, pad, bias):
     padding skipped (the engine pads with zeros only) and the pads clipped at 0, ``x``,
     ``w`` and ``out`` as float32 5-D views (unit leading spatial axes), the bias flat, and
     the threads (~1 M multiply-adds per thread at least). Returns (x5, w5, o5, b, pad, nt)."""
-    from .._config import get_num_threads
     nd = x.ndim - 2
-    kernel = tuple(w.shape[2:])
-    if any(p < 0 for p in pad):
+    if min(pad) < 0:
         x = x[(Ellipsis, *[slice(-p, None) if p < 0 else slice(None) for p in pad])]
         pad = tuple(max(p, 0) for p in pad)
-    xp = np.ascontiguousarray(x, dtype=np.float32)
     ext = (1,) * (3 - nd)
-    x5 = xp.reshape(xp.shape[:2] + ext + xp.shape[2:])
-    w5 = np.ascontiguousarray(w, dtype=np.float32).reshape(w.shape[:2] + ext + kernel)
+    # (the checks and copies only where needed: this function had taken 4.5 of a tiny
+    # call's ~35 us)
+    if x.dtype != np.float32 or not x.flags.c_contiguous:
+        x = np.ascontiguousarray(x, dtype=np.float32)
+    if w.dtype != np.float32 or not w.flags.c_contiguous:
+        w = np.ascontiguousarray(w, dtype=np.float32)
+    x5 = x.reshape(x.shape[:2] + ext + x.shape[2:])
+    w5 = w.reshape(w.shape[:2] + ext + w.shape[2:])
     o5 = out.reshape(out.shape[:2] + ext + tuple(out_spatial))
     b = None if bias is None else np.ascontiguousarray(bias, dtype=np.float32).reshape(-1)
-    nt = max(1, min(get_num_threads(), (out.size * _prod(w.shape[1:])) >> 20))
+    nt = max(1, min(_config.get_num_threads(), (out.size * _prod(w.shape[1:])) >> 20))
     return x5, w5, o5, b, tuple(pad), nt
+
+
+def _pointwise_one_pixel(x, w, out, groups, bias, shuffle):
+    """:func:`correlate_fused` of a 1x1 layer on one-pixel maps (squeeze-and-excitation
+    blocks, classifier heads as convolutions) over ``n`` > 1 images: the images become the
+    pixels of one image -- ``x`` (n, C) transposed to (C, n), the result transposed back --
+    so the engine packs the weight once, where as n images it packed it once per image and
+    ran 16-pixel tiles holding one pixel. Measured, 2 threads: 32 x 960 -> 240 0.93 -> 0.16
+    ms, 8 x 1280 -> 1000 1.33 -> 0.30 ms, 8 x 240 -> 240 / 3 35 -> 12 us (numpy matmul:
+    0.18, 0.46 ms)."""
+    n, c = x.shape[:2]
+    c_out = w.shape[0]
+    xt = np.ascontiguousarray(x.reshape(n, c).T, dtype=np.float32).reshape(1, c, 1, 1, n)
+    w5 = np.ascontiguousarray(w, dtype=np.float32).reshape(c_out, c // groups, 1, 1, 1)
+    b = None if bias is None else np.ascontiguousarray(bias, dtype=np.float32).reshape(-1)
+    ot = np.empty((1, c_out, 1, 1, n), np.float32)
+    nt = max(1, min(_config.get_num_threads(), (n * c_out * (c // groups)) >> 20))
+    _cgemm.conv_gemm_f32(xt, w5, b, ot, groups, (1, 1, 1), (1, 1, 1), shuffle, nt,
+                         pad=(0, 0, 0))
+    out.reshape(n, c_out)[...] = ot.reshape(c_out, n).T
+    return out
 
 
 def correlate_fused(x, w, out_spatial, stride, dilation, pad, groups, bias=None,
@@ -283,6 +309,9 @@ def correlate_fused(x, w, out_spatial, stride, dilation, pad, groups, bias=None,
         out = result_empty((n, c_out) + tuple(out_spatial), dtype=np.float32)
     if out.size == 0:
         return out
+    if (n > 1 and x.size == n * c and out.size == n * c_out and _prod(kernel) == 1
+            and not any(pad) and out.flags.c_contiguous):
+        return _pointwise_one_pixel(x, w, out, groups, bias, shuffle)
     x5, w5, o5, b, pad, nt = _fused_operands(x, w, out, out_spatial, pad, bias)
     # the engine's padded / phase-split copy of the input: at most SCRATCH_BYTES per call
     # (blocks of images), and refused before allocation when one image alone cannot fit
@@ -292,10 +321,13 @@ def correlate_fused(x, w, out_spatial, stride, dilation, pad, groups, bias=None,
         from .._config import check_alloc
         check_alloc(per_image, "the zero-padded copy of one input image")
     nb = max(1, min(n, SCRATCH_BYTES // max(per_image, 1)))
+    st, dl, pd = ext + tuple(stride), ext + tuple(dilation), (0,) * (3 - nd) + tuple(pad)
+    if nb >= n:
+        _cgemm.conv_gemm_f32(x5, w5, b, o5, groups, st, dl, shuffle, nt, pad=pd)
+        return out
     for i in range(0, n, nb):
-        _cgemm.conv_gemm_f32(x5[i:i + nb], w5, b, o5[i:i + nb], groups, ext + tuple(stride),
-                             ext + tuple(dilation), shuffle, nt,
-                             pad=(0,) * (3 - nd) + tuple(pad))
+        _cgemm.conv_gemm_f32(x5[i:i + nb], w5, b, o5[i:i + nb], groups, st, dl, shuffle, nt,
+                             pad=pd)
     return out
 
 

@@ -24,6 +24,8 @@ import math
 
 import numpy as np
 
+from .. import _config
+
 PADDING_MODES = ("zeros", "reflect", "replicate", "circular")
 ALGORITHMS = ("auto", "direct", "gemm", "fft", "winograd")
 
@@ -311,9 +313,9 @@ def check_result_memory(xp, result_shape, operand, dtype, fname):
     converted operands every engine makes), both in ``dtype``, cannot fit in memory."""
     if xp is not np:
         return       # device memory: CuPy's allocator reports it
-    from .._config import check_alloc
-    item = np.dtype(dtype).itemsize
-    n = float(math.prod(result_shape)) + float(operand.size)
-    check_alloc(n * item, f"{fname}: a result of shape {tuple(result_shape)} "
-                          f"and a copy of the {tuple(operand.shape)} operand")
+    n = (float(math.prod(result_shape)) + float(operand.size)) * np.dtype(dtype).itemsize
+    if n < _config.CHECK_ALLOC_FROM:
+        return       # (the message below took 2 of a tiny call's ~35 us to format)
+    _config.check_alloc(n, f"{fname}: a result of shape {tuple(result_shape)} "
+                           f"and a copy of the {tuple(operand.shape)} operand")
 
