@@ -403,3 +403,53 @@ def implicit_form(Py_ssize_t kernel_taps, Py_ssize_t cog, Py_ssize_t images=0,
 def conv_gemm_avx2():
     """Whether the AVX2+FMA micro-kernel runs on this CPU."""
     return bool(fc_cpu_has_avx2_fma())
+
+
+# ----------------------------------------------------------------------------------------
+# products with few columns (fastconv/src/fc_thin.h)
+# ----------------------------------------------------------------------------------------
+cdef extern from "fc_thin.h" nogil:
+    void fc_thin_f32(const float *x, int64_t n, int64_t G, int64_t Cg, const float *w,
+                     int64_t Cog, const float *bias, float *out, int shuffle, int nthreads,
+                     int force_generic)
+
+
+def thin_f32(const float[:, ::1] x, const float[:, ::1] w, bias, float[:, ::1] out,
+             int groups, bint shuffle=False, int nthreads=1, bint force_generic=False):
+    """1x1 correlation of ``n`` pixels as a product with few columns (fc_thin.h).
+
+    ``x`` (n, G*Cg): one row per pixel; ``w`` (G*Cog, Cg); ``bias`` None or (G*Cog,)
+    float32; ``out`` (n, G*Cog), written entirely: ``out[i, o] = bias[g*Cog + m] +
+    sum_k w[g*Cog + m, k] * x[i, g*Cg + k]`` with ``o = g*Cog + m``, or ``m*G + g`` with
+    ``shuffle`` (ShuffleNet's channel order). Each weight row is read once, in place (no
+    packing): for the handful of pixels of a batch-1 squeeze-and-excitation block or
+    classifier head.
+    """
+    cdef const float[::1] b
+    cdef const float *bptr = NULL
+    cdef Py_ssize_t n = x.shape[0], c = x.shape[1], c_out = w.shape[0], cg = w.shape[1]
+    if groups < 1 or c_out % groups or cg * groups != c:
+        raise ValueError("thin_f32: channels and groups do not match")
+    if out.shape[0] != n or out.shape[1] != c_out:
+        raise ValueError("thin_f32: out has the wrong shape")
+    if bias is not None:
+        b = bias
+        if b.shape[0] != c_out:
+            raise ValueError("thin_f32: bias has the wrong length")
+        bptr = &b[0]
+    if n == 0 or c_out == 0:
+        return
+    if cg == 0:
+        for i in range(n):
+            for o in range(c_out):
+                out[i, o] = 0.0
+        if bias is not None:
+            out_np = np.asarray(out)
+            bb = np.asarray(bias).reshape(groups, c_out // groups)
+            out_np[...] += (bb.T if shuffle else bb).reshape(-1)
+        return
+    if nthreads < 1:
+        nthreads = 1
+    with nogil:
+        fc_thin_f32(&x[0, 0], n, groups, cg, &w[0, 0], c_out // groups, bptr, &out[0, 0],
+                    shuffle, nthreads, force_generic)

@@ -679,6 +679,58 @@ def test_pointwise_on_one_pixel_maps(n, groups, cg, cog, with_bias, nd, shuffle)
         _assert_close(out, ref, x, w, b)
 
 
+@pytest.mark.parametrize("shuffle", [False, True])
+@pytest.mark.parametrize("n,groups,cg,cog,sp,stride", [
+    (1, 1, 960, 240, (1, 1), 1),       # batch-1 squeeze-and-excitation
+    (1, 1, 13, 7, (1, 1), 1),          # columns and rows off the 8 / 4 blocks
+    (3, 2, 17, 9, (2, 2), 1),          # odd pixel count (the 2-pixel blocks' tail)
+    (2, 3, 8, 5, (3, 5), 2),           # strided: 2 x 2 x 3 output pixels
+    (16, 4, 1, 3, (1, 1), 1),          # the most pixels it takes, one channel per group
+    (1, 2, 33, 6, (4, 4), (2, 3)),
+])
+def test_thin_products_match_torch(n, groups, cg, cog, sp, stride, shuffle):
+    """1x1 layers on at most 16 output pixels in all run on fastconv/src/fc_thin.h
+    ('auto' and 'gemm'), against torch, bias and ShuffleNet's order included; the kernel
+    itself on both ISA paths."""
+    rng = np.random.default_rng(n * 1000 + cg * 10 + cog)
+    x = _rand(rng, (n, groups * cg) + sp)
+    w = _rand(rng, (groups * cog, cg, 1, 1))
+    b = _rand(rng, (groups * cog,))
+    ref = _torch_conv(x, w, b, stride=stride, groups=groups, shuffle=shuffle)
+    assert n * math.prod(ref.shape[2:]) <= fnn._gemm.THIN_MAX_PIXELS
+    if shuffle:
+        out = fnn.shuffled_group_conv2d(x, w, groups, b, stride=stride)
+        _assert_close(out, ref, x, w, b)
+    else:
+        for algorithm in ("auto", "gemm"):
+            out = fnn.conv2d(x, w, b, stride=stride, groups=groups, algorithm=algorithm)
+            _assert_close(out, ref, x, w, b)
+        xt = np.ascontiguousarray(np.moveaxis(x[:, :, ::_pair(stride)[0], ::_pair(stride)[1]]
+                                              .reshape(n, groups * cg, -1), 1, 2))
+        xt = xt.reshape(-1, groups * cg)
+        want = np.moveaxis(ref.reshape(n, groups * cog, -1), 1, 2).reshape(-1, groups * cog)
+        for generic in (False, True):
+            got = np.full(want.shape, np.nan, np.float32)
+            _cgemm.thin_f32(xt, w.reshape(groups * cog, cg), b, got, groups, False, 2, generic)
+            _assert_close(got, want, x, w, b)
+
+
+def _pair(v):
+    return v if isinstance(v, tuple) else (v, v)
+
+
+def test_thin_kernel_rejects_bad_arguments():
+    x = np.zeros((2, 6), np.float32)
+    w = np.zeros((4, 3), np.float32)
+    out = np.zeros((2, 4), np.float32)
+    with pytest.raises(ValueError, match="groups"):
+        _cgemm.thin_f32(x, w, None, out, 3)
+    with pytest.raises(ValueError, match="out"):
+        _cgemm.thin_f32(x, w, None, np.zeros((3, 4), np.float32), 2)
+    with pytest.raises(ValueError, match="bias"):
+        _cgemm.thin_f32(x, w, np.zeros(3, np.float32), out, 2)
+
+
 def test_torch_channel_shuffle_matches_reshape_transpose():
     """The oracle's shuffle is torch's own channel_shuffle."""
     y = torch.arange(2 * 12 * 3, dtype=torch.float64).reshape(2, 12, 3)

@@ -494,6 +494,8 @@ def choose(x_shape, w_shape, out_spatial, stride, dilation, groups, dtype):
            tuple(dilation), groups, np.dtype(dtype).str, _config.get_num_threads())
 
     def cheapest():
+        if _gemm.thin_serves(x_shape, w_shape, out_spatial, stride, dtype):
+            return "gemm"   # a 1x1 layer on a few pixels: the thin-product kernel
         t = predict(x_shape, w_shape, out_spatial, stride, dilation, groups, dtype)
         return min(t, key=t.get)
     return _memoised(key, cheapest)
