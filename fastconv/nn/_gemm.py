@@ -347,7 +347,8 @@ def correlate_fused(x, w, out_spatial, stride, dilation, pad, groups, bias=None,
     if out.size == 0:
         return out
     if _prod(kernel) == 1 and not any(pad) and out.flags.c_contiguous:
-        if n * _prod(out_spatial) <= THIN_MAX_PIXELS:
+        if (n * _prod(out_spatial) <= THIN_MAX_PIXELS   # (every output reads inside x)
+                and all((o - 1) * s < i for o, s, i in zip(out_spatial, stride, x.shape[2:]))):
             return _pointwise_thin(x, w, out, stride, groups, bias, shuffle)
         if x.size == n * c and out.size == n * c_out:
             return _pointwise_one_pixel(x, w, out, groups, bias, shuffle)
