@@ -134,6 +134,33 @@ static void fcg_ukr_generic(int64_t kc, const float *A, const float *B, float *C
 #define FCG_LD12 FCG_LD8 FCG_LD(8) FCG_LD(9) FCG_LD(10) FCG_LD(11)
 #define FCG_ST12 FCG_ST8 FCG_ST(8) FCG_ST(9) FCG_ST(10) FCG_ST(11)
 
+/* The k loop of the kernels below: STEP(0..3) four times unrolled (B and A advanced after
+ * them, a packed B panel's lines 8 and 9 rows ahead prefetched), then the kc % 4 rest; it
+ * ends at label 4. Operands: A, B (advanced), k4 = kc / 4, kr = kc % 4 (counted down). */
+#define FCG_KLOOP(STEP)                                                             \
+        "test %[k4], %[k4]\n\t"                                                     \
+        "jz 2f\n\t"                                                                 \
+        ".p2align 4\n\t"                                                            \
+        "1:\n\t"                                                                    \
+        "prefetcht0 512(%[B])\n\t"                                                  \
+        STEP(0) STEP(1)                                                             \
+        "prefetcht0 576(%[B])\n\t"                                                  \
+        STEP(2) STEP(3)                                                             \
+        "add $256, %[B]\n\t"                                                        \
+        "add $96, %[A]\n\t"                                                         \
+        "dec %[k4]\n\t"                                                             \
+        "jnz 1b\n\t"                                                                \
+        "2:\n\t"                                                                    \
+        "test %[kr], %[kr]\n\t"                                                     \
+        "jz 4f\n\t"                                                                 \
+        "3:\n\t"                                                                    \
+        STEP(0)                                                                     \
+        "add $64, %[B]\n\t"                                                         \
+        "add $24, %[A]\n\t"                                                         \
+        "dec %[kr]\n\t"                                                             \
+        "jnz 3b\n\t"                                                                \
+        "4:\n\t"
+
 /* The R-row AVX2 kernel (R = 6, 4 or 2; ``rows`` <= R): C[0:rows, 0:16] as in
  * fcg_ukr_generic. A tail panel of 1-4 rows thus costs 2 or 4 rows of FMAs, not 6.
  * The k loop is inline assembly: gcc's register allocation of the intrinsics version
@@ -161,28 +188,7 @@ FC_ATTR_AVX2 static void NAME(int64_t kc, const float *A, const float *B, float 
     int64_t k4 = kc >> 2, kr = kc & 3;                                              \
     __asm__ volatile(                                                               \
         LOADS                                                                       \
-        "test %[k4], %[k4]\n\t"                                                     \
-        "jz 2f\n\t"                                                                 \
-        ".p2align 4\n\t"                                                            \
-        "1:\n\t"                                                                    \
-        "prefetcht0 512(%[B])\n\t"                                                  \
-        STEP(0) STEP(1)                                                             \
-        "prefetcht0 576(%[B])\n\t"                                                  \
-        STEP(2) STEP(3)                                                             \
-        "add $256, %[B]\n\t"                                                        \
-        "add $96, %[A]\n\t"                                                         \
-        "dec %[k4]\n\t"                                                             \
-        "jnz 1b\n\t"                                                                \
-        "2:\n\t"                                                                    \
-        "test %[kr], %[kr]\n\t"                                                     \
-        "jz 4f\n\t"                                                                 \
-        "3:\n\t"                                                                    \
-        STEP(0)                                                                     \
-        "add $64, %[B]\n\t"                                                         \
-        "add $24, %[A]\n\t"                                                         \
-        "dec %[kr]\n\t"                                                             \
-        "jnz 3b\n\t"                                                                \
-        "4:\n\t"                                                                    \
+        FCG_KLOOP(STEP)                                                             \
         STORES                                                                      \
         : [A] "+r"(A), [B] "+r"(B), [k4] "+r"(k4), [kr] "+r"(kr)                    \
         : [acc] "r"(acc)                                                            \
@@ -268,28 +274,7 @@ FC_ATTR_AVX2 static void fcg_ukr6_full_avx2(int64_t kc, const float *A, const fl
         "vxorps %%ymm10, %%ymm10, %%ymm10\n\t"
         "vxorps %%ymm11, %%ymm11, %%ymm11\n\t"
         "12:\n\t"
-        "test %[k4], %[k4]\n\t"
-        "jz 2f\n\t"
-        ".p2align 4\n\t"
-        "1:\n\t"
-        "prefetcht0 512(%[B])\n\t"
-        FCG_S6(0) FCG_S6(1)
-        "prefetcht0 576(%[B])\n\t"
-        FCG_S6(2) FCG_S6(3)
-        "add $256, %[B]\n\t"
-        "add $96, %[A]\n\t"
-        "dec %[k4]\n\t"
-        "jnz 1b\n\t"
-        "2:\n\t"
-        "test %[kr], %[kr]\n\t"
-        "jz 4f\n\t"
-        "3:\n\t"
-        FCG_S6(0)
-        "add $64, %[B]\n\t"
-        "add $24, %[A]\n\t"
-        "dec %[kr]\n\t"
-        "jnz 3b\n\t"
-        "4:\n\t"
+        FCG_KLOOP(FCG_S6)
         "vmovups %%ymm0, (%[C])\n\t"
         "vmovups %%ymm1, 32(%[C])\n\t"
         "vmovups %%ymm2, (%[C],%[ldc])\n\t"

@@ -312,6 +312,42 @@ FCD_PLANE(FC_ATTR_AVX512, avx512, FCD_TAIL_AVX512)
  * (fcd_plane_avx2) -> 6.2 (AVX2: 16 registers, some spilled) -> 4.8 (AVX-512VL: 32
  * registers; the shifts by valignd from aligned loads, 112x112: 7.2 -> 4.9 against
  * unaligned loads). TAIL(dst, v) stores a row's partial last vector (``nvalid_last`` columns). */
+/* The row-stationary 3x3 kernels' shared steps (inside a strip's loop over input rows i,
+ * accumulators a2/a1/a0 = output rows i-2, i-1, i, vector v, the row's shifts s0, s1, s2):
+ * the row's 9 multiply-adds into the output rows that read it, in tap order; then the
+ * store of the completed row i-2 (TAIL for a partial last vector) and the rotation. */
+#define FCD3_ROW_FMAS                                                                     \
+    if (i >= 2) {   /* i - 2 < OH always */                                               \
+        a2[v] = _mm256_fmadd_ps(w[6], s0, a2[v]);                                         \
+        a2[v] = _mm256_fmadd_ps(w[7], s1, a2[v]);                                         \
+        a2[v] = _mm256_fmadd_ps(w[8], s2, a2[v]);                                         \
+    }                                                                                     \
+    if (i >= 1 && i - 1 < OH) {                                                           \
+        a1[v] = _mm256_fmadd_ps(w[3], s0, a1[v]);                                         \
+        a1[v] = _mm256_fmadd_ps(w[4], s1, a1[v]);                                         \
+        a1[v] = _mm256_fmadd_ps(w[5], s2, a1[v]);                                         \
+    }                                                                                     \
+    if (i < OH) {                                                                         \
+        a0[v] = _mm256_fmadd_ps(w[0], s0, bv);                                            \
+        a0[v] = _mm256_fmadd_ps(w[1], s1, a0[v]);                                         \
+        a0[v] = _mm256_fmadd_ps(w[2], s2, a0[v]);                                         \
+    }
+#define FCD3_ROW_EMIT(V, TAIL)                                                            \
+    if (i >= 2) {                                                                         \
+        float *dr = d + (i - 2) * OW;                                                     \
+        for (int v = 0; v < V; v++) {                                                     \
+            if (v == V - 1 && nvalid_last < 8)                                            \
+                TAIL(dr + v * 8, a2[v]);                                                  \
+            else                                                                          \
+                _mm256_storeu_ps(dr + v * 8, a2[v]);                                      \
+        }                                                                                 \
+    }                                                                                     \
+    for (int v = 0; v < V; v++) {                                                         \
+        a2[v] = a1[v];                                                                    \
+        a1[v] = a0[v];                                                                    \
+    }
+#define FCD3_TAIL_MST(dst, v) _mm256_mask_storeu_ps(dst, mst, v)
+
 #define FCDRS_STRIP(ATTR, SFX, V, SHIFT, TAIL)                                            \
 ATTR static inline __attribute__((always_inline)) void                                    \
 fcdrs_strip_##SFX##_##V(const float *p, int64_t P, int64_t OH, const __m256 *w, __m256 bv, \
@@ -325,35 +361,9 @@ fcdrs_strip_##SFX##_##V(const float *p, int64_t P, int64_t OH, const __m256 *w, 
         for (int v = 0; v < V; v++) {                                                     \
             __m256 s0, s1, s2;                                                            \
             SHIFT                                                                         \
-            if (i >= 2) {   /* i - 2 < OH always */                                       \
-                a2[v] = _mm256_fmadd_ps(w[6], s0, a2[v]);                                 \
-                a2[v] = _mm256_fmadd_ps(w[7], s1, a2[v]);                                 \
-                a2[v] = _mm256_fmadd_ps(w[8], s2, a2[v]);                                 \
-            }                                                                             \
-            if (i >= 1 && i - 1 < OH) {                                                   \
-                a1[v] = _mm256_fmadd_ps(w[3], s0, a1[v]);                                 \
-                a1[v] = _mm256_fmadd_ps(w[4], s1, a1[v]);                                 \
-                a1[v] = _mm256_fmadd_ps(w[5], s2, a1[v]);                                 \
-            }                                                                             \
-            if (i < OH) {                                                                 \
-                a0[v] = _mm256_fmadd_ps(w[0], s0, bv);                                    \
-                a0[v] = _mm256_fmadd_ps(w[1], s1, a0[v]);                                 \
-                a0[v] = _mm256_fmadd_ps(w[2], s2, a0[v]);                                 \
-            }                                                                             \
+            FCD3_ROW_FMAS                                                                 \
         }                                                                                 \
-        if (i >= 2) {                                                                     \
-            float *dr = d + (i - 2) * OW;                                                 \
-            for (int v = 0; v < V; v++) {                                                 \
-                if (v == V - 1 && nvalid_last < 8)                                        \
-                    TAIL(dr + v * 8, a2[v]);                                              \
-                else                                                                      \
-                    _mm256_storeu_ps(dr + v * 8, a2[v]);                                  \
-            }                                                                             \
-        }                                                                                 \
-        for (int v = 0; v < V; v++) {                                                     \
-            a2[v] = a1[v];                                                                \
-            a1[v] = a0[v];                                                                \
-        }                                                                                 \
+        FCD3_ROW_EMIT(V, TAIL)                                                            \
     }                                                                                     \
 }
 /* the three shifts of columns v*8 .. v*8+9 of row s: unaligned loads (AVX2), or aligned
@@ -464,39 +474,16 @@ fcdx_strip_##V(const float *xp, int64_t H, int64_t W, int64_t ph, int64_t c0, in
             } else {                                                                      \
                 s0 = s1 = s2 = _mm256_setzero_ps();                                       \
             }                                                                             \
-            if (i >= 2) {                                                                 \
-                a2[v] = _mm256_fmadd_ps(w[6], s0, a2[v]);                                 \
-                a2[v] = _mm256_fmadd_ps(w[7], s1, a2[v]);                                 \
-                a2[v] = _mm256_fmadd_ps(w[8], s2, a2[v]);                                 \
-            }                                                                             \
-            if (i >= 1 && i - 1 < OH) {                                                   \
-                a1[v] = _mm256_fmadd_ps(w[3], s0, a1[v]);                                 \
-                a1[v] = _mm256_fmadd_ps(w[4], s1, a1[v]);                                 \
-                a1[v] = _mm256_fmadd_ps(w[5], s2, a1[v]);                                 \
-            }                                                                             \
-            if (i < OH) {                                                                 \
-                a0[v] = _mm256_fmadd_ps(w[0], s0, bv);                                    \
-                a0[v] = _mm256_fmadd_ps(w[1], s1, a0[v]);                                 \
-                a0[v] = _mm256_fmadd_ps(w[2], s2, a0[v]);                                 \
-            }                                                                             \
+            FCD3_ROW_FMAS                                                                 \
         }                                                                                 \
-        if (i >= 2) {                                                                     \
-            float *dr = d + (i - 2) * OW;                                                 \
-            for (int v = 0; v < V; v++) {                                                 \
-                if (v == V - 1 && nvalid_last < 8)                                        \
-                    _mm256_mask_storeu_ps(dr + v * 8, mst, a2[v]);                        \
-                else                                                                      \
-                    _mm256_storeu_ps(dr + v * 8, a2[v]);                                  \
-            }                                                                             \
-        }                                                                                 \
-        for (int v = 0; v < V; v++) {                                                     \
-            a2[v] = a1[v];                                                                \
-            a1[v] = a0[v];                                                                \
-        }                                                                                 \
+        FCD3_ROW_EMIT(V, FCD3_TAIL_MST)                                                   \
     }                                                                                     \
 }
 FCDX_STRIP(1) FCDX_STRIP(2) FCDX_STRIP(3) FCDX_STRIP(4)
 #undef FCDX_STRIP
+#undef FCD3_ROW_FMAS
+#undef FCD3_ROW_EMIT
+#undef FCD3_TAIL_MST
 
 /* One output plane of a 2-D 3x3 unit-stride problem from input plane ``xp`` (H x W). */
 FC_ATTR_AVX512 static void fcdx_plane_avx512(const fc_dwgeom *q, const float *xp,
