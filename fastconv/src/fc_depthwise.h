@@ -485,29 +485,33 @@ FCDX_STRIP(1) FCDX_STRIP(2) FCDX_STRIP(3) FCDX_STRIP(4)
 #undef FCD3_ROW_EMIT
 #undef FCD3_TAIL_MST
 
-/* One output plane of a 2-D 3x3 unit-stride problem from input plane ``xp`` (H x W). */
-FC_ATTR_AVX512 static void fcdx_plane_avx512(const fc_dwgeom *q, const float *xp,
-                                             const float *wk, float b, float *dst)
-{
-    const int64_t OW = q->OW, nvec = (OW + 7) / 8;
-    const int last = (int)(OW - (nvec - 1) * 8);
-    __m256 w[9];
-    for (int t = 0; t < 9; t++)
-        w[t] = _mm256_set1_ps(wk[t]);
-    const __m256 bv = _mm256_set1_ps(b);
-    for (int64_t v = 0; v < nvec; v += 4) {
-        const int V = (int)(nvec - v < 4 ? nvec - v : 4);
-        const int lastv = v + V == nvec ? last : 8;
-        const int64_t c0 = v * 8 - q->pw;
-        float *dv = dst + v * 8;
-        switch (V) {
-        case 1: fcdx_strip_1(xp, q->H, q->W, q->ph, c0, q->OH, w, bv, dv, OW, lastv); break;
-        case 2: fcdx_strip_2(xp, q->H, q->W, q->ph, c0, q->OH, w, bv, dv, OW, lastv); break;
-        case 3: fcdx_strip_3(xp, q->H, q->W, q->ph, c0, q->OH, w, bv, dv, OW, lastv); break;
-        default: fcdx_strip_4(xp, q->H, q->W, q->ph, c0, q->OH, w, bv, dv, OW, lastv); break;
-        }
-    }
+/* One output plane of a 2-D 3x3 problem from input plane ``xp`` (H x W): strips of up to
+ * 4 output vectors, output vector v reading input columns from CS*v - pw (CS = 8 at unit
+ * stride, 16 at stride 2). */
+#define FCDX_PLANE(NAME, STRIP, CS)                                                       \
+FC_ATTR_AVX512 static void NAME(const fc_dwgeom *q, const float *xp, const float *wk,     \
+                                float b, float *dst)                                      \
+{                                                                                         \
+    const int64_t OW = q->OW, nvec = (OW + 7) / 8;                                        \
+    const int last = (int)(OW - (nvec - 1) * 8);                                          \
+    __m256 w[9];                                                                          \
+    for (int t = 0; t < 9; t++)                                                           \
+        w[t] = _mm256_set1_ps(wk[t]);                                                     \
+    const __m256 bv = _mm256_set1_ps(b);                                                  \
+    for (int64_t v = 0; v < nvec; v += 4) {                                               \
+        const int V = (int)(nvec - v < 4 ? nvec - v : 4);                                 \
+        const int lastv = v + V == nvec ? last : 8;                                       \
+        const int64_t c0 = (CS) * v - q->pw;                                              \
+        float *dv = dst + v * 8;                                                          \
+        switch (V) {                                                                      \
+        case 1: STRIP##_1(xp, q->H, q->W, q->ph, c0, q->OH, w, bv, dv, OW, lastv); break; \
+        case 2: STRIP##_2(xp, q->H, q->W, q->ph, c0, q->OH, w, bv, dv, OW, lastv); break; \
+        case 3: STRIP##_3(xp, q->H, q->W, q->ph, c0, q->OH, w, bv, dv, OW, lastv); break; \
+        default: STRIP##_4(xp, q->H, q->W, q->ph, c0, q->OH, w, bv, dv, OW, lastv); break; \
+        }                                                                                 \
+    }                                                                                     \
 }
+FCDX_PLANE(fcdx_plane_avx512, fcdx_strip, 8)
 
 /* Stride 2 (3x3, unit dilation; MobileNet's downsampling layers), from the input plane in
  * place as fcdx_plane_avx512: output row o reads input rows 2o, 2o+1, 2o+2, so each even
@@ -591,28 +595,8 @@ fcdx2_strip_##V(const float *xp, int64_t H, int64_t W, int64_t ph, int64_t c0, i
 FCDX2_STRIP(1) FCDX2_STRIP(2) FCDX2_STRIP(3) FCDX2_STRIP(4)
 #undef FCDX2_STRIP
 
-FC_ATTR_AVX512 static void fcdx2_plane_avx512(const fc_dwgeom *q, const float *xp,
-                                              const float *wk, float b, float *dst)
-{
-    const int64_t OW = q->OW, nvec = (OW + 7) / 8;
-    const int last = (int)(OW - (nvec - 1) * 8);
-    __m256 w[9];
-    for (int t = 0; t < 9; t++)
-        w[t] = _mm256_set1_ps(wk[t]);
-    const __m256 bv = _mm256_set1_ps(b);
-    for (int64_t v = 0; v < nvec; v += 4) {
-        const int V = (int)(nvec - v < 4 ? nvec - v : 4);
-        const int lastv = v + V == nvec ? last : 8;
-        const int64_t c0 = 16 * v - q->pw;
-        float *dv = dst + v * 8;
-        switch (V) {
-        case 1: fcdx2_strip_1(xp, q->H, q->W, q->ph, c0, q->OH, w, bv, dv, OW, lastv); break;
-        case 2: fcdx2_strip_2(xp, q->H, q->W, q->ph, c0, q->OH, w, bv, dv, OW, lastv); break;
-        case 3: fcdx2_strip_3(xp, q->H, q->W, q->ph, c0, q->OH, w, bv, dv, OW, lastv); break;
-        default: fcdx2_strip_4(xp, q->H, q->W, q->ph, c0, q->OH, w, bv, dv, OW, lastv); break;
-        }
-    }
-}
+FCDX_PLANE(fcdx2_plane_avx512, fcdx2_strip, 16)
+#undef FCDX_PLANE
 
 /* The same for K x K kernels (K = 3 or 5) at stride S = 1 or 2, unit dilation, input read
  * in place (AVX-512VL), weights from memory (25 would not fit the registers beside the
