@@ -444,7 +444,8 @@ def depthwise2d_f32(const float[:, :, :, ::1] x, const float[:, :, ::1] w, bias,
     x[n, c, oh*sh + kh*dh - ph, ow*sw + kw*dw - pw]`` (zeros outside ``x``), ``M`` the
     channel multiplier ``out.shape[1] // x.shape[1]``; ``pad`` >= 0 on each axis.
     ``force_generic``: the portable loops; else ``isa_cap`` 1 caps the kernels at AVX2
-    (2: the best this CPU runs, AVX-512VL for 3x3 unit-stride kernels).
+    (2: the best this CPU runs -- on AVX-512VL CPUs the 3x3 and 5x5 kernels at stride 1
+    and 2 that read the input in place, and the general kernel's AVX-512VL build).
     """
     cdef const float *bptr = NULL
     cdef int rc

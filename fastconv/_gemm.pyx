@@ -439,14 +439,10 @@ def thin_f32(const float[:, ::1] x, const float[:, ::1] w, bias, float[:, ::1] o
         bptr = &b[0]
     if n == 0 or c_out == 0:
         return
-    if cg == 0:
-        for i in range(n):
-            for o in range(c_out):
-                out[i, o] = 0.0
-        if bias is not None:
-            out_np = np.asarray(out)
-            bb = np.asarray(bias).reshape(groups, c_out // groups)
-            out_np[...] += (bb.T if shuffle else bb).reshape(-1)
+    if cg == 0:   # no input channels: every output is its bias (or zero)
+        bb = np.zeros(c_out, np.float32) if bias is None else np.asarray(bias)
+        bb = bb.reshape(groups, c_out // groups)
+        np.asarray(out)[...] = (bb.T if shuffle else bb).reshape(-1)
         return
     if nthreads < 1:
         nthreads = 1

@@ -719,6 +719,21 @@ def _pair(v):
     return v if isinstance(v, tuple) else (v, v)
 
 
+@pytest.mark.parametrize("shuffle", [False, True])
+def test_thin_kernel_without_input_channels_gives_bias(shuffle):
+    """No input channels: every output is its channel's bias (an analytic oracle), in
+    ShuffleNet's order with ``shuffle``; zeros without a bias."""
+    x = np.zeros((3, 0), np.float32)
+    w = np.zeros((6, 0), np.float32)
+    b = np.arange(6, dtype=np.float32) + 1
+    out = np.full((3, 6), np.nan, np.float32)
+    _cgemm.thin_f32(x, w, b, out, 2, shuffle)
+    want = b.reshape(2, 3).T.reshape(-1) if shuffle else b
+    np.testing.assert_array_equal(out, np.broadcast_to(want, (3, 6)))
+    _cgemm.thin_f32(x, w, None, out, 2, shuffle)
+    np.testing.assert_array_equal(out, 0)
+
+
 def test_thin_kernel_rejects_bad_arguments():
     x = np.zeros((2, 6), np.float32)
     w = np.zeros((4, 3), np.float32)

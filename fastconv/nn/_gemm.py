@@ -274,7 +274,10 @@ def _fused_operands(x, w, out, out_spatial, pad, bias):
 
 #: 1x1 layers on at most this many output pixels in all (images x pixels) take
 #: fastconv/src/fc_thin.h (each weight row read once, in place) instead of the GEMM engines,
-#: which pack the whole weight first: batch-1 960 -> 240 on one pixel 84 -> ~20 us (torch 21).
+#: which pack the whole weight first: batch-1 960 -> 240 on one pixel, the whole call 84 ->
+#: 22 us (torch 21), the kernel 6.7 us. Past 16 pixels the one-pixel fold below ran as fast
+#: or faster on some shapes (32 x 240 -> 960: 173 against 193 us; 960 -> 240 the other way
+#: round: 261 against 145 us).
 THIN_MAX_PIXELS = 16
 
 
@@ -295,15 +298,19 @@ def _pointwise_thin(x, w, out, stride, groups, bias, shuffle):
     n, c = x.shape[:2]
     c_out = w.shape[0]
     osp = out.shape[2:]
-    xs = x[(Ellipsis,) + tuple(slice(0, (o - 1) * s + 1, s) for o, s in zip(osp, stride))]
     npx = _prod(osp)
-    xt = np.ascontiguousarray(np.moveaxis(xs.reshape(n, c, npx), 1, 2),
-                              dtype=np.float32).reshape(n * npx, c)
+    xs = x[(Ellipsis,) + tuple(slice(0, (o - 1) * s + 1, s) for o, s in zip(osp, stride))]
     w2 = np.ascontiguousarray(w, dtype=np.float32).reshape(c_out, c // groups)
     b = None if bias is None else np.ascontiguousarray(bias, dtype=np.float32).reshape(-1)
-    ot = np.empty((n * npx, c_out), np.float32)
     # threads from ~64K multiply-adds each (960 -> 240 on one pixel: 19.6 -> 11.4 us)
     nt = max(1, min(_config.get_num_threads(), (n * npx * c_out * (c // groups)) >> 16))
+    if npx == 1:   # one pixel per image: x and out are already (pixels, channels)
+        xt = np.ascontiguousarray(xs.reshape(n, c), dtype=np.float32)
+        _cgemm.thin_f32(xt, w2, b, out.reshape(n, c_out), groups, shuffle, nt)
+        return out
+    xt = np.ascontiguousarray(np.moveaxis(xs.reshape(n, c, npx), 1, 2),
+                              dtype=np.float32).reshape(n * npx, c)
+    ot = np.empty((n * npx, c_out), np.float32)
     _cgemm.thin_f32(xt, w2, b, ot, groups, shuffle, nt)
     out.reshape(n, c_out, npx)[...] = np.moveaxis(ot.reshape(n, npx, c_out), 2, 1)
     return out

@@ -218,8 +218,8 @@ FC_ATTR_AVX2 static void NAME(int64_t kc, const float *A, const float *B, float 
  * accumulators set (zero, the bias, or C) and stored to C from registers, with no pass
  * through a stack array (the R-row kernels above do that for any ``rows``). On the 2-core
  * Zen 4 VM, alternated in one process: ShuffleNet's 240 -> 240 / 3 1x1 on 8 x 28x28
- * (K = 80) 1.27 -> 1.19 ms, MobileNetV2's 144 -> 24 1x1 1.02 -> 0.99 ms; K >= 256 layers
- * unchanged (0.99-1.01x). */
+ * (K = 80) 1.27 -> 1.19-1.24 ms (three runs), MobileNetV2's 144 -> 24 1x1 1.00-1.03x;
+ * K >= 256 layers 0.97-1.05x (ResNet's 256 -> 64 1x1: 1.05x over 25 alternated rounds). */
 FC_ATTR_AVX2 static void fcg_ukr6_full_avx2(int64_t kc, const float *A, const float *B,
                                             float *C, int64_t ldc, int first,
                                             const float *bias)

@@ -231,8 +231,9 @@ fcd_blk_##SFX##_##R##_##V(const float *p, int64_t rstride, const int64_t *toff, 
         }                                                                                 \
     }                                                                                     \
 }
-/* a row's last, partial vector: vmaskmovps (AVX2; microcoded and slow on AMD: 7x7
- * planes spent most of their time in it) or an AVX-512VL masked store */
+/* a row's last, partial vector: vmaskmovps (AVX2; microcoded on AMD) or an AVX-512VL
+ * masked store (the AVX-512VL build; 8 x 576 x 14^2 at stride 2 on the panel path, one
+ * run each: 0.47 -> 0.43 ms) */
 #define FCD_TAIL_AVX2(dst, v) _mm256_maskstore_ps(dst, tmask, v)
 #define FCD_TAIL_AVX512(dst, v) \
     _mm256_mask_storeu_ps(dst, (__mmask8)((1u << nvalid_last) - 1u), v)
@@ -309,9 +310,11 @@ FCD_PLANE(FC_ATTR_AVX512, avx512, FCD_TAIL_AVX512)
  * tap's vector for every output (9 loads, a third of them split across cache lines).
  * Each output still sums bias + taps in tap order, as fcd_plane_avx2 does (same bits).
  * Measured on the 2-core Zen 4 VM, one 56x56 plane from L1: 10.3 cycles per output vector
- * (fcd_plane_avx2) -> 6.2 (AVX2: 16 registers, some spilled) -> 4.8 (AVX-512VL: 32
- * registers; the shifts by valignd from aligned loads, 112x112: 7.2 -> 4.9 against
- * unaligned loads). TAIL(dst, v) stores a row's partial last vector (``nvalid_last`` columns). */
+ * (fcd_plane_avx2) -> 6.2 here (AVX2: 16 registers, some spilled) -> 4.8 in the AVX-512VL
+ * form that reads the input in place (fcdx_plane_avx512 below: 32 registers, the shifts by
+ * valignd from aligned loads, 112x112 7.2 -> 4.9 against unaligned loads). This panel form
+ * serves AVX2 CPUs and the 3-D case (KD = 1 on volumes), compiled for AVX2 only.
+ * TAIL(dst, v) stores a row's partial last vector (``nvalid_last`` columns). */
 /* The row-stationary 3x3 kernels' shared steps (inside a strip's loop over input rows i,
  * accumulators a2/a1/a0 = output rows i-2, i-1, i, vector v, the row's shifts s0, s1, s2):
  * the row's 9 multiply-adds into the output rows that read it, in tap order; then the
@@ -366,23 +369,13 @@ fcdrs_strip_##SFX##_##V(const float *p, int64_t P, int64_t OH, const __m256 *w, 
         FCD3_ROW_EMIT(V, TAIL)                                                            \
     }                                                                                     \
 }
-/* the three shifts of columns v*8 .. v*8+9 of row s: unaligned loads (AVX2), or aligned
- * ones and valignd (AVX-512VL; panel rows are 32-byte aligned) */
+/* the three shifts of columns v*8 .. v*8+9 of row s: unaligned loads */
 #define FCDRS_LOADU                                                                       \
     s0 = _mm256_loadu_ps(s + v * 8);                                                      \
     s1 = _mm256_loadu_ps(s + v * 8 + 1);                                                  \
     s2 = _mm256_loadu_ps(s + v * 8 + 2);
-#define FCDRS_ALIGNR {                                                                    \
-    const __m256i lo = _mm256_castps_si256(_mm256_load_ps(s + v * 8));                    \
-    const __m256i hi = _mm256_castps_si256(_mm256_load_ps(s + v * 8 + 8));                \
-    s0 = _mm256_castsi256_ps(lo);                                                         \
-    s1 = _mm256_castsi256_ps(_mm256_alignr_epi32(hi, lo, 1));                             \
-    s2 = _mm256_castsi256_ps(_mm256_alignr_epi32(hi, lo, 2)); }
-/* a row's last, partial vector: vmaskmovps (AVX2; microcoded and slow on AMD) or an
- * AVX-512VL masked store */
+/* a row's last, partial vector */
 #define FCDRS_TAIL_AVX2(dst, v) _mm256_maskstore_ps(dst, tmask, v)
-#define FCDRS_TAIL_AVX512(dst, v) \
-    _mm256_mask_storeu_ps(dst, (__mmask8)((1u << nvalid_last) - 1u), v)
 
 #define FCDRS_PLANE(ATTR, SFX, SHIFT, TAIL)                                               \
 FCDRS_STRIP(ATTR, SFX, 1, SHIFT, TAIL) FCDRS_STRIP(ATTR, SFX, 2, SHIFT, TAIL)              \
@@ -418,13 +411,10 @@ ATTR static void fcdrs_plane_##SFX(const fc_dwgeom *q, const fcd_panel *pg,     
     }                                                                                     \
 }
 FCDRS_PLANE(FC_ATTR_AVX2, avx2, FCDRS_LOADU, FCDRS_TAIL_AVX2)
-FCDRS_PLANE(FC_ATTR_AVX512, avx512, FCDRS_ALIGNR, FCDRS_TAIL_AVX512)
 #undef FCDRS_PLANE
 #undef FCDRS_STRIP
 #undef FCDRS_LOADU
-#undef FCDRS_ALIGNR
 #undef FCDRS_TAIL_AVX2
-#undef FCDRS_TAIL_AVX512
 #endif
 
 #if FC_X86
@@ -604,8 +594,8 @@ FCDX_PLANE(fcdx2_plane_avx512, fcdx2_strip, 16)
  * flight, a[j] the row S*on..'s j-th predecessor; after input rows S*on .. S*on+S-1 the
  * oldest is complete. Sums in tap order, as the panel kernels (same bits). Served: 5x5
  * (EfficientNet's, MnasNet's depthwise layers); 3x3 keeps fcdx_plane_avx512 /
- * fcdx2_plane_avx512, 1.0-1.9x faster than this form's 3x3 instances. Per plane, one
- * core, against the panel path: 5x5/1 14x14 0.29 -> 0.20 us, 56x56 2.8 -> 2.5; 5x5/2
+ * fcdx2_plane_avx512 (this form's 3x3 instances took 0.94-1.9x their time, one core,
+ * 7x7 to 112x112 planes). Per plane, one core, against the panel path: 5x5/1 14x14 0.29 -> 0.20 us, 56x56 2.8 -> 2.5; 5x5/2
  * 14x14 0.34 -> 0.10, 28x28 0.62 -> 0.28, 112x112 5.0 -> 3.4. */
 #define FCDK_AL(hi, lo, n) _mm256_castsi256_ps(_mm256_alignr_epi32(_mm256_castps_si256(hi), _mm256_castps_si256(lo), n))
 /* S = 1: the K shifts of columns cv .. cv+7+K-1 (sh[kw] = columns cv+kw ..) */
@@ -764,8 +754,7 @@ static int fc_depthwise_f32(const fc_dwgeom *q, const float *x, const float *w,
     if (isa_cap >= 1 && fc_cpu_has_avx2_fma()) {
         plane = isa_cap >= 2 && fc_cpu_has_avx512vl() ? fcd_plane_avx512 : fcd_plane_avx2;
         if (fcd_rs_serves(q)) {
-            plane = isa_cap >= 2 && fc_cpu_has_avx512vl() ? fcdrs_plane_avx512
-                                                          : fcdrs_plane_avx2;
+            plane = fcdrs_plane_avx2;
             xdirect = isa_cap >= 2 && fc_cpu_has_avx512vl() && q->D == 1 && q->OD == 1;
         } else if (q->KD == 1 && q->KH == q->KW && (q->KH == 3 || q->KH == 5)
                    && q->sh == q->sw && (q->sh == 1 || q->sh == 2) && q->dh == 1
